@@ -1,0 +1,97 @@
+"""Entry point: `python -m diffusers_runner`. Reads requests on stdin, answers events on stdout, logs on stderr."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import queue
+import sys
+import threading
+
+from .protocol import ProtocolError, claim_stdout, parse_request
+
+
+def main() -> int:
+    events = claim_stdout()
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=os.environ.get("KITTY_IMAGES_RUNNER_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log = logging.getLogger("diffusers_runner")
+
+    # Heavy imports after stdout is claimed, so nothing they print can corrupt the protocol.
+    import diffusers
+    import torch
+    import transformers
+
+    from .device import choose_device
+    from .generate import JobFailed, run_generate
+    from .pipelines import ModelCache
+
+    device = choose_device()
+    cache = ModelCache(device, capacity=int(os.environ.get("KITTY_IMAGES_WARM_MODELS", "1")))
+    events.send(
+        {
+            "type": "ready",
+            "device": device.device,
+            "dtype": device.dtype_name,
+            "versions": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "diffusers": diffusers.__version__,
+                "transformers": transformers.__version__,
+            },
+            "pid": os.getpid(),
+        }
+    )
+
+    work: queue.Queue[dict | None] = queue.Queue()
+    cancels: dict[str, threading.Event] = {}
+    cancels_lock = threading.Lock()
+
+    def cancel_event(job_id: str) -> threading.Event:
+        with cancels_lock:
+            return cancels.setdefault(job_id, threading.Event())
+
+    def read_requests() -> None:
+        # A separate reader lets a cancel arrive while the main thread is denoising.
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            try:
+                request = parse_request(line)
+            except ProtocolError as exc:
+                events.send({"type": "error", "jobId": None, "code": "bad_request", "message": str(exc)})
+                continue
+            if request["type"] == "cancel":
+                cancel_event(request["jobId"]).set()
+            elif request["type"] == "shutdown":
+                break
+            else:
+                work.put(request)
+        work.put(None)  # stdin closed or shutdown: finish the current job, then exit
+
+    threading.Thread(target=read_requests, name="stdin-reader", daemon=True).start()
+
+    while (request := work.get()) is not None:
+        job_id = request["jobId"]
+        cancel = cancel_event(job_id)
+        try:
+            events.send(run_generate(request, cache, cancel, events.send))
+        except JobFailed as exc:
+            events.send({"type": "error", "jobId": job_id, "code": exc.code, "message": str(exc)})
+        except KeyError as exc:
+            events.send({"type": "error", "jobId": job_id, "code": "bad_request", "message": f"generate request lacks {exc}"})
+        except Exception as exc:  # noqa: BLE001 - keep the process alive for the next job
+            log.exception("job %s failed", job_id)
+            events.send({"type": "error", "jobId": job_id, "code": "generation_failed", "message": f"{type(exc).__name__}: {exc}"})
+        finally:
+            with cancels_lock:
+                cancels.pop(job_id, None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Runs one generate request on a warm pipeline and writes the PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from typing import Any, Callable
+
+import torch
+from PIL.PngImagePlugin import PngInfo
+
+from .pipelines import LoadedModel, ModelCache, ModelLoadError, fresh_scheduler
+from .protocol import GenerateRequest
+
+
+class JobFailed(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _step_callback(job_id: str, cancel: threading.Event, report: Callable[[int], None]):
+    def on_step_end(pipe, step_index: int, _timestep, callback_kwargs: dict[str, Any]):
+        report(step_index + 1)
+        if cancel.is_set():
+            # diffusers checks this flag at the top of each denoising step.
+            pipe._interrupt = True
+        return callback_kwargs
+
+    return on_step_end
+
+
+def _refiner_steps_requested(request: GenerateRequest) -> int:
+    refiner = request["refiner"]
+    assert refiner is not None
+    # With denoising_start the refiner runs only the tail of its schedule; size the schedule so the tail has `steps`.
+    return max(1, math.ceil(refiner["steps"] / (1 - refiner["switchAt"])))
+
+
+def run_generate(
+    request: GenerateRequest,
+    cache: ModelCache,
+    cancel: threading.Event,
+    send: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    job_id = request["jobId"]
+    model_spec = request["model"]
+    wants_refiner = request.get("refiner") is not None
+    refiner_path = model_spec.get("refinerPath") if wants_refiner else None
+    if wants_refiner and not refiner_path:
+        raise JobFailed("bad_request", f"model {model_spec['name']} has no refiner configured in models.yaml")
+
+    try:
+        model, load_seconds = cache.get(model_spec["path"], refiner_path)
+    except ModelLoadError as exc:
+        raise JobFailed(exc.code, str(exc)) from exc
+
+    try:
+        scheduler_name, scheduler = fresh_scheduler(request.get("scheduler"), model.family, model.base_scheduler_config)
+    except ValueError as exc:
+        raise JobFailed("bad_request", str(exc)) from exc
+    model.base.scheduler = scheduler
+
+    if cancel.is_set():
+        raise JobFailed("cancelled", "cancelled before it started")
+
+    started = time.perf_counter()
+    try:
+        image = _denoise(request, model, cancel, send)
+    except JobFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any library failure becomes a job error the agent can read
+        if _is_out_of_memory(exc):
+            _free_device_memory(cache)
+            raise JobFailed("out_of_memory", f"{cache.device.device} ran out of memory at {request['width']}x{request['height']}: try a smaller size") from exc
+        raise JobFailed("generation_failed", f"{type(exc).__name__}: {exc}") from exc
+    inference_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    _save_png(image, request, model.family, scheduler_name)
+    save_seconds = time.perf_counter() - started
+
+    return {
+        "type": "done",
+        "jobId": job_id,
+        "outputPath": request["outputPath"],
+        "width": image.width,
+        "height": image.height,
+        "seed": request["seed"],
+        "family": model.family,
+        "scheduler": scheduler_name,
+        "device": cache.device.device,
+        "modelLoads": cache.loads,
+        "timings": {
+            "loadSeconds": round(load_seconds, 4),
+            "inferenceSeconds": round(inference_seconds, 4),
+            "saveSeconds": round(save_seconds, 4),
+        },
+    }
+
+
+def _denoise(request: GenerateRequest, model: LoadedModel, cancel: threading.Event, send) -> Any:
+    job_id = request["jobId"]
+    # A CPU generator gives the same latents for a seed on CUDA, MPS and CPU alike.
+    generator = torch.Generator(device="cpu").manual_seed(request["seed"])
+    refiner = request.get("refiner")
+    common = {
+        "prompt": request["prompt"],
+        "negative_prompt": request.get("negativePrompt") or None,
+        "generator": generator,
+    }
+    refiner_steps = request["refiner"]["steps"] if refiner else 0
+    base_total = [request["steps"]]
+
+    def report_base(step: int) -> None:
+        base_total[0] = model.base.num_timesteps
+        send({"type": "progress", "jobId": job_id, "step": step, "totalSteps": base_total[0] + refiner_steps})
+
+    base_kwargs: dict[str, Any] = {
+        **common,
+        "width": request["width"],
+        "height": request["height"],
+        "num_inference_steps": request["steps"],
+        "guidance_scale": request["cfgScale"],
+        "callback_on_step_end": _step_callback(job_id, cancel, report_base),
+    }
+    if refiner is not None:
+        base_kwargs.update(denoising_end=refiner["switchAt"], output_type="latent")
+    result = model.base(**base_kwargs)
+    if cancel.is_set():
+        raise JobFailed("cancelled", "cancelled while running")
+    if refiner is None:
+        return result.images[0]
+
+    assert model.refiner is not None and model.refiner_scheduler_config is not None
+    _, model.refiner.scheduler = fresh_scheduler(request.get("scheduler"), "sdxl", model.refiner_scheduler_config)
+
+    def report_refiner(step: int) -> None:
+        total = base_total[0] + model.refiner.num_timesteps
+        send({"type": "progress", "jobId": job_id, "step": base_total[0] + step, "totalSteps": total})
+
+    result = model.refiner(
+        **common,
+        image=result.images,
+        num_inference_steps=_refiner_steps_requested(request),
+        denoising_start=refiner["switchAt"],
+        guidance_scale=refiner["cfgScale"],
+        callback_on_step_end=_step_callback(job_id, cancel, report_refiner),
+    )
+    if cancel.is_set():
+        raise JobFailed("cancelled", "cancelled while running")
+    return result.images[0]
+
+
+def _save_png(image, request: GenerateRequest, family: str, scheduler_name: str) -> None:
+    info = PngInfo()
+    info.add_text(
+        "kitty-images",
+        json.dumps(
+            {
+                "prompt": request["prompt"],
+                "negativePrompt": request.get("negativePrompt"),
+                "model": request["model"]["name"],
+                "family": family,
+                "seed": request["seed"],
+                "steps": request["steps"],
+                "cfgScale": request["cfgScale"],
+                "scheduler": scheduler_name,
+            }
+        ),
+    )
+    output_path = request["outputPath"]
+    os.makedirs(os.path.dirname(output_path) or ".", exist_ok=True)
+    partial_path = output_path + ".partial"
+    image.save(partial_path, format="PNG", pnginfo=info)
+    # Rename is atomic: the server never sees half a PNG.
+    os.replace(partial_path, output_path)
+
+
+def _free_device_memory(cache: ModelCache) -> None:
+    if cache.device.device == "cuda":
+        torch.cuda.empty_cache()
+    elif cache.device.device == "mps":
+        torch.mps.empty_cache()

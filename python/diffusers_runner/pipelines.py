@@ -1,0 +1,180 @@
+"""Loads diffusers pipelines once and keeps them warm. The family comes from the folder's model_index.json."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLPipeline,
+    UniPCMultistepScheduler,
+)
+
+from .device import DeviceChoice
+
+log = logging.getLogger("diffusers_runner.pipelines")
+
+PIPELINE_FAMILIES: dict[str, str] = {
+    "StableDiffusionPipeline": "sd15",
+    "StableDiffusionXLPipeline": "sdxl",
+    "StableDiffusionXLImg2ImgPipeline": "sdxl_refiner",
+}
+
+# name -> (scheduler class, extra config). The server's list (src/engines/schedulers.ts) must match these keys.
+SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
+    "euler": (EulerDiscreteScheduler, {}),
+    "euler_a": (EulerAncestralDiscreteScheduler, {}),
+    "dpmpp_2m": (DPMSolverMultistepScheduler, {}),
+    "dpmpp_2m_karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
+    "ddim": (DDIMScheduler, {}),
+    "pndm": (PNDMScheduler, {}),
+    "heun": (HeunDiscreteScheduler, {}),
+    "unipc": (UniPCMultistepScheduler, {}),
+}
+
+DEFAULT_SCHEDULER = {"sd15": "euler_a", "sdxl": "euler"}
+
+
+class ModelLoadError(RuntimeError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def detect_family(model_dir: str | os.PathLike[str]) -> str:
+    index_path = Path(model_dir) / "model_index.json"
+    if not Path(model_dir).is_dir():
+        raise ModelLoadError("model_not_found", f"model folder {model_dir} does not exist")
+    if not index_path.is_file():
+        raise ModelLoadError(
+            "model_load_failed",
+            f"{model_dir} has no model_index.json: point models.yaml at a diffusers folder (save_pretrained layout)",
+        )
+    class_name = json.loads(index_path.read_text()).get("_class_name")
+    family = PIPELINE_FAMILIES.get(class_name)
+    if family is None:
+        known = ", ".join(PIPELINE_FAMILIES)
+        raise ModelLoadError("model_load_failed", f"{model_dir} holds a {class_name}; supported pipelines: {known}")
+    return family
+
+
+@dataclass
+class LoadedModel:
+    family: str
+    base: DiffusionPipeline
+    base_scheduler_config: dict[str, Any]
+    refiner: DiffusionPipeline | None = None
+    refiner_path: str | None = None
+    refiner_scheduler_config: dict[str, Any] | None = None
+
+
+def _has_fp16_variant(model_dir: str) -> bool:
+    return any(Path(model_dir).glob("unet/*.fp16.safetensors"))
+
+
+class ModelCache:
+    """Keeps up to `capacity` models (each with its refiner) resident; a hit costs nothing."""
+
+    def __init__(self, device: DeviceChoice, capacity: int = 1) -> None:
+        self.device = device
+        self.capacity = max(1, capacity)
+        self.loads = 0
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+
+    def get(self, path: str, refiner_path: str | None) -> tuple[LoadedModel, float]:
+        """Returns the model (with its refiner when asked for) and the seconds this call spent loading."""
+        started = time.perf_counter()
+        key = os.path.realpath(path)
+        model = self._models.get(key)
+        loaded_now = model is None
+        if model is None:
+            while len(self._models) >= self.capacity:
+                self._evict_oldest()
+            model = self._load_base(path)
+            self._models[key] = model
+            self.loads += 1
+        else:
+            self._models.move_to_end(key)
+        if refiner_path and model.refiner_path != os.path.realpath(refiner_path):
+            self._attach_refiner(model, path, refiner_path)
+            self.loads += 1
+            loaded_now = True
+        return model, (time.perf_counter() - started) if loaded_now else 0.0
+
+    def _evict_oldest(self) -> None:
+        key, _ = self._models.popitem(last=False)
+        log.info("evicting %s to make room", key)
+        gc.collect()
+        if self.device.device == "cuda":
+            torch.cuda.empty_cache()
+        elif self.device.device == "mps":
+            torch.mps.empty_cache()
+
+    def _from_pretrained(self, cls: type, path: str, **extra: Any) -> DiffusionPipeline:
+        kwargs: dict[str, Any] = {"dtype": self.device.dtype, "local_files_only": True, **extra}
+        if self.device.dtype == torch.float16 and _has_fp16_variant(path):
+            kwargs["variant"] = "fp16"
+        try:
+            pipe = cls.from_pretrained(path, **kwargs)
+        except (OSError, ValueError, EnvironmentError) as exc:
+            raise ModelLoadError("model_load_failed", f"could not load {path}: {exc}") from exc
+        pipe = pipe.to(self.device.device)
+        if self.device.device == "mps":
+            # Apple's unified memory still fragments on big attention matrices; slicing keeps peaks down.
+            pipe.enable_attention_slicing()
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def _load_base(self, path: str) -> LoadedModel:
+        started = time.perf_counter()
+        family = detect_family(path)
+        if family == "sdxl_refiner":
+            raise ModelLoadError("model_load_failed", f"{path} is an SDXL refiner; use it as a model's refiner, not as the model")
+        if family == "sd15":
+            # The safety checker blanks images and needs weights most local installs lack.
+            base = self._from_pretrained(StableDiffusionPipeline, path, safety_checker=None, requires_safety_checker=False)
+        else:
+            base = self._from_pretrained(StableDiffusionXLPipeline, path)
+        log.info("loaded %s (%s) in %.2fs", path, family, time.perf_counter() - started)
+        return LoadedModel(family=family, base=base, base_scheduler_config=dict(base.scheduler.config))
+
+    def _attach_refiner(self, model: LoadedModel, path: str, refiner_path: str) -> None:
+        started = time.perf_counter()
+        if model.family != "sdxl":
+            raise ModelLoadError("model_load_failed", f"a refiner only applies to SDXL models ({path} is {model.family})")
+        if detect_family(refiner_path) != "sdxl_refiner":
+            raise ModelLoadError("model_load_failed", f"{refiner_path} is not an SDXL refiner (StableDiffusionXLImg2ImgPipeline)")
+        # The refiner shares the base's second text encoder and VAE, as in diffusers' SDXL docs.
+        refiner = self._from_pretrained(
+            StableDiffusionXLImg2ImgPipeline, refiner_path, text_encoder_2=model.base.text_encoder_2, vae=model.base.vae
+        )
+        model.refiner = refiner
+        model.refiner_path = os.path.realpath(refiner_path)
+        model.refiner_scheduler_config = dict(refiner.scheduler.config)
+        log.info("loaded refiner %s in %.2fs", refiner_path, time.perf_counter() - started)
+
+
+def fresh_scheduler(name: str | None, family: str, original_config: dict[str, Any]):
+    """A new scheduler per job: schedulers keep per-run state, and a reused one could leak it across jobs."""
+    chosen = name or DEFAULT_SCHEDULER[family]
+    if chosen not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)} (got {chosen!r})")
+    cls, extra = SCHEDULERS[chosen]
+    return chosen, cls.from_config(original_config, **extra)

@@ -1,0 +1,145 @@
+"""The runner wire format, declared once on this side (src/engines/runnerProtocol.ts is the other side).
+
+One JSON object per line. The server sends requests on stdin; the runner answers on stdout.
+test/fixtures/runner-protocol.json holds one example of every message and both sides' tests parse it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from typing import Any, Literal, NotRequired, TypedDict
+
+
+class ModelSpec(TypedDict):
+    name: str
+    path: str
+    refinerPath: NotRequired[str | None]
+
+
+class RefinerSpec(TypedDict):
+    steps: int
+    cfgScale: float
+    # fraction of the noise schedule the base model handles before the refiner takes over
+    switchAt: float
+
+
+class GenerateRequest(TypedDict):
+    type: Literal["generate"]
+    jobId: str
+    model: ModelSpec
+    prompt: str
+    negativePrompt: str | None
+    width: int
+    height: int
+    steps: int
+    cfgScale: float
+    seed: int
+    scheduler: str | None
+    refiner: RefinerSpec | None
+    outputPath: str
+
+
+class CancelRequest(TypedDict):
+    type: Literal["cancel"]
+    jobId: str
+
+
+class ShutdownRequest(TypedDict):
+    type: Literal["shutdown"]
+
+
+class Versions(TypedDict):
+    python: str
+    torch: str
+    diffusers: str
+    transformers: str
+
+
+class ReadyEvent(TypedDict):
+    type: Literal["ready"]
+    device: str
+    dtype: str
+    versions: Versions
+    pid: int
+
+
+class ProgressEvent(TypedDict):
+    type: Literal["progress"]
+    jobId: str
+    step: int
+    totalSteps: int
+
+
+class Timings(TypedDict):
+    loadSeconds: float
+    inferenceSeconds: float
+    saveSeconds: float
+
+
+class DoneEvent(TypedDict):
+    type: Literal["done"]
+    jobId: str
+    outputPath: str
+    width: int
+    height: int
+    seed: int
+    family: str
+    scheduler: str
+    device: str
+    modelLoads: int
+    timings: Timings
+
+
+# Codes the server maps to job errors. "cancelled" is not a failure: the server marks the job cancelled.
+ErrorCode = Literal["bad_request", "model_not_found", "model_load_failed", "out_of_memory", "generation_failed", "cancelled"]
+
+
+class ErrorEvent(TypedDict):
+    type: Literal["error"]
+    jobId: str | None
+    code: ErrorCode
+    message: str
+
+
+REQUEST_TYPES = ("generate", "cancel", "shutdown")
+
+
+class ProtocolError(ValueError):
+    pass
+
+
+def parse_request(line: str) -> dict[str, Any]:
+    try:
+        message = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"request is not JSON: {exc}") from exc
+    if not isinstance(message, dict) or message.get("type") not in REQUEST_TYPES:
+        raise ProtocolError(f"request type must be one of {', '.join(REQUEST_TYPES)}")
+    if message["type"] in ("generate", "cancel") and not isinstance(message.get("jobId"), str):
+        raise ProtocolError(f"{message['type']} request needs a string jobId")
+    return message
+
+
+class EventWriter:
+    """Writes events to the protocol channel. Holds the only handle to the real stdout."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, event: dict[str, Any]) -> None:
+        line = json.dumps(event, separators=(",", ":")) + "\n"
+        with self._lock:
+            self._stream.write(line)
+            self._stream.flush()
+
+
+def claim_stdout() -> EventWriter:
+    """Keep fd 1 for protocol and point everything else that prints (libraries, stray print) at stderr."""
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return EventWriter(os.fdopen(protocol_fd, "w", buffering=1, encoding="utf-8"))

@@ -1,0 +1,186 @@
+"""Builds tiny random-weight SD 1.5, SDXL and SDXL-refiner pipelines for tests and the demo.
+
+`python -m diffusers_runner.tiny_models OUT_DIR` writes OUT_DIR/{sd15,sdxl,sdxl_refiner}, each a diffusers folder
+saved with save_pretrained, so they load through the same from_pretrained path as real models. Their images are
+noise. The VAE keeps four blocks, so latents are 1/8 of the image side as in real Stable Diffusion.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    EulerDiscreteScheduler,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+SEED = 0
+TEXT_HIDDEN = 32
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    # CLIP's byte-level BPE alphabet: printable bytes map to themselves, the rest to code points above 255.
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return {byte: chr(code) for byte, code in zip(printable, codes)}
+
+
+def write_tokenizer(folder: Path) -> CLIPTokenizer:
+    """A character-level CLIP tokenizer: every byte symbol, with and without the end-of-word mark, and no merges."""
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = list(_bytes_to_unicode().values())
+    vocab_list = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {token: index for index, token in enumerate(vocab_list)}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    # transformers 5 takes the vocab and merges themselves; save_pretrained then writes tokenizer.json beside them.
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77, pad_token="<|endoftext|>")
+
+
+def _text_config(vocab_size: int, projection_dim: int = 32) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
+        hidden_size=TEXT_HIDDEN,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=vocab_size,
+        hidden_act="gelu",
+        projection_dim=projection_dim,
+        max_position_embeddings=77,
+    )
+
+
+def _vae() -> AutoencoderKL:
+    return AutoencoderKL(
+        block_out_channels=(16, 16, 32, 32),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=128,
+    )
+
+
+def _unet(**overrides) -> UNet2DConditionModel:
+    config = dict(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=TEXT_HIDDEN,
+        attention_head_dim=(2, 4),
+        norm_num_groups=8,
+    )
+    config.update(overrides)
+    return UNet2DConditionModel(**config)
+
+
+def _sdxl_scheduler() -> EulerDiscreteScheduler:
+    return EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="leading", steps_offset=1
+    )
+
+
+def build_sd15(out: Path, tokenizer: CLIPTokenizer) -> Path:
+    torch.manual_seed(SEED)
+    pipe = StableDiffusionPipeline(
+        unet=_unet(),
+        scheduler=PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1),
+        vae=_vae(),
+        text_encoder=CLIPTextModel(_text_config(len(tokenizer))),
+        tokenizer=tokenizer,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out / "sd15")
+    return out / "sd15"
+
+
+def _sdxl_unet(time_ids: int, cross_attention_dim: int) -> UNet2DConditionModel:
+    return _unet(
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        # pooled text embedding + one 8-wide embedding per time id
+        projection_class_embeddings_input_dim=TEXT_HIDDEN + time_ids * 8,
+        cross_attention_dim=cross_attention_dim,
+    )
+
+
+def build_sdxl(out: Path, tokenizer: CLIPTokenizer) -> tuple[Path, Path]:
+    torch.manual_seed(SEED)
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config(len(tokenizer)))
+    vae = _vae()
+    base = StableDiffusionXLPipeline(
+        # SDXL conditions on original size, crop and target size: six time ids
+        unet=_sdxl_unet(time_ids=6, cross_attention_dim=2 * TEXT_HIDDEN),
+        scheduler=_sdxl_scheduler(),
+        vae=vae,
+        text_encoder=CLIPTextModel(_text_config(len(tokenizer))),
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+    )
+    base.save_pretrained(out / "sdxl")
+    refiner = StableDiffusionXLImg2ImgPipeline(
+        # the refiner swaps target size for an aesthetic score (five time ids) and uses only the second encoder
+        unet=_sdxl_unet(time_ids=5, cross_attention_dim=TEXT_HIDDEN),
+        scheduler=_sdxl_scheduler(),
+        vae=vae,
+        text_encoder=None,
+        text_encoder_2=text_encoder_2,
+        tokenizer=None,
+        tokenizer_2=tokenizer,
+        requires_aesthetics_score=True,
+        force_zeros_for_empty_prompt=False,
+    )
+    refiner.save_pretrained(out / "sdxl_refiner")
+    return out / "sdxl", out / "sdxl_refiner"
+
+
+def build_all(out: Path) -> dict[str, str]:
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = write_tokenizer(out / "_tokenizer")
+    sd15 = build_sd15(out, tokenizer)
+    sdxl, refiner = build_sdxl(out, tokenizer)
+    return {"sd15": str(sd15), "sdxl": str(sdxl), "sdxl_refiner": str(refiner)}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m diffusers_runner.tiny_models OUT_DIR", file=sys.stderr)
+        return 2
+    paths = build_all(Path(argv[0]))
+    print(json.dumps(paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
