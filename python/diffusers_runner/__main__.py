@@ -50,10 +50,14 @@ def main() -> int:
     work: queue.Queue[dict | None] = queue.Queue()
     cancels: dict[str, threading.Event] = {}
     cancels_lock = threading.Lock()
+    stopping = threading.Event()
 
     def cancel_event(job_id: str) -> threading.Event:
         with cancels_lock:
-            return cancels.setdefault(job_id, threading.Event())
+            event = cancels.setdefault(job_id, threading.Event())
+            if stopping.is_set():
+                event.set()
+            return event
 
     def read_requests() -> None:
         # A separate reader lets a cancel arrive while the main thread is denoising.
@@ -71,11 +75,19 @@ def main() -> int:
                 break
             else:
                 work.put(request)
-        work.put(None)  # stdin closed or shutdown: finish the current job, then exit
+        # stdin closed (the server is gone) or shutdown: abandon the current job at its next step and exit.
+        # The server keeps the job queued and runs it again, so finishing it here would only waste the GPU.
+        with cancels_lock:
+            stopping.set()
+            for event in cancels.values():
+                event.set()
+        work.put(None)
 
     threading.Thread(target=read_requests, name="stdin-reader", daemon=True).start()
 
     while (request := work.get()) is not None:
+        if stopping.is_set():
+            break
         job_id = request["jobId"]
         cancel = cancel_event(job_id)
         try:

@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { execa } from "execa";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { loadConfig, type Config } from "./config.js";
+import { KittyError, messageOf } from "./errors.js";
+import { createLogger, type Logger } from "./log.js";
+import { createApp } from "./server.js";
+
+const USAGE = `kitty-images: MCP tool server for local Stable Diffusion
+
+usage:
+  kitty-images serve [--demo]   run the MCP server on stdio (Claude Desktop, KITTY, any MCP client)
+                                --demo builds tiny random-weight models and serves those (images are noise)
+  kitty-images models           print models.yaml as the server sees it
+  kitty-images help
+
+Configuration comes from the environment (see README.md): MODELS_YAML, S3_ENDPOINT_URL, KITTY_IMAGES_HOME, ...`;
+
+/** Builds the tiny random-weight pipelines once and writes a models.yaml that points at them. */
+async function prepareDemoModels(config: Config, log: Logger): Promise<string> {
+  const folder = path.join(config.home, "demo-models");
+  const yamlPath = path.join(folder, "models.yaml");
+  if (!existsSync(path.join(folder, "sdxl", "model_index.json"))) {
+    log.info({ folder }, "building tiny random-weight demo models (images will be noise)");
+    mkdirSync(folder, { recursive: true });
+    await execa(config.runner.python, ["-m", "diffusers_runner.tiny_models", folder], {
+      cwd: config.runner.packageDir,
+      env: { PYTHONPATH: config.runner.packageDir, HF_HUB_OFFLINE: "1" },
+      stdout: "ignore",
+      stderr: "inherit",
+    });
+  }
+  writeFileSync(
+    yamlPath,
+    [
+      "# Demo models: tiny pipelines with random weights. They exercise the real path; their images are noise.",
+      `demo_sd15: ${path.join(folder, "sd15")}`,
+      "demo_sdxl:",
+      `  path: ${path.join(folder, "sdxl")}`,
+      `  refiner: ${path.join(folder, "sdxl_refiner")}`,
+      "  description: tiny random-weight SDXL (noise images)",
+      "  defaults: {width: 512, height: 512, steps: 8}",
+      "",
+    ].join("\n"),
+  );
+  return yamlPath;
+}
+
+async function serve(demo: boolean): Promise<void> {
+  let config = loadConfig();
+  const log = createLogger(config.logLevel);
+  if (demo) config = loadConfig(process.env, { modelsYaml: await prepareDemoModels(config, log) });
+  const app = await createApp(config, log);
+  await app.server.connect(new StdioServerTransport());
+  log.info(
+    { home: config.home, storage: config.storage.kind, models: config.models.names(), modelsYaml: config.models.sourcePath },
+    "kitty-images serving MCP on stdio",
+  );
+
+  let closing = false;
+  const shutdown = async (reason: string) => {
+    if (closing) return;
+    closing = true;
+    log.info({ reason }, "shutting down");
+    await app.close().catch((error: unknown) => log.error({ error: messageOf(error) }, "error while shutting down"));
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  // The client closing stdin is how stdio MCP servers are told to go.
+  process.stdin.on("end", () => void shutdown("stdin closed"));
+}
+
+function printModels(): void {
+  const config = loadConfig();
+  process.stdout.write(`${JSON.stringify({ source: config.models.sourcePath, default: config.models.defaultModel, models: config.models.entries }, null, 2)}\n`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command = "help", ...rest] = argv;
+  switch (command) {
+    case "serve":
+      return serve(rest.includes("--demo"));
+    case "models":
+      return printModels();
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(`${USAGE}\n`);
+      return;
+    default:
+      process.stderr.write(`unknown command '${command}'\n\n${USAGE}\n`);
+      process.exitCode = 2;
+  }
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  const prefix = error instanceof KittyError ? `${error.code}: ` : "";
+  process.stderr.write(`kitty-images: ${prefix}${messageOf(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,109 @@
+import { homedir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { KittyError } from "./errors.js";
+import { loadModelsYaml, type ModelCatalog } from "./models.js";
+
+/** The one place env is read. Names from the original images-service are kept as they were. */
+
+const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+export const ENGINES = ["diffusers", "invokeai", "a1111", "comfyui"] as const;
+
+const emptyToUndefined = (value: unknown) => (typeof value === "string" && value.trim() === "" ? undefined : value);
+const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
+
+const envSchema = z.object({
+  IMAGE_ENGINE: z.preprocess(emptyToUndefined, z.enum(ENGINES).default("diffusers")),
+  S3_ENDPOINT_URL: z.preprocess(emptyToUndefined, z.url().optional()),
+  S3_BUCKET: z.preprocess(emptyToUndefined, z.string().default("kitty-artifacts")),
+  S3_REGION: z.preprocess(emptyToUndefined, z.string().default("us-east-1")),
+  S3_ACCESS_KEY: optionalString,
+  S3_SECRET_KEY: optionalString,
+  S3_PREFIX: z.preprocess(emptyToUndefined, z.string().default("images/")),
+  MODELS_YAML: optionalString,
+  HF_HOME: optionalString,
+  PYTORCH_MPS_HIGH_WATERMARK_RATIO: optionalString,
+  KITTY_IMAGES_HOME: optionalString,
+  KITTY_IMAGES_STORAGE: z.preprocess(emptyToUndefined, z.enum(["auto", "s3", "local"]).default("auto")),
+  KITTY_IMAGES_PRESIGN_TTL_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(604800).default(86400)),
+  KITTY_IMAGES_DEFAULT_MODEL: optionalString,
+  KITTY_IMAGES_PYTHON: optionalString,
+  KITTY_IMAGES_DEVICE: z.preprocess(emptyToUndefined, z.enum(["auto", "cuda", "mps", "cpu"]).default("auto")),
+  KITTY_IMAGES_WARM_MODELS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(8).default(1)),
+  KITTY_IMAGES_LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(["trace", "debug", "info", "warn", "error", "silent"]).default("info")),
+});
+
+export interface S3Settings {
+  endpoint: string | undefined;
+  bucket: string;
+  region: string;
+  accessKeyId: string | undefined;
+  secretAccessKey: string | undefined;
+}
+
+export interface Config {
+  engine: (typeof ENGINES)[number];
+  home: string;
+  databasePath: string;
+  stagingDir: string;
+  localImagesDir: string;
+  storage: { kind: "s3"; s3: S3Settings } | { kind: "local" };
+  /** Every stored key starts with this; select_image refuses keys outside it. */
+  keyPrefix: string;
+  presignTtlSeconds: number;
+  models: ModelCatalog;
+  runner: {
+    python: string;
+    packageDir: string;
+    env: Record<string, string>;
+  };
+  logLevel: string;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { modelsYaml?: string } = {}): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const details = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ");
+    throw new KittyError("config_invalid", `invalid environment: ${details}`);
+  }
+  const e = parsed.data;
+  const home = path.resolve(e.KITTY_IMAGES_HOME ?? path.join(homedir(), ".kitty-images"));
+  const modelsYaml = path.resolve(overrides.modelsYaml ?? e.MODELS_YAML ?? path.join(PROJECT_ROOT, "models.yaml"));
+  const useS3 = e.KITTY_IMAGES_STORAGE === "s3" || (e.KITTY_IMAGES_STORAGE === "auto" && e.S3_ENDPOINT_URL !== undefined);
+  const keyPrefix = e.S3_PREFIX.replace(/^\/+/, "").replace(/\/*$/, "/");
+
+  const runnerEnv: Record<string, string> = { KITTY_IMAGES_DEVICE: e.KITTY_IMAGES_DEVICE, KITTY_IMAGES_WARM_MODELS: String(e.KITTY_IMAGES_WARM_MODELS) };
+  if (e.HF_HOME) runnerEnv.HF_HOME = e.HF_HOME;
+  if (e.PYTORCH_MPS_HIGH_WATERMARK_RATIO) runnerEnv.PYTORCH_MPS_HIGH_WATERMARK_RATIO = e.PYTORCH_MPS_HIGH_WATERMARK_RATIO;
+
+  return {
+    engine: e.IMAGE_ENGINE,
+    home,
+    databasePath: path.join(home, "kitty-images.sqlite"),
+    stagingDir: path.join(home, "staging"),
+    localImagesDir: path.join(home, "images"),
+    storage: useS3
+      ? {
+          kind: "s3",
+          s3: {
+            endpoint: e.S3_ENDPOINT_URL,
+            bucket: e.S3_BUCKET,
+            region: e.S3_REGION,
+            accessKeyId: e.S3_ACCESS_KEY,
+            secretAccessKey: e.S3_SECRET_KEY,
+          },
+        }
+      : { kind: "local" },
+    keyPrefix,
+    presignTtlSeconds: e.KITTY_IMAGES_PRESIGN_TTL_SECONDS,
+    models: loadModelsYaml(modelsYaml, e.KITTY_IMAGES_DEFAULT_MODEL),
+    runner: {
+      python: e.KITTY_IMAGES_PYTHON ?? path.join(PROJECT_ROOT, ".cache", "venv", "bin", "python"),
+      packageDir: path.join(PROJECT_ROOT, "python"),
+      env: runnerEnv,
+    },
+    logLevel: e.KITTY_IMAGES_LOG_LEVEL,
+  };
+}

@@ -1,0 +1,60 @@
+import Database from "better-sqlite3";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+
+export type Db = Database.Database;
+
+/** Numbered migrations, applied in order at start; user_version records how far a file has come. */
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE jobs (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,  -- FIFO order
+    id            TEXT NOT NULL UNIQUE,
+    state         TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+    request       TEXT NOT NULL,                      -- JSON GenerationRequest, model path resolved at enqueue
+    attempts      INTEGER NOT NULL DEFAULT 0,         -- times taken to running
+    image_key     TEXT,                               -- fixed on first run so a retry overwrites, never duplicates
+    error_code    TEXT,
+    error_message TEXT,
+    created_at    TEXT NOT NULL,
+    started_at    TEXT,
+    finished_at   TEXT
+  );
+  CREATE INDEX jobs_by_state ON jobs (state, seq);
+
+  CREATE TABLE images (
+    key        TEXT PRIMARY KEY,
+    job_id     TEXT NOT NULL UNIQUE REFERENCES jobs (id),
+    created_at TEXT NOT NULL,
+    prompt     TEXT NOT NULL,
+    model      TEXT NOT NULL,
+    width      INTEGER NOT NULL,
+    height     INTEGER NOT NULL,
+    seed       INTEGER NOT NULL,
+    metadata   TEXT NOT NULL                          -- the JSON sidecar, as stored
+  );
+  -- newest first in O(limit): list_latest_images walks this index and stops
+  CREATE INDEX images_newest ON images (created_at DESC, key DESC);
+  `,
+];
+
+export function openDatabase(file: string): Db {
+  if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
+  const db = new Database(file);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = NORMAL");
+  db.pragma("foreign_keys = ON");
+  db.pragma("busy_timeout = 5000");
+  migrate(db);
+  return db;
+}
+
+function migrate(db: Db): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  for (let version = current; version < MIGRATIONS.length; version++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[version]!);
+      db.pragma(`user_version = ${version + 1}`);
+    })();
+  }
+}

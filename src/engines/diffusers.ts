@@ -1,0 +1,110 @@
+import { existsSync } from "node:fs";
+import type { Logger } from "../log.js";
+import type { Engine, GenerationJob, GenerationRequest, GenerationResult } from "./engine.js";
+import { EngineJobError } from "./engine.js";
+import { RunnerProcess, type RunnerOptions } from "./diffusersRunner.js";
+import type { ReadyEvent } from "./runnerProtocol.js";
+
+/**
+ * The built-in engine: a long-lived Python process that keeps pipelines warm between jobs.
+ * If the runner dies it is started again for the next job; the job it was running is the worker's to retry.
+ */
+export class DiffusersEngine implements Engine {
+  readonly name = "diffusers";
+  private runner: RunnerProcess | null = null;
+  private starting: Promise<RunnerProcess> | null = null;
+  private readyInfo: ReadyEvent | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly options: RunnerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** Device and library versions, once the runner has said hello. */
+  get info(): ReadyEvent | null {
+    return this.readyInfo;
+  }
+
+  get runnerPid(): number | undefined {
+    return this.runner?.isAlive ? this.runner.pid : undefined;
+  }
+
+  async start(): Promise<void> {
+    await this.ensureRunner();
+  }
+
+  private ensureRunner(): Promise<RunnerProcess> {
+    if (this.stopped) return Promise.reject(new EngineJobError("engine_unavailable", "the server is shutting down", true));
+    if (this.runner?.isAlive) return Promise.resolve(this.runner);
+    this.starting ??= this.spawn().finally(() => {
+      this.starting = null;
+    });
+    return this.starting;
+  }
+
+  private async spawn(): Promise<RunnerProcess> {
+    if (!existsSync(this.options.python)) {
+      throw new EngineJobError(
+        "engine_unavailable",
+        `the runner's Python (${this.options.python}) is missing: run 'npm run setup' to build the venv, or set KITTY_IMAGES_PYTHON`,
+        true,
+      );
+    }
+    const runner = new RunnerProcess(this.options, this.log);
+    this.log.info({ pid: runner.pid }, "starting diffusers runner");
+    void runner.exited.then(() => {
+      if (!this.stopped) this.log.warn({ pid: runner.pid }, "diffusers runner exited; it will be restarted for the next job");
+    });
+    this.readyInfo = await runner.ready;
+    this.log.info({ pid: runner.pid, device: this.readyInfo.device, dtype: this.readyInfo.dtype, versions: this.readyInfo.versions }, "diffusers runner ready");
+    this.runner = runner;
+    return runner;
+  }
+
+  async generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
+    const runner = await this.ensureRunner();
+    const done = await runner.generate(
+      {
+        type: "generate",
+        jobId: job.jobId,
+        model: { name: request.model.name, path: request.model.path, refinerPath: request.model.refinerPath },
+        prompt: request.prompt,
+        negativePrompt: request.negativePrompt,
+        width: request.width,
+        height: request.height,
+        steps: request.steps,
+        cfgScale: request.cfgScale,
+        seed: request.seed,
+        scheduler: request.scheduler,
+        refiner: request.refiner,
+        outputPath: job.outputPath,
+      },
+      job,
+    );
+    const versions = this.readyInfo?.versions ?? {};
+    return {
+      width: done.width,
+      height: done.height,
+      seed: done.seed,
+      family: done.family,
+      scheduler: done.scheduler,
+      device: done.device,
+      modelLoads: done.modelLoads,
+      timings: done.timings,
+      versions: { ...versions, runner: "diffusers_runner" },
+    };
+  }
+
+  cancel(jobId: string): void {
+    this.runner?.cancel(jobId);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.starting?.catch(() => undefined);
+    await this.runner?.stop();
+  }
+}
+
+export type { RunnerOptions };

@@ -1,0 +1,77 @@
+import { z } from "zod";
+
+/**
+ * The runner wire format, declared once on this side (python/diffusers_runner/protocol.py is the other side).
+ * One JSON object per line; test/fixtures/runner-protocol.json keeps both sides in step.
+ */
+
+export const generateRequestSchema = z.object({
+  type: z.literal("generate"),
+  jobId: z.string(),
+  model: z.object({ name: z.string(), path: z.string(), refinerPath: z.string().nullable().optional() }),
+  prompt: z.string(),
+  negativePrompt: z.string().nullable(),
+  width: z.number().int(),
+  height: z.number().int(),
+  steps: z.number().int(),
+  cfgScale: z.number(),
+  seed: z.number().int(),
+  scheduler: z.string().nullable(),
+  refiner: z.object({ steps: z.number().int(), cfgScale: z.number(), switchAt: z.number() }).nullable(),
+  outputPath: z.string(),
+});
+
+export const cancelRequestSchema = z.object({ type: z.literal("cancel"), jobId: z.string() });
+export const shutdownRequestSchema = z.object({ type: z.literal("shutdown") });
+export const runnerRequestSchema = z.discriminatedUnion("type", [generateRequestSchema, cancelRequestSchema, shutdownRequestSchema]);
+export type RunnerRequest = z.infer<typeof runnerRequestSchema>;
+
+export const readyEventSchema = z.object({
+  type: z.literal("ready"),
+  device: z.string(),
+  dtype: z.string(),
+  versions: z.object({ python: z.string(), torch: z.string(), diffusers: z.string(), transformers: z.string() }),
+  pid: z.number().int(),
+});
+
+export const progressEventSchema = z.object({
+  type: z.literal("progress"),
+  jobId: z.string(),
+  step: z.number().int(),
+  totalSteps: z.number().int(),
+});
+
+export const doneEventSchema = z.object({
+  type: z.literal("done"),
+  jobId: z.string(),
+  outputPath: z.string(),
+  width: z.number().int(),
+  height: z.number().int(),
+  seed: z.number().int(),
+  family: z.string(),
+  scheduler: z.string(),
+  device: z.string(),
+  modelLoads: z.number().int(),
+  timings: z.object({ loadSeconds: z.number(), inferenceSeconds: z.number(), saveSeconds: z.number() }),
+});
+
+export const RUNNER_ERROR_CODES = [
+  "bad_request",
+  "model_not_found",
+  "model_load_failed",
+  "out_of_memory",
+  "generation_failed",
+  "cancelled",
+] as const;
+
+export const errorEventSchema = z.object({
+  type: z.literal("error"),
+  jobId: z.string().nullable(),
+  code: z.enum(RUNNER_ERROR_CODES),
+  message: z.string(),
+});
+
+export const runnerEventSchema = z.discriminatedUnion("type", [readyEventSchema, progressEventSchema, doneEventSchema, errorEventSchema]);
+export type RunnerEvent = z.infer<typeof runnerEventSchema>;
+export type ReadyEvent = z.infer<typeof readyEventSchema>;
+export type DoneEvent = z.infer<typeof doneEventSchema>;

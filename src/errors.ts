@@ -1,0 +1,24 @@
+/** Errors as values: a stable `code` an agent can branch on and a message a person can act on. */
+export type ErrorCode =
+  | "invalid_argument"
+  | "unknown_model"
+  | "model_missing"
+  | "not_found"
+  | "invalid_state"
+  | "config_invalid"
+  | "engine_unavailable"
+  | "storage_unavailable";
+
+export class KittyError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "KittyError";
+  }
+}
+
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,158 @@
+import { randomUUID } from "node:crypto";
+import type { Db } from "../db.js";
+import type { GenerationRequest } from "../engines/engine.js";
+import { canTransition, MAX_ATTEMPTS, type JobState } from "./jobStates.js";
+
+export interface Job {
+  id: string;
+  seq: number;
+  state: JobState;
+  request: GenerationRequest;
+  attempts: number;
+  imageKey: string | null;
+  error: { code: string; message: string } | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+interface JobRow {
+  seq: number;
+  id: string;
+  state: JobState;
+  request: string;
+  attempts: number;
+  image_key: string | null;
+  error_code: string | null;
+  error_message: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+function toJob(row: JobRow): Job {
+  return {
+    id: row.id,
+    seq: row.seq,
+    state: row.state,
+    request: JSON.parse(row.request) as GenerationRequest,
+    attempts: row.attempts,
+    imageKey: row.image_key,
+    error: row.error_code ? { code: row.error_code, message: row.error_message ?? "" } : null,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+const now = () => new Date().toISOString();
+
+/** The durable FIFO. Every state change is one guarded UPDATE, so a job can never be taken twice. */
+export class JobStore {
+  private readonly statements;
+
+  constructor(private readonly db: Db) {
+    this.statements = {
+      insert: db.prepare(`INSERT INTO jobs (id, state, request, created_at) VALUES (?, 'queued', ?, ?)`),
+      byId: db.prepare(`SELECT * FROM jobs WHERE id = ?`),
+      nextQueued: db.prepare(`SELECT * FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT 1`),
+      queuedAhead: db.prepare(`SELECT COUNT(*) AS ahead FROM jobs WHERE state = 'queued' AND seq < ?`),
+      anyRunning: db.prepare(`SELECT COUNT(*) AS running FROM jobs WHERE state = 'running'`),
+      take: db.prepare(
+        `UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ? WHERE id = ? AND state = 'queued'`,
+      ),
+      fixImageKey: db.prepare(`UPDATE jobs SET image_key = COALESCE(image_key, ?) WHERE id = ?`),
+      finish: db.prepare(
+        `UPDATE jobs SET state = @to, error_code = @code, error_message = @message, finished_at = @at
+         WHERE id = @id AND state = @from`,
+      ),
+      requeue: db.prepare(
+        `UPDATE jobs SET state = 'queued', started_at = NULL, attempts = attempts - ? WHERE id = ? AND state = 'running'`,
+      ),
+      runningAtStart: db.prepare(`SELECT * FROM jobs WHERE state = 'running' ORDER BY seq`),
+    };
+  }
+
+  enqueue(request: GenerationRequest): Job {
+    const id = randomUUID();
+    this.statements.insert.run(id, JSON.stringify(request), now());
+    return this.get(id)!;
+  }
+
+  get(jobId: string): Job | undefined {
+    const row = this.statements.byId.get(jobId) as JobRow | undefined;
+    return row && toJob(row);
+  }
+
+  /** 1 = next to run. Only meaningful for a queued job. */
+  position(job: Job): number {
+    const { ahead } = this.statements.queuedAhead.get(job.seq) as { ahead: number };
+    return ahead + 1;
+  }
+
+  isBusy(): boolean {
+    return (this.statements.anyRunning.get() as { running: number }).running > 0;
+  }
+
+  /** Takes the oldest queued job and marks it running, or returns undefined when the queue is empty. */
+  takeNext(): Job | undefined {
+    return this.db.transaction(() => {
+      const row = this.statements.nextQueued.get() as JobRow | undefined;
+      if (!row) return undefined;
+      const changed = this.statements.take.run(now(), row.id).changes;
+      return changed === 1 ? this.get(row.id) : undefined;
+    })();
+  }
+
+  /** The first run fixes the key; a retry keeps it, so it overwrites its own half-finished upload. */
+  fixImageKey(jobId: string, proposedKey: string): string {
+    this.statements.fixImageKey.run(proposedKey, jobId);
+    return this.get(jobId)!.imageKey!;
+  }
+
+  /** Moves a job to a terminal state; returns false when it was no longer in `from`. */
+  finish(jobId: string, from: JobState, to: "done" | "failed" | "cancelled", error?: { code: string; message: string }): boolean {
+    if (!canTransition(from, to)) throw new Error(`job state machine forbids ${from} -> ${to}`);
+    const result = this.statements.finish.run({
+      id: jobId,
+      from,
+      to,
+      code: error?.code ?? null,
+      message: error?.message ?? null,
+      at: now(),
+    });
+    return result.changes === 1;
+  }
+
+  /**
+   * Puts a running job back at its place in line (its seq is unchanged, so it runs next).
+   * `countAttempt: false` when nothing ran (the engine would not start): the job keeps its retry.
+   */
+  requeue(jobId: string, { countAttempt = true }: { countAttempt?: boolean } = {}): boolean {
+    return this.statements.requeue.run(countAttempt ? 0 : 1, jobId).changes === 1;
+  }
+
+  /**
+   * At start-up, no job can really be running: any marked so was cut off when the process died.
+   * Each gets one more run; a job that already had its retry fails as `interrupted`.
+   */
+  recoverInterrupted(): { resumed: string[]; failed: string[] } {
+    return this.db.transaction(() => {
+      const resumed: string[] = [];
+      const failed: string[] = [];
+      for (const row of this.statements.runningAtStart.all() as JobRow[]) {
+        if (row.attempts < MAX_ATTEMPTS) {
+          this.requeue(row.id);
+          resumed.push(row.id);
+        } else {
+          this.finish(row.id, "running", "failed", {
+            code: "interrupted",
+            message: `the server stopped while this job ran, ${row.attempts} times; not retried again`,
+          });
+          failed.push(row.id);
+        }
+      }
+      return { resumed, failed };
+    })();
+  }
+}

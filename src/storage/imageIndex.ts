@@ -1,0 +1,121 @@
+import type { Db } from "../db.js";
+import { KittyError } from "../errors.js";
+
+export interface ImageRecord {
+  key: string;
+  jobId: string;
+  createdAt: string;
+  prompt: string;
+  model: string;
+  width: number;
+  height: number;
+  seed: number;
+  metadata: Record<string, unknown>;
+}
+
+interface ImageRow {
+  key: string;
+  job_id: string;
+  created_at: string;
+  prompt: string;
+  model: string;
+  width: number;
+  height: number;
+  seed: number;
+  metadata: string;
+}
+
+const toRecord = (row: ImageRow): ImageRecord => ({
+  key: row.key,
+  jobId: row.job_id,
+  createdAt: row.created_at,
+  prompt: row.prompt,
+  model: row.model,
+  width: row.width,
+  height: row.height,
+  seed: row.seed,
+  metadata: JSON.parse(row.metadata) as Record<string, unknown>,
+});
+
+/** Where a page ends: the last row shown, and the listing index the next page starts at. */
+interface Cursor {
+  createdAt: string;
+  key: string;
+  nextIndex: number;
+}
+
+function encodeCursor(cursor: Cursor): string {
+  return Buffer.from(JSON.stringify([cursor.createdAt, cursor.key, cursor.nextIndex])).toString("base64url");
+}
+
+function decodeCursor(raw: string): Cursor {
+  try {
+    const [createdAt, key, nextIndex] = JSON.parse(Buffer.from(raw, "base64url").toString("utf8")) as unknown[];
+    if (typeof createdAt === "string" && typeof key === "string" && Number.isInteger(nextIndex)) {
+      return { createdAt, key, nextIndex: nextIndex as number };
+    }
+  } catch {
+    // fall through to the error below
+  }
+  throw new KittyError("invalid_argument", "cursor is not one list_latest_images returned; omit it to start from the newest image");
+}
+
+/**
+ * The SQLite index of stored images. Listing walks an index newest-first and stops after `limit` rows, so it
+ * costs the same with ten images or ten million (the original listed the whole bucket and broke past 1000).
+ */
+export class ImageIndex {
+  private readonly statements;
+
+  constructor(db: Db) {
+    this.statements = {
+      insert: db.prepare(
+        `INSERT INTO images (key, job_id, created_at, prompt, model, width, height, seed, metadata)
+         VALUES (@key, @jobId, @createdAt, @prompt, @model, @width, @height, @seed, @metadata)
+         ON CONFLICT (key) DO NOTHING`,
+      ),
+      firstPage: db.prepare(`SELECT * FROM images ORDER BY created_at DESC, key DESC LIMIT ?`),
+      nextPage: db.prepare(
+        `SELECT * FROM images WHERE (created_at, key) < (?, ?) ORDER BY created_at DESC, key DESC LIMIT ?`,
+      ),
+      byKey: db.prepare(`SELECT * FROM images WHERE key = ?`),
+      byJob: db.prepare(`SELECT * FROM images WHERE job_id = ?`),
+      atIndex: db.prepare(`SELECT * FROM images ORDER BY created_at DESC, key DESC LIMIT 1 OFFSET ?`),
+    };
+  }
+
+  add(record: ImageRecord): void {
+    this.statements.insert.run({ ...record, metadata: JSON.stringify(record.metadata) });
+  }
+
+  /** Newest first. `index` numbers the whole listing from 1 (the newest image), across pages. */
+  latest(limit: number, cursor?: string): { images: Array<ImageRecord & { index: number }>; nextCursor: string | null } {
+    const start = cursor ? decodeCursor(cursor) : null;
+    // One extra row tells whether another page exists without a COUNT over the table.
+    const rows = (start
+      ? this.statements.nextPage.all(start.createdAt, start.key, limit + 1)
+      : this.statements.firstPage.all(limit + 1)) as ImageRow[];
+    const firstIndex = start?.nextIndex ?? 1;
+    const images = rows.slice(0, limit).map((row, offset) => ({ ...toRecord(row), index: firstIndex + offset }));
+    const last = images.at(-1);
+    const nextCursor =
+      rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, key: last.key, nextIndex: last.index + 1 }) : null;
+    return { images, nextCursor };
+  }
+
+  byKey(key: string): ImageRecord | undefined {
+    const row = this.statements.byKey.get(key) as ImageRow | undefined;
+    return row && toRecord(row);
+  }
+
+  byJob(jobId: string): ImageRecord | undefined {
+    const row = this.statements.byJob.get(jobId) as ImageRow | undefined;
+    return row && toRecord(row);
+  }
+
+  /** 1 = the newest image, as in list_latest_images. */
+  atIndex(index: number): ImageRecord | undefined {
+    const row = this.statements.atIndex.get(index - 1) as ImageRow | undefined;
+    return row && toRecord(row);
+  }
+}

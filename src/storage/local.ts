@@ -1,0 +1,44 @@
+import { copyFile, mkdir, rename, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import type { ImageStore } from "./imageStore.js";
+import { sidecarKey } from "./imageStore.js";
+
+/** The embedded default: a folder on this machine. URIs are file:// URLs, readable by tools on the same host. */
+export class LocalImageStore implements ImageStore {
+  readonly kind = "local";
+
+  constructor(private readonly root: string) {}
+
+  async ensureReady(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
+  }
+
+  private pathOf(key: string): string {
+    return path.join(this.root, ...key.split("/"));
+  }
+
+  async put(key: string, pngPath: string, sidecar: object): Promise<void> {
+    const target = this.pathOf(key);
+    await mkdir(path.dirname(target), { recursive: true });
+    // Copy then rename, so a reader never sees half a file.
+    await copyFile(pngPath, `${target}.partial`);
+    await rename(`${target}.partial`, target);
+    const sidecarPath = this.pathOf(sidecarKey(key));
+    await writeFile(`${sidecarPath}.partial`, JSON.stringify(sidecar, null, 2));
+    await rename(`${sidecarPath}.partial`, sidecarPath);
+  }
+
+  async has(key: string): Promise<boolean> {
+    const exists = (file: string) => stat(file).then(() => true, () => false);
+    return (await exists(this.pathOf(key))) && (await exists(this.pathOf(sidecarKey(key))));
+  }
+
+  storageUri(key: string): string {
+    return pathToFileURL(this.pathOf(key)).href;
+  }
+
+  async downloadUrl(key: string): Promise<string> {
+    return this.storageUri(key);
+  }
+}

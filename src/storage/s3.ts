@@ -1,0 +1,95 @@
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from "@aws-sdk/client-s3";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { readFile } from "node:fs/promises";
+import type { S3Settings } from "../config.js";
+import { KittyError, messageOf } from "../errors.js";
+import type { ImageStore } from "./imageStore.js";
+import { sidecarKey } from "./imageStore.js";
+
+function isNotFound(error: unknown): boolean {
+  if (!(error instanceof S3ServiceException)) return false;
+  return error.$metadata.httpStatusCode === 404 || error.name === "NotFound" || error.name === "NoSuchBucket" || error.name === "NoSuchKey";
+}
+
+/** MinIO or any S3. Path-style addressing whenever an endpoint is given, as MinIO expects. */
+export class S3ImageStore implements ImageStore {
+  readonly kind = "s3";
+  private readonly client: S3Client;
+
+  constructor(private readonly settings: S3Settings) {
+    this.client = new S3Client({
+      region: settings.region,
+      ...(settings.endpoint && { endpoint: settings.endpoint, forcePathStyle: true }),
+      ...(settings.accessKeyId &&
+        settings.secretAccessKey && {
+          credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey },
+        }),
+      maxAttempts: 3,
+    });
+  }
+
+  private describe(): string {
+    return `s3://${this.settings.bucket} at ${this.settings.endpoint ?? "AWS"}`;
+  }
+
+  async ensureReady(): Promise<void> {
+    const Bucket = this.settings.bucket;
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket }));
+      return;
+    } catch (error) {
+      if (!isNotFound(error)) {
+        throw new KittyError("storage_unavailable", `cannot reach ${this.describe()}: ${messageOf(error)}; check S3_ENDPOINT_URL and the S3 keys`);
+      }
+    }
+    try {
+      await this.client.send(new CreateBucketCommand({ Bucket }));
+    } catch (error) {
+      const name = (error as { name?: string }).name;
+      if (name !== "BucketAlreadyOwnedByYou" && name !== "BucketAlreadyExists") {
+        throw new KittyError("storage_unavailable", `cannot create bucket ${this.describe()}: ${messageOf(error)}`);
+      }
+    }
+  }
+
+  async put(key: string, pngPath: string, sidecar: object): Promise<void> {
+    const Bucket = this.settings.bucket;
+    await this.client.send(new PutObjectCommand({ Bucket, Key: key, Body: await readFile(pngPath), ContentType: "image/png" }));
+    await this.client.send(
+      new PutObjectCommand({
+        Bucket,
+        Key: sidecarKey(key),
+        Body: JSON.stringify(sidecar, null, 2),
+        ContentType: "application/json",
+      }),
+    );
+  }
+
+  async has(key: string): Promise<boolean> {
+    const Bucket = this.settings.bucket;
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket, Key: sidecarKey(key) }));
+      await this.client.send(new HeadObjectCommand({ Bucket, Key: key }));
+      return true;
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw error;
+    }
+  }
+
+  storageUri(key: string): string {
+    return `s3://${this.settings.bucket}/${key}`;
+  }
+
+  downloadUrl(key: string, ttlSeconds: number): Promise<string> {
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.settings.bucket, Key: key }), { expiresIn: ttlSeconds });
+  }
+}

@@ -1,0 +1,37 @@
+import { z } from "zod";
+import { KittyError } from "../errors.js";
+import { JOB_STATES } from "../queue/jobStates.js";
+import { defineTool } from "./toolKit.js";
+import { waitForEnd } from "./jobStatus.js";
+
+/** How long cancel_job waits for a running job to stop at its next denoising step. */
+const RUNNING_CANCEL_WAIT_MS = 15_000;
+
+export const cancelJob = defineTool({
+  name: "cancel_job",
+  title: "Cancel a job",
+  description: "Cancel a queued job, or stop a running one at its next step. A finished job cannot be cancelled.",
+  input: {
+    jobId: z.string({ error: "jobId is required: the id generate_image returned" }).describe("The id generate_image returned."),
+  },
+  output: { jobId: z.string(), status: z.enum(JOB_STATES) },
+  async handler({ jobId }, deps) {
+    const { jobs, worker, log } = deps;
+    const job = jobs.get(jobId);
+    if (!job) throw new KittyError("not_found", `no job with id '${jobId}'; use the jobId that generate_image returned`);
+    if (job.state === "queued" && jobs.finish(jobId, "queued", "cancelled")) {
+      log.info({ jobId }, "job cancelled while queued");
+      worker.events.emit("ended", jobId);
+    } else if (job.state === "queued" || job.state === "running") {
+      // Either it just started or it was running: stop it through the engine and wait for the runner to let go.
+      if (worker.cancelRunning(jobId)) await waitForEnd(deps, jobId, RUNNING_CANCEL_WAIT_MS);
+    } else {
+      throw new KittyError("invalid_state", `job ${jobId} is already ${job.state}; only queued or running jobs can be cancelled`);
+    }
+    const status = jobs.get(jobId)!.state;
+    return {
+      structured: { jobId, status },
+      summary: status === "cancelled" ? `Job ${jobId} is cancelled.` : `Job ${jobId} is ${status}; cancellation did not take effect.`,
+    };
+  },
+});

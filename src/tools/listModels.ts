@@ -1,0 +1,51 @@
+import { z } from "zod";
+import { FAMILY_DEFAULTS, inspectModelFolder } from "../models.js";
+import { defineTool } from "./toolKit.js";
+
+export const listModels = defineTool({
+  name: "list_models",
+  title: "List models",
+  description: "List the models in models.yaml: family (sd15 or sdxl), whether the folder is on disk, refiner, defaults.",
+  input: {},
+  output: {
+    engine: z.string(),
+    defaultModel: z.string().nullable(),
+    models: z.array(
+      z.object({
+        name: z.string(),
+        family: z.string().nullable(),
+        present: z.boolean(),
+        path: z.string(),
+        problem: z.string().optional(),
+        description: z.string().optional(),
+        refiner: z.object({ path: z.string(), present: z.boolean() }).nullable(),
+        defaults: z.object({ width: z.number(), height: z.number(), steps: z.number(), cfgScale: z.number(), scheduler: z.string().nullable(), refiner: z.boolean() }).nullable(),
+      }),
+    ),
+  },
+  async handler(_args, { config }) {
+    const catalog = config.models;
+    const models = catalog.entries.map((entry) => {
+      const onDisk = inspectModelFolder(entry.path);
+      const family = entry.declaredFamily ?? onDisk.family;
+      const usable = family === "sd15" || family === "sdxl";
+      return {
+        name: entry.name,
+        family,
+        present: onDisk.present,
+        path: entry.path,
+        ...(onDisk.problem && { problem: onDisk.problem }),
+        ...(entry.description && { description: entry.description }),
+        refiner: entry.refinerPath ? { path: entry.refinerPath, present: inspectModelFolder(entry.refinerPath).present } : null,
+        defaults: usable ? { ...FAMILY_DEFAULTS[family], ...entry.defaults } : null,
+      };
+    });
+    const ready = models.filter((model) => model.present).map((model) => model.name);
+    return {
+      structured: { engine: config.engine, defaultModel: catalog.defaultModel, models },
+      summary: ready.length
+        ? `${models.length} model(s); on disk: ${ready.join(", ")}. Pass one as generate_image's model.`
+        : `${models.length} model(s) in ${catalog.sourcePath}, none on disk: fix the paths in models.yaml.`,
+    };
+  },
+});

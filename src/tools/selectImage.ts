@@ -1,0 +1,48 @@
+import { z } from "zod";
+import { KittyError } from "../errors.js";
+import { checkImageKey } from "../storage/imageKeys.js";
+import { boundedInt, defineTool } from "./toolKit.js";
+
+export const selectImage = defineTool({
+  name: "select_image",
+  title: "Select an image",
+  description:
+    "Turn one image into an imageRef {downloadUrl, storageUri} for downstream tools (CAD and others). " +
+    "Give exactly one of key (from list_latest_images or job_status) or index (1 = newest in list_latest_images).",
+  input: {
+    key: z.string({ error: "key must be a string such as images/20261125_101500_ab12cd34.png" }).describe("Image key.").optional(),
+    index: boundedInt("index", 1, 1_000_000, "Position in list_latest_images, 1 = newest.").optional(),
+  },
+  output: {
+    imageRef: z.object({ downloadUrl: z.string(), storageUri: z.string() }),
+    key: z.string(),
+    downloadUrlExpiresAt: z.string().nullable(),
+    metadata: z.record(z.string(), z.unknown()),
+  },
+  async handler({ key, index: position }, { index, store, config }) {
+    if ((key === undefined) === (position === undefined)) {
+      throw new KittyError("invalid_argument", "give exactly one of key or index (index 1 = the newest image in list_latest_images)");
+    }
+    let record;
+    if (key !== undefined) {
+      checkImageKey(key, config.keyPrefix);
+      record = index.byKey(key);
+      if (!record) throw new KittyError("not_found", `no image with key '${key}'; list_latest_images shows the keys there are`);
+    } else {
+      record = index.atIndex(position!);
+      if (!record) throw new KittyError("not_found", `there is no image #${position}; list_latest_images shows how many there are`);
+    }
+    const ttl = config.presignTtlSeconds;
+    const imageRef = { downloadUrl: await store.downloadUrl(record.key, ttl), storageUri: store.storageUri(record.key) };
+    const expiresAt = store.kind === "s3" ? new Date(Date.now() + ttl * 1000).toISOString() : null;
+    return {
+      structured: {
+        imageRef,
+        key: record.key,
+        downloadUrlExpiresAt: expiresAt,
+        metadata: { prompt: record.prompt, model: record.model, width: record.width, height: record.height, seed: record.seed, createdAt: record.createdAt, ...record.metadata },
+      },
+      summary: `imageRef for ${record.key}: ${imageRef.storageUri}${expiresAt ? ` (downloadUrl valid until ${expiresAt})` : ""}. Pass imageRef to the downstream tool.`,
+    };
+  },
+});

@@ -1,0 +1,111 @@
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { z } from "zod";
+import type { Config } from "../config.js";
+import { KittyError, messageOf } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { JobStore } from "../queue/jobStore.js";
+import type { Worker } from "../queue/worker.js";
+import type { ImageIndex } from "../storage/imageIndex.js";
+import type { ImageStore } from "../storage/imageStore.js";
+
+/** What a tool handler may use. Tools talk to the queue and the index, never to an engine directly. */
+export interface ToolDeps {
+  config: Config;
+  jobs: JobStore;
+  worker: Worker;
+  index: ImageIndex;
+  store: ImageStore;
+  log: Logger;
+}
+
+export interface ToolOutput<T> {
+  structured: T;
+  /** One line that tells the agent what happened and what to call next. */
+  summary: string;
+}
+
+type Shape = z.ZodRawShape;
+
+export interface ToolDefinition<In extends Shape, Out extends Shape> {
+  name: string;
+  title: string;
+  description: string;
+  input: In;
+  output: Out;
+  handler(args: z.infer<z.ZodObject<In>>, deps: ToolDeps): Promise<ToolOutput<z.infer<z.ZodObject<Out>>>>;
+}
+
+export function defineTool<In extends Shape, Out extends Shape>(definition: ToolDefinition<In, Out>): ToolDefinition<In, Out> {
+  return definition;
+}
+
+export function errorResult(code: string, message: string): CallToolResult {
+  return { isError: true, content: [{ type: "text", text: `${code}: ${message}` }] };
+}
+
+/**
+ * Registers a tool. Unknown argument names are refused rather than dropped, so a misspelt `step` is an error the
+ * agent sees instead of a silent default. Argument errors come back as `isError` results (SEP-1303) that the
+ * model can read and fix; nothing a tool throws reaches the transport.
+ */
+export function registerTool<In extends Shape, Out extends Shape>(server: McpServer, definition: ToolDefinition<In, Out>, deps: ToolDeps): void {
+  const allowed = Object.keys(definition.input);
+  const inputSchema = z.strictObject(definition.input, {
+    error: (issue) =>
+      issue.code === "unrecognized_keys"
+        ? `unknown argument(s) ${issue.keys.join(", ")}; ${definition.name} accepts ${allowed.join(", ") || "no arguments"}`
+        : undefined,
+  });
+  server.registerTool(
+    definition.name,
+    { title: definition.title, description: definition.description, inputSchema, outputSchema: definition.output },
+    async (args: unknown): Promise<CallToolResult> => {
+      try {
+        const { structured, summary } = await definition.handler(args as z.infer<z.ZodObject<In>>, deps);
+        return {
+          structuredContent: structured as Record<string, unknown>,
+          // The JSON copy is for clients that show the model only text content.
+          content: [
+            { type: "text", text: summary },
+            { type: "text", text: JSON.stringify(structured) },
+          ],
+        };
+      } catch (error) {
+        if (error instanceof KittyError) return errorResult(error.code, error.message);
+        deps.log.error({ tool: definition.name, error: messageOf(error) }, "tool failed unexpectedly");
+        return errorResult("internal_error", `${definition.name} failed: ${messageOf(error)}`);
+      }
+    },
+  );
+}
+
+/** An integer argument whose every failure message names the field, the allowed range and what was given. */
+export function boundedInt(field: string, min: number, max: number, description: string, multipleOf?: number) {
+  const rule = multipleOf ? `a multiple of ${multipleOf} between ${min} and ${max}` : `an integer between ${min} and ${max}`;
+  const message = (issue: { input?: unknown }) => `${field} must be ${rule} (got ${JSON.stringify(issue.input)})`;
+  let schema = z.number({ error: message }).int({ error: message }).min(min, { error: message }).max(max, { error: message });
+  if (multipleOf) schema = schema.multipleOf(multipleOf, { error: message });
+  return schema.describe(description);
+}
+
+export function boundedNumber(field: string, min: number, max: number, description: string) {
+  const message = (issue: { input?: unknown }) => `${field} must be a number between ${min} and ${max} (got ${JSON.stringify(issue.input)})`;
+  return z.number({ error: message }).min(min, { error: message }).max(max, { error: message }).describe(description);
+}
+
+/** A string that must hold something other than whitespace, up to `max` characters. */
+export function boundedText(field: string, max: number, description: string, { required }: { required: boolean }) {
+  const what = required ? `${field} is required: a non-blank string of at most ${max} characters` : `${field} must be a string of at most ${max} characters`;
+  return z
+    .string({ error: (issue) => `${what} (got ${issue.input === undefined ? "nothing" : typeof issue.input})` })
+    .max(max, { error: (issue) => `${field} must be at most ${max} characters (got ${String(issue.input).length})` })
+    .refine((text) => !required || text.trim().length > 0, { error: `${field} must not be blank: describe the image` })
+    .describe(description);
+}
+
+export function oneOf<T extends readonly [string, ...string[]]>(field: string, values: T, description: string) {
+  return z
+    .enum(values, { error: (issue) => `${field} must be one of ${values.join(", ")} (got ${JSON.stringify(issue.input)})` })
+    .describe(description);
+}
