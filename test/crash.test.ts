@@ -1,0 +1,131 @@
+import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { startMinio, type MinioServer } from "./helpers/minio.js";
+import { childPids, makeTestHome, s3Env, startServer, waitForJob, type RunningServer, type TestHome } from "./helpers/server.js";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitUntilRunning(server: RunningServer, jobId: string): Promise<void> {
+  for (let tries = 0; tries < 1200; tries++) {
+    const status = await server.ok("job_status", { jobId });
+    if (status.status === "running" && status.progress.step > 0) return;
+    if (status.status !== "queued" && status.status !== "running") throw new Error(`job ended early: ${JSON.stringify(status)}`);
+    await sleep(50);
+  }
+  throw new Error(`job ${jobId} never started running`);
+}
+
+describe("faults lose no queued job and no finished image", () => {
+  let minio: MinioServer;
+  let s3: S3Client;
+  const servers: RunningServer[] = [];
+
+  beforeAll(async () => {
+    minio = await startMinio();
+    s3 = new S3Client({
+      endpoint: minio.endpoint,
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+    });
+  });
+
+  afterAll(async () => {
+    for (const server of servers) await server.close();
+    s3?.destroy();
+    await minio?.stop();
+  });
+
+  async function start(home: TestHome, bucket: string) {
+    const server = await startServer(home, s3Env(minio, bucket));
+    servers.push(server);
+    return server;
+  }
+
+  async function pngKeys(bucket: string): Promise<string[]> {
+    const listing = await s3.send(new ListObjectsV2Command({ Bucket: bucket }));
+    return (listing.Contents ?? []).map((object) => object.Key!).filter((key) => key.endsWith(".png"));
+  }
+
+  it("a job running when the server is killed -9 is resumed after restart; every queued job ends done exactly once", async () => {
+    const bucket = "kitty-crash";
+    const home = await makeTestHome(inject("tinyModelsDir"));
+    const first = await start(home, bucket);
+    const jobIds: string[] = [];
+    jobIds.push((await first.ok("generate_image", { prompt: "interrupted", model: "tiny_sd15", width: 512, height: 512, steps: 80, seed: 11 })).jobId);
+    for (const seed of [12, 13]) {
+      jobIds.push((await first.ok("generate_image", { prompt: `waiting ${seed}`, model: "tiny_sd15", width: 256, height: 256, steps: 3, seed })).jobId);
+    }
+    await waitUntilRunning(first, jobIds[0]!);
+    const runnerPids = childPids(first.pid);
+    expect(runnerPids.length).toBeGreaterThan(0);
+
+    process.kill(first.pid, "SIGKILL");
+    await first.close();
+    // The orphaned runner sees stdin close, abandons the job and exits instead of burning the GPU.
+    for (let tries = 0; tries < 200 && runnerPids.some(isAlive); tries++) await sleep(100);
+    expect(runnerPids.filter(isAlive)).toEqual([]);
+
+    const second = await start(home, bucket);
+    const statuses = [];
+    for (const jobId of jobIds) statuses.push(await waitForJob(second, jobId));
+    expect(statuses.map((status) => status.status)).toEqual(["done", "done", "done"]);
+
+    const keys = statuses.map((status) => status.images[0].key as string);
+    expect(new Set(keys).size).toBe(3);
+    expect((await pngKeys(bucket)).sort()).toEqual([...keys].sort());
+    const listing = await second.ok("list_latest_images", { limit: 10 });
+    expect(listing.images.map((image: { key: string }) => image.key).sort()).toEqual([...keys].sort());
+  });
+
+  it("a runner killed mid-job is restarted and the job runs again; the server stays up", async () => {
+    const bucket = "kitty-runner-crash";
+    const home = await makeTestHome(inject("tinyModelsDir"));
+    const server = await start(home, bucket);
+    const { jobId } = await server.ok("generate_image", { prompt: "runner dies", model: "tiny_sd15", width: 512, height: 512, steps: 60, seed: 21 });
+    await waitUntilRunning(server, jobId);
+    const [runnerPid] = childPids(server.pid);
+    expect(runnerPid).toBeDefined();
+    process.kill(runnerPid!, "SIGKILL");
+
+    const status = await waitForJob(server, jobId);
+    expect(status.status).toBe("done");
+    const [newRunner] = childPids(server.pid);
+    expect(newRunner).toBeDefined();
+    expect(newRunner).not.toBe(runnerPid);
+    expect(await pngKeys(bucket)).toEqual([status.images[0].key]);
+  });
+
+  it("an S3 outage while a job finishes delays the upload but loses nothing", async () => {
+    const bucket = "kitty-outage";
+    const home = await makeTestHome(inject("tinyModelsDir"));
+    const server = await start(home, bucket);
+    const { jobId } = await server.ok("generate_image", { prompt: "storage down", model: "tiny_sd15", width: 512, height: 512, steps: 30, seed: 31 });
+    await waitUntilRunning(server, jobId);
+    await minio.pause();
+    try {
+      // The image is generated while MinIO is down: it waits in staging and the job stays running.
+      const staged = path.join(home.home, "staging", `${jobId}.png.result.json`);
+      for (let tries = 0; tries < 600 && !existsSync(staged); tries++) await sleep(100);
+      expect(existsSync(staged)).toBe(true);
+      const during = await server.ok("job_status", { jobId, wait_seconds: 3 });
+      expect(during.status).toBe("running");
+    } finally {
+      await minio.resume();
+    }
+    const status = await waitForJob(server, jobId);
+    expect(status.status).toBe("done");
+    expect(await pngKeys(bucket)).toEqual([status.images[0].key]);
+  });
+});

@@ -1,0 +1,145 @@
+import { GetObjectCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { startMinio, type MinioServer } from "./helpers/minio.js";
+import { readPng } from "./helpers/png.js";
+import { makeTestHome, s3Env, startServer, waitForJob, type RunningServer } from "./helpers/server.js";
+
+describe("end to end: MCP client -> server -> SQLite queue -> Python runner -> MinIO -> imageRef", () => {
+  let minio: MinioServer;
+  let server: RunningServer;
+  let s3: S3Client;
+  const bucket = "kitty-e2e";
+
+  beforeAll(async () => {
+    minio = await startMinio();
+    const home = await makeTestHome(inject("tinyModelsDir"));
+    server = await startServer(home, s3Env(minio, bucket));
+    s3 = new S3Client({
+      endpoint: minio.endpoint,
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+    });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    s3?.destroy();
+    await minio?.stop();
+  });
+
+  async function generate(args: Record<string, unknown>) {
+    const queued = await server.ok("generate_image", args);
+    expect(queued.status).toBe("queued");
+    const status = await waitForJob(server, queued.jobId);
+    expect(status, JSON.stringify(status)).toMatchObject({ status: "done" });
+    return { queued, status };
+  }
+
+  async function download(key: string) {
+    const selected = await server.ok("select_image", { key });
+    const response = await fetch(selected.imageRef.downloadUrl);
+    expect(response.status).toBe(200);
+    return { selected, png: readPng(Buffer.from(await response.arrayBuffer())) };
+  }
+
+  it("queues a prompt, reports it done, lists it first and hands back an imageRef whose URL downloads the PNG", async () => {
+    const { queued, status } = await generate({ prompt: "a red cube on a desk", model: "tiny_sd15", width: 320, height: 256, steps: 4, seed: 1234 });
+    expect(queued.position).toBe(1);
+    expect(status.images).toHaveLength(1);
+    const key: string = status.images[0].key;
+    expect(key).toMatch(/^images\/\d{8}_\d{6}_[0-9a-f]{8}\.png$/);
+    expect(status.images[0]).toMatchObject({ width: 320, height: 256, seed: 1234 });
+
+    const listing = await server.ok("list_latest_images", { limit: 5 });
+    expect(listing.images[0]).toMatchObject({ index: 1, key, prompt: "a red cube on a desk", model: "tiny_sd15", width: 320, height: 256, seed: 1234 });
+
+    const byIndex = await server.ok("select_image", { index: 1 });
+    expect(Object.keys(byIndex.imageRef).sort()).toEqual(["downloadUrl", "storageUri"]);
+    expect(byIndex.imageRef.storageUri).toBe(`s3://${bucket}/${key}`);
+    expect(byIndex.imageRef.downloadUrl).toContain("X-Amz-Signature=");
+    expect(byIndex.imageRef.downloadUrl).toContain("X-Amz-Expires=86400");
+
+    const { png } = await download(key);
+    expect([png.width, png.height]).toEqual([320, 256]);
+    expect(JSON.parse(png.text["kitty-images"]!)).toMatchObject({ prompt: "a red cube on a desk", seed: 1234, family: "sd15" });
+  });
+
+  it("stores the PNG and a JSON sidecar side by side in the bucket", async () => {
+    const { status } = await generate({ prompt: "sidecar check", model: "tiny_sd15", width: 256, height: 256, steps: 3, seed: 5 });
+    const key: string = status.images[0].key;
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    expect(head.ContentType).toBe("image/png");
+    const sidecarObject = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key.replace(/\.png$/, ".json") }));
+    const sidecar = JSON.parse(await sidecarObject.Body!.transformToString());
+    expect(sidecar).toMatchObject({ key, engine: "diffusers", model: "tiny_sd15", family: "sd15", seed: 5, device: "cpu", scheduler: "euler_a" });
+    expect(sidecar.request).toMatchObject({ prompt: "sidecar check", steps: 3, width: 256, height: 256 });
+    expect(Object.keys(sidecar.versions)).toEqual(expect.arrayContaining(["torch", "diffusers", "transformers", "python"]));
+    expect(sidecar.timings.inferenceSeconds).toBeGreaterThan(0);
+  });
+
+  it("gives identical pixels for the same seed and different pixels for another seed", async () => {
+    const args = { prompt: "determinism", model: "tiny_sd15", width: 256, height: 256, steps: 4 };
+    const first = await generate({ ...args, seed: 42 });
+    const second = await generate({ ...args, seed: 42 });
+    const other = await generate({ ...args, seed: 43 });
+    const [a, b, c] = await Promise.all([first, second, other].map((run) => download(run.status.images[0].key)));
+    expect(first.status.images[0].key).not.toBe(second.status.images[0].key);
+    expect(a!.png.pixels.equals(b!.png.pixels)).toBe(true);
+    expect(a!.png.pixels.equals(c!.png.pixels)).toBe(false);
+  });
+
+  it("runs SDXL with its refiner through the same path, at a non-square size", async () => {
+    const { status } = await generate({ prompt: "sdxl refined", model: "tiny_sdxl", width: 256, height: 384, steps: 5, refiner: true, seed: 9 });
+    const { png, selected } = await download(status.images[0].key);
+    expect([png.width, png.height]).toEqual([256, 384]);
+    expect(selected.metadata).toMatchObject({ family: "sdxl", model: "tiny_sdxl" });
+    expect(selected.metadata.request.refiner).toMatchObject({ steps: 1, cfgScale: 5, switchAt: 0.8 });
+  });
+
+  it("reports progress as step k of n while a job runs", async () => {
+    const queued = await server.ok("generate_image", { prompt: "slow one", model: "tiny_sd15", width: 512, height: 512, steps: 40, seed: 3 });
+    let sawProgress: { step: number; totalSteps: number } | undefined;
+    for (let tries = 0; tries < 400 && !sawProgress; tries++) {
+      const status = await server.ok("job_status", { jobId: queued.jobId });
+      if (status.status === "running" && status.progress.step > 0) sawProgress = status.progress;
+      else if (status.status === "done") break;
+      else await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(sawProgress?.totalSteps).toBe(40);
+    expect(sawProgress!.step).toBeGreaterThan(0);
+    await waitForJob(server, queued.jobId);
+  });
+
+  it("cancels a queued job and stops a running one", async () => {
+    const running = await server.ok("generate_image", { prompt: "to stop", model: "tiny_sd15", width: 512, height: 512, steps: 150, seed: 1 });
+    for (let tries = 0; tries < 400; tries++) {
+      const status = await server.ok("job_status", { jobId: running.jobId });
+      if (status.status === "running" && status.progress.step > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const queued = await server.ok("generate_image", { prompt: "to drop", model: "tiny_sd15", width: 256, height: 256, steps: 2, seed: 2 });
+    expect(queued.position).toBe(1);
+    expect((await server.ok("cancel_job", { jobId: queued.jobId })).status).toBe("cancelled");
+    expect((await server.ok("job_status", { jobId: running.jobId })).status).toBe("running");
+    expect((await server.ok("cancel_job", { jobId: running.jobId })).status).toBe("cancelled");
+    const after = await server.ok("job_status", { jobId: running.jobId });
+    expect(after).toMatchObject({ status: "cancelled" });
+    expect(after.images).toBeUndefined();
+    const again = await server.call("cancel_job", { jobId: running.jobId });
+    expect(again.isError).toBe(true);
+    // The queue keeps going after a cancel.
+    await generate({ prompt: "after cancel", model: "tiny_sd15", width: 256, height: 256, steps: 2 });
+  });
+
+  it("pages list_latest_images newest first with a cursor", async () => {
+    const first = await server.ok("list_latest_images", { limit: 2 });
+    expect(first.images.map((image: { index: number }) => image.index)).toEqual([1, 2]);
+    expect(first.nextCursor).toEqual(expect.any(String));
+    const second = await server.ok("list_latest_images", { limit: 2, cursor: first.nextCursor });
+    expect(second.images[0].index).toBe(3);
+    expect(second.images[0].createdAt <= first.images[1].createdAt).toBe(true);
+    const keys = [...first.images, ...second.images].map((image: { key: string }) => image.key);
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+});

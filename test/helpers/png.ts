@@ -1,0 +1,36 @@
+import { inflateSync } from "node:zlib";
+
+export interface DecodedPng {
+  width: number;
+  height: number;
+  /** Decompressed image data (filtered scanlines): equal bytes mean equal pixels for the same encoder settings. */
+  pixels: Buffer;
+  text: Record<string, string>;
+}
+
+/** Reads the chunks of a PNG: enough to check its size and compare pixels without an image library. */
+export function readPng(bytes: Buffer): DecodedPng {
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  if (!bytes.subarray(0, 8).equals(signature)) throw new Error("not a PNG: bad signature");
+  let offset = 8;
+  let width = 0;
+  let height = 0;
+  const data: Buffer[] = [];
+  const text: Record<string, string> = {};
+  while (offset < bytes.length) {
+    const length = bytes.readUInt32BE(offset);
+    const type = bytes.toString("latin1", offset + 4, offset + 8);
+    const body = bytes.subarray(offset + 8, offset + 8 + length);
+    if (type === "IHDR") {
+      width = body.readUInt32BE(0);
+      height = body.readUInt32BE(4);
+    } else if (type === "IDAT") {
+      data.push(body);
+    } else if (type === "tEXt") {
+      const split = body.indexOf(0);
+      text[body.toString("latin1", 0, split)] = body.toString("latin1", split + 1);
+    }
+    offset += 12 + length;
+  }
+  return { width, height, pixels: inflateSync(Buffer.concat(data)), text };
+}

@@ -1,0 +1,117 @@
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { RUNNER_PYTHON, SERVER_ENTRY } from "./paths.js";
+import type { MinioServer } from "./minio.js";
+
+export interface TestHome {
+  home: string;
+  modelsYaml: string;
+}
+
+/** A fresh data dir with a models.yaml naming the tiny pipelines, in both the flat and the rich form. */
+export async function makeTestHome(tinyModelsDir: string): Promise<TestHome> {
+  const home = await mkdtemp(path.join(tmpdir(), "kitty-home-"));
+  const modelsYaml = path.join(home, "models.yaml");
+  writeFileSync(
+    modelsYaml,
+    [
+      `tiny_sd15: ${path.join(tinyModelsDir, "sd15")}`,
+      "tiny_sdxl:",
+      `  path: ${path.join(tinyModelsDir, "sdxl")}`,
+      `  refiner: ${path.join(tinyModelsDir, "sdxl_refiner")}`,
+      "  defaults: {width: 256, height: 256, steps: 4}",
+      `missing_model: ${path.join(home, "no-such-model")}`,
+      "",
+    ].join("\n"),
+  );
+  return { home, modelsYaml };
+}
+
+export interface RunningServer {
+  client: Client;
+  pid: number;
+  logPath: string;
+  call(name: string, args?: Record<string, unknown>): Promise<CallToolResult>;
+  /** Calls a tool that must succeed and returns its structuredContent. */
+  ok<T = Record<string, any>>(name: string, args?: Record<string, unknown>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export function s3Env(minio: MinioServer, bucket = "kitty-test"): Record<string, string> {
+  return {
+    S3_ENDPOINT_URL: minio.endpoint,
+    S3_ACCESS_KEY: minio.accessKey,
+    S3_SECRET_KEY: minio.secretKey,
+    S3_BUCKET: bucket,
+    S3_REGION: "us-east-1",
+  };
+}
+
+/** The built server as a child process, driven by the SDK's Client over stdio, exactly as Claude Desktop runs it. */
+export async function startServer(testHome: TestHome, extraEnv: Record<string, string> = {}): Promise<RunningServer> {
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? "",
+    HOME: process.env.HOME ?? testHome.home,
+    HF_HUB_OFFLINE: "1",
+    KITTY_IMAGES_HOME: testHome.home,
+    MODELS_YAML: testHome.modelsYaml,
+    KITTY_IMAGES_PYTHON: RUNNER_PYTHON,
+    KITTY_IMAGES_DEVICE: "cpu",
+    KITTY_IMAGES_LOG_LEVEL: "debug",
+    ...extraEnv,
+  };
+  const transport = new StdioClientTransport({ command: process.execPath, args: [SERVER_ENTRY, "serve"], env, stderr: "pipe" });
+  mkdirSync(testHome.home, { recursive: true });
+  const logPath = path.join(testHome.home, `server-${Date.now()}.log`);
+  const logStream = createWriteStream(logPath, { flags: "a" });
+  transport.stderr?.pipe(logStream);
+  const client = new Client({ name: "kitty-images-tests", version: "0.0.0" });
+  await client.connect(transport);
+  const pid = transport.pid;
+  if (pid === null) throw new Error("server process has no pid");
+
+  const call = (name: string, args: Record<string, unknown> = {}) => client.callTool({ name, arguments: args }) as Promise<CallToolResult>;
+  return {
+    client,
+    pid,
+    logPath,
+    call,
+    async ok(name, args = {}) {
+      const result = await call(name, args);
+      if (result.isError) throw new Error(`${name} failed: ${JSON.stringify(result.content)}\n--- server log ---\n${readFileSync(logPath, "utf8").slice(-4000)}`);
+      return result.structuredContent as any;
+    },
+    async close() {
+      await client.close().catch(() => undefined);
+      logStream.end();
+    },
+  };
+}
+
+export function errorText(result: CallToolResult): string {
+  return result.content.map((part) => (part.type === "text" ? part.text : "")).join("\n");
+}
+
+/** Polls job_status with wait_seconds until the job ends; fails the test if it takes longer than `timeoutMs`. */
+export async function waitForJob(server: RunningServer, jobId: string, timeoutMs = 120_000): Promise<Record<string, any>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await server.ok("job_status", { jobId, wait_seconds: 10 });
+    if (["done", "failed", "cancelled"].includes(status.status)) return status;
+    if (Date.now() > deadline) throw new Error(`job ${jobId} still ${status.status} after ${timeoutMs} ms`);
+  }
+}
+
+/** Children of a process, read from /proc (the runner is the server's child). */
+export function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
