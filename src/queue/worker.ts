@@ -37,6 +37,8 @@ export interface ImageSidecar {
   device: string;
   versions: Record<string, string>;
   timings: GenerationResult["timings"];
+  /** Pipelines the runner had loaded in its life when it made this image: stays 1 while the model is kept warm. */
+  modelLoads: number;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -200,6 +202,7 @@ export class Worker {
       device: result.device,
       versions: result.versions,
       timings: result.timings,
+      modelLoads: result.modelLoads,
     };
   }
 

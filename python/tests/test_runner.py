@@ -1,0 +1,152 @@
+"""The runner as the server runs it: a subprocess speaking NDJSON, loading the tiny pipelines through from_pretrained."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from diffusers_runner.pipelines import ModelLoadError, detect_family
+
+PYTHON_DIR = Path(__file__).resolve().parents[1]
+
+
+def test_family_comes_from_model_index_json(tiny_models):
+    assert detect_family(tiny_models["sd15"]) == "sd15"
+    assert detect_family(tiny_models["sdxl"]) == "sdxl"
+    assert detect_family(tiny_models["sdxl_refiner"]) == "sdxl_refiner"
+
+
+def test_a_folder_without_model_index_is_refused_with_a_hint(tmp_path):
+    with pytest.raises(ModelLoadError, match="no model_index.json"):
+        detect_family(tmp_path)
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        detect_family(tmp_path / "missing")
+
+
+class Runner:
+    def __init__(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(PYTHON_DIR), "KITTY_IMAGES_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "diffusers_runner"],
+            cwd=PYTHON_DIR,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.stdout_lines: list[str] = []
+
+    def send(self, message: dict) -> None:
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+
+    def next_event(self) -> dict:
+        line = self.process.stdout.readline()
+        assert line, "runner closed stdout"
+        self.stdout_lines.append(line)
+        return json.loads(line)
+
+    def until(self, job_id: str, kinds=("done", "error")) -> tuple[dict, list[dict]]:
+        progress = []
+        while True:
+            event = self.next_event()
+            if event.get("jobId") == job_id and event["type"] in kinds:
+                return event, progress
+            if event["type"] == "progress":
+                progress.append(event)
+
+    def close(self) -> int:
+        self.process.stdin.close()
+        return self.process.wait(timeout=60)
+
+
+def generate(job_id: str, model_path: str, output: Path, **overrides) -> dict:
+    request = {
+        "type": "generate",
+        "jobId": job_id,
+        "model": {"name": "tiny", "path": model_path},
+        "prompt": "a red cube",
+        "negativePrompt": None,
+        "width": 256,
+        "height": 256,
+        "steps": 3,
+        "cfgScale": 7.0,
+        "seed": 7,
+        "scheduler": None,
+        "refiner": None,
+        "outputPath": str(output / f"{job_id}.png"),
+    }
+    request.update(overrides)
+    return request
+
+
+@pytest.fixture
+def runner():
+    process = Runner()
+    yield process
+    if process.process.poll() is None:
+        process.process.kill()
+
+
+def test_the_runner_keeps_the_model_warm_reports_steps_and_writes_only_protocol_to_stdout(runner, tiny_models, tmp_path):
+    ready = runner.next_event()
+    assert ready["type"] == "ready" and ready["device"] == "cpu" and ready["dtype"] == "float32"
+
+    runner.send(generate("one", tiny_models["sd15"], tmp_path))
+    done, progress = runner.until("one")
+    assert done["type"] == "done", done
+    assert [event["step"] for event in progress] == [1, 2, 3]
+    assert done["modelLoads"] == 1 and done["timings"]["loadSeconds"] > 0
+
+    runner.send(generate("two", tiny_models["sd15"], tmp_path))
+    done, _ = runner.until("two")
+    assert done["modelLoads"] == 1 and done["timings"]["loadSeconds"] == 0
+
+    from PIL import Image
+
+    first, second = Image.open(tmp_path / "one.png"), Image.open(tmp_path / "two.png")
+    assert first.size == (256, 256)
+    assert first.tobytes() == second.tobytes(), "same seed, same pixels"
+    assert runner.close() == 0
+    assert all(json.loads(line) for line in runner.stdout_lines)
+
+
+def test_a_bad_model_fails_the_job_and_the_runner_carries_on(runner, tiny_models, tmp_path):
+    runner.next_event()
+    runner.send(generate("bad", str(tmp_path / "nope"), tmp_path))
+    error, _ = runner.until("bad")
+    assert error == {"type": "error", "jobId": "bad", "code": "model_not_found", "message": f"model folder {tmp_path / 'nope'} does not exist"}
+    runner.send(generate("refiner-as-base", tiny_models["sdxl_refiner"], tmp_path))
+    error, _ = runner.until("refiner-as-base")
+    assert error["code"] == "model_load_failed" and "refiner" in error["message"]
+    runner.send(generate("good", tiny_models["sd15"], tmp_path, scheduler="dpmpp_2m_karras"))
+    done, _ = runner.until("good")
+    assert done["type"] == "done" and done["scheduler"] == "dpmpp_2m_karras"
+
+
+def test_cancel_stops_a_running_job_at_the_next_step(runner, tiny_models, tmp_path):
+    runner.next_event()
+    runner.send(generate("long", tiny_models["sd15"], tmp_path, steps=150, width=512, height=512))
+    event = runner.next_event()
+    assert event["type"] == "progress"
+    runner.send({"type": "cancel", "jobId": "long"})
+    error, progress = runner.until("long")
+    assert error["code"] == "cancelled"
+    assert len(progress) < 149
+    assert not (tmp_path / "long.png").exists()
+
+
+def test_closing_stdin_mid_job_makes_the_runner_exit_promptly(runner, tiny_models, tmp_path):
+    runner.next_event()
+    runner.send(generate("orphan", tiny_models["sd15"], tmp_path, steps=150, width=512, height=512))
+    assert runner.next_event()["type"] == "progress"
+    exited = threading.Event()
+    threading.Thread(target=lambda: (runner.process.wait(), exited.set()), daemon=True).start()
+    runner.process.stdin.close()
+    assert exited.wait(timeout=30), "runner kept running after its server went away"
+    assert not (tmp_path / "orphan.png").exists()

@@ -1,0 +1,80 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config.js";
+import { inspectModelFolder, parseModelsYaml } from "../../src/models.js";
+import { resolveRequest } from "../../src/tools/generateImage.js";
+
+function modelFolder(root: string, name: string, className: string): string {
+  const folder = path.join(root, name);
+  mkdirSync(folder, { recursive: true });
+  writeFileSync(path.join(folder, "model_index.json"), JSON.stringify({ _class_name: className }));
+  return folder;
+}
+
+describe("models.yaml", () => {
+  it("reads the original flat form: name -> diffusers folder", () => {
+    const catalog = parseModelsYaml("sdxl_base: /Users/Shared/KITTY/models/sd_xl_base\nsd15: ./sd15\n", "/etc/kitty/models.yaml");
+    expect(catalog.names()).toEqual(["sdxl_base", "sd15"]);
+    expect(catalog.get("sd15").path).toBe("/etc/kitty/sd15");
+    expect(catalog.defaultModel).toBe("sdxl_base");
+  });
+
+  it("reads richer entries beside flat ones, with a refiner given by name", () => {
+    const catalog = parseModelsYaml(
+      ["refiner_1: /m/refiner", "sdxl:", "  path: /m/base", "  refiner: refiner_1", "  defaults: {steps: 40, cfg_scale: 6, refiner: true}"].join("\n"),
+      "/etc/models.yaml",
+    );
+    expect(catalog.get("sdxl")).toMatchObject({ path: "/m/base", refinerPath: "/m/refiner", defaults: { steps: 40, cfgScale: 6, refiner: true } });
+  });
+
+  it("says which entry is wrong and what shape is allowed", () => {
+    expect(() => parseModelsYaml("sdxl:\n  folder: /m\n", "/x/models.yaml")).toThrow(/entry 'sdxl.*' is invalid.*name: \/path\/to\/diffusers-folder/);
+    expect(() => parseModelsYaml("- a\n- b\n", "/x/models.yaml")).toThrow(/must be a map/);
+  });
+
+  it("names the known models when one is unknown", () => {
+    const catalog = parseModelsYaml("a: /a\nb: /b\n", "/x/models.yaml");
+    expect(() => catalog.get("c")).toThrow("model 'c' is not in models.yaml (known: a, b)");
+  });
+
+  it("reads the family from model_index.json, as diffusers does", () => {
+    const root = mkdtempSync(path.join(tmpdir(), "kitty-models-"));
+    expect(inspectModelFolder(modelFolder(root, "xl", "StableDiffusionXLPipeline"))).toMatchObject({ present: true, family: "sdxl" });
+    expect(inspectModelFolder(modelFolder(root, "v15", "StableDiffusionPipeline"))).toMatchObject({ present: true, family: "sd15" });
+    expect(inspectModelFolder(modelFolder(root, "flux", "FluxPipeline")).problem).toMatch(/not SD 1.5 or SDXL/);
+    expect(inspectModelFolder(path.join(root, "nothing"))).toMatchObject({ present: false });
+  });
+
+  it("fills per-family defaults: SDXL 1024² and SD 1.5 512² with Euler Ancestral; the refiner pass stays short", () => {
+    const root = mkdtempSync(path.join(tmpdir(), "kitty-models-"));
+    const xl = modelFolder(root, "xl", "StableDiffusionXLPipeline");
+    const refiner = modelFolder(root, "ref", "StableDiffusionXLImg2ImgPipeline");
+    const v15 = modelFolder(root, "v15", "StableDiffusionPipeline");
+    const catalog = parseModelsYaml(`xl:\n  path: ${xl}\n  refiner: ${refiner}\nv15: ${v15}\n`, path.join(root, "models.yaml"));
+    expect(resolveRequest({ prompt: "p", seed: 1 }, catalog)).toMatchObject({ width: 1024, height: 1024, steps: 30, cfgScale: 7, scheduler: null, refiner: null });
+    expect(resolveRequest({ prompt: "p", model: "v15" }, catalog)).toMatchObject({ width: 512, height: 512, steps: 30, scheduler: "euler_a" });
+    expect(resolveRequest({ prompt: "p", refiner: true, steps: 80, cfg_scale: 9 }, catalog).refiner).toEqual({ steps: 10, cfgScale: 5, switchAt: 0.8 });
+    expect(resolveRequest({ prompt: "p", refiner: true, steps: 30 }, catalog).refiner).toMatchObject({ steps: 6 });
+    const seeds = new Set(Array.from({ length: 5 }, () => resolveRequest({ prompt: "p" }, catalog).seed));
+    expect(seeds.size).toBeGreaterThan(1);
+  });
+});
+
+describe("config", () => {
+  it("keeps the images-service env names and their defaults", () => {
+    const yaml = path.join(mkdtempSync(path.join(tmpdir(), "kitty-config-")), "models.yaml");
+    writeFileSync(yaml, "a: /a\n");
+    const local = loadConfig({ MODELS_YAML: yaml, KITTY_IMAGES_HOME: "/data/kitty" });
+    expect(local).toMatchObject({ engine: "diffusers", storage: { kind: "local" }, keyPrefix: "images/", presignTtlSeconds: 86400, databasePath: "/data/kitty/kitty-images.sqlite" });
+    const s3 = loadConfig({ MODELS_YAML: yaml, S3_ENDPOINT_URL: "http://127.0.0.1:9000", S3_ACCESS_KEY: "k", S3_SECRET_KEY: "s", S3_PREFIX: "renders" });
+    expect(s3).toMatchObject({ storage: { kind: "s3", s3: { endpoint: "http://127.0.0.1:9000", bucket: "kitty-artifacts", accessKeyId: "k" } }, keyPrefix: "renders/" });
+  });
+
+  it("says which variable is wrong", () => {
+    expect(() => loadConfig({ IMAGE_ENGINE: "dalle" })).toThrow(/IMAGE_ENGINE/);
+    expect(() => loadConfig({ S3_ENDPOINT_URL: "not a url" })).toThrow(/S3_ENDPOINT_URL/);
+    expect(() => loadConfig({ MODELS_YAML: "/no/such/models.yaml" })).toThrow(/MODELS_YAML points at \/no\/such\/models.yaml/);
+  });
+});
