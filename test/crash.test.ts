@@ -1,9 +1,9 @@
-import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startMinio, type MinioServer } from "./helpers/minio.js";
-import { childPids, makeTestHome, s3Env, startServer, waitForJob, type RunningServer, type TestHome } from "./helpers/server.js";
+import { s3ClientFor, startMinio, type MinioServer } from "./helpers/minio.js";
+import { childPids, makeTestHome, s3Env, startServer, waitForJob, waitUntilRunning, type RunningServer, type TestHome } from "./helpers/server.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -16,16 +16,6 @@ function isAlive(pid: number): boolean {
   }
 }
 
-async function waitUntilRunning(server: RunningServer, jobId: string): Promise<void> {
-  for (let tries = 0; tries < 1200; tries++) {
-    const status = await server.ok("job_status", { jobId });
-    if (status.status === "running" && status.progress.step > 0) return;
-    if (status.status !== "queued" && status.status !== "running") throw new Error(`job ended early: ${JSON.stringify(status)}`);
-    await sleep(50);
-  }
-  throw new Error(`job ${jobId} never started running`);
-}
-
 describe("faults lose no queued job and no finished image", () => {
   let minio: MinioServer;
   let s3: S3Client;
@@ -33,12 +23,7 @@ describe("faults lose no queued job and no finished image", () => {
 
   beforeAll(async () => {
     minio = await startMinio();
-    s3 = new S3Client({
-      endpoint: minio.endpoint,
-      region: "us-east-1",
-      forcePathStyle: true,
-      credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
-    });
+    s3 = s3ClientFor(minio);
   });
 
   afterAll(async () => {
@@ -63,7 +48,7 @@ describe("faults lose no queued job and no finished image", () => {
     const home = await makeTestHome(inject("tinyModelsDir"));
     const first = await start(home, bucket);
     const jobIds: string[] = [];
-    jobIds.push((await first.ok("generate_image", { prompt: "interrupted", model: "tiny_sd15", width: 512, height: 512, steps: 80, seed: 11 })).jobId);
+    jobIds.push((await first.ok("generate_image", { prompt: "interrupted", model: "tiny_sd15", width: 384, height: 384, steps: 30, seed: 11 })).jobId);
     for (const seed of [12, 13]) {
       jobIds.push((await first.ok("generate_image", { prompt: `waiting ${seed}`, model: "tiny_sd15", width: 256, height: 256, steps: 3, seed })).jobId);
     }
@@ -89,11 +74,28 @@ describe("faults lose no queued job and no finished image", () => {
     expect(listing.images.map((image: { key: string }) => image.key).sort()).toEqual([...keys].sort());
   });
 
+  it("a job running when the server is stopped with SIGTERM is queued again, not cancelled, and finishes after restart", async () => {
+    const bucket = "kitty-sigterm";
+    const home = await makeTestHome(inject("tinyModelsDir"));
+    const first = await start(home, bucket);
+    const { jobId } = await first.ok("generate_image", { prompt: "graceful", model: "tiny_sd15", width: 384, height: 384, steps: 30, seed: 41 });
+    await waitUntilRunning(first, jobId);
+    process.kill(first.pid, "SIGTERM");
+    for (let tries = 0; tries < 200 && isAlive(first.pid); tries++) await sleep(100);
+    expect(isAlive(first.pid)).toBe(false);
+    await first.close();
+
+    const second = await start(home, bucket);
+    const status = await waitForJob(second, jobId);
+    expect(status.status).toBe("done");
+    expect(await pngKeys(bucket)).toEqual([status.images[0].key]);
+  });
+
   it("a runner killed mid-job is restarted and the job runs again; the server stays up", async () => {
     const bucket = "kitty-runner-crash";
     const home = await makeTestHome(inject("tinyModelsDir"));
     const server = await start(home, bucket);
-    const { jobId } = await server.ok("generate_image", { prompt: "runner dies", model: "tiny_sd15", width: 512, height: 512, steps: 60, seed: 21 });
+    const { jobId } = await server.ok("generate_image", { prompt: "runner dies", model: "tiny_sd15", width: 384, height: 384, steps: 30, seed: 21 });
     await waitUntilRunning(server, jobId);
     const [runnerPid] = childPids(server.pid);
     expect(runnerPid).toBeDefined();

@@ -1,8 +1,8 @@
-import { GetObjectCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startMinio, type MinioServer } from "./helpers/minio.js";
+import { s3ClientFor, startMinio, type MinioServer } from "./helpers/minio.js";
 import { readPng } from "./helpers/png.js";
-import { makeTestHome, s3Env, startServer, waitForJob, type RunningServer } from "./helpers/server.js";
+import { makeTestHome, s3Env, startServer, waitForJob, waitUntilRunning, type RunningServer } from "./helpers/server.js";
 
 describe("end to end: MCP client -> server -> SQLite queue -> Python runner -> MinIO -> imageRef", () => {
   let minio: MinioServer;
@@ -14,12 +14,7 @@ describe("end to end: MCP client -> server -> SQLite queue -> Python runner -> M
     minio = await startMinio();
     const home = await makeTestHome(inject("tinyModelsDir"));
     server = await startServer(home, s3Env(minio, bucket));
-    s3 = new S3Client({
-      endpoint: minio.endpoint,
-      region: "us-east-1",
-      forcePathStyle: true,
-      credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
-    });
+    s3 = s3ClientFor(minio);
   });
 
   afterAll(async () => {
@@ -113,11 +108,7 @@ describe("end to end: MCP client -> server -> SQLite queue -> Python runner -> M
 
   it("cancels a queued job and stops a running one", async () => {
     const running = await server.ok("generate_image", { prompt: "to stop", model: "tiny_sd15", width: 512, height: 512, steps: 150, seed: 1 });
-    for (let tries = 0; tries < 400; tries++) {
-      const status = await server.ok("job_status", { jobId: running.jobId });
-      if (status.status === "running" && status.progress.step > 0) break;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await waitUntilRunning(server, running.jobId);
     const queued = await server.ok("generate_image", { prompt: "to drop", model: "tiny_sd15", width: 256, height: 256, steps: 2, seed: 2 });
     expect(queued.position).toBe(1);
     expect((await server.ok("cancel_job", { jobId: queued.jobId })).status).toBe("cancelled");

@@ -247,6 +247,13 @@ export class Worker {
   }
 
   private fail(job: Job, error: unknown, log: Logger): void {
+    if (this.stopping) {
+      // A shutdown cut the job off (the runner abandons it when told to stop): not the job's fault, so it keeps
+      // its retry and runs again at the next start.
+      this.jobs.requeue(job.id, { countAttempt: false });
+      log.info("server stopping; job put back in the queue");
+      return;
+    }
     if (error instanceof EngineJobError && error.code === "cancelled") {
       this.jobs.finish(job.id, "running", "cancelled");
       log.info("job cancelled while running");

@@ -1,3 +1,4 @@
+import { S3Client } from "@aws-sdk/client-s3";
 import { execa, type ResultPromise } from "execa";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -81,4 +82,14 @@ export async function startMinio(): Promise<MinioServer> {
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** A plain S3 client of the tests' own, to check what the server stored without going through it. */
+export function s3ClientFor(minio: MinioServer): S3Client {
+  return new S3Client({
+    endpoint: minio.endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+  });
 }

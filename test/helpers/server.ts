@@ -107,6 +107,17 @@ export async function waitForJob(server: RunningServer, jobId: string, timeoutMs
   }
 }
 
+/** Waits until the job is running and has reported at least one step. */
+export async function waitUntilRunning(server: RunningServer, jobId: string): Promise<void> {
+  for (let tries = 0; tries < 1200; tries++) {
+    const status = await server.ok("job_status", { jobId });
+    if (status.status === "running" && status.progress.step > 0) return;
+    if (status.status !== "queued" && status.status !== "running") throw new Error(`job ended early: ${JSON.stringify(status)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`job ${jobId} never started running`);
+}
+
 /** Children of a process, read from /proc (the runner is the server's child). */
 export function childPids(pid: number): number[] {
   try {
