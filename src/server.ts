@@ -8,6 +8,7 @@ import { KittyError } from "./errors.js";
 import type { Logger } from "./log.js";
 import { JobStore } from "./queue/jobStore.js";
 import { Worker } from "./queue/worker.js";
+import { WorkerLease } from "./queue/workerLease.js";
 import { ImageIndex } from "./storage/imageIndex.js";
 import type { ImageStore } from "./storage/imageStore.js";
 import { LocalImageStore } from "./storage/local.js";
@@ -59,12 +60,18 @@ export async function createApp(config: Config, log: Logger): Promise<App> {
     engine,
     store,
     index,
-    { stagingDir: config.stagingDir, keyPrefix: config.keyPrefix, engineName: engine.name, retryDelayMs: { first: 1000, max: 30_000 } },
+    new WorkerLease(db),
+    {
+      stagingDir: config.stagingDir,
+      keyPrefix: config.keyPrefix,
+      engineName: engine.name,
+      retryDelayMs: { first: 1000, max: 30_000 },
+      queuePollMs: 1000,
+      cancelPollMs: 200,
+      leaseHeartbeatMs: 2000,
+    },
     log.child({ component: "worker" }),
   );
-
-  const recovered = jobs.recoverInterrupted();
-  if (recovered.resumed.length || recovered.failed.length) log.warn(recovered, "jobs interrupted by the last shutdown");
 
   const server = new McpServer(
     { name: "kitty-images", version: VERSION },
@@ -79,8 +86,6 @@ export async function createApp(config: Config, log: Logger): Promise<App> {
     registerTool(server, tool as Parameters<typeof registerTool>[1], deps);
   }
 
-  // Start the runner now so the first job does not pay for importing torch; a failure here is logged and retried per job.
-  engine.start().catch((error: Error) => log.warn({ error: error.message }, "engine did not start yet; jobs will wait and retry"));
   worker.start();
 
   return {

@@ -52,12 +52,12 @@ export class DiffusersEngine implements Engine {
       );
     }
     const runner = new RunnerProcess(this.options, this.log);
-    this.log.info({ pid: runner.pid }, "starting diffusers runner");
+    this.log.info({ runnerPid: runner.pid }, "starting diffusers runner");
     void runner.exited.then(() => {
-      if (!this.stopped) this.log.warn({ pid: runner.pid }, "diffusers runner exited; it will be restarted for the next job");
+      if (!this.stopped) this.log.warn({ runnerPid: runner.pid }, "diffusers runner exited; it will be restarted for the next job");
     });
     this.readyInfo = await runner.ready;
-    this.log.info({ pid: runner.pid, device: this.readyInfo.device, dtype: this.readyInfo.dtype, versions: this.readyInfo.versions }, "diffusers runner ready");
+    this.log.info({ runnerPid: runner.pid, device: this.readyInfo.device, dtype: this.readyInfo.dtype, versions: this.readyInfo.versions }, "diffusers runner ready");
     this.runner = runner;
     return runner;
   }

@@ -10,6 +10,8 @@ export interface Job {
   request: GenerationRequest;
   attempts: number;
   imageKey: string | null;
+  progress: { step: number; totalSteps: number } | null;
+  cancelRequested: boolean;
   error: { code: string; message: string } | null;
   createdAt: string;
   startedAt: string | null;
@@ -23,6 +25,9 @@ interface JobRow {
   request: string;
   attempts: number;
   image_key: string | null;
+  progress_step: number | null;
+  progress_total: number | null;
+  cancel_requested: number;
   error_code: string | null;
   error_message: string | null;
   created_at: string;
@@ -38,6 +43,8 @@ function toJob(row: JobRow): Job {
     request: JSON.parse(row.request) as GenerationRequest,
     attempts: row.attempts,
     imageKey: row.image_key,
+    progress: row.progress_step === null || row.progress_total === null ? null : { step: row.progress_step, totalSteps: row.progress_total },
+    cancelRequested: row.cancel_requested === 1,
     error: row.error_code ? { code: row.error_code, message: row.error_message ?? "" } : null,
     createdAt: row.created_at,
     startedAt: row.started_at,
@@ -67,8 +74,12 @@ export class JobStore {
          WHERE id = @id AND state = @from`,
       ),
       requeue: db.prepare(
-        `UPDATE jobs SET state = 'queued', started_at = NULL, attempts = attempts - ? WHERE id = ? AND state = 'running'`,
+        `UPDATE jobs SET state = 'queued', started_at = NULL, progress_step = NULL, progress_total = NULL, attempts = attempts - ?
+         WHERE id = ? AND state = 'running'`,
       ),
+      progress: db.prepare(`UPDATE jobs SET progress_step = ?, progress_total = ? WHERE id = ? AND state = 'running'`),
+      requestCancel: db.prepare(`UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'`),
+      cancelRequested: db.prepare(`SELECT cancel_requested FROM jobs WHERE id = ?`),
       runningAtStart: db.prepare(`SELECT * FROM jobs WHERE state = 'running' ORDER BY seq`),
     };
   }
@@ -124,6 +135,20 @@ export class JobStore {
     return result.changes === 1;
   }
 
+  setProgress(jobId: string, step: number, totalSteps: number): void {
+    this.statements.progress.run(step, totalSteps, jobId);
+  }
+
+  /** Marks a running job for cancellation; the process running it sees the mark within a fraction of a second. */
+  requestCancel(jobId: string): boolean {
+    return this.statements.requestCancel.run(jobId).changes === 1;
+  }
+
+  isCancelRequested(jobId: string): boolean {
+    const row = this.statements.cancelRequested.get(jobId) as { cancel_requested: number } | undefined;
+    return row?.cancel_requested === 1;
+  }
+
   /**
    * Puts a running job back at its place in line (its seq is unchanged, so it runs next).
    * `countAttempt: false` when nothing ran (the engine would not start): the job keeps its retry.
@@ -133,7 +158,7 @@ export class JobStore {
   }
 
   /**
-   * At start-up, no job can really be running: any marked so was cut off when the process died.
+   * When a worker takes the lease, no job can really be running: any marked so was cut off when its process died.
    * Each gets one more run; a job that already had its retry fails as `interrupted`.
    */
   recoverInterrupted(): { resumed: string[]; failed: string[] } {
@@ -141,7 +166,9 @@ export class JobStore {
       const resumed: string[] = [];
       const failed: string[] = [];
       for (const row of this.statements.runningAtStart.all() as JobRow[]) {
-        if (row.attempts < MAX_ATTEMPTS) {
+        if (row.cancel_requested === 1) {
+          this.finish(row.id, "running", "cancelled");
+        } else if (row.attempts < MAX_ATTEMPTS) {
           this.requeue(row.id);
           resumed.push(row.id);
         } else {

@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Db } from "../db.js";
-import type { Engine, GenerationProgress, GenerationResult } from "../engines/engine.js";
+import type { Engine, GenerationResult } from "../engines/engine.js";
 import { EngineJobError } from "../engines/engine.js";
 import { messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -12,6 +12,7 @@ import { newImageKey } from "../storage/imageKeys.js";
 import type { ImageStore } from "../storage/imageStore.js";
 import { MAX_ATTEMPTS } from "./jobStates.js";
 import type { Job, JobStore } from "./jobStore.js";
+import type { WorkerLease } from "./workerLease.js";
 
 export interface WorkerOptions {
   stagingDir: string;
@@ -19,6 +20,11 @@ export interface WorkerOptions {
   engineName: string;
   /** Backoff bounds for an engine that will not start and for storage that will not take the image. */
   retryDelayMs: { first: number; max: number };
+  /** How often an idle worker looks for jobs other processes queued. */
+  queuePollMs: number;
+  /** How often a running job's cancel mark is checked. */
+  cancelPollMs: number;
+  leaseHeartbeatMs: number;
 }
 
 /** The JSON stored beside each PNG. */
@@ -44,20 +50,19 @@ export interface ImageSidecar {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * The one loop that runs jobs: strictly one at a time, oldest first.
+ * The one loop that runs jobs: strictly one at a time, oldest first, in the one process holding the lease.
  * A finished image is kept in the staging folder until storage has it and the index says so; a restart
  * that finds it there uploads it instead of generating again.
  */
 export class Worker {
   /** Emits "ended" with the jobId when a job reaches a terminal state. */
   readonly events = new EventEmitter();
-  private readonly progress = new Map<string, GenerationProgress>();
-  private readonly cancelRequested = new Set<string>();
-  private currentJobId: string | null = null;
   private wakeUp: (() => void) | null = null;
   private stopping = false;
   private loop: Promise<void> | null = null;
   private engineProblem: string | null = null;
+  private holdsLease = false;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly db: Db,
@@ -65,6 +70,7 @@ export class Worker {
     private readonly engine: Engine,
     private readonly store: ImageStore,
     private readonly index: ImageIndex,
+    private readonly lease: WorkerLease,
     private readonly options: WorkerOptions,
     private readonly log: Logger,
   ) {
@@ -80,21 +86,13 @@ export class Worker {
     this.wakeUp?.();
   }
 
-  progressOf(jobId: string): GenerationProgress | undefined {
-    return this.progress.get(jobId);
-  }
-
   /** Set while the engine cannot start, so a queued job can say why it is waiting. */
   get waitingReason(): string | null {
     return this.engineProblem;
   }
 
-  /** Cancels a running job through the engine; returns false when that job is not the one running. */
-  cancelRunning(jobId: string): boolean {
-    if (this.currentJobId !== jobId) return false;
-    this.cancelRequested.add(jobId);
-    this.engine.cancel(jobId);
-    return true;
+  get isRunningJobs(): boolean {
+    return this.holdsLease;
   }
 
   async stop(): Promise<void> {
@@ -102,23 +100,59 @@ export class Worker {
     this.wake();
     await this.engine.stop();
     await this.loop;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.holdsLease) this.lease.release();
+  }
+
+  /** Sleeps until `ms` pass or wake() is called, whichever is first. */
+  private idle(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    }).finally(() => {
+      this.wakeUp = null;
+    });
+  }
+
+  /** Becomes the one process that runs jobs from this queue, or returns false when another holds the lease. */
+  private takeLease(): boolean {
+    if (!this.lease.tryAcquire()) return false;
+    this.holdsLease = true;
+    this.heartbeatTimer = setInterval(() => {
+      if (!this.lease.heartbeat()) this.log.error("lost the worker lease to another process; this process stalled");
+    }, this.options.leaseHeartbeatMs);
+    this.heartbeatTimer.unref();
+    const recovered = this.jobs.recoverInterrupted();
+    if (recovered.resumed.length || recovered.failed.length) this.log.warn(recovered, "jobs interrupted when the last worker stopped");
+    this.log.info("this process runs the queue");
+    // Start the runner now so the first job does not pay for importing torch; failures are retried per job.
+    this.engine.start().catch((error: Error) => this.log.warn({ error: error.message }, "engine did not start yet; jobs will wait and retry"));
+    return true;
   }
 
   private async run(): Promise<void> {
     let engineDelay = this.options.retryDelayMs.first;
+    let announcedFollower = false;
     while (!this.stopping) {
+      if (!this.holdsLease && !this.takeLease()) {
+        if (!announcedFollower) this.log.info({ holderPid: this.lease.holder()?.pid }, "another process runs the queue; this one queues and answers");
+        announcedFollower = true;
+        await this.idle(this.options.leaseHeartbeatMs);
+        continue;
+      }
       const job = this.jobs.takeNext();
       if (!job) {
-        await new Promise<void>((resolve) => {
-          this.wakeUp = resolve;
-        });
-        this.wakeUp = null;
+        // Other processes enqueue too and cannot wake this one: look again now and then.
+        await this.idle(this.options.queuePollMs);
         continue;
       }
       const outcome = await this.runJob(job);
       if (outcome === "engine_unavailable") {
         // Nothing ran: the job keeps its place and the loop waits before trying the engine again.
-        await Promise.race([sleep(engineDelay), new Promise<void>((resolve) => (this.wakeUp = resolve))]);
+        await this.idle(engineDelay);
         engineDelay = Math.min(engineDelay * 2, this.options.retryDelayMs.max);
       } else {
         engineDelay = this.options.retryDelayMs.first;
@@ -133,8 +167,14 @@ export class Worker {
 
   private async runJob(job: Job): Promise<"finished" | "engine_unavailable"> {
     const log = this.log.child({ jobId: job.id });
-    this.currentJobId = job.id;
     log.info({ attempt: job.attempts, model: job.request.model.name }, "job running");
+    // cancel_job may come from any process: it marks the row, and this watch passes it on to the engine.
+    const cancelWatch = setInterval(() => {
+      if (this.jobs.isCancelRequested(job.id)) {
+        this.engine.cancel(job.id);
+        clearInterval(cancelWatch);
+      }
+    }, this.options.cancelPollMs);
     try {
       const key = this.jobs.fixImageKey(job.id, newImageKey(this.options.keyPrefix, job.id));
       const staged = this.stagedPaths(job.id);
@@ -162,9 +202,7 @@ export class Worker {
       }
       this.fail(job, error, log);
     } finally {
-      this.currentJobId = null;
-      this.progress.delete(job.id);
-      this.cancelRequested.delete(job.id);
+      clearInterval(cancelWatch);
     }
     return "finished";
   }
@@ -174,7 +212,7 @@ export class Worker {
     const result = await this.engine.generate(job.request, {
       jobId: job.id,
       outputPath: staged.png,
-      onProgress: (progress) => this.progress.set(job.id, progress),
+      onProgress: (progress) => this.jobs.setProgress(job.id, progress.step, progress.totalSteps),
     });
     // The result file is written after the PNG: both present means a restart can skip straight to upload.
     await writeFile(staged.result, JSON.stringify(result));
@@ -254,14 +292,15 @@ export class Worker {
       log.info("server stopping; job put back in the queue");
       return;
     }
+    const cancelRequested = this.jobs.isCancelRequested(job.id);
     if (error instanceof EngineJobError && error.code === "cancelled") {
       this.jobs.finish(job.id, "running", "cancelled");
       log.info("job cancelled while running");
-    } else if (error instanceof EngineJobError && error.retryable && !this.cancelRequested.has(job.id) && job.attempts < MAX_ATTEMPTS) {
+    } else if (error instanceof EngineJobError && error.retryable && !cancelRequested && job.attempts < MAX_ATTEMPTS) {
       this.jobs.requeue(job.id);
       log.warn({ error: error.message }, "engine failed mid-job; job requeued for its one retry");
       return;
-    } else if (this.cancelRequested.has(job.id)) {
+    } else if (cancelRequested) {
       this.jobs.finish(job.id, "running", "cancelled");
     } else {
       const code = error instanceof EngineJobError ? error.code : "internal_error";

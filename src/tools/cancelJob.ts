@@ -23,8 +23,8 @@ export const cancelJob = defineTool({
       log.info({ jobId }, "job cancelled while queued");
       worker.events.emit("ended", jobId);
     } else if (job.state === "queued" || job.state === "running") {
-      // Either it just started or it was running: stop it through the engine and wait for the runner to let go.
-      if (worker.cancelRunning(jobId)) await waitForEnd(deps, jobId, RUNNING_CANCEL_WAIT_MS);
+      // It is running (perhaps it started a moment ago): mark it; the process running it stops it at the next step.
+      if (jobs.requestCancel(jobId)) await waitForEnd(deps, jobId, RUNNING_CANCEL_WAIT_MS);
     } else {
       throw new KittyError("invalid_state", `job ${jobId} is already ${job.state}; only queued or running jobs can be cancelled`);
     }

@@ -4,6 +4,8 @@ import { isTerminal, JOB_STATES } from "../queue/jobStates.js";
 import type { Job } from "../queue/jobStore.js";
 import { boundedInt, defineTool, type ToolDeps } from "./toolKit.js";
 
+const END_POLL_MS = 250;
+
 export const jobStatus = defineTool({
   name: "job_status",
   title: "Job status",
@@ -44,22 +46,31 @@ function findJob({ jobs }: ToolDeps, jobId: string): Job {
   return job;
 }
 
-export function waitForEnd({ worker, jobs }: ToolDeps, jobId: string, timeoutMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    const finish = () => {
-      clearTimeout(timer);
-      worker.events.off("ended", onEnded);
-      resolve();
-    };
-    const onEnded = (endedId: string) => {
-      if (endedId === jobId) finish();
-    };
-    const timer = setTimeout(finish, timeoutMs);
-    worker.events.on("ended", onEnded);
-    // It may have ended between the caller's read and the listener going on.
-    const job = jobs.get(jobId);
-    if (job && isTerminal(job.state)) finish();
-  });
+/** Resolves when the job reaches a terminal state or `timeoutMs` passes; sees jobs run by other processes too. */
+export async function waitForEnd({ worker, jobs }: ToolDeps, jobId: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let wake: () => void = () => {};
+  const onEnded = (endedId: string) => {
+    if (endedId === jobId) wake();
+  };
+  worker.events.on("ended", onEnded);
+  try {
+    for (;;) {
+      const job = jobs.get(jobId);
+      const left = deadline - Date.now();
+      if (!job || isTerminal(job.state) || left <= 0) return;
+      // This process's worker announces the end at once; another process's is seen at the next look.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, END_POLL_MS));
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    worker.events.off("ended", onEnded);
+  }
 }
 
 function describeJob(job: Job, { jobs, worker, index }: ToolDeps) {
@@ -82,7 +93,7 @@ function describeJob(job: Job, { jobs, worker, index }: ToolDeps) {
       };
     }
     case "running": {
-      const progress = worker.progressOf(job.id) ?? { step: 0, totalSteps: job.request.steps };
+      const progress = job.progress ?? { step: 0, totalSteps: job.request.steps };
       return {
         structured: { ...base, progress },
         summary: `Job ${job.id} is running: step ${progress.step} of ${progress.totalSteps}. Call job_status again with wait_seconds to wait for it.`,

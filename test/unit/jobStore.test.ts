@@ -91,6 +91,18 @@ describe("JobStore on a real SQLite file", () => {
     expect(jobs.get(job.id)).toMatchObject({ state: "failed", error: { code: "interrupted" } });
   });
 
+  it("passes a cancel mark to the running job, and a job cut off after a cancel ends cancelled, not resumed", () => {
+    const job = jobs.enqueue(request("stop me"));
+    expect(jobs.requestCancel(job.id)).toBe(false);
+    jobs.takeNext();
+    jobs.setProgress(job.id, 3, 30);
+    expect(jobs.get(job.id)?.progress).toEqual({ step: 3, totalSteps: 30 });
+    expect(jobs.requestCancel(job.id)).toBe(true);
+    expect(jobs.isCancelRequested(job.id)).toBe(true);
+    jobs.recoverInterrupted();
+    expect(jobs.get(job.id)?.state).toBe("cancelled");
+  });
+
   it("keeps a job's place in line when it is put back", () => {
     const a = jobs.enqueue(request("a"));
     jobs.enqueue(request("b"));

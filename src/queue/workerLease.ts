@@ -1,0 +1,65 @@
+import { randomUUID } from "node:crypto";
+import type { Db } from "../db.js";
+
+interface LeaseRow {
+  owner: string;
+  pid: number;
+  heartbeat_at: number;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Who may run jobs from this data dir. Claude Desktop and the KITTY agent each start their own stdio server on
+ * the same queue; without a lease both would drive the one GPU at once and each would "recover" the other's
+ * running job. The holder heartbeats; a holder that stopped heartbeating, or whose process is gone, is replaced.
+ */
+export class WorkerLease {
+  readonly owner = randomUUID();
+  private readonly statements;
+
+  constructor(
+    private readonly db: Db,
+    private readonly staleAfterMs = 10_000,
+    private readonly pid = process.pid,
+  ) {
+    this.statements = {
+      read: db.prepare(`SELECT owner, pid, heartbeat_at FROM worker_lease WHERE id = 1`),
+      insert: db.prepare(`INSERT INTO worker_lease (id, owner, pid, heartbeat_at) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
+      takeOver: db.prepare(`UPDATE worker_lease SET owner = ?, pid = ?, heartbeat_at = ? WHERE id = 1 AND owner = ?`),
+      heartbeat: db.prepare(`UPDATE worker_lease SET heartbeat_at = ? WHERE id = 1 AND owner = ?`),
+      release: db.prepare(`DELETE FROM worker_lease WHERE id = 1 AND owner = ?`),
+    };
+  }
+
+  tryAcquire(now = Date.now()): boolean {
+    return this.db.transaction(() => {
+      const row = this.statements.read.get() as LeaseRow | undefined;
+      if (!row) return this.statements.insert.run(this.owner, this.pid, now).changes === 1;
+      if (row.owner === this.owner) return this.heartbeat(now);
+      const abandoned = now - row.heartbeat_at > this.staleAfterMs || !processAlive(row.pid);
+      return abandoned && this.statements.takeOver.run(this.owner, this.pid, now, row.owner).changes === 1;
+    }).immediate();
+  }
+
+  /** False when the lease was lost (this process stalled past staleAfterMs and another took over). */
+  heartbeat(now = Date.now()): boolean {
+    return this.statements.heartbeat.run(now, this.owner).changes === 1;
+  }
+
+  holder(): { pid: number } | undefined {
+    const row = this.statements.read.get() as LeaseRow | undefined;
+    return row && { pid: row.pid };
+  }
+
+  release(): void {
+    this.statements.release.run(this.owner);
+  }
+}
