@@ -6,6 +6,8 @@ import path from "node:path";
 import { loadConfig, type Config } from "./config.js";
 import { KittyError, messageOf } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
+import { formatChecks, runDoctor } from "./doctor.js";
+import { inspectModelFolder } from "./models.js";
 import { createApp } from "./server.js";
 
 const USAGE = `kitty-images: MCP tool server for local Stable Diffusion
@@ -14,6 +16,7 @@ usage:
   kitty-images serve [--demo]   run the MCP server on stdio (Claude Desktop, KITTY, any MCP client)
                                 --demo builds tiny random-weight models and serves those (images are noise)
   kitty-images models           print models.yaml as the server sees it
+  kitty-images doctor [--demo]  check models, database, storage and the Python runner; say what to fix
   kitty-images help
 
 Configuration comes from the environment (see README.md): MODELS_YAML, S3_ENDPOINT_URL, KITTY_IMAGES_HOME, ...`;
@@ -48,10 +51,19 @@ async function prepareDemoModels(config: Config, log: Logger): Promise<string> {
   return yamlPath;
 }
 
-async function serve(demo: boolean): Promise<void> {
-  let config = loadConfig();
+async function configFor(demo: boolean): Promise<{ config: Config; log: Logger }> {
+  const config = loadConfig();
   const log = createLogger(config.logLevel);
-  if (demo) config = loadConfig(process.env, { modelsYaml: await prepareDemoModels(config, log) });
+  if (!demo) return { config, log };
+  return { config: loadConfig(process.env, { modelsYaml: await prepareDemoModels(config, log) }), log };
+}
+
+async function serve(demo: boolean): Promise<void> {
+  const { config, log } = await configFor(demo);
+  for (const entry of config.models.entries) {
+    const onDisk = inspectModelFolder(entry.path);
+    if (!onDisk.present) log.warn({ model: entry.name, problem: onDisk.problem }, "model in models.yaml is not on disk; generate_image will refuse it");
+  }
   const app = await createApp(config, log);
   await app.server.connect(new StdioServerTransport());
   log.info(
@@ -73,6 +85,13 @@ async function serve(demo: boolean): Promise<void> {
   process.stdin.on("end", () => void shutdown("stdin closed"));
 }
 
+async function doctor(demo: boolean): Promise<void> {
+  const { config, log } = await configFor(demo);
+  const checks = await runDoctor(config, log);
+  process.stdout.write(`${formatChecks(checks)}\n`);
+  if (checks.some((entry) => !entry.ok)) process.exitCode = 1;
+}
+
 function printModels(): void {
   const config = loadConfig();
   process.stdout.write(`${JSON.stringify({ source: config.models.sourcePath, default: config.models.defaultModel, models: config.models.entries }, null, 2)}\n`);
@@ -85,6 +104,8 @@ async function main(argv: string[]): Promise<void> {
       return serve(rest.includes("--demo"));
     case "models":
       return printModels();
+    case "doctor":
+      return doctor(rest.includes("--demo"));
     case "help":
     case "--help":
     case "-h":

@@ -14,9 +14,6 @@ const MIGRATIONS: string[] = [
     request       TEXT NOT NULL,                      -- JSON GenerationRequest, model path resolved at enqueue
     attempts      INTEGER NOT NULL DEFAULT 0,         -- times taken to running
     image_key     TEXT,                               -- fixed on first run so a retry overwrites, never duplicates
-    progress_step INTEGER,                            -- written by whichever process runs the job, read by all
-    progress_total INTEGER,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,      -- set by any process; the running worker acts on it
     error_code    TEXT,
     error_message TEXT,
     created_at    TEXT NOT NULL,
@@ -38,6 +35,12 @@ const MIGRATIONS: string[] = [
   );
   -- newest first in O(limit): list_latest_images walks this index and stops
   CREATE INDEX images_newest ON images (created_at DESC, key DESC);
+  `,
+  `
+  -- progress and cancel live in the row so that any server process on this data dir can read and set them
+  ALTER TABLE jobs ADD COLUMN progress_step INTEGER;
+  ALTER TABLE jobs ADD COLUMN progress_total INTEGER;
+  ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 
   -- Every MCP client starts its own stdio server; the one holding this row is the only one that runs jobs.
   CREATE TABLE worker_lease (

@@ -32,7 +32,7 @@ export interface App {
   close(): Promise<void>;
 }
 
-function createEngine(config: Config, log: Logger): Engine {
+export function createEngine(config: Config, log: Logger): Engine {
   if (config.engine !== "diffusers") {
     throw new KittyError("config_invalid", `IMAGE_ENGINE=${config.engine} is not available yet; this version runs IMAGE_ENGINE=diffusers`);
   }
@@ -42,7 +42,7 @@ function createEngine(config: Config, log: Logger): Engine {
   );
 }
 
-function createStore(config: Config): ImageStore {
+export function createStore(config: Config): ImageStore {
   return config.storage.kind === "s3" ? new S3ImageStore(config.storage.s3) : new LocalImageStore(path.join(config.home, "files"));
 }
 

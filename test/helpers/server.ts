@@ -52,9 +52,9 @@ export function s3Env(minio: MinioServer, bucket = "kitty-test"): Record<string,
   };
 }
 
-/** The built server as a child process, driven by the SDK's Client over stdio, exactly as Claude Desktop runs it. */
-export async function startServer(testHome: TestHome, extraEnv: Record<string, string> = {}): Promise<RunningServer> {
-  const env: Record<string, string> = {
+/** The environment the server gets: only what the tests choose, so a developer's own settings cannot leak in. */
+export function serverEnv(testHome: TestHome, extraEnv: Record<string, string> = {}): Record<string, string> {
+  return {
     PATH: process.env.PATH ?? "",
     HOME: process.env.HOME ?? testHome.home,
     HF_HUB_OFFLINE: "1",
@@ -65,7 +65,12 @@ export async function startServer(testHome: TestHome, extraEnv: Record<string, s
     KITTY_IMAGES_LOG_LEVEL: "debug",
     ...extraEnv,
   };
-  const transport = new StdioClientTransport({ command: process.execPath, args: [SERVER_ENTRY, "serve"], env, stderr: "pipe" });
+}
+
+/** The built server as a child process, driven by the SDK's Client over stdio, exactly as Claude Desktop runs it. */
+export async function startServer(testHome: TestHome, extraEnv: Record<string, string> = {}, serveArgs: string[] = []): Promise<RunningServer> {
+  const env = serverEnv(testHome, extraEnv);
+  const transport = new StdioClientTransport({ command: process.execPath, args: [SERVER_ENTRY, "serve", ...serveArgs], env, stderr: "pipe" });
   mkdirSync(testHome.home, { recursive: true });
   const logPath = path.join(testHome.home, `server-${Date.now()}.log`);
   const logStream = createWriteStream(logPath, { flags: "a" });
