@@ -48,7 +48,6 @@ export interface Config {
   home: string;
   databasePath: string;
   stagingDir: string;
-  localImagesDir: string;
   storage: { kind: "s3"; s3: S3Settings } | { kind: "local" };
   /** Every stored key starts with this; select_image refuses keys outside it. */
   keyPrefix: string;
@@ -74,16 +73,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
   const useS3 = e.KITTY_IMAGES_STORAGE === "s3" || (e.KITTY_IMAGES_STORAGE === "auto" && e.S3_ENDPOINT_URL !== undefined);
   const keyPrefix = e.S3_PREFIX.replace(/^\/+/, "").replace(/\/*$/, "/");
 
-  const runnerEnv: Record<string, string> = { KITTY_IMAGES_DEVICE: e.KITTY_IMAGES_DEVICE, KITTY_IMAGES_WARM_MODELS: String(e.KITTY_IMAGES_WARM_MODELS) };
-  if (e.HF_HOME) runnerEnv.HF_HOME = e.HF_HOME;
-  if (e.PYTORCH_MPS_HIGH_WATERMARK_RATIO) runnerEnv.PYTORCH_MPS_HIGH_WATERMARK_RATIO = e.PYTORCH_MPS_HIGH_WATERMARK_RATIO;
+  // The runner inherits the environment (PATH, locale, torch and HF settings) but not storage secrets it never needs.
+  const runnerEnv: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value !== undefined && !/^(S3_|AWS_)/.test(name)) runnerEnv[name] = value;
+  }
+  Object.assign(runnerEnv, { KITTY_IMAGES_DEVICE: e.KITTY_IMAGES_DEVICE, KITTY_IMAGES_WARM_MODELS: String(e.KITTY_IMAGES_WARM_MODELS) });
 
   return {
     engine: e.IMAGE_ENGINE,
     home,
     databasePath: path.join(home, "kitty-images.sqlite"),
     stagingDir: path.join(home, "staging"),
-    localImagesDir: path.join(home, "images"),
     storage: useS3
       ? {
           kind: "s3",

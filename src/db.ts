@@ -47,7 +47,8 @@ const MIGRATIONS: string[] = [
     id           INTEGER PRIMARY KEY CHECK (id = 1),
     owner        TEXT NOT NULL,
     pid          INTEGER NOT NULL,
-    heartbeat_at INTEGER NOT NULL                     -- epoch ms
+    heartbeat_at INTEGER NOT NULL,                    -- epoch ms
+    notice       TEXT                                 -- why the queue is waiting, for job_status in any process
   );
   `,
 ];
@@ -55,20 +56,27 @@ const MIGRATIONS: string[] = [
 export function openDatabase(file: string): Db {
   if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
   const db = new Database(file);
+  // First, so that servers starting together on a new data dir wait for each other instead of failing.
+  db.pragma("busy_timeout = 10000");
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = NORMAL");
   db.pragma("foreign_keys = ON");
-  db.pragma("busy_timeout = 5000");
   migrate(db);
   return db;
 }
 
 function migrate(db: Db): void {
-  const current = db.pragma("user_version", { simple: true }) as number;
-  for (let version = current; version < MIGRATIONS.length; version++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[version]!);
-      db.pragma(`user_version = ${version + 1}`);
-    })();
+  for (;;) {
+    // IMMEDIATE takes the write lock before reading user_version, so two processes never apply the same step.
+    const applied = db
+      .transaction(() => {
+        const version = db.pragma("user_version", { simple: true }) as number;
+        if (version >= MIGRATIONS.length) return false;
+        db.exec(MIGRATIONS[version]!);
+        db.pragma(`user_version = ${version + 1}`);
+        return true;
+      })
+      .immediate();
+    if (!applied) return;
   }
 }

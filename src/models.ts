@@ -51,12 +51,13 @@ const richEntrySchema = z
     family: z.enum(["sd15", "sdxl"]).optional(),
     refiner: z.string().min(1).optional(),
     description: z.string().optional(),
+    // the same limits generate_image enforces, so a default can never make a job the tool would refuse
     defaults: z
       .object({
-        width: z.number().int().optional(),
-        height: z.number().int().optional(),
-        steps: z.number().int().optional(),
-        cfg_scale: z.number().optional(),
+        width: z.number().int().min(256).max(2048).multipleOf(8).optional(),
+        height: z.number().int().min(256).max(2048).multipleOf(8).optional(),
+        steps: z.number().int().min(1).max(150).optional(),
+        cfg_scale: z.number().min(0).max(30).optional(),
         scheduler: z.enum(SCHEDULERS).optional(),
         refiner: z.boolean().optional(),
       })

@@ -37,7 +37,7 @@ export function createEngine(config: Config, log: Logger): Engine {
     throw new KittyError("config_invalid", `IMAGE_ENGINE=${config.engine} is not available yet; this version runs IMAGE_ENGINE=diffusers`);
   }
   return new DiffusersEngine(
-    { python: config.runner.python, packageDir: config.runner.packageDir, env: { ...process.env, ...config.runner.env } as Record<string, string>, readyTimeoutMs: 300_000 },
+    { python: config.runner.python, packageDir: config.runner.packageDir, env: config.runner.env, readyTimeoutMs: 300_000 },
     log.child({ component: "engine" }),
   );
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -67,7 +68,9 @@ def main() -> int:
             try:
                 request = parse_request(line)
             except ProtocolError as exc:
-                events.send({"type": "error", "jobId": None, "code": "bad_request", "message": str(exc)})
+                # A generate we cannot run still gets an answer under its id, so the server's job ends.
+                job_id = _job_id_of(line)
+                events.send({"type": "error", "jobId": job_id, "code": "bad_request", "message": str(exc)})
                 continue
             if request["type"] == "cancel":
                 cancel_event(request["jobId"]).set()
@@ -94,8 +97,6 @@ def main() -> int:
             events.send(run_generate(request, cache, cancel, events.send))
         except JobFailed as exc:
             events.send({"type": "error", "jobId": job_id, "code": exc.code, "message": str(exc)})
-        except KeyError as exc:
-            events.send({"type": "error", "jobId": job_id, "code": "bad_request", "message": f"generate request lacks {exc}"})
         except Exception as exc:  # noqa: BLE001 - keep the process alive for the next job
             log.exception("job %s failed", job_id)
             events.send({"type": "error", "jobId": job_id, "code": "generation_failed", "message": f"{type(exc).__name__}: {exc}"})
@@ -103,6 +104,14 @@ def main() -> int:
             with cancels_lock:
                 cancels.pop(job_id, None)
     return 0
+
+
+def _job_id_of(line: str) -> str | None:
+    try:
+        job_id = json.loads(line).get("jobId")
+    except (ValueError, AttributeError):
+        return None
+    return job_id if isinstance(job_id, str) else None
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -37,11 +36,12 @@ def _step_callback(job_id: str, cancel: threading.Event, report: Callable[[int],
     return on_step_end
 
 
-def _refiner_steps_requested(request: GenerateRequest) -> int:
+def _refiner_schedule_length(request: GenerateRequest) -> int:
     refiner = request["refiner"]
     assert refiner is not None
-    # With denoising_start the refiner runs only the tail of its schedule; size the schedule so the tail has `steps`.
-    return max(1, math.ceil(refiner["steps"] / (1 - refiner["switchAt"])))
+    # With denoising_start the refiner runs only the tail of its schedule; size the schedule so the tail has
+    # about `steps` (round, not ceil: 6 / 0.2 is 30.000000000000004 in floating point).
+    return max(1, round(refiner["steps"] / (1 - refiner["switchAt"])))
 
 
 def run_generate(
@@ -63,7 +63,7 @@ def run_generate(
         raise JobFailed(exc.code, str(exc)) from exc
 
     try:
-        scheduler_name, scheduler = fresh_scheduler(request.get("scheduler"), model.family, model.base_scheduler_config)
+        scheduler_name, scheduler = fresh_scheduler(request.get("scheduler"), model.base_scheduler_class, model.base_scheduler_config)
     except ValueError as exc:
         raise JobFailed("bad_request", str(exc)) from exc
     model.base.scheduler = scheduler
@@ -73,7 +73,7 @@ def run_generate(
 
     started = time.perf_counter()
     try:
-        image = _denoise(request, model, cancel, send)
+        image, steps_run = _denoise(request, model, cancel, send)
     except JobFailed:
         raise
     except Exception as exc:  # noqa: BLE001 - any library failure becomes a job error the agent can read
@@ -98,6 +98,7 @@ def run_generate(
         "scheduler": scheduler_name,
         "device": cache.device.device,
         "modelLoads": cache.loads,
+        "stepsRun": steps_run,
         "timings": {
             "loadSeconds": round(load_seconds, 4),
             "inferenceSeconds": round(inference_seconds, 4),
@@ -106,7 +107,8 @@ def run_generate(
     }
 
 
-def _denoise(request: GenerateRequest, model: LoadedModel, cancel: threading.Event, send) -> Any:
+def _denoise(request: GenerateRequest, model: LoadedModel, cancel: threading.Event, send) -> tuple[Any, int]:
+    """Returns the image and how many denoising steps ran (base and refiner)."""
     job_id = request["jobId"]
     # A CPU generator gives the same latents for a seed on CUDA, MPS and CPU alike.
     generator = torch.Generator(device="cpu").manual_seed(request["seed"])
@@ -118,9 +120,11 @@ def _denoise(request: GenerateRequest, model: LoadedModel, cancel: threading.Eve
     }
     refiner_steps = request["refiner"]["steps"] if refiner else 0
     base_total = [request["steps"]]
+    steps_run = [0]
 
     def report_base(step: int) -> None:
         base_total[0] = model.base.num_timesteps
+        steps_run[0] = step
         send({"type": "progress", "jobId": job_id, "step": step, "totalSteps": base_total[0] + refiner_steps})
 
     base_kwargs: dict[str, Any] = {
@@ -137,26 +141,27 @@ def _denoise(request: GenerateRequest, model: LoadedModel, cancel: threading.Eve
     if cancel.is_set():
         raise JobFailed("cancelled", "cancelled while running")
     if refiner is None:
-        return result.images[0]
+        return result.images[0], steps_run[0]
 
-    assert model.refiner is not None and model.refiner_scheduler_config is not None
-    _, model.refiner.scheduler = fresh_scheduler(request.get("scheduler"), "sdxl", model.refiner_scheduler_config)
+    assert model.refiner is not None and model.refiner_scheduler_config is not None and model.refiner_scheduler_class is not None
+    _, model.refiner.scheduler = fresh_scheduler(request.get("scheduler"), model.refiner_scheduler_class, model.refiner_scheduler_config)
 
     def report_refiner(step: int) -> None:
         total = base_total[0] + model.refiner.num_timesteps
+        steps_run[0] = base_total[0] + step
         send({"type": "progress", "jobId": job_id, "step": base_total[0] + step, "totalSteps": total})
 
     result = model.refiner(
         **common,
         image=result.images,
-        num_inference_steps=_refiner_steps_requested(request),
+        num_inference_steps=_refiner_schedule_length(request),
         denoising_start=refiner["switchAt"],
         guidance_scale=refiner["cfgScale"],
         callback_on_step_end=_step_callback(job_id, cancel, report_refiner),
     )
     if cancel.is_set():
         raise JobFailed("cancelled", "cancelled while running")
-    return result.images[0]
+    return result.images[0], steps_run[0]
 
 
 def _save_png(image, request: GenerateRequest, family: str, scheduler_name: str) -> None:

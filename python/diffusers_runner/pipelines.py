@@ -49,8 +49,6 @@ SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
     "unipc": (UniPCMultistepScheduler, {}),
 }
 
-DEFAULT_SCHEDULER = {"sd15": "euler_a", "sdxl": "euler"}
-
 
 class ModelLoadError(RuntimeError):
     def __init__(self, code: str, message: str) -> None:
@@ -80,13 +78,24 @@ class LoadedModel:
     family: str
     base: DiffusionPipeline
     base_scheduler_config: dict[str, Any]
+    base_scheduler_class: type
     refiner: DiffusionPipeline | None = None
     refiner_path: str | None = None
     refiner_scheduler_config: dict[str, Any] | None = None
+    refiner_scheduler_class: type | None = None
 
 
-def _has_fp16_variant(model_dir: str) -> bool:
-    return any(Path(model_dir).glob("unet/*.fp16.safetensors"))
+def _weights_variant(model_dir: str, dtype: torch.dtype) -> str | None:
+    """Which weight files to load: fp16 ones when running in fp16, or when a folder holds nothing else
+    (SDXL folders saved with variant="fp16" often do; they load fine in float32 on MPS and CPU, upcast)."""
+    unet = Path(model_dir) / "unet"
+    has_fp16 = any(unet.glob("*.fp16.safetensors")) or any(unet.glob("*.fp16-*.safetensors"))
+    has_full = any(
+        path for path in unet.glob("diffusion_pytorch_model*") if ".fp16" not in path.name and path.suffix in (".safetensors", ".bin", ".json")
+    )
+    if has_fp16 and (dtype == torch.float16 or not has_full):
+        return "fp16"
+    return None
 
 
 class ModelCache:
@@ -105,9 +114,13 @@ class ModelCache:
         model = self._models.get(key)
         loaded_now = model is None
         if model is None:
+            # Check the folder before evicting: a request for a broken model must not cost the warm one.
+            family = detect_family(path)
+            if family == "sdxl_refiner":
+                raise ModelLoadError("model_load_failed", f"{path} is an SDXL refiner; use it as a model's refiner, not as the model")
             while len(self._models) >= self.capacity:
                 self._evict_oldest()
-            model = self._load_base(path)
+            model = self._load_base(path, family)
             self._models[key] = model
             self.loads += 1
         else:
@@ -129,8 +142,9 @@ class ModelCache:
 
     def _from_pretrained(self, cls: type, path: str, **extra: Any) -> DiffusionPipeline:
         kwargs: dict[str, Any] = {"dtype": self.device.dtype, "local_files_only": True, **extra}
-        if self.device.dtype == torch.float16 and _has_fp16_variant(path):
-            kwargs["variant"] = "fp16"
+        variant = _weights_variant(path, self.device.dtype)
+        if variant:
+            kwargs["variant"] = variant
         try:
             pipe = cls.from_pretrained(path, **kwargs)
         except (OSError, ValueError, EnvironmentError) as exc:
@@ -142,18 +156,17 @@ class ModelCache:
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    def _load_base(self, path: str) -> LoadedModel:
+    def _load_base(self, path: str, family: str) -> LoadedModel:
         started = time.perf_counter()
-        family = detect_family(path)
-        if family == "sdxl_refiner":
-            raise ModelLoadError("model_load_failed", f"{path} is an SDXL refiner; use it as a model's refiner, not as the model")
         if family == "sd15":
             # The safety checker blanks images and needs weights most local installs lack.
             base = self._from_pretrained(StableDiffusionPipeline, path, safety_checker=None, requires_safety_checker=False)
         else:
             base = self._from_pretrained(StableDiffusionXLPipeline, path)
         log.info("loaded %s (%s) in %.2fs", path, family, time.perf_counter() - started)
-        return LoadedModel(family=family, base=base, base_scheduler_config=dict(base.scheduler.config))
+        return LoadedModel(
+            family=family, base=base, base_scheduler_config=dict(base.scheduler.config), base_scheduler_class=type(base.scheduler)
+        )
 
     def _attach_refiner(self, model: LoadedModel, path: str, refiner_path: str) -> None:
         started = time.perf_counter()
@@ -168,13 +181,16 @@ class ModelCache:
         model.refiner = refiner
         model.refiner_path = os.path.realpath(refiner_path)
         model.refiner_scheduler_config = dict(refiner.scheduler.config)
+        model.refiner_scheduler_class = type(refiner.scheduler)
         log.info("loaded refiner %s in %.2fs", refiner_path, time.perf_counter() - started)
 
 
-def fresh_scheduler(name: str | None, family: str, original_config: dict[str, Any]):
-    """A new scheduler per job: schedulers keep per-run state, and a reused one could leak it across jobs."""
-    chosen = name or DEFAULT_SCHEDULER[family]
-    if chosen not in SCHEDULERS:
-        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)} (got {chosen!r})")
-    cls, extra = SCHEDULERS[chosen]
-    return chosen, cls.from_config(original_config, **extra)
+def fresh_scheduler(name: str | None, original_class: type, original_config: dict[str, Any]):
+    """A new scheduler per job: schedulers keep per-run state, and a reused one could leak it across jobs.
+    No name means the model's own scheduler, as its folder configures it."""
+    if name is None:
+        return original_class.__name__, original_class.from_config(original_config)
+    if name not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)} (got {name!r})")
+    cls, extra = SCHEDULERS[name]
+    return name, cls.from_config(original_config, **extra)

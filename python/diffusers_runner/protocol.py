@@ -90,6 +90,7 @@ class DoneEvent(TypedDict):
     scheduler: str
     device: str
     modelLoads: int
+    stepsRun: int
     timings: Timings
 
 
@@ -105,6 +106,7 @@ class ErrorEvent(TypedDict):
 
 
 REQUEST_TYPES = ("generate", "cancel", "shutdown")
+GENERATE_FIELDS = tuple(key for key in GenerateRequest.__annotations__ if key != "type")
 
 
 class ProtocolError(ValueError):
@@ -120,6 +122,10 @@ def parse_request(line: str) -> dict[str, Any]:
         raise ProtocolError(f"request type must be one of {', '.join(REQUEST_TYPES)}")
     if message["type"] in ("generate", "cancel") and not isinstance(message.get("jobId"), str):
         raise ProtocolError(f"{message['type']} request needs a string jobId")
+    if message["type"] == "generate":
+        missing = [key for key in GENERATE_FIELDS if key not in message]
+        if missing:
+            raise ProtocolError(f"generate request {message['jobId']} lacks {', '.join(missing)}")
     return message
 
 

@@ -77,7 +77,7 @@ def generate(job_id: str, model_path: str, output: Path, **overrides) -> dict:
         "steps": 3,
         "cfgScale": 7.0,
         "seed": 7,
-        "scheduler": None,
+        "scheduler": "euler_a",
         "refiner": None,
         "outputPath": str(output / f"{job_id}.png"),
     }
@@ -101,6 +101,7 @@ def test_the_runner_keeps_the_model_warm_reports_steps_and_writes_only_protocol_
     done, progress = runner.until("one")
     assert done["type"] == "done", done
     assert [event["step"] for event in progress] == [1, 2, 3]
+    assert done["stepsRun"] == 3 and done["scheduler"] == "euler_a"
     assert done["modelLoads"] == 1 and done["timings"]["loadSeconds"] > 0
 
     runner.send(generate("two", tiny_models["sd15"], tmp_path))
@@ -113,11 +114,15 @@ def test_the_runner_keeps_the_model_warm_reports_steps_and_writes_only_protocol_
     assert first.size == (256, 256)
     assert first.tobytes() == second.tobytes(), "same seed, same pixels"
     assert runner.close() == 0
-    assert all(json.loads(line) for line in runner.stdout_lines)
+    runner.stdout_lines.extend(runner.process.stdout.readlines())
+    for line in runner.stdout_lines:
+        assert json.loads(line)["type"] in ("ready", "progress", "done", "error"), line
 
 
 def test_a_bad_model_fails_the_job_and_the_runner_carries_on(runner, tiny_models, tmp_path):
     runner.next_event()
+    runner.send(generate("warm", tiny_models["sd15"], tmp_path))
+    assert runner.until("warm")[0]["type"] == "done"
     runner.send(generate("bad", str(tmp_path / "nope"), tmp_path))
     error, _ = runner.until("bad")
     assert error == {"type": "error", "jobId": "bad", "code": "model_not_found", "message": f"model folder {tmp_path / 'nope'} does not exist"}
@@ -127,6 +132,13 @@ def test_a_bad_model_fails_the_job_and_the_runner_carries_on(runner, tiny_models
     runner.send(generate("good", tiny_models["sd15"], tmp_path, scheduler="dpmpp_2m_karras"))
     done, _ = runner.until("good")
     assert done["type"] == "done" and done["scheduler"] == "dpmpp_2m_karras"
+    assert done["modelLoads"] == 1, "a request for a missing model must not evict the warm one"
+    runner.send(generate("own-scheduler", tiny_models["sd15"], tmp_path, scheduler=None))
+    done, _ = runner.until("own-scheduler")
+    assert done["scheduler"] == "PNDMScheduler", "no scheduler named means the one the model folder configures"
+    runner.send({"type": "generate", "jobId": "incomplete", "prompt": "x"})
+    error, _ = runner.until("incomplete")
+    assert error["code"] == "bad_request" and "lacks model" in error["message"]
 
 
 def test_cancel_stops_a_running_job_at_the_next_step(runner, tiny_models, tmp_path):
@@ -150,3 +162,19 @@ def test_closing_stdin_mid_job_makes_the_runner_exit_promptly(runner, tiny_model
     runner.process.stdin.close()
     assert exited.wait(timeout=30), "runner kept running after its server went away"
     assert not (tmp_path / "orphan.png").exists()
+
+
+def test_claimed_stdout_carries_only_protocol_whatever_else_prints():
+    """Libraries print (tqdm, warnings, a stray print): after claim_stdout all of it lands on stderr."""
+    script = (
+        "import os, sys\n"
+        "from diffusers_runner.protocol import claim_stdout\n"
+        "events = claim_stdout()\n"
+        "print('a stray print')\n"
+        "sys.stdout.write('a library write\\n')\n"
+        "os.write(1, b'a write to fd 1\\n')\n"
+        "events.send({'type': 'ready'})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=PYTHON_DIR, capture_output=True, text=True, check=True)
+    assert result.stdout == '{"type":"ready"}\n'
+    assert "a stray print" in result.stderr and "a library write" in result.stderr and "a write to fd 1" in result.stderr

@@ -13,6 +13,10 @@ export class DiffusersEngine implements Engine {
   readonly name = "diffusers";
   private runner: RunnerProcess | null = null;
   private starting: Promise<RunnerProcess> | null = null;
+  /** The runner still importing torch: stop() must be able to kill it too. */
+  private spawning: RunnerProcess | null = null;
+  /** Cancels that arrived before the runner had the job (it was still starting): honoured when it would start. */
+  private readonly cancelled = new Set<string>();
   private readyInfo: ReadyEvent | null = null;
   private stopped = false;
 
@@ -52,18 +56,32 @@ export class DiffusersEngine implements Engine {
       );
     }
     const runner = new RunnerProcess(this.options, this.log);
+    this.spawning = runner;
     this.log.info({ runnerPid: runner.pid }, "starting diffusers runner");
     void runner.exited.then(() => {
       if (!this.stopped) this.log.warn({ runnerPid: runner.pid }, "diffusers runner exited; it will be restarted for the next job");
     });
-    this.readyInfo = await runner.ready;
+    try {
+      this.readyInfo = await runner.ready;
+    } finally {
+      this.spawning = null;
+    }
     this.log.info({ runnerPid: runner.pid, device: this.readyInfo.device, dtype: this.readyInfo.dtype, versions: this.readyInfo.versions }, "diffusers runner ready");
     this.runner = runner;
     return runner;
   }
 
   async generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
+    try {
+      return await this.generateOnRunner(request, job);
+    } finally {
+      this.cancelled.delete(job.jobId);
+    }
+  }
+
+  private async generateOnRunner(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
     const runner = await this.ensureRunner();
+    if (this.cancelled.has(job.jobId)) throw new EngineJobError("cancelled", "cancelled before it started");
     const done = await runner.generate(
       {
         type: "generate",
@@ -91,17 +109,20 @@ export class DiffusersEngine implements Engine {
       scheduler: done.scheduler,
       device: done.device,
       modelLoads: done.modelLoads,
+      stepsRun: done.stepsRun,
       timings: done.timings,
       versions: { ...versions, runner: "diffusers_runner" },
     };
   }
 
   cancel(jobId: string): void {
-    this.runner?.cancel(jobId);
+    this.cancelled.add(jobId);
+    if (this.runner?.isAlive) this.runner.cancel(jobId);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.spawning?.kill();
     await this.starting?.catch(() => undefined);
     await this.runner?.stop();
   }

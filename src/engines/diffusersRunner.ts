@@ -36,6 +36,7 @@ export class RunnerProcess {
     this.child = execa(options.python, ["-m", "diffusers_runner"], {
       cwd: options.packageDir,
       env: { ...options.env, PYTHONPATH: options.packageDir, PYTHONUNBUFFERED: "1" },
+      extendEnv: false,
       stdin: "pipe",
       stdout: "pipe",
       stderr: "pipe",
@@ -78,12 +79,15 @@ export class RunnerProcess {
       this.log.debug({ runner: line }, "runner stderr");
     });
 
+    let isReady = false;
+    void this.ready.then(() => (isReady = true), () => undefined);
     this.exited = this.child.then((result) => {
       this.alive = false;
       clearTimeout(readyTimer);
       const how = result.signal ? `signal ${result.signal}` : `exit code ${result.exitCode}`;
-      const error = new EngineJobError("runner_crashed", `the diffusers runner stopped (${how})${this.stderrSummary()}`, true);
-      failReady(error);
+      // Dying before "ready" is a broken install (venv, device, imports), not a bad job: jobs wait for a fix.
+      failReady(new EngineJobError("engine_unavailable", `the diffusers runner exited before it was ready (${how})${this.stderrSummary()}`, true));
+      const error = new EngineJobError("runner_crashed", `the diffusers runner stopped (${how})${isReady ? "" : " before it was ready"}${this.stderrSummary()}`, true);
       for (const [jobId, pending] of this.pending) {
         this.pending.delete(jobId);
         pending.reject(error);

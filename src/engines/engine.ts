@@ -26,6 +26,8 @@ export interface GenerationResult {
   scheduler: string;
   device: string;
   modelLoads: number;
+  /** Denoising steps that ran, base and refiner together. */
+  stepsRun: number;
   timings: { loadSeconds: number; inferenceSeconds: number; saveSeconds: number };
   versions: Record<string, string>;
 }

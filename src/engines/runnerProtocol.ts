@@ -52,6 +52,7 @@ export const doneEventSchema = z.object({
   scheduler: z.string(),
   device: z.string(),
   modelLoads: z.number().int(),
+  stepsRun: z.number().int(),
   timings: z.object({ loadSeconds: z.number(), inferenceSeconds: z.number(), saveSeconds: z.number() }),
 });
 

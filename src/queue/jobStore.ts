@@ -69,15 +69,16 @@ export class JobStore {
         `UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ? WHERE id = ? AND state = 'queued'`,
       ),
       fixImageKey: db.prepare(`UPDATE jobs SET image_key = COALESCE(image_key, ?) WHERE id = ?`),
+      // @attempt fences a worker that lost its lease: only the run that holds the job may end it
       finish: db.prepare(
         `UPDATE jobs SET state = @to, error_code = @code, error_message = @message, finished_at = @at
-         WHERE id = @id AND state = @from`,
+         WHERE id = @id AND state = @from AND (@attempt IS NULL OR attempts = @attempt)`,
       ),
       requeue: db.prepare(
-        `UPDATE jobs SET state = 'queued', started_at = NULL, progress_step = NULL, progress_total = NULL, attempts = attempts - ?
-         WHERE id = ? AND state = 'running'`,
+        `UPDATE jobs SET state = 'queued', started_at = NULL, progress_step = NULL, progress_total = NULL, attempts = attempts - @uncount
+         WHERE id = @id AND state = 'running' AND (@attempt IS NULL OR attempts = @attempt)`,
       ),
-      progress: db.prepare(`UPDATE jobs SET progress_step = ?, progress_total = ? WHERE id = ? AND state = 'running'`),
+      progress: db.prepare(`UPDATE jobs SET progress_step = ?, progress_total = ? WHERE id = ? AND state = 'running' AND attempts = ?`),
       requestCancel: db.prepare(`UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'`),
       cancelRequested: db.prepare(`SELECT cancel_requested FROM jobs WHERE id = ?`),
       runningAtStart: db.prepare(`SELECT * FROM jobs WHERE state = 'running' ORDER BY seq`),
@@ -107,12 +108,15 @@ export class JobStore {
 
   /** Takes the oldest queued job and marks it running, or returns undefined when the queue is empty. */
   takeNext(): Job | undefined {
-    return this.db.transaction(() => {
-      const row = this.statements.nextQueued.get() as JobRow | undefined;
-      if (!row) return undefined;
-      const changed = this.statements.take.run(now(), row.id).changes;
-      return changed === 1 ? this.get(row.id) : undefined;
-    })();
+    // IMMEDIATE: take the write lock before reading, so a concurrent taker waits instead of failing to upgrade.
+    return this.db
+      .transaction(() => {
+        const row = this.statements.nextQueued.get() as JobRow | undefined;
+        if (!row) return undefined;
+        const changed = this.statements.take.run(now(), row.id).changes;
+        return changed === 1 ? this.get(row.id) : undefined;
+      })
+      .immediate();
   }
 
   /** The first run fixes the key; a retry keeps it, so it overwrites its own half-finished upload. */
@@ -121,8 +125,16 @@ export class JobStore {
     return this.get(jobId)!.imageKey!;
   }
 
-  /** Moves a job to a terminal state; returns false when it was no longer in `from`. */
-  finish(jobId: string, from: JobState, to: "done" | "failed" | "cancelled", error?: { code: string; message: string }): boolean {
+  /**
+   * Moves a job to a terminal state; returns false when it was no longer in `from` or, given `attempt`, when
+   * another run has taken it since (a worker that lost its lease must not end a job it no longer holds).
+   */
+  finish(
+    jobId: string,
+    from: JobState,
+    to: "done" | "failed" | "cancelled",
+    { error, attempt }: { error?: { code: string; message: string }; attempt?: number } = {},
+  ): boolean {
     if (!canTransition(from, to)) throw new Error(`job state machine forbids ${from} -> ${to}`);
     const result = this.statements.finish.run({
       id: jobId,
@@ -131,12 +143,13 @@ export class JobStore {
       code: error?.code ?? null,
       message: error?.message ?? null,
       at: now(),
+      attempt: attempt ?? null,
     });
     return result.changes === 1;
   }
 
-  setProgress(jobId: string, step: number, totalSteps: number): void {
-    this.statements.progress.run(step, totalSteps, jobId);
+  setProgress(jobId: string, attempt: number, step: number, totalSteps: number): void {
+    this.statements.progress.run(step, totalSteps, jobId, attempt);
   }
 
   /** Marks a running job for cancellation; the process running it sees the mark within a fraction of a second. */
@@ -153,8 +166,8 @@ export class JobStore {
    * Puts a running job back at its place in line (its seq is unchanged, so it runs next).
    * `countAttempt: false` when nothing ran (the engine would not start): the job keeps its retry.
    */
-  requeue(jobId: string, { countAttempt = true }: { countAttempt?: boolean } = {}): boolean {
-    return this.statements.requeue.run(countAttempt ? 0 : 1, jobId).changes === 1;
+  requeue(jobId: string, { countAttempt = true, attempt }: { countAttempt?: boolean; attempt?: number } = {}): boolean {
+    return this.statements.requeue.run({ id: jobId, uncount: countAttempt ? 0 : 1, attempt: attempt ?? null }).changes === 1;
   }
 
   /**
@@ -173,8 +186,7 @@ export class JobStore {
           resumed.push(row.id);
         } else {
           this.finish(row.id, "running", "failed", {
-            code: "interrupted",
-            message: `the server stopped while this job ran, ${row.attempts} times; not retried again`,
+            error: { code: "interrupted", message: `the server stopped while this job ran, ${row.attempts} times; not retried again` },
           });
           failed.push(row.id);
         }

@@ -1,10 +1,11 @@
 import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Db } from "../db.js";
 import type { Engine, GenerationResult } from "../engines/engine.js";
 import { EngineJobError } from "../engines/engine.js";
+import { S3ServiceException } from "@aws-sdk/client-s3";
 import { messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ImageIndex } from "../storage/imageIndex.js";
@@ -45,9 +46,25 @@ export interface ImageSidecar {
   timings: GenerationResult["timings"];
   /** Pipelines the runner had loaded in its life when it made this image: stays 1 while the model is kept warm. */
   modelLoads: number;
+  /** Denoising steps that ran, base and refiner together. */
+  stepsRun: number;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** The job is no longer this worker's: it lost the lease and another process has taken the job over. */
+class JobTakenOver extends Error {}
+
+/** Storage refused in a way waiting will not fix (a missing file, 403, no such bucket). */
+class StorageRefused extends Error {}
+
+function isPermanentStorageError(error: unknown): boolean {
+  if (error instanceof S3ServiceException) {
+    const status = error.$metadata.httpStatusCode ?? 0;
+    return status >= 400 && status < 500 && status !== 408 && status !== 429;
+  }
+  // local file errors: the staged PNG is gone or unreadable, the target folder unwritable
+  const code = (error as NodeJS.ErrnoException)?.code;
+  return code === "ENOENT" || code === "EACCES" || code === "EISDIR" || code === "ENOTDIR" || code === "EROFS";
+}
 
 /**
  * The one loop that runs jobs: strictly one at a time, oldest first, in the one process holding the lease.
@@ -55,14 +72,14 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * that finds it there uploads it instead of generating again.
  */
 export class Worker {
-  /** Emits "ended" with the jobId when a job reaches a terminal state. */
+  /** Emits "ended" with the jobId when a job this process ran reaches a terminal state. */
   readonly events = new EventEmitter();
   private wakeUp: (() => void) | null = null;
   private stopping = false;
   private loop: Promise<void> | null = null;
-  private engineProblem: string | null = null;
   private holdsLease = false;
   private heartbeatTimer: NodeJS.Timeout | null = null;
+  private current: { job: Job; takenOver: boolean } | null = null;
 
   constructor(
     private readonly db: Db,
@@ -86,13 +103,9 @@ export class Worker {
     this.wakeUp?.();
   }
 
-  /** Set while the engine cannot start, so a queued job can say why it is waiting. */
-  get waitingReason(): string | null {
-    return this.engineProblem;
-  }
-
-  get isRunningJobs(): boolean {
-    return this.holdsLease;
+  /** Why the queue is waiting, as the process running it last said; every server process reads the same. */
+  waitingReason(): string | null {
+    return this.lease.holder()?.notice ?? null;
   }
 
   async stop(): Promise<void> {
@@ -117,13 +130,15 @@ export class Worker {
     });
   }
 
+  private setNotice(notice: string | null): void {
+    if (this.holdsLease) this.lease.setNotice(notice);
+  }
+
   /** Becomes the one process that runs jobs from this queue, or returns false when another holds the lease. */
   private takeLease(): boolean {
     if (!this.lease.tryAcquire()) return false;
     this.holdsLease = true;
-    this.heartbeatTimer = setInterval(() => {
-      if (!this.lease.heartbeat()) this.log.error("lost the worker lease to another process; this process stalled");
-    }, this.options.leaseHeartbeatMs);
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), this.options.leaseHeartbeatMs);
     this.heartbeatTimer.unref();
     const recovered = this.jobs.recoverInterrupted();
     if (recovered.resumed.length || recovered.failed.length) this.log.warn(recovered, "jobs interrupted when the last worker stopped");
@@ -133,29 +148,53 @@ export class Worker {
     return true;
   }
 
+  private heartbeat(): void {
+    try {
+      if (this.lease.heartbeat()) return;
+    } catch (error) {
+      this.log.warn({ error: messageOf(error) }, "lease heartbeat failed; will try again");
+      return;
+    }
+    // This process stalled (a sleeping laptop, a stopped debugger) and another took over: stop at once, and
+    // leave the job alone, it is the new holder's now.
+    this.log.error("lost the worker lease to another process; this process stops running jobs");
+    this.holdsLease = false;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+    if (this.current) {
+      this.current.takenOver = true;
+      this.engine.cancel(this.current.job.id);
+    }
+  }
+
   private async run(): Promise<void> {
     let engineDelay = this.options.retryDelayMs.first;
     let announcedFollower = false;
     while (!this.stopping) {
-      if (!this.holdsLease && !this.takeLease()) {
-        if (!announcedFollower) this.log.info({ holderPid: this.lease.holder()?.pid }, "another process runs the queue; this one queues and answers");
-        announcedFollower = true;
-        await this.idle(this.options.leaseHeartbeatMs);
-        continue;
-      }
-      const job = this.jobs.takeNext();
-      if (!job) {
-        // Other processes enqueue too and cannot wake this one: look again now and then.
-        await this.idle(this.options.queuePollMs);
-        continue;
-      }
-      const outcome = await this.runJob(job);
-      if (outcome === "engine_unavailable") {
-        // Nothing ran: the job keeps its place and the loop waits before trying the engine again.
-        await this.idle(engineDelay);
-        engineDelay = Math.min(engineDelay * 2, this.options.retryDelayMs.max);
-      } else {
-        engineDelay = this.options.retryDelayMs.first;
+      try {
+        if (!this.holdsLease && !this.takeLease()) {
+          if (!announcedFollower) this.log.info({ holderPid: this.lease.holder()?.pid }, "another process runs the queue; this one queues and answers");
+          announcedFollower = true;
+          await this.idle(this.options.leaseHeartbeatMs);
+          continue;
+        }
+        const job = this.jobs.takeNext();
+        if (!job) {
+          // Other processes enqueue too and cannot wake this one: look again now and then.
+          await this.idle(this.options.queuePollMs);
+          continue;
+        }
+        if ((await this.runJob(job)) === "engine_unavailable") {
+          // Nothing ran: the job keeps its place and the loop waits before trying the engine again.
+          await this.idle(engineDelay);
+          engineDelay = Math.min(engineDelay * 2, this.options.retryDelayMs.max);
+        } else {
+          engineDelay = this.options.retryDelayMs.first;
+        }
+      } catch (error) {
+        // A database that stays busy or a full disk must not end the loop: log, wait, try again.
+        this.log.error({ error: messageOf(error) }, "worker loop failed; retrying");
+        await this.idle(this.options.retryDelayMs.max);
       }
     }
   }
@@ -167,44 +206,97 @@ export class Worker {
 
   private async runJob(job: Job): Promise<"finished" | "engine_unavailable"> {
     const log = this.log.child({ jobId: job.id });
+    if (job.cancelRequested) {
+      this.end(job, "cancelled");
+      return "finished";
+    }
     log.info({ attempt: job.attempts, model: job.request.model.name }, "job running");
-    // cancel_job may come from any process: it marks the row, and this watch passes it on to the engine.
+    this.current = { job, takenOver: false };
+    // cancel_job may come from any process: it marks the row, and this watch passes the mark to the engine.
     const cancelWatch = setInterval(() => {
-      if (this.jobs.isCancelRequested(job.id)) {
-        this.engine.cancel(job.id);
-        clearInterval(cancelWatch);
+      try {
+        if (this.jobs.isCancelRequested(job.id)) {
+          this.engine.cancel(job.id);
+          clearInterval(cancelWatch);
+        }
+      } catch (error) {
+        log.warn({ error: messageOf(error) }, "could not read the cancel mark");
       }
     }, this.options.cancelPollMs);
+    const staged = this.stagedPaths(job.id);
     try {
       const key = this.jobs.fixImageKey(job.id, newImageKey(this.options.keyPrefix, job.id));
-      const staged = this.stagedPaths(job.id);
       let sidecar: ImageSidecar;
-      if (await this.store.has(key)) {
-        // An earlier run stored it and died before indexing: index it from the request, generate nothing.
+      if (await this.withStorageRetry(job, log, () => this.store.has(key))) {
+        // An earlier run stored it and died before indexing: index it, generate nothing.
         log.info({ key }, "image already stored by an earlier run; indexing it");
         sidecar = this.sidecar(job, key, (await this.stagedResult(staged)) ?? this.resultFromRequest(job));
       } else {
         const result = (await this.stagedResult(staged)) ?? (await this.generate(job, staged));
         sidecar = this.sidecar(job, key, result);
-        await this.storeWithRetry(key, staged.png, sidecar, log);
+        await this.withStorageRetry(job, log, () => this.store.put(key, staged.png, sidecar));
       }
       this.complete(job, key, sidecar);
-      await rm(staged.png, { force: true });
-      await rm(staged.result, { force: true });
+      await this.removeStaged(staged);
+      this.setNotice(null);
       log.info({ key }, "job done");
-      this.engineProblem = null;
+      return "finished";
     } catch (error) {
-      if (error instanceof EngineJobError && error.code === "engine_unavailable") {
-        this.engineProblem = error.message;
-        this.jobs.requeue(job.id, { countAttempt: false });
-        log.warn({ reason: error.message }, "engine unavailable; job stays queued");
-        return "engine_unavailable";
-      }
-      this.fail(job, error, log);
+      return await this.handleFailure(job, error, staged, log);
     } finally {
       clearInterval(cancelWatch);
+      this.current = null;
     }
+  }
+
+  private async handleFailure(job: Job, error: unknown, staged: { png: string; result: string }, log: Logger): Promise<"finished" | "engine_unavailable"> {
+    if (this.current?.takenOver || error instanceof JobTakenOver) {
+      log.warn("job taken over by another process; leaving it to that process");
+      return "finished";
+    }
+    if (this.stopping) {
+      // A shutdown cut the job off (the runner abandons it when told to stop): not the job's fault, so it keeps
+      // its retry and runs again at the next start.
+      this.jobs.requeue(job.id, { countAttempt: false, attempt: job.attempts });
+      log.info("server stopping; job put back in the queue");
+      return "finished";
+    }
+    const cancelRequested = this.jobs.isCancelRequested(job.id);
+    if (cancelRequested || (error instanceof EngineJobError && error.code === "cancelled")) {
+      await this.removeStaged(staged);
+      this.end(job, "cancelled");
+      log.info("job cancelled");
+      return "finished";
+    }
+    if (error instanceof EngineJobError && error.code === "engine_unavailable") {
+      this.jobs.requeue(job.id, { countAttempt: false, attempt: job.attempts });
+      this.setNotice(`the image engine is not available: ${error.message}`);
+      log.warn({ reason: error.message }, "engine unavailable; job stays queued");
+      return "engine_unavailable";
+    }
+    if (error instanceof EngineJobError && error.retryable && job.attempts < MAX_ATTEMPTS) {
+      this.jobs.requeue(job.id, { attempt: job.attempts });
+      log.warn({ error: error.message }, "engine failed mid-job; job requeued for its one retry");
+      return "finished";
+    }
+    if (error instanceof StorageRefused) {
+      // The image exists; say where, so nothing finished is lost even though storage would not take it.
+      const kept = existsSync(staged.png) ? `; the image is kept at ${staged.png}` : "";
+      this.end(job, "failed", { code: "storage_refused", message: `${error.message}${kept}` });
+    } else {
+      await this.removeStaged(staged);
+      const code = error instanceof EngineJobError ? error.code : "internal_error";
+      this.end(job, "failed", { code, message: messageOf(error) });
+    }
+    log.error({ error: messageOf(error) }, "job failed");
     return "finished";
+  }
+
+  private end(job: Job, to: "failed" | "cancelled", error?: { code: string; message: string }): void {
+    const from = job.state === "queued" ? "queued" : "running";
+    if (this.jobs.finish(job.id, from, to, { ...(error && { error }), ...(from === "running" && { attempt: job.attempts }) })) {
+      this.events.emit("ended", job.id);
+    }
   }
 
   private async generate(job: Job, staged: { png: string; result: string }): Promise<GenerationResult> {
@@ -212,16 +304,26 @@ export class Worker {
     const result = await this.engine.generate(job.request, {
       jobId: job.id,
       outputPath: staged.png,
-      onProgress: (progress) => this.jobs.setProgress(job.id, progress.step, progress.totalSteps),
+      onProgress: (progress) => this.jobs.setProgress(job.id, job.attempts, progress.step, progress.totalSteps),
     });
-    // The result file is written after the PNG: both present means a restart can skip straight to upload.
-    await writeFile(staged.result, JSON.stringify(result));
+    // The result file goes down after the PNG, whole (write then rename): both present means a restart can skip
+    // straight to the upload.
+    await writeFile(`${staged.result}.partial`, JSON.stringify(result));
+    await rename(`${staged.result}.partial`, staged.result);
     return result;
   }
 
   private async stagedResult(staged: { png: string; result: string }): Promise<GenerationResult | undefined> {
     if (!existsSync(staged.png) || !existsSync(staged.result)) return undefined;
-    return JSON.parse(await readFile(staged.result, "utf8")) as GenerationResult;
+    try {
+      return JSON.parse(await readFile(staged.result, "utf8")) as GenerationResult;
+    } catch {
+      return undefined; // unreadable: generate again rather than fail
+    }
+  }
+
+  private async removeStaged(staged: { png: string; result: string }): Promise<void> {
+    await Promise.all([staged.png, staged.result, `${staged.png}.partial`].map((file) => rm(file, { force: true })));
   }
 
   private sidecar(job: Job, key: string, result: GenerationResult): ImageSidecar {
@@ -241,25 +343,34 @@ export class Worker {
       versions: result.versions,
       timings: result.timings,
       modelLoads: result.modelLoads,
+      stepsRun: result.stepsRun,
     };
   }
 
   private resultFromRequest(job: Job): GenerationResult {
     const { width, height, seed } = job.request;
-    return { width, height, seed, family: "unknown", scheduler: job.request.scheduler ?? "default", device: "unknown", modelLoads: 0, timings: { loadSeconds: 0, inferenceSeconds: 0, saveSeconds: 0 }, versions: {} };
+    return { width, height, seed, family: "unknown", scheduler: job.request.scheduler ?? "default", device: "unknown", modelLoads: 0, stepsRun: 0, timings: { loadSeconds: 0, inferenceSeconds: 0, saveSeconds: 0 }, versions: {} };
   }
 
-  /** Storage down must not lose a finished image: keep trying, with backoff, while the PNG waits in staging. */
-  private async storeWithRetry(key: string, pngPath: string, sidecar: ImageSidecar, log: Logger): Promise<void> {
+  /**
+   * Storage down must not lose a finished image: transient failures are retried with backoff while the PNG waits
+   * in staging. A refusal that waiting cannot fix, a cancel, a shutdown or a lost lease ends the wait.
+   */
+  private async withStorageRetry<T>(job: Job, log: Logger, operation: () => Promise<T>): Promise<T> {
     let delay = this.options.retryDelayMs.first;
     for (;;) {
       try {
-        await this.store.put(key, pngPath, sidecar);
-        return;
+        const value = await operation();
+        if (delay !== this.options.retryDelayMs.first) this.setNotice(null);
+        return value;
       } catch (error) {
-        if (this.stopping) throw new EngineJobError("engine_unavailable", "server stopping before the image was stored", true);
-        log.warn({ key, error: messageOf(error), retryInMs: delay }, "storing the image failed; will retry");
-        await sleep(delay);
+        if (isPermanentStorageError(error)) throw new StorageRefused(`storage refused the image: ${messageOf(error)}`);
+        if (this.stopping) throw error;
+        if (this.current?.takenOver) throw new JobTakenOver();
+        if (this.jobs.isCancelRequested(job.id)) throw new EngineJobError("cancelled", "cancelled while waiting for storage");
+        this.setNotice(`storage is unavailable (${messageOf(error)}); retrying`);
+        log.warn({ error: messageOf(error), retryInMs: delay }, "storage failed; will retry");
+        await this.idle(delay);
         delay = Math.min(delay * 2, this.options.retryDelayMs.max);
       }
     }
@@ -279,34 +390,9 @@ export class Worker {
         seed: sidecar.seed,
         metadata: { ...sidecar },
       });
-      this.jobs.finish(job.id, "running", "done");
+      // Fenced by attempt: if another process took the job over meanwhile, the index row rolls back too.
+      if (!this.jobs.finish(job.id, "running", "done", { attempt: job.attempts })) throw new JobTakenOver();
     })();
-    this.events.emit("ended", job.id);
-  }
-
-  private fail(job: Job, error: unknown, log: Logger): void {
-    if (this.stopping) {
-      // A shutdown cut the job off (the runner abandons it when told to stop): not the job's fault, so it keeps
-      // its retry and runs again at the next start.
-      this.jobs.requeue(job.id, { countAttempt: false });
-      log.info("server stopping; job put back in the queue");
-      return;
-    }
-    const cancelRequested = this.jobs.isCancelRequested(job.id);
-    if (error instanceof EngineJobError && error.code === "cancelled") {
-      this.jobs.finish(job.id, "running", "cancelled");
-      log.info("job cancelled while running");
-    } else if (error instanceof EngineJobError && error.retryable && !cancelRequested && job.attempts < MAX_ATTEMPTS) {
-      this.jobs.requeue(job.id);
-      log.warn({ error: error.message }, "engine failed mid-job; job requeued for its one retry");
-      return;
-    } else if (cancelRequested) {
-      this.jobs.finish(job.id, "running", "cancelled");
-    } else {
-      const code = error instanceof EngineJobError ? error.code : "internal_error";
-      this.jobs.finish(job.id, "running", "failed", { code, message: messageOf(error) });
-      log.error({ code, error: messageOf(error) }, "job failed");
-    }
     this.events.emit("ended", job.id);
   }
 }

@@ -5,6 +5,7 @@ interface LeaseRow {
   owner: string;
   pid: number;
   heartbeat_at: number;
+  notice: string | null;
 }
 
 function processAlive(pid: number): boolean {
@@ -27,13 +28,15 @@ export class WorkerLease {
 
   constructor(
     private readonly db: Db,
-    private readonly staleAfterMs = 10_000,
+    // Long enough that a laptop waking from sleep does not hand the queue over while its holder lives on.
+    private readonly staleAfterMs = 60_000,
     private readonly pid = process.pid,
   ) {
     this.statements = {
-      read: db.prepare(`SELECT owner, pid, heartbeat_at FROM worker_lease WHERE id = 1`),
+      read: db.prepare(`SELECT owner, pid, heartbeat_at, notice FROM worker_lease WHERE id = 1`),
+      notice: db.prepare(`UPDATE worker_lease SET notice = ? WHERE id = 1 AND owner = ?`),
       insert: db.prepare(`INSERT INTO worker_lease (id, owner, pid, heartbeat_at) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
-      takeOver: db.prepare(`UPDATE worker_lease SET owner = ?, pid = ?, heartbeat_at = ? WHERE id = 1 AND owner = ?`),
+      takeOver: db.prepare(`UPDATE worker_lease SET owner = ?, pid = ?, heartbeat_at = ?, notice = NULL WHERE id = 1 AND owner = ?`),
       heartbeat: db.prepare(`UPDATE worker_lease SET heartbeat_at = ? WHERE id = 1 AND owner = ?`),
       release: db.prepare(`DELETE FROM worker_lease WHERE id = 1 AND owner = ?`),
     };
@@ -54,9 +57,14 @@ export class WorkerLease {
     return this.statements.heartbeat.run(now, this.owner).changes === 1;
   }
 
-  holder(): { pid: number } | undefined {
+  /** Who runs the queue, and why it is waiting if it is (read by every server process for job_status). */
+  holder(): { pid: number; notice: string | null } | undefined {
     const row = this.statements.read.get() as LeaseRow | undefined;
-    return row && { pid: row.pid };
+    return row && { pid: row.pid, notice: row.notice };
+  }
+
+  setNotice(notice: string | null): void {
+    this.statements.notice.run(notice, this.owner);
   }
 
   release(): void {

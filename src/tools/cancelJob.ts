@@ -31,7 +31,12 @@ export const cancelJob = defineTool({
     const status = jobs.get(jobId)!.state;
     return {
       structured: { jobId, status },
-      summary: status === "cancelled" ? `Job ${jobId} is cancelled.` : `Job ${jobId} is ${status}; cancellation did not take effect.`,
+      summary:
+        status === "cancelled"
+          ? `Job ${jobId} is cancelled.`
+          : status === "running"
+            ? `Job ${jobId} is still running: it stops at its next step (a model load or upload in progress finishes first). Check job_status.`
+            : `Job ${jobId} ended ${status} before the cancel reached it.`,
     };
   },
 });

@@ -86,7 +86,7 @@ function describeJob(job: Job, { jobs, worker, index }: ToolDeps) {
   switch (job.state) {
     case "queued": {
       const position = jobs.position(job);
-      const notice = worker.waitingReason ?? undefined;
+      const notice = worker.waitingReason() ?? undefined;
       return {
         structured: { ...base, position, ...(notice && { notice }) },
         summary: `Job ${job.id} is queued at position ${position}${notice ? ` (waiting: ${notice.split("\n")[0]})` : ""}. Call job_status again with wait_seconds to wait for it.`,
@@ -94,9 +94,10 @@ function describeJob(job: Job, { jobs, worker, index }: ToolDeps) {
     }
     case "running": {
       const progress = job.progress ?? { step: 0, totalSteps: job.request.steps };
+      const notice = worker.waitingReason() ?? undefined;
       return {
-        structured: { ...base, progress },
-        summary: `Job ${job.id} is running: step ${progress.step} of ${progress.totalSteps}. Call job_status again with wait_seconds to wait for it.`,
+        structured: { ...base, progress, ...(notice && { notice }) },
+        summary: `Job ${job.id} is running: step ${progress.step} of ${progress.totalSteps}${notice ? ` (${notice.split("\n")[0]})` : ""}. Call job_status again with wait_seconds to wait for it.`,
       };
     }
     case "done": {

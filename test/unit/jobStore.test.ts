@@ -1,7 +1,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { execa } from "execa";
+import { pathToFileURL } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { PROJECT_ROOT } from "../helpers/paths.js";
 import { openDatabase, type Db } from "../../src/db.js";
 import type { GenerationRequest } from "../../src/engines/engine.js";
 import { canTransition, JOB_STATES, TRANSITIONS } from "../../src/queue/jobStates.js";
@@ -60,11 +63,35 @@ describe("JobStore on a real SQLite file", () => {
     expect(jobs.get(a.id)).toMatchObject({ state: "queued", request: request("durable") });
   });
 
-  it("never lets two stores take the same job", () => {
-    const other = new JobStore(openDatabase(path.join(dir, "jobs.sqlite")));
-    jobs.enqueue(request("only one"));
-    const taken = [jobs.takeNext(), other.takeNext()].filter(Boolean);
-    expect(taken).toHaveLength(1);
+  it("never lets two processes take the same job, with four taking from one file at once", async () => {
+    const ids = Array.from({ length: 200 }, (_, n) => jobs.enqueue(request(`job ${n}`)).id);
+    const storeModule = pathToFileURL(path.join(PROJECT_ROOT, "dist/queue/jobStore.js")).href;
+    const dbModule = pathToFileURL(path.join(PROJECT_ROOT, "dist/db.js")).href;
+    const takerScript = `
+      const { JobStore } = await import(${JSON.stringify(storeModule)});
+      const { openDatabase } = await import(${JSON.stringify(dbModule)});
+      const jobs = new JobStore(openDatabase(process.argv[1]));
+      while (Date.now() < Number(process.argv[2])) {} // all four start taking at the same moment
+      const taken = [];
+      for (let job; (job = jobs.takeNext()); ) taken.push(job.id);
+      process.stdout.write(JSON.stringify(taken));`;
+    const startAt = String(Date.now() + 2000);
+    const takers = await Promise.all(
+      [1, 2, 3, 4].map(() => execa(process.execPath, ["--input-type=module", "-e", takerScript, path.join(dir, "jobs.sqlite"), startAt])),
+    );
+    const perTaker = takers.map((taker) => JSON.parse(taker.stdout) as string[]);
+    expect(perTaker.flat().sort()).toEqual([...ids].sort());
+    expect(perTaker.filter((taken) => taken.length > 0).length).toBeGreaterThan(1);
+  });
+
+  it("fences a run that lost its job: a stale attempt can neither finish nor requeue it", () => {
+    const job = jobs.enqueue(request("fenced"));
+    jobs.takeNext();
+    jobs.recoverInterrupted(); // another process took the lease and put it back
+    jobs.takeNext(); // and runs it as attempt 2
+    expect(jobs.finish(job.id, "running", "done", { attempt: 1 })).toBe(false);
+    expect(jobs.requeue(job.id, { attempt: 1 })).toBe(false);
+    expect(jobs.finish(job.id, "running", "done", { attempt: 2 })).toBe(true);
   });
 
   it("finishes only from the state it expects", () => {
@@ -95,7 +122,7 @@ describe("JobStore on a real SQLite file", () => {
     const job = jobs.enqueue(request("stop me"));
     expect(jobs.requestCancel(job.id)).toBe(false);
     jobs.takeNext();
-    jobs.setProgress(job.id, 3, 30);
+    jobs.setProgress(job.id, 1, 3, 30);
     expect(jobs.get(job.id)?.progress).toEqual({ step: 3, totalSteps: 30 });
     expect(jobs.requestCancel(job.id)).toBe(true);
     expect(jobs.isCancelRequested(job.id)).toBe(true);

@@ -32,6 +32,9 @@ describe("models.yaml", () => {
   it("says which entry is wrong and what shape is allowed", () => {
     expect(() => parseModelsYaml("sdxl:\n  folder: /m\n", "/x/models.yaml")).toThrow(/entry 'sdxl.*' is invalid.*name: \/path\/to\/diffusers-folder/);
     expect(() => parseModelsYaml("- a\n- b\n", "/x/models.yaml")).toThrow(/must be a map/);
+    expect(() => parseModelsYaml("xl:\n  path: /m\n  defaults: {width: 1000}\n", "/x/models.yaml")).not.toThrow();
+    expect(() => parseModelsYaml("xl:\n  path: /m\n  defaults: {width: 1001}\n", "/x/models.yaml")).toThrow(/entry 'xl.defaults.width' is invalid/);
+    expect(() => parseModelsYaml("xl:\n  path: /m\n  defaults: {steps: 500}\n", "/x/models.yaml")).toThrow(/entry 'xl.defaults.steps' is invalid/);
   });
 
   it("names the known models when one is unknown", () => {
