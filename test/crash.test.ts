@@ -1,4 +1,4 @@
-import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, DeleteBucketCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -113,9 +113,9 @@ describe("faults lose no queued job and no finished image", () => {
     const bucket = "kitty-outage";
     const home = await makeTestHome(inject("tinyModelsDir"));
     const server = await start(home, bucket);
-    const { jobId } = await server.ok("generate_image", { prompt: "storage down", model: "tiny_sd15", width: 512, height: 512, steps: 30, seed: 31 });
-    await waitUntilRunning(server, jobId);
+    // MinIO goes down before the job starts, so even the check for an earlier upload has to wait it out.
     await minio.pause();
+    const { jobId } = await server.ok("generate_image", { prompt: "storage down", model: "tiny_sd15", width: 384, height: 384, steps: 10, seed: 31 });
     try {
       // The image is generated while MinIO is down: it waits in staging and the job stays running.
       const staged = path.join(home.home, "staging", `${jobId}.png.result.json`);
@@ -123,11 +123,30 @@ describe("faults lose no queued job and no finished image", () => {
       expect(existsSync(staged)).toBe(true);
       const during = await server.ok("job_status", { jobId, wait_seconds: 3 });
       expect(during.status).toBe("running");
+      expect(during.notice).toMatch(/storage is unavailable/);
     } finally {
       await minio.resume();
     }
     const status = await waitForJob(server, jobId);
     expect(status.status).toBe("done");
+    expect(status.notice).toBeUndefined();
     expect(await pngKeys(bucket)).toEqual([status.images[0].key]);
+  });
+
+  it("storage that refuses for good fails that job, keeps its image and says where; the queue goes on", async () => {
+    const bucket = "kitty-refused";
+    const home = await makeTestHome(inject("tinyModelsDir"));
+    const server = await start(home, bucket);
+    await s3.send(new DeleteBucketCommand({ Bucket: bucket }));
+    const { jobId } = await server.ok("generate_image", { prompt: "no bucket", model: "tiny_sd15", width: 256, height: 256, steps: 2, seed: 51 });
+    const failed = await waitForJob(server, jobId);
+    expect(failed).toMatchObject({ status: "failed", error: { code: "storage_refused" } });
+    expect(failed.error.message).toMatch(/NoSuchBucket|bucket does not exist/i);
+    const keptAt = /the image is kept at (\S+\.png)/.exec(failed.error.message)?.[1];
+    expect(keptAt && existsSync(keptAt)).toBe(true);
+
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    const next = await server.ok("generate_image", { prompt: "bucket back", model: "tiny_sd15", width: 256, height: 256, steps: 2, seed: 52 });
+    expect((await waitForJob(server, next.jobId)).status).toBe("done");
   });
 });

@@ -90,6 +90,11 @@ describe("end to end: MCP client -> server -> SQLite queue -> Python runner -> M
     expect([png.width, png.height]).toEqual([256, 384]);
     expect(selected.metadata).toMatchObject({ family: "sdxl", model: "tiny_sdxl" });
     expect(selected.metadata.request.refiner).toMatchObject({ steps: 1, cfgScale: 5, switchAt: 0.8 });
+    expect(selected.metadata.stepsRun).toBe(5);
+    // Same seed without the refiner: the base alone makes a different image, so the refiner really ran.
+    const plain = await generate({ prompt: "sdxl refined", model: "tiny_sdxl", width: 256, height: 384, steps: 5, refiner: false, seed: 9 });
+    const { png: plainPng } = await download(plain.status.images[0].key);
+    expect(plainPng.pixels.equals(png.pixels)).toBe(false);
   });
 
   it("reports progress as step k of n while a job runs", async () => {

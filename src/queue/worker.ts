@@ -227,7 +227,7 @@ export class Worker {
     try {
       const key = this.jobs.fixImageKey(job.id, newImageKey(this.options.keyPrefix, job.id));
       let sidecar: ImageSidecar;
-      if (await this.withStorageRetry(job, log, () => this.store.has(key))) {
+      if (await this.storedByEarlierRun(key, log)) {
         // An earlier run stored it and died before indexing: index it, generate nothing.
         log.info({ key }, "image already stored by an earlier run; indexing it");
         sidecar = this.sidecar(job, key, (await this.stagedResult(staged)) ?? this.resultFromRequest(job));
@@ -350,6 +350,20 @@ export class Worker {
   private resultFromRequest(job: Job): GenerationResult {
     const { width, height, seed } = job.request;
     return { width, height, seed, family: "unknown", scheduler: job.request.scheduler ?? "default", device: "unknown", modelLoads: 0, stepsRun: 0, timings: { loadSeconds: 0, inferenceSeconds: 0, saveSeconds: 0 }, versions: {} };
+  }
+
+  /**
+   * Whether an earlier run already stored this key. Unknown while storage is down: then generate anyway (the key
+   * is fixed, so the upload overwrites rather than duplicates) and let the upload wait for storage to return.
+   */
+  private async storedByEarlierRun(key: string, log: Logger): Promise<boolean> {
+    try {
+      return await this.store.has(key);
+    } catch (error) {
+      if (isPermanentStorageError(error)) throw new StorageRefused(`storage refused the image: ${messageOf(error)}`);
+      log.warn({ key, error: messageOf(error) }, "cannot ask storage whether an earlier run stored this image; generating it");
+      return false;
+    }
   }
 
   /**

@@ -8,7 +8,8 @@ export const selectImage = defineTool({
   title: "Select an image",
   description:
     "Turn one image into an imageRef {downloadUrl, storageUri} for downstream tools (CAD and others). " +
-    "Give exactly one of key (from list_latest_images or job_status) or index (1 = newest in list_latest_images).",
+    "Give exactly one of key (from list_latest_images or job_status) or index (1 = newest in list_latest_images). " +
+    "An index counts from the newest image at the time of this call: prefer key if other jobs may have finished since.",
   input: {
     key: z.string({ error: "key must be a string such as images/20261125_101500_ab12cd34.png" }).describe("Image key.").optional(),
     index: boundedInt("index", 1, 1_000_000, "Position in list_latest_images, 1 = newest.").optional(),
