@@ -52,7 +52,8 @@ export async function createApp(config: Config, log: Logger): Promise<App> {
   const jobs = new JobStore(db);
   const index = new ImageIndex(db);
   const store = createStore(config);
-  await store.ensureReady();
+  // Storage down at start (MinIO still booting at login) must not keep the tools away: uploads wait and retry.
+  await store.ensureReady().catch((error: Error) => log.warn({ error: error.message }, "storage is not reachable yet; uploads will retry"));
   const engine = createEngine(config, log);
   const worker = new Worker(
     db,

@@ -133,6 +133,28 @@ describe("faults lose no queued job and no finished image", () => {
     expect(await pngKeys(bucket)).toEqual([status.images[0].key]);
   });
 
+  it("a server started while S3 is down still answers, and its jobs finish once S3 is back", async () => {
+    const bucket = "kitty-late-s3";
+    const home = await makeTestHome(inject("tinyModelsDir"));
+    await minio.pause();
+    let server: RunningServer;
+    let jobId: string;
+    try {
+      server = await start(home, bucket);
+      jobId = (await server.ok("generate_image", { prompt: "s3 comes later", model: "tiny_sd15", width: 256, height: 256, steps: 2, seed: 61 })).jobId;
+      const staged = path.join(home.home, "staging", `${jobId}.png.result.json`);
+      for (let tries = 0; tries < 600 && !existsSync(staged); tries++) await sleep(100);
+      expect(existsSync(staged)).toBe(true);
+      expect((await server.ok("job_status", { jobId })).status).toBe("running");
+    } finally {
+      await minio.resume();
+    }
+    // The bucket did not exist when the server started; the upload creates it.
+    const status = await waitForJob(server, jobId);
+    expect(status.status).toBe("done");
+    expect(await pngKeys(bucket)).toEqual([status.images[0].key]);
+  });
+
   it("storage that refuses for good fails that job, keeps its image and says where; the queue goes on", async () => {
     const bucket = "kitty-refused";
     const home = await makeTestHome(inject("tinyModelsDir"));

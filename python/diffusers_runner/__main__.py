@@ -52,6 +52,7 @@ def main() -> int:
     cancels: dict[str, threading.Event] = {}
     cancels_lock = threading.Lock()
     stopping = threading.Event()
+    pending: set[str] = set()  # generate requests received and not yet answered
 
     def cancel_event(job_id: str) -> threading.Event:
         with cancels_lock:
@@ -73,10 +74,16 @@ def main() -> int:
                 events.send({"type": "error", "jobId": job_id, "code": "bad_request", "message": str(exc)})
                 continue
             if request["type"] == "cancel":
-                cancel_event(request["jobId"]).set()
+                # Only for a job this runner has and has not finished: a late cancel must not poison a rerun.
+                with cancels_lock:
+                    known = request["jobId"] in pending
+                if known:
+                    cancel_event(request["jobId"]).set()
             elif request["type"] == "shutdown":
                 break
             else:
+                with cancels_lock:
+                    pending.add(request["jobId"])
                 work.put(request)
         # stdin closed (the server is gone) or shutdown: abandon the current job at its next step and exit.
         # The server keeps the job queued and runs it again, so finishing it here would only waste the GPU.
@@ -103,6 +110,7 @@ def main() -> int:
         finally:
             with cancels_lock:
                 cancels.pop(job_id, None)
+                pending.discard(job_id)
     return 0
 
 

@@ -15,7 +15,8 @@ export class DiffusersEngine implements Engine {
   private starting: Promise<RunnerProcess> | null = null;
   /** The runner still importing torch: stop() must be able to kill it too. */
   private spawning: RunnerProcess | null = null;
-  /** Cancels that arrived before the runner had the job (it was still starting): honoured when it would start. */
+  /** Jobs inside generate(), and those of them cancelled before the runner had them (it was still starting). */
+  private readonly active = new Set<string>();
   private readonly cancelled = new Set<string>();
   private readyInfo: ReadyEvent | null = null;
   private stopped = false;
@@ -72,9 +73,11 @@ export class DiffusersEngine implements Engine {
   }
 
   async generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
+    this.active.add(job.jobId);
     try {
       return await this.generateOnRunner(request, job);
     } finally {
+      this.active.delete(job.jobId);
       this.cancelled.delete(job.jobId);
     }
   }
@@ -116,6 +119,8 @@ export class DiffusersEngine implements Engine {
   }
 
   cancel(jobId: string): void {
+    // Only a job in flight can be cancelled; a stale mark must not cancel a later run of the same job.
+    if (!this.active.has(jobId)) return;
     this.cancelled.add(jobId);
     if (this.runner?.isAlive) this.runner.cancel(jobId);
   }

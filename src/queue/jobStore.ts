@@ -82,6 +82,7 @@ export class JobStore {
       requestCancel: db.prepare(`UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'`),
       cancelRequested: db.prepare(`SELECT cancel_requested FROM jobs WHERE id = ?`),
       runningAtStart: db.prepare(`SELECT * FROM jobs WHERE state = 'running' ORDER BY seq`),
+      leaseOwner: db.prepare(`SELECT owner FROM worker_lease WHERE id = 1`),
     };
   }
 
@@ -106,11 +107,18 @@ export class JobStore {
     return (this.statements.anyRunning.get() as { running: number }).running > 0;
   }
 
-  /** Takes the oldest queued job and marks it running, or returns undefined when the queue is empty. */
-  takeNext(): Job | undefined {
+  /**
+   * Takes the oldest queued job and marks it running, or returns undefined when the queue is empty.
+   * With `leaseOwner`, only while that owner still holds the worker lease, checked in the same transaction:
+   * a process that has just lost the lease can never start a job the new holder would not know about.
+   */
+  takeNext(leaseOwner?: string): Job | undefined {
     // IMMEDIATE: take the write lock before reading, so a concurrent taker waits instead of failing to upgrade.
     return this.db
       .transaction(() => {
+        if (leaseOwner !== undefined && (this.statements.leaseOwner.get() as { owner: string } | undefined)?.owner !== leaseOwner) {
+          return undefined;
+        }
         const row = this.statements.nextQueued.get() as JobRow | undefined;
         if (!row) return undefined;
         const changed = this.statements.take.run(now(), row.id).changes;
@@ -192,6 +200,6 @@ export class JobStore {
         }
       }
       return { resumed, failed };
-    })();
+    }).immediate();
   }
 }

@@ -56,11 +56,20 @@ class JobTakenOver extends Error {}
 /** Storage refused in a way waiting will not fix (a missing file, 403, no such bucket). */
 class StorageRefused extends Error {}
 
+/** S3 refusals that waiting will not fix; anything else (timeouts, 5xx, SlowDown, RequestTimeout) is retried. */
+const PERMANENT_S3_ERRORS = new Set([
+  "AccessDenied",
+  "AllAccessDisabled",
+  "InvalidAccessKeyId",
+  "SignatureDoesNotMatch",
+  "NoSuchBucket",
+  "InvalidBucketName",
+  "AccountProblem",
+  "EntityTooLarge",
+]);
+
 function isPermanentStorageError(error: unknown): boolean {
-  if (error instanceof S3ServiceException) {
-    const status = error.$metadata.httpStatusCode ?? 0;
-    return status >= 400 && status < 500 && status !== 408 && status !== 429;
-  }
+  if (error instanceof S3ServiceException) return PERMANENT_S3_ERRORS.has(error.name);
   // local file errors: the staged PNG is gone or unreadable, the target folder unwritable
   const code = (error as NodeJS.ErrnoException)?.code;
   return code === "ENOENT" || code === "EACCES" || code === "EISDIR" || code === "ENOTDIR" || code === "EROFS";
@@ -137,11 +146,12 @@ export class Worker {
   /** Becomes the one process that runs jobs from this queue, or returns false when another holds the lease. */
   private takeLease(): boolean {
     if (!this.lease.tryAcquire()) return false;
+    // Recover first: if it throws, the loop retries the whole step and the lease row is still ours.
+    const recovered = this.jobs.recoverInterrupted();
+    if (recovered.resumed.length || recovered.failed.length) this.log.warn(recovered, "jobs interrupted when the last worker stopped");
     this.holdsLease = true;
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.options.leaseHeartbeatMs);
     this.heartbeatTimer.unref();
-    const recovered = this.jobs.recoverInterrupted();
-    if (recovered.resumed.length || recovered.failed.length) this.log.warn(recovered, "jobs interrupted when the last worker stopped");
     this.log.info("this process runs the queue");
     // Start the runner now so the first job does not pay for importing torch; failures are retried per job.
     this.engine.start().catch((error: Error) => this.log.warn({ error: error.message }, "engine did not start yet; jobs will wait and retry"));
@@ -155,8 +165,14 @@ export class Worker {
       this.log.warn({ error: messageOf(error) }, "lease heartbeat failed; will try again");
       return;
     }
-    // This process stalled (a sleeping laptop, a stopped debugger) and another took over: stop at once, and
-    // leave the job alone, it is the new holder's now.
+    this.loseLease();
+  }
+
+  /**
+   * This process stalled (a sleeping laptop, a stopped debugger) and another took over: stop at once. The job it
+   * was running is put back (fenced by attempt, so nothing happens if the new holder already recovered it).
+   */
+  private loseLease(): void {
     this.log.error("lost the worker lease to another process; this process stops running jobs");
     this.holdsLease = false;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
@@ -178,7 +194,11 @@ export class Worker {
           await this.idle(this.options.leaseHeartbeatMs);
           continue;
         }
-        const job = this.jobs.takeNext();
+        const job = this.jobs.takeNext(this.lease.owner);
+        if (!job && !this.lease.heartbeat()) {
+          this.loseLease();
+          continue;
+        }
         if (!job) {
           // Other processes enqueue too and cannot wake this one: look again now and then.
           await this.idle(this.options.queuePollMs);
@@ -236,7 +256,7 @@ export class Worker {
         sidecar = this.sidecar(job, key, result);
         await this.withStorageRetry(job, log, () => this.store.put(key, staged.png, sidecar));
       }
-      this.complete(job, key, sidecar);
+      await this.completeWithRetry(job, key, sidecar, log);
       await this.removeStaged(staged);
       this.setNotice(null);
       log.info({ key }, "job done");
@@ -251,7 +271,8 @@ export class Worker {
 
   private async handleFailure(job: Job, error: unknown, staged: { png: string; result: string }, log: Logger): Promise<"finished" | "engine_unavailable"> {
     if (this.current?.takenOver || error instanceof JobTakenOver) {
-      log.warn("job taken over by another process; leaving it to that process");
+      this.jobs.requeue(job.id, { countAttempt: false, attempt: job.attempts });
+      log.warn("lease lost mid-job; the job is left to the process that holds the queue now");
       return "finished";
     }
     if (this.stopping) {
@@ -360,7 +381,7 @@ export class Worker {
     try {
       return await this.store.has(key);
     } catch (error) {
-      if (isPermanentStorageError(error)) throw new StorageRefused(`storage refused the image: ${messageOf(error)}`);
+      // Down, or a 403 for a missing key when the credentials may not list the bucket: either way unknown.
       log.warn({ key, error: messageOf(error) }, "cannot ask storage whether an earlier run stored this image; generating it");
       return false;
     }
@@ -384,6 +405,22 @@ export class Worker {
         if (this.jobs.isCancelRequested(job.id)) throw new EngineJobError("cancelled", "cancelled while waiting for storage");
         this.setNotice(`storage is unavailable (${messageOf(error)}); retrying`);
         log.warn({ error: messageOf(error), retryInMs: delay }, "storage failed; will retry");
+        await this.idle(delay);
+        delay = Math.min(delay * 2, this.options.retryDelayMs.max);
+      }
+    }
+  }
+
+  /** The image is stored; a busy or full database must not turn that into a failed job. Safe to repeat. */
+  private async completeWithRetry(job: Job, key: string, sidecar: ImageSidecar, log: Logger): Promise<void> {
+    let delay = this.options.retryDelayMs.first;
+    for (;;) {
+      try {
+        this.complete(job, key, sidecar);
+        return;
+      } catch (error) {
+        if (error instanceof JobTakenOver || this.stopping || this.current?.takenOver) throw error;
+        log.warn({ error: messageOf(error), retryInMs: delay }, "could not record the finished job; will retry");
         await this.idle(delay);
         delay = Math.min(delay * 2, this.options.retryDelayMs.max);
       }

@@ -23,6 +23,8 @@ function isNotFound(error: unknown): boolean {
 export class S3ImageStore implements ImageStore {
   readonly kind = "s3";
   private readonly client: S3Client;
+  /** Set once the bucket is known to exist; until then every put checks (and creates) it first. */
+  private bucketReady = false;
 
   constructor(private readonly settings: S3Settings) {
     this.client = new S3Client({
@@ -33,6 +35,8 @@ export class S3ImageStore implements ImageStore {
           credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey },
         }),
       maxAttempts: 3,
+      // A dropped VPN or a sleeping NAS must fail a call, not hang the queue behind it.
+      requestHandler: { connectionTimeout: 5_000, requestTimeout: 120_000 },
     });
   }
 
@@ -44,6 +48,7 @@ export class S3ImageStore implements ImageStore {
     const Bucket = this.settings.bucket;
     try {
       await this.client.send(new HeadBucketCommand({ Bucket }));
+      this.bucketReady = true;
       return;
     } catch (error) {
       if (!isNotFound(error)) {
@@ -58,10 +63,13 @@ export class S3ImageStore implements ImageStore {
         throw new KittyError("storage_unavailable", `cannot create bucket ${this.describe()}: ${messageOf(error)}`);
       }
     }
+    this.bucketReady = true;
   }
 
   async put(key: string, pngPath: string, sidecar: object): Promise<void> {
     const Bucket = this.settings.bucket;
+    // Storage may have been down when the server started: make sure of the bucket before the first upload.
+    if (!this.bucketReady) await this.ensureReady();
     await this.client.send(new PutObjectCommand({ Bucket, Key: key, Body: await readFile(pngPath), ContentType: "image/png" }));
     await this.client.send(
       new PutObjectCommand({

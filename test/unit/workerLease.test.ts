@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { openDatabase } from "../../src/db.js";
+import { JobStore } from "../../src/queue/jobStore.js";
 import { WorkerLease } from "../../src/queue/workerLease.js";
 
 const twoProcessesOnOneFile = () => {
@@ -40,6 +41,17 @@ describe("WorkerLease: one process runs the queue", () => {
     expect(crashed.tryAcquire(1000)).toBe(true);
     expect(survivor.tryAcquire(1001)).toBe(true);
     expect(survivor.holder()?.pid).toBe(process.pid);
+  });
+
+  it("gates taking jobs: a process that lost the lease cannot start one", () => {
+    const [a, b] = twoProcessesOnOneFile();
+    const staleHolder = new WorkerLease(a, 10_000);
+    const newHolder = new WorkerLease(b, 10_000);
+    staleHolder.tryAcquire(1000);
+    new JobStore(a).enqueue({ prompt: "p", negativePrompt: null, model: { name: "m", path: "/m", refinerPath: null }, width: 512, height: 512, steps: 1, cfgScale: 7, seed: 1, scheduler: null, refiner: null });
+    expect(newHolder.tryAcquire(20_000)).toBe(true);
+    expect(new JobStore(a).takeNext(staleHolder.owner)).toBeUndefined();
+    expect(new JobStore(b).takeNext(newHolder.owner)).toMatchObject({ state: "running" });
   });
 
   it("is free again once released", () => {
