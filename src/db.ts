@@ -47,6 +47,7 @@ const MIGRATIONS: string[] = [
     id           INTEGER PRIMARY KEY CHECK (id = 1),
     owner        TEXT NOT NULL,
     pid          INTEGER NOT NULL,
+    host         TEXT NOT NULL,                       -- pid liveness only means something on the same host
     heartbeat_at INTEGER NOT NULL,                    -- epoch ms
     notice       TEXT                                 -- why the queue is waiting, for job_status in any process
   );

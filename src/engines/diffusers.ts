@@ -125,6 +125,14 @@ export class DiffusersEngine implements Engine {
     if (this.runner?.isAlive) this.runner.cancel(jobId);
   }
 
+  async release(): Promise<void> {
+    this.spawning?.kill();
+    await this.starting?.catch(() => undefined);
+    const runner = this.runner;
+    this.runner = null;
+    await runner?.stop();
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.spawning?.kill();

@@ -60,5 +60,7 @@ export interface Engine {
   generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult>;
   /** Asks the engine to stop the job; generate() then rejects with code "cancelled". */
   cancel(jobId: string): void;
+  /** Frees the device (another process runs the queue now); the next generate() starts it again. */
+  release(): Promise<void>;
   stop(): Promise<void>;
 }

@@ -181,6 +181,8 @@ export class Worker {
       this.current.takenOver = true;
       this.engine.cancel(this.current.job.id);
     }
+    // The new holder loads its own model on the same GPU: give the memory back.
+    this.engine.release().catch((error: Error) => this.log.warn({ error: error.message }, "could not stop the runner"));
   }
 
   private async run(): Promise<void> {

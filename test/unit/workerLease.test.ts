@@ -33,6 +33,16 @@ describe("WorkerLease: one process runs the queue", () => {
     expect(first.heartbeat(11_002)).toBe(false);
   });
 
+  it("judges a holder on another host by its heartbeat alone, since its pid means nothing here", () => {
+    const [a, b] = twoProcessesOnOneFile();
+    const deadPidHere = spawnSync(process.execPath, ["-e", "0"]).pid!;
+    const elsewhere = new WorkerLease(a, 60_000, deadPidHere, "other-host");
+    const local = new WorkerLease(b, 60_000);
+    expect(elsewhere.tryAcquire(1000)).toBe(true);
+    expect(local.tryAcquire(2000)).toBe(false);
+    expect(local.tryAcquire(62_000)).toBe(true);
+  });
+
   it("passes at once when the holder's process is gone (kill -9)", () => {
     const [a, b] = twoProcessesOnOneFile();
     const deadPid = spawnSync(process.execPath, ["-e", "0"]).pid!;
