@@ -31,10 +31,6 @@ export class DiffusersEngine implements Engine {
     return this.readyInfo;
   }
 
-  get runnerPid(): number | undefined {
-    return this.runner?.isAlive ? this.runner.pid : undefined;
-  }
-
   async start(): Promise<void> {
     await this.ensureRunner();
   }
@@ -85,37 +81,10 @@ export class DiffusersEngine implements Engine {
   private async generateOnRunner(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
     const runner = await this.ensureRunner();
     if (this.cancelled.has(job.jobId)) throw new EngineJobError("cancelled", "cancelled before it started");
-    const done = await runner.generate(
-      {
-        type: "generate",
-        jobId: job.jobId,
-        model: { name: request.model.name, path: request.model.path, refinerPath: request.model.refinerPath },
-        prompt: request.prompt,
-        negativePrompt: request.negativePrompt,
-        width: request.width,
-        height: request.height,
-        steps: request.steps,
-        cfgScale: request.cfgScale,
-        seed: request.seed,
-        scheduler: request.scheduler,
-        refiner: request.refiner,
-        outputPath: job.outputPath,
-      },
-      job,
-    );
-    const versions = this.readyInfo?.versions ?? {};
-    return {
-      width: done.width,
-      height: done.height,
-      seed: done.seed,
-      family: done.family,
-      scheduler: done.scheduler,
-      device: done.device,
-      modelLoads: done.modelLoads,
-      stepsRun: done.stepsRun,
-      timings: done.timings,
-      versions: { ...versions, runner: "diffusers_runner" },
-    };
+    // The request's fields are the wire format's: the protocol adds only the job's id and output path.
+    const done = await runner.generate({ type: "generate", jobId: job.jobId, ...request, outputPath: job.outputPath }, job);
+    const { type: _type, jobId: _jobId, outputPath: _outputPath, ...result } = done;
+    return { ...result, versions: { ...this.readyInfo?.versions, runner: "diffusers_runner" } };
   }
 
   cancel(jobId: string): void {
@@ -133,12 +102,9 @@ export class DiffusersEngine implements Engine {
     await runner?.stop();
   }
 
+  /** Like release(), and for good: no runner is started again. */
   async stop(): Promise<void> {
     this.stopped = true;
-    this.spawning?.kill();
-    await this.starting?.catch(() => undefined);
-    await this.runner?.stop();
+    await this.release();
   }
 }
-
-export type { RunnerOptions };

@@ -64,7 +64,6 @@ export class JobStore {
       byId: db.prepare(`SELECT * FROM jobs WHERE id = ?`),
       nextQueued: db.prepare(`SELECT * FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT 1`),
       queuedAhead: db.prepare(`SELECT COUNT(*) AS ahead FROM jobs WHERE state = 'queued' AND seq < ?`),
-      anyRunning: db.prepare(`SELECT COUNT(*) AS running FROM jobs WHERE state = 'running'`),
       take: db.prepare(
         `UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ? WHERE id = ? AND state = 'queued'`,
       ),
@@ -101,10 +100,6 @@ export class JobStore {
   position(job: Job): number {
     const { ahead } = this.statements.queuedAhead.get(job.seq) as { ahead: number };
     return ahead + 1;
-  }
-
-  isBusy(): boolean {
-    return (this.statements.anyRunning.get() as { running: number }).running > 0;
   }
 
   /**

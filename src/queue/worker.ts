@@ -256,9 +256,12 @@ export class Worker {
       } else {
         const result = (await this.stagedResult(staged)) ?? (await this.generate(job, staged));
         sidecar = this.sidecar(job, key, result);
-        await this.withStorageRetry(job, log, () => this.store.put(key, staged.png, sidecar));
+        await this.storeWithRetry(job, key, staged.png, sidecar, log);
       }
-      await this.completeWithRetry(job, key, sidecar, log);
+      // The image is stored: a busy or full database must not turn that into a failed job. Safe to repeat.
+      await this.withRetry(log, "could not record the finished job", () => this.complete(job, key, sidecar), (error) =>
+        error instanceof JobTakenOver ? error : undefined,
+      );
       await this.removeStaged(staged);
       this.setNotice(null);
       log.info({ key }, "job done");
@@ -391,38 +394,40 @@ export class Worker {
 
   /**
    * Storage down must not lose a finished image: transient failures are retried with backoff while the PNG waits
-   * in staging. A refusal that waiting cannot fix, a cancel, a shutdown or a lost lease ends the wait.
+   * in staging. A refusal that waiting cannot fix, or a cancel, ends the wait.
    */
-  private async withStorageRetry<T>(job: Job, log: Logger, operation: () => Promise<T>): Promise<T> {
-    let delay = this.options.retryDelayMs.first;
-    for (;;) {
-      try {
-        const value = await operation();
-        if (delay !== this.options.retryDelayMs.first) this.setNotice(null);
-        return value;
-      } catch (error) {
-        if (isPermanentStorageError(error)) throw new StorageRefused(`storage refused the image: ${messageOf(error)}`);
-        if (this.stopping) throw error;
-        if (this.current?.takenOver) throw new JobTakenOver();
-        if (this.jobs.isCancelRequested(job.id)) throw new EngineJobError("cancelled", "cancelled while waiting for storage");
+  private async storeWithRetry(job: Job, key: string, pngPath: string, sidecar: ImageSidecar, log: Logger): Promise<void> {
+    let waited = false;
+    await this.withRetry(
+      log,
+      "storage failed",
+      () => this.store.put(key, pngPath, sidecar),
+      (error) => {
+        if (isPermanentStorageError(error)) return new StorageRefused(`storage refused the image: ${messageOf(error)}`);
+        if (this.jobs.isCancelRequested(job.id)) return new EngineJobError("cancelled", "cancelled while waiting for storage");
+        waited = true;
         this.setNotice(`storage is unavailable (${messageOf(error)}); retrying`);
-        log.warn({ error: messageOf(error), retryInMs: delay }, "storage failed; will retry");
-        await this.idle(delay);
-        delay = Math.min(delay * 2, this.options.retryDelayMs.max);
-      }
-    }
+        return undefined;
+      },
+    );
+    if (waited) this.setNotice(null);
   }
 
-  /** The image is stored; a busy or full database must not turn that into a failed job. Safe to repeat. */
-  private async completeWithRetry(job: Job, key: string, sidecar: ImageSidecar, log: Logger): Promise<void> {
+  /**
+   * Runs `operation` until it succeeds, backing off between tries. `giveUp` turns an error into the one to throw
+   * instead of retrying; a shutdown or a lost lease always ends the loop.
+   */
+  private async withRetry<T>(log: Logger, what: string, operation: () => Promise<T> | T, giveUp: (error: unknown) => unknown): Promise<T> {
     let delay = this.options.retryDelayMs.first;
     for (;;) {
       try {
-        this.complete(job, key, sidecar);
-        return;
+        return await operation();
       } catch (error) {
-        if (error instanceof JobTakenOver || this.stopping || this.current?.takenOver) throw error;
-        log.warn({ error: messageOf(error), retryInMs: delay }, "could not record the finished job; will retry");
+        const final = giveUp(error);
+        if (final !== undefined) throw final;
+        if (this.stopping) throw error;
+        if (this.current?.takenOver) throw new JobTakenOver();
+        log.warn({ error: messageOf(error), retryInMs: delay }, `${what}; will retry`);
         await this.idle(delay);
         delay = Math.min(delay * 2, this.options.retryDelayMs.max);
       }

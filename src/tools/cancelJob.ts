@@ -2,7 +2,7 @@ import { z } from "zod";
 import { KittyError } from "../errors.js";
 import { JOB_STATES } from "../queue/jobStates.js";
 import { defineTool } from "./toolKit.js";
-import { waitForEnd } from "./jobStatus.js";
+import { findJob, waitForEnd } from "./jobStatus.js";
 
 /** How long cancel_job waits for a running job to stop at its next denoising step. */
 const RUNNING_CANCEL_WAIT_MS = 15_000;
@@ -17,8 +17,7 @@ export const cancelJob = defineTool({
   output: { jobId: z.string(), status: z.enum(JOB_STATES) },
   async handler({ jobId }, deps) {
     const { jobs, worker, log } = deps;
-    const job = jobs.get(jobId);
-    if (!job) throw new KittyError("not_found", `no job with id '${jobId}'; use the jobId that generate_image returned`);
+    const job = findJob(deps, jobId);
     if (job.state === "queued" && jobs.finish(jobId, "queued", "cancelled")) {
       log.info({ jobId }, "job cancelled while queued");
       worker.events.emit("ended", jobId);

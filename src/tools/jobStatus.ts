@@ -40,7 +40,7 @@ export const jobStatus = defineTool({
   },
 });
 
-function findJob({ jobs }: ToolDeps, jobId: string): Job {
+export function findJob({ jobs }: ToolDeps, jobId: string): Job {
   const job = jobs.get(jobId);
   if (!job) throw new KittyError("not_found", `no job with id '${jobId}'; use the jobId that generate_image returned`);
   return job;
