@@ -17,6 +17,13 @@ class DeviceChoice:
     def dtype_name(self) -> str:
         return str(self.dtype).removeprefix("torch.")
 
+    def empty_cache(self) -> None:
+        """Hands freed accelerator memory back, after an eviction or an out-of-memory error."""
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
+        elif self.device == "mps":
+            torch.mps.empty_cache()
+
 
 def choose_device(requested: str | None = None) -> DeviceChoice:
     requested = (requested or os.environ.get("KITTY_IMAGES_DEVICE") or "auto").lower()

@@ -78,7 +78,7 @@ def run_generate(
         raise
     except Exception as exc:  # noqa: BLE001 - any library failure becomes a job error the agent can read
         if _is_out_of_memory(exc):
-            _free_device_memory(cache)
+            cache.device.empty_cache()
             raise JobFailed("out_of_memory", f"{cache.device.device} ran out of memory at {request['width']}x{request['height']}: try a smaller size") from exc
         raise JobFailed("generation_failed", f"{type(exc).__name__}: {exc}") from exc
     inference_seconds = time.perf_counter() - started
@@ -188,9 +188,3 @@ def _save_png(image, request: GenerateRequest, family: str, scheduler_name: str)
     # Rename is atomic: the server never sees half a PNG.
     os.replace(partial_path, output_path)
 
-
-def _free_device_memory(cache: ModelCache) -> None:
-    if cache.device.device == "cuda":
-        torch.cuda.empty_cache()
-    elif cache.device.device == "mps":
-        torch.mps.empty_cache()

@@ -135,10 +135,7 @@ class ModelCache:
         key, _ = self._models.popitem(last=False)
         log.info("evicting %s to make room", key)
         gc.collect()
-        if self.device.device == "cuda":
-            torch.cuda.empty_cache()
-        elif self.device.device == "mps":
-            torch.mps.empty_cache()
+        self.device.empty_cache()
 
     def _from_pretrained(self, cls: type, path: str, **extra: Any) -> DiffusionPipeline:
         kwargs: dict[str, Any] = {"dtype": self.device.dtype, "local_files_only": True, **extra}
