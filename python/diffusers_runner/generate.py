@@ -187,4 +187,3 @@ def _save_png(image, request: GenerateRequest, family: str, scheduler_name: str)
     image.save(partial_path, format="PNG", pnginfo=info)
     # Rename is atomic: the server never sees half a PNG.
     os.replace(partial_path, output_path)
-
