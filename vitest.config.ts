@@ -1,13 +1,29 @@
 import { defineConfig } from "vitest/config";
 
+/**
+ * Two tiers. `fast`: in-process, a stand-in engine, temp SQLite and the local store; no torch, no MinIO; seconds.
+ * `real`: the built server as a subprocess, the Python runner with torch, MinIO; minutes.
+ */
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
-    globalSetup: ["test/globalSetup.ts"],
-    // Each integration file starts a runner (torch import) and MinIO: on 2 cores, one file at a time is fastest.
-    fileParallelism: false,
     testTimeout: 120_000,
     hookTimeout: 300_000,
     reporters: ["default"],
+    projects: [
+      {
+        extends: true,
+        test: { name: "fast", include: ["test/unit/**/*.test.ts", "test/fast/**/*.test.ts"] },
+      },
+      {
+        extends: true,
+        test: {
+          name: "real",
+          include: ["test/*.test.ts"],
+          globalSetup: ["test/globalSetup.ts"],
+          // Each file starts a runner (torch import) and MinIO: on 2 cores, one file at a time is fastest.
+          fileParallelism: false,
+        },
+      },
+    ],
   },
 });

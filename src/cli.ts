@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { serveStdio } from "@modelcontextprotocol/server/stdio";
 import { execa } from "execa";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -7,8 +7,8 @@ import { loadConfig, type Config } from "./config.js";
 import { KittyError, messageOf } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
 import { formatChecks, runDoctor } from "./doctor.js";
-import { inspectModelFolder } from "./models.js";
-import { createApp } from "./server.js";
+import { inspectModelFolder } from "./models/modelFolder.js";
+import { createApp, createMcpServer } from "./server.js";
 
 const USAGE = `kitty-images: MCP tool server for local Stable Diffusion
 
@@ -65,7 +65,8 @@ async function serve(demo: boolean): Promise<void> {
     if (!onDisk.present) log.warn({ model: entry.name, problem: onDisk.problem }, "model in models.yaml is not on disk; generate_image will refuse it");
   }
   const app = await createApp(config, log);
-  await app.server.connect(new StdioServerTransport());
+  // Serves both protocol eras: 2025 clients that send initialize and 2026-07-28 clients that start with server/discover.
+  const stdio = serveStdio(() => createMcpServer(app), { onerror: (error) => log.warn({ error: error.message }, "MCP transport error") });
   log.info(
     { home: config.home, storage: config.storage.kind, models: config.models.names(), modelsYaml: config.models.sourcePath },
     "kitty-images serving MCP on stdio",
@@ -76,6 +77,7 @@ async function serve(demo: boolean): Promise<void> {
     if (closing) return;
     closing = true;
     log.info({ reason }, "shutting down");
+    await Promise.resolve(stdio.close()).catch((error: unknown) => log.warn({ error: messageOf(error) }, "error while closing stdio"));
     await app.close().catch((error: unknown) => log.error({ error: messageOf(error) }, "error while shutting down"));
     process.exit(0);
   };

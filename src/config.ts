@@ -3,7 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { KittyError } from "./errors.js";
-import { loadModelsYaml, type ModelCatalog } from "./models.js";
+import { loadModelsYaml, type ModelCatalog } from "./models/catalog.js";
 
 /** The one place env is read. Names from the original images-service are kept as they were. */
 

@@ -3,7 +3,7 @@ import { openDatabase } from "./db.js";
 import { DiffusersEngine } from "./engines/diffusers.js";
 import { messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
-import { inspectModelFolder } from "./models.js";
+import { inspectModelFolder } from "./models/modelFolder.js";
 import { WorkerLease } from "./queue/workerLease.js";
 import { createEngine, createStore } from "./server.js";
 

@@ -1,4 +1,4 @@
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { McpServer } from "@modelcontextprotocol/server";
 import path from "node:path";
 import type { Config } from "./config.js";
 import { openDatabase, type Db } from "./db.js";
@@ -6,31 +6,56 @@ import { DiffusersEngine } from "./engines/diffusers.js";
 import type { Engine } from "./engines/engine.js";
 import { KittyError } from "./errors.js";
 import type { Logger } from "./log.js";
+import { JobQueue } from "./queue/jobQueue.js";
 import { JobStore } from "./queue/jobStore.js";
-import { Worker } from "./queue/worker.js";
+import { Worker, type WorkerOptions } from "./queue/worker.js";
 import { WorkerLease } from "./queue/workerLease.js";
 import { ImageIndex } from "./storage/imageIndex.js";
 import type { ImageStore } from "./storage/imageStore.js";
 import { LocalImageStore } from "./storage/local.js";
 import { S3ImageStore } from "./storage/s3.js";
+import { StagingArea } from "./storage/staging.js";
 import { cancelJob } from "./tools/cancelJob.js";
 import { generateImage } from "./tools/generateImage.js";
 import { jobStatus } from "./tools/jobStatus.js";
 import { listLatestImages } from "./tools/listLatestImages.js";
 import { listModels } from "./tools/listModels.js";
 import { selectImage } from "./tools/selectImage.js";
-import { registerTool, type ToolDeps } from "./tools/toolKit.js";
+import { registerTool, type ToolDefinition, type ToolDeps } from "./tools/toolKit.js";
 
-const VERSION = "0.1.0";
+export const VERSION = "0.2.0";
 
+export const TOOLS = [generateImage, jobStatus, listLatestImages, selectImage, cancelJob, listModels] as unknown as ToolDefinition<
+  Record<string, never>,
+  Record<string, never>
+>[];
+
+/** Everything one process runs, whatever door it serves: queue, worker, engine, storage, index. */
 export interface App {
-  server: McpServer;
+  config: Config;
+  log: Logger;
+  db: Db;
+  queue: JobQueue;
+  index: ImageIndex;
+  store: ImageStore;
   engine: Engine;
   worker: Worker;
-  db: Db;
   /** Stops the worker (the running job stays queued for the next start), the engine and the database. */
   close(): Promise<void>;
 }
+
+export interface AppOverrides {
+  /** Fast tests run the real queue, worker and storage around a stand-in engine. */
+  engine?: Engine;
+  timing?: Partial<WorkerOptions["timing"]>;
+}
+
+const DEFAULT_TIMING: WorkerOptions["timing"] = {
+  backoff: { first: 1000, max: 30_000 },
+  queuePollMs: 1000,
+  cancelPollMs: 200,
+  leaseHeartbeatMs: 2000,
+};
 
 export function createEngine(config: Config, log: Logger): Engine {
   if (config.engine !== "diffusers") {
@@ -46,34 +71,46 @@ export function createStore(config: Config): ImageStore {
   return config.storage.kind === "s3" ? new S3ImageStore(config.storage.s3) : new LocalImageStore(path.join(config.home, "files"));
 }
 
-/** The composition root: tool handler → queue → worker → engine → storage → index, wired once here. */
-export async function createApp(config: Config, log: Logger): Promise<App> {
+/** The composition root: queue → worker → engine → storage → index, wired once here and started. */
+export async function createApp(config: Config, log: Logger, overrides: AppOverrides = {}): Promise<App> {
   const db = openDatabase(config.databasePath);
   const jobs = new JobStore(db);
+  const lease = new WorkerLease(db);
   const index = new ImageIndex(db);
   const store = createStore(config);
   // Storage down at start (MinIO still booting at login) must not keep the tools away: uploads wait and retry.
   await store.ensureReady().catch((error: Error) => log.warn({ error: error.message }, "storage is not reachable yet; uploads will retry"));
-  const engine = createEngine(config, log);
-  const worker = new Worker(
-    db,
+  const engine = overrides.engine ?? createEngine(config, log);
+  const worker = new Worker({
     jobs,
+    lease,
     engine,
     store,
     index,
-    new WorkerLease(db),
-    {
-      stagingDir: config.stagingDir,
-      keyPrefix: config.keyPrefix,
-      engineName: engine.name,
-      retryDelayMs: { first: 1000, max: 30_000 },
-      queuePollMs: 1000,
-      cancelPollMs: 200,
-      leaseHeartbeatMs: 2000,
+    staging: new StagingArea(config.stagingDir),
+    keyPrefix: config.keyPrefix,
+    log: log.child({ component: "worker" }),
+    timing: { ...DEFAULT_TIMING, ...overrides.timing },
+  });
+  worker.start();
+  return {
+    config,
+    log,
+    db,
+    queue: new JobQueue(jobs, lease),
+    index,
+    store,
+    engine,
+    worker,
+    async close() {
+      await worker.stop();
+      db.close();
     },
-    log.child({ component: "worker" }),
-  );
+  };
+}
 
+/** One MCP server over the app: cheap, so each connection (and each protocol era) may get its own. */
+export function createMcpServer(app: App): McpServer {
   const server = new McpServer(
     { name: "kitty-images", version: VERSION },
     {
@@ -82,22 +119,7 @@ export async function createApp(config: Config, log: Logger): Promise<App> {
         "waits for it; select_image turns the result into an imageRef {downloadUrl, storageUri} for downstream tools.",
     },
   );
-  const deps: ToolDeps = { config, jobs, worker, index, store, log };
-  for (const tool of [generateImage, jobStatus, listLatestImages, selectImage, cancelJob, listModels]) {
-    registerTool(server, tool as Parameters<typeof registerTool>[1], deps);
-  }
-
-  worker.start();
-
-  return {
-    server,
-    engine,
-    worker,
-    db,
-    async close() {
-      await worker.stop();
-      await server.close();
-      db.close();
-    },
-  };
+  const deps: ToolDeps = { config: app.config, queue: app.queue, index: app.index, store: app.store, log: app.log };
+  for (const tool of TOOLS) registerTool(server, tool, deps);
+  return server;
 }

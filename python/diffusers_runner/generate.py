@@ -11,23 +11,43 @@ from typing import Any, Callable
 import torch
 from PIL.PngImagePlugin import PngInfo
 
-from .pipelines import LoadedModel, ModelCache, ModelLoadError, fresh_scheduler
-from .protocol import GenerateRequest
+from .pipelines import LoadedModel, ModelCache, ModelLoadError
+from .protocol import DoneEvent, GenerateRequest, JobFailed, ProgressEvent, RefinerSpec
 
-
-class JobFailed(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+SendProgress = Callable[[ProgressEvent], None]
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def _step_callback(job_id: str, cancel: threading.Event, report: Callable[[int], None]):
+class _Progress:
+    """One rising step count across base and refiner, sent as progress events."""
+
+    def __init__(self, job_id: str, send: SendProgress, base_steps: int, refiner_steps: int) -> None:
+        self.job_id = job_id
+        self.send = send
+        self.base_total = base_steps
+        self.refiner_steps = refiner_steps
+        self.steps_run = 0
+
+    def base_step(self, pipe, step: int) -> None:
+        # The pipeline's own count wins: denoising_end trims the schedule and some schedulers change its length.
+        self.base_total = pipe.num_timesteps
+        self.steps_run = step
+        self._send(step, self.base_total + self.refiner_steps)
+
+    def refiner_step(self, pipe, step: int) -> None:
+        self.steps_run = self.base_total + step
+        self._send(self.steps_run, self.base_total + pipe.num_timesteps)
+
+    def _send(self, step: int, total: int) -> None:
+        self.send(ProgressEvent(type="progress", jobId=self.job_id, step=step, totalSteps=total))
+
+
+def _step_callback(cancel: threading.Event, report: Callable[[Any, int], None]):
     def on_step_end(pipe, step_index: int, _timestep, callback_kwargs: dict[str, Any]):
-        report(step_index + 1)
+        report(pipe, step_index + 1)
         if cancel.is_set():
             # diffusers checks this flag at the top of each denoising step.
             pipe._interrupt = True
@@ -36,20 +56,13 @@ def _step_callback(job_id: str, cancel: threading.Event, report: Callable[[int],
     return on_step_end
 
 
-def _refiner_schedule_length(request: GenerateRequest) -> int:
-    refiner = request["refiner"]
-    assert refiner is not None
+def _refiner_schedule_length(refiner: RefinerSpec) -> int:
     # With denoising_start the refiner runs only the tail of its schedule; size the schedule so the tail has
     # about `steps` (round, not ceil: 6 / 0.2 is 30.000000000000004 in floating point).
     return max(1, round(refiner["steps"] / (1 - refiner["switchAt"])))
 
 
-def run_generate(
-    request: GenerateRequest,
-    cache: ModelCache,
-    cancel: threading.Event,
-    send: Callable[[dict[str, Any]], None],
-) -> dict[str, Any]:
+def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.Event, send: SendProgress) -> DoneEvent:
     job_id = request["jobId"]
     model_spec = request["model"]
     wants_refiner = request.get("refiner") is not None
@@ -63,10 +76,9 @@ def run_generate(
         raise JobFailed(exc.code, str(exc)) from exc
 
     try:
-        scheduler_name, scheduler = fresh_scheduler(request.get("scheduler"), model.base_scheduler_class, model.base_scheduler_config)
+        scheduler_name = model.base.use_scheduler(request.get("scheduler"))
     except ValueError as exc:
         raise JobFailed("bad_request", str(exc)) from exc
-    model.base.scheduler = scheduler
 
     if cancel.is_set():
         raise JobFailed("cancelled", "cancelled before it started")
@@ -87,81 +99,67 @@ def run_generate(
     _save_png(image, request, model.family, scheduler_name)
     save_seconds = time.perf_counter() - started
 
-    return {
-        "type": "done",
-        "jobId": job_id,
-        "outputPath": request["outputPath"],
-        "width": image.width,
-        "height": image.height,
-        "seed": request["seed"],
-        "family": model.family,
-        "scheduler": scheduler_name,
-        "device": cache.device.device,
-        "modelLoads": cache.loads,
-        "stepsRun": steps_run,
-        "timings": {
+    return DoneEvent(
+        type="done",
+        jobId=job_id,
+        outputPath=request["outputPath"],
+        width=image.width,
+        height=image.height,
+        seed=request["seed"],
+        family=model.family,
+        scheduler=scheduler_name,
+        device=cache.device.device,
+        modelLoads=cache.loads,
+        stepsRun=steps_run,
+        timings={
             "loadSeconds": round(load_seconds, 4),
             "inferenceSeconds": round(inference_seconds, 4),
             "saveSeconds": round(save_seconds, 4),
         },
-    }
+    )
 
 
-def _denoise(request: GenerateRequest, model: LoadedModel, cancel: threading.Event, send) -> tuple[Any, int]:
+def _denoise(request: GenerateRequest, model: LoadedModel, cancel: threading.Event, send: SendProgress) -> tuple[Any, int]:
     """Returns the image and how many denoising steps ran (base and refiner)."""
-    job_id = request["jobId"]
+    refiner = request.get("refiner")
+    progress = _Progress(request["jobId"], send, request["steps"], refiner["steps"] if refiner else 0)
     # A CPU generator gives the same latents for a seed on CUDA, MPS and CPU alike.
     generator = torch.Generator(device="cpu").manual_seed(request["seed"])
-    refiner = request.get("refiner")
     common = {
         "prompt": request["prompt"],
         "negative_prompt": request.get("negativePrompt") or None,
         "generator": generator,
     }
-    refiner_steps = request["refiner"]["steps"] if refiner else 0
-    base_total = [request["steps"]]
-    steps_run = [0]
-
-    def report_base(step: int) -> None:
-        base_total[0] = model.base.num_timesteps
-        steps_run[0] = step
-        send({"type": "progress", "jobId": job_id, "step": step, "totalSteps": base_total[0] + refiner_steps})
-
     base_kwargs: dict[str, Any] = {
         **common,
         "width": request["width"],
         "height": request["height"],
         "num_inference_steps": request["steps"],
         "guidance_scale": request["cfgScale"],
-        "callback_on_step_end": _step_callback(job_id, cancel, report_base),
+        "callback_on_step_end": _step_callback(cancel, progress.base_step),
     }
     if refiner is not None:
         base_kwargs.update(denoising_end=refiner["switchAt"], output_type="latent")
-    result = model.base(**base_kwargs)
+    result = model.base.pipe(**base_kwargs)
     if cancel.is_set():
         raise JobFailed("cancelled", "cancelled while running")
     if refiner is None:
-        return result.images[0], steps_run[0]
+        return result.images[0], progress.steps_run
 
-    assert model.refiner is not None and model.refiner_scheduler_config is not None and model.refiner_scheduler_class is not None
-    _, model.refiner.scheduler = fresh_scheduler(request.get("scheduler"), model.refiner_scheduler_class, model.refiner_scheduler_config)
-
-    def report_refiner(step: int) -> None:
-        total = base_total[0] + model.refiner.num_timesteps
-        steps_run[0] = base_total[0] + step
-        send({"type": "progress", "jobId": job_id, "step": base_total[0] + step, "totalSteps": total})
-
-    result = model.refiner(
+    # ModelCache.get attached the refiner: run_generate asked for it whenever the request has one.
+    assert model.refiner is not None
+    model.refiner.use_scheduler(request.get("scheduler"))
+    result = model.refiner.pipe(
         **common,
         image=result.images,
-        num_inference_steps=_refiner_schedule_length(request),
+        num_inference_steps=_refiner_schedule_length(refiner),
         denoising_start=refiner["switchAt"],
         guidance_scale=refiner["cfgScale"],
-        callback_on_step_end=_step_callback(job_id, cancel, report_refiner),
+        callback_on_step_end=_step_callback(cancel, progress.refiner_step),
     )
     if cancel.is_set():
         raise JobFailed("cancelled", "cancelled while running")
-    return result.images[0], steps_run[0]
+    return result.images[0], progress.steps_run
 
 
 def _save_png(image, request: GenerateRequest, family: str, scheduler_name: str) -> None:

@@ -28,6 +28,7 @@ from diffusers import (
 )
 
 from .device import DeviceChoice
+from .protocol import ErrorCode
 
 log = logging.getLogger("diffusers_runner.pipelines")
 
@@ -51,7 +52,7 @@ SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
 
 
 class ModelLoadError(RuntimeError):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -74,15 +75,29 @@ def detect_family(model_dir: str | os.PathLike[str]) -> str:
 
 
 @dataclass
+class LoadedPipeline:
+    """A warm pipeline and the scheduler its folder configures, kept so each job can start a fresh one."""
+
+    pipe: DiffusionPipeline
+    path: str
+    scheduler_config: dict[str, Any]
+    scheduler_class: type
+
+    @classmethod
+    def of(cls, pipe: DiffusionPipeline, path: str) -> LoadedPipeline:
+        return cls(pipe, os.path.realpath(path), dict(pipe.scheduler.config), type(pipe.scheduler))
+
+    def use_scheduler(self, name: str | None) -> str:
+        """Gives the pipe a fresh scheduler for this job and returns its name (ValueError for an unknown one)."""
+        scheduler_name, self.pipe.scheduler = fresh_scheduler(name, self.scheduler_class, self.scheduler_config)
+        return scheduler_name
+
+
+@dataclass
 class LoadedModel:
     family: str
-    base: DiffusionPipeline
-    base_scheduler_config: dict[str, Any]
-    base_scheduler_class: type
-    refiner: DiffusionPipeline | None = None
-    refiner_path: str | None = None
-    refiner_scheduler_config: dict[str, Any] | None = None
-    refiner_scheduler_class: type | None = None
+    base: LoadedPipeline
+    refiner: LoadedPipeline | None = None
 
 
 def _weights_variant(model_dir: str, dtype: torch.dtype) -> str | None:
@@ -125,7 +140,7 @@ class ModelCache:
             self.loads += 1
         else:
             self._models.move_to_end(key)
-        if refiner_path and model.refiner_path != os.path.realpath(refiner_path):
+        if refiner_path and (model.refiner is None or model.refiner.path != os.path.realpath(refiner_path)):
             self._attach_refiner(model, path, refiner_path)
             self.loads += 1
             loaded_now = True
@@ -161,9 +176,7 @@ class ModelCache:
         else:
             base = self._from_pretrained(StableDiffusionXLPipeline, path)
         log.info("loaded %s (%s) in %.2fs", path, family, time.perf_counter() - started)
-        return LoadedModel(
-            family=family, base=base, base_scheduler_config=dict(base.scheduler.config), base_scheduler_class=type(base.scheduler)
-        )
+        return LoadedModel(family=family, base=LoadedPipeline.of(base, path))
 
     def _attach_refiner(self, model: LoadedModel, path: str, refiner_path: str) -> None:
         started = time.perf_counter()
@@ -172,13 +185,9 @@ class ModelCache:
         if detect_family(refiner_path) != "sdxl_refiner":
             raise ModelLoadError("model_load_failed", f"{refiner_path} is not an SDXL refiner (StableDiffusionXLImg2ImgPipeline)")
         # The refiner shares the base's second text encoder and VAE, as in diffusers' SDXL docs.
-        refiner = self._from_pretrained(
-            StableDiffusionXLImg2ImgPipeline, refiner_path, text_encoder_2=model.base.text_encoder_2, vae=model.base.vae
-        )
-        model.refiner = refiner
-        model.refiner_path = os.path.realpath(refiner_path)
-        model.refiner_scheduler_config = dict(refiner.scheduler.config)
-        model.refiner_scheduler_class = type(refiner.scheduler)
+        base = model.base.pipe
+        refiner = self._from_pretrained(StableDiffusionXLImg2ImgPipeline, refiner_path, text_encoder_2=base.text_encoder_2, vae=base.vae)
+        model.refiner = LoadedPipeline.of(refiner, refiner_path)
         log.info("loaded refiner %s in %.2fs", refiner_path, time.perf_counter() - started)
 
 

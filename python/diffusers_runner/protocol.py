@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import threading
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 
 class ModelSpec(TypedDict):
@@ -49,6 +49,9 @@ class CancelRequest(TypedDict):
 
 class ShutdownRequest(TypedDict):
     type: Literal["shutdown"]
+
+
+RunnerRequest = GenerateRequest | CancelRequest | ShutdownRequest
 
 
 class Versions(TypedDict):
@@ -105,27 +108,45 @@ class ErrorEvent(TypedDict):
     message: str
 
 
+RunnerEvent = ReadyEvent | ProgressEvent | DoneEvent | ErrorEvent
+
 REQUEST_TYPES = ("generate", "cancel", "shutdown")
 GENERATE_FIELDS = tuple(key for key in GenerateRequest.__annotations__ if key != "type")
 
 
 class ProtocolError(ValueError):
-    pass
+    """A request line the runner cannot act on; carries the line's jobId, if it had one, to answer under."""
+
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
-def parse_request(line: str) -> dict[str, Any]:
+class JobFailed(Exception):
+    """A job that ends in an error event with this code (out of memory, cancelled, a bad model...)."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+
+
+def parse_request(line: str) -> RunnerRequest:
     try:
         message = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"request is not JSON: {exc}") from exc
+    # Kept for the error: a generate we cannot run is still answered under its id, so the server's job ends.
+    job_id = message.get("jobId") if isinstance(message, dict) else None
+    job_id = job_id if isinstance(job_id, str) else None
     if not isinstance(message, dict) or message.get("type") not in REQUEST_TYPES:
-        raise ProtocolError(f"request type must be one of {', '.join(REQUEST_TYPES)}")
-    if message["type"] in ("generate", "cancel") and not isinstance(message.get("jobId"), str):
+        raise ProtocolError(f"request type must be one of {', '.join(REQUEST_TYPES)}", job_id)
+    if message["type"] in ("generate", "cancel") and job_id is None:
         raise ProtocolError(f"{message['type']} request needs a string jobId")
     if message["type"] == "generate":
         missing = [key for key in GENERATE_FIELDS if key not in message]
         if missing:
-            raise ProtocolError(f"generate request {message['jobId']} lacks {', '.join(missing)}")
+            raise ProtocolError(f"generate request {job_id} lacks {', '.join(missing)}", job_id)
+    # The checks above are what the union promises: the type tag, a string jobId, every generate field.
     return message
 
 
@@ -136,7 +157,7 @@ class EventWriter:
         self._stream = stream
         self._lock = threading.Lock()
 
-    def send(self, event: dict[str, Any]) -> None:
+    def send(self, event: RunnerEvent) -> None:
         line = json.dumps(event, separators=(",", ":")) + "\n"
         with self._lock:
             self._stream.write(line)

@@ -6,7 +6,7 @@ import typing
 import pytest
 
 from diffusers_runner import protocol
-from diffusers_runner.pipelines import SCHEDULERS
+from diffusers_runner.pipelines import PIPELINE_FAMILIES, SCHEDULERS
 from tests.conftest import PROJECT_ROOT
 
 FIXTURE = json.loads((PROJECT_ROOT / "test/fixtures/runner-protocol.json").read_text())
@@ -49,6 +49,10 @@ def test_schedulers_match_the_server_list():
     assert list(SCHEDULERS) == FIXTURE["schedulers"]
 
 
+def test_pipeline_families_match_the_server_map():
+    assert PIPELINE_FAMILIES == FIXTURE["pipelineFamilies"]
+
+
 @pytest.mark.parametrize(
     "line, message",
     [
@@ -60,3 +64,9 @@ def test_schedulers_match_the_server_list():
 def test_bad_requests_are_refused_with_a_reason(line, message):
     with pytest.raises(protocol.ProtocolError, match=message):
         protocol.parse_request(line)
+
+
+def test_a_bad_request_keeps_its_job_id_to_be_answered_under():
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.parse_request('{"type": "generate", "jobId": "j1", "prompt": "x"}')
+    assert refused.value.job_id == "j1"

@@ -178,3 +178,17 @@ def test_claimed_stdout_carries_only_protocol_whatever_else_prints():
     result = subprocess.run([sys.executable, "-c", script], cwd=PYTHON_DIR, capture_output=True, text=True, check=True)
     assert result.stdout == '{"type":"ready"}\n'
     assert "a stray print" in result.stderr and "a library write" in result.stderr and "a write to fd 1" in result.stderr
+
+
+def test_a_refined_job_counts_base_and_refiner_steps_as_one_rising_sequence(runner, tiny_models, tmp_path):
+    runner.next_event()
+    model = {"name": "tiny_sdxl", "path": tiny_models["sdxl"], "refinerPath": tiny_models["sdxl_refiner"]}
+    refiner = {"steps": 2, "cfgScale": 5.0, "switchAt": 0.6}
+    runner.send(generate("refined", tiny_models["sdxl"], tmp_path, model=model, steps=5, scheduler="euler", refiner=refiner))
+    done, progress = runner.until("refined")
+    assert done["type"] == "done", done
+    assert done["family"] == "sdxl" and done["modelLoads"] == 2, "the base and its refiner"
+    steps = [event["step"] for event in progress]
+    assert steps == list(range(1, len(steps) + 1)) and done["stepsRun"] == steps[-1]
+    assert progress[-1]["totalSteps"] == done["stepsRun"] == 3 + 2
+    assert (tmp_path / "refined.png").exists()

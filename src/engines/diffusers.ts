@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import type { Logger } from "../log.js";
-import type { Engine, GenerationJob, GenerationRequest, GenerationResult } from "./engine.js";
+import type { GenerationRequest, GenerationResult } from "../generation.js";
+import type { Engine, GenerationJob } from "./engine.js";
 import { EngineJobError } from "./engine.js";
 import { RunnerProcess, type RunnerOptions } from "./diffusersRunner.js";
 import type { ReadyEvent } from "./runnerProtocol.js";
@@ -15,9 +16,6 @@ export class DiffusersEngine implements Engine {
   private starting: Promise<RunnerProcess> | null = null;
   /** The runner still importing torch: stop() must be able to kill it too. */
   private spawning: RunnerProcess | null = null;
-  /** Jobs inside generate(), and those of them cancelled before the runner had them (it was still starting). */
-  private readonly active = new Set<string>();
-  private readonly cancelled = new Set<string>();
   private readyInfo: ReadyEvent | null = null;
   private stopped = false;
 
@@ -69,29 +67,19 @@ export class DiffusersEngine implements Engine {
   }
 
   async generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
-    this.active.add(job.jobId);
-    try {
-      return await this.generateOnRunner(request, job);
-    } finally {
-      this.active.delete(job.jobId);
-      this.cancelled.delete(job.jobId);
-    }
-  }
-
-  private async generateOnRunner(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
     const runner = await this.ensureRunner();
-    if (this.cancelled.has(job.jobId)) throw new EngineJobError("cancelled", "cancelled before it started");
-    // The request's fields are the wire format's: the protocol adds only the job's id and output path.
-    const done = await runner.generate({ type: "generate", jobId: job.jobId, ...request, outputPath: job.outputPath }, job);
-    const { type: _type, jobId: _jobId, outputPath: _outputPath, ...result } = done;
-    return { ...result, versions: { ...this.readyInfo?.versions, runner: "diffusers_runner" } };
-  }
-
-  cancel(jobId: string): void {
-    // Only a job in flight can be cancelled; a stale mark must not cancel a later run of the same job.
-    if (!this.active.has(jobId)) return;
-    this.cancelled.add(jobId);
-    if (this.runner?.isAlive) this.runner.cancel(jobId);
+    // Cancelled while the runner was still importing torch: it never sees the job.
+    if (job.signal.aborted) throw new EngineJobError("cancelled", "cancelled before it started");
+    const cancel = () => runner.cancel(job.jobId);
+    job.signal.addEventListener("abort", cancel, { once: true });
+    try {
+      // The request's fields are the wire format's: the protocol adds only the job's id and output path.
+      const done = await runner.generate({ type: "generate", jobId: job.jobId, ...request, outputPath: job.outputPath }, job);
+      const { type: _type, jobId: _jobId, outputPath: _outputPath, ...result } = done;
+      return { ...result, versions: { ...this.readyInfo?.versions, runner: "diffusers_runner" } };
+    } finally {
+      job.signal.removeEventListener("abort", cancel);
+    }
   }
 
   async release(): Promise<void> {

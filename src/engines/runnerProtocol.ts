@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { SCHEDULERS } from "../generation.js";
 
 /**
  * The runner wire format, declared once on this side (python/diffusers_runner/protocol.py is the other side).
@@ -16,7 +17,7 @@ export const generateRequestSchema = z.object({
   steps: z.number().int(),
   cfgScale: z.number(),
   seed: z.number().int(),
-  scheduler: z.string().nullable(),
+  scheduler: z.enum(SCHEDULERS).nullable(),
   refiner: z.object({ steps: z.number().int(), cfgScale: z.number(), switchAt: z.number() }).nullable(),
   outputPath: z.string(),
 });

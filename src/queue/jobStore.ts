@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Db } from "../db.js";
-import type { GenerationRequest } from "../engines/engine.js";
+import type { GenerationRequest } from "../generation.js";
+import { JobEvents } from "./jobEvents.js";
 import { canTransition, MAX_ATTEMPTS, type JobState } from "./jobStates.js";
 
 export interface Job {
@@ -54,8 +55,26 @@ function toJob(row: JobRow): Job {
 
 const now = () => new Date().toISOString();
 
-/** The durable FIFO. Every state change is one guarded UPDATE, so a job can never be taken twice. */
+interface FinishOptions {
+  error?: { code: string; message: string };
+  /** Fences a run that lost the job: only the run with this attempt number may end it. */
+  attempt?: number;
+}
+
+/** The job changed hands: another run holds it now (this process lost its lease, or it was recovered). */
+export class JobTakenOver extends Error {
+  constructor(jobId: string) {
+    super(`job ${jobId} is held by another run now`);
+    this.name = "JobTakenOver";
+  }
+}
+
+/**
+ * The durable FIFO. Every state change is one guarded UPDATE, so a job can never be taken twice, and each is
+ * announced on `events` once it is committed.
+ */
 export class JobStore {
+  readonly events = new JobEvents();
   private readonly statements;
 
   constructor(private readonly db: Db) {
@@ -88,6 +107,7 @@ export class JobStore {
   enqueue(request: GenerationRequest): Job {
     const id = randomUUID();
     this.statements.insert.run(id, JSON.stringify(request), now());
+    this.events.emit("enqueued", id);
     return this.get(id)!;
   }
 
@@ -132,12 +152,25 @@ export class JobStore {
    * Moves a job to a terminal state; returns false when it was no longer in `from` or, given `attempt`, when
    * another run has taken it since (a worker that lost its lease must not end a job it no longer holds).
    */
-  finish(
-    jobId: string,
-    from: JobState,
-    to: "done" | "failed" | "cancelled",
-    { error, attempt }: { error?: { code: string; message: string }; attempt?: number } = {},
-  ): boolean {
+  finish(jobId: string, from: JobState, to: "done" | "failed" | "cancelled", how: FinishOptions = {}): boolean {
+    const finished = this.finishRow(jobId, from, to, how);
+    if (finished) this.events.emit("ended", jobId);
+    return finished;
+  }
+
+  /**
+   * Marks the running job `done` and runs `alongside` (indexing its image) in the same transaction: a listed
+   * image always has a done job. Throws JobTakenOver, with nothing written, when another run holds the job now.
+   */
+  complete(jobId: string, attempt: number, alongside: () => void): void {
+    this.db.transaction(() => {
+      alongside();
+      if (!this.finishRow(jobId, "running", "done", { attempt })) throw new JobTakenOver(jobId);
+    })();
+    this.events.emit("ended", jobId);
+  }
+
+  private finishRow(jobId: string, from: JobState, to: "done" | "failed" | "cancelled", { error, attempt }: FinishOptions): boolean {
     if (!canTransition(from, to)) throw new Error(`job state machine forbids ${from} -> ${to}`);
     const result = this.statements.finish.run({
       id: jobId,
@@ -157,7 +190,9 @@ export class JobStore {
 
   /** Marks a running job for cancellation; the process running it sees the mark within a fraction of a second. */
   requestCancel(jobId: string): boolean {
-    return this.statements.requestCancel.run(jobId).changes === 1;
+    const marked = this.statements.requestCancel.run(jobId).changes === 1;
+    if (marked) this.events.emit("cancelRequested", jobId);
+    return marked;
   }
 
   isCancelRequested(jobId: string): boolean {
@@ -178,23 +213,27 @@ export class JobStore {
    * Each gets one more run; a job that already had its retry fails as `interrupted`.
    */
   recoverInterrupted(): { resumed: string[]; failed: string[] } {
-    return this.db.transaction(() => {
+    const { cancelled, ...recovered } = this.db.transaction(() => {
       const resumed: string[] = [];
       const failed: string[] = [];
+      const cancelled: string[] = [];
       for (const row of this.statements.runningAtStart.all() as JobRow[]) {
         if (row.cancel_requested === 1) {
-          this.finish(row.id, "running", "cancelled");
+          this.finishRow(row.id, "running", "cancelled", {});
+          cancelled.push(row.id);
         } else if (row.attempts < MAX_ATTEMPTS) {
           this.requeue(row.id);
           resumed.push(row.id);
         } else {
-          this.finish(row.id, "running", "failed", {
+          this.finishRow(row.id, "running", "failed", {
             error: { code: "interrupted", message: `the server stopped while this job ran, ${row.attempts} times; not retried again` },
           });
           failed.push(row.id);
         }
       }
-      return { resumed, failed };
+      return { resumed, failed, cancelled };
     }).immediate();
+    for (const jobId of [...recovered.failed, ...cancelled]) this.events.emit("ended", jobId);
+    return recovered;
   }
 }

@@ -1,12 +1,16 @@
+import type { ImageSidecar } from "./sidecar.js";
+
 /** Where finished images live. Each PNG has a JSON sidecar beside it (same key, .json). */
 export interface ImageStore {
   readonly kind: "s3" | "local";
   /** Creates the bucket or folder when missing; throws a KittyError that says what to fix. */
   ensureReady(): Promise<void>;
   /** Stores the PNG, then the sidecar: a sidecar present means the image is whole. */
-  put(key: string, pngPath: string, sidecar: object): Promise<void>;
-  /** True when both the PNG and its sidecar are stored. */
-  has(key: string): Promise<boolean>;
+  put(key: string, pngPath: string, sidecar: ImageSidecar): Promise<void>;
+  /** The stored sidecar, or undefined when the image is not (wholly) stored. */
+  readSidecar(key: string): Promise<ImageSidecar | undefined>;
+  /** True for a refusal that waiting will not fix (access denied, no such bucket, an unwritable folder). */
+  isPermanentError(error: unknown): boolean;
   storageUri(key: string): string;
   downloadUrl(key: string, ttlSeconds: number): Promise<string>;
 }

@@ -1,8 +1,12 @@
-import { copyFile, mkdir, rename, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import type { ImageStore } from "./imageStore.js";
 import { sidecarKey } from "./imageStore.js";
+import type { ImageSidecar } from "./sidecar.js";
+
+/** File errors waiting will not fix: the staged PNG gone or unreadable, the target folder unwritable. */
+const PERMANENT_FILE_ERRORS = new Set(["ENOENT", "EACCES", "EPERM", "EISDIR", "ENOTDIR", "EROFS"]);
 
 /** The embedded default: a folder on this machine. URIs are file:// URLs, readable by tools on the same host. */
 export class LocalImageStore implements ImageStore {
@@ -18,7 +22,7 @@ export class LocalImageStore implements ImageStore {
     return path.join(this.root, ...key.split("/"));
   }
 
-  async put(key: string, pngPath: string, sidecar: object): Promise<void> {
+  async put(key: string, pngPath: string, sidecar: ImageSidecar): Promise<void> {
     const target = this.pathOf(key);
     await mkdir(path.dirname(target), { recursive: true });
     // Copy then rename, so a reader never sees half a file.
@@ -29,9 +33,20 @@ export class LocalImageStore implements ImageStore {
     await rename(`${sidecarPath}.partial`, sidecarPath);
   }
 
-  async has(key: string): Promise<boolean> {
-    const exists = (file: string) => stat(file).then(() => true, () => false);
-    return (await exists(this.pathOf(key))) && (await exists(this.pathOf(sidecarKey(key))));
+  async readSidecar(key: string): Promise<ImageSidecar | undefined> {
+    let text: string;
+    try {
+      // The PNG goes down first, so a sidecar present means both are.
+      text = await readFile(this.pathOf(sidecarKey(key)), "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw error;
+    }
+    return JSON.parse(text) as ImageSidecar;
+  }
+
+  isPermanentError(error: unknown): boolean {
+    return PERMANENT_FILE_ERRORS.has((error as NodeJS.ErrnoException)?.code ?? "");
   }
 
   storageUri(key: string): string {

@@ -2,7 +2,6 @@ import {
   CreateBucketCommand,
   GetObjectCommand,
   HeadBucketCommand,
-  HeadObjectCommand,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
@@ -13,6 +12,22 @@ import type { S3Settings } from "../config.js";
 import { KittyError, messageOf } from "../errors.js";
 import type { ImageStore } from "./imageStore.js";
 import { sidecarKey } from "./imageStore.js";
+import type { ImageSidecar } from "./sidecar.js";
+
+/** S3 refusals that waiting will not fix; anything else (timeouts, 5xx, SlowDown, RequestTimeout) is retried. */
+const PERMANENT_S3_ERRORS = new Set([
+  "AccessDenied",
+  "AllAccessDisabled",
+  "InvalidAccessKeyId",
+  "SignatureDoesNotMatch",
+  "NoSuchBucket",
+  "InvalidBucketName",
+  "AccountProblem",
+  "EntityTooLarge",
+]);
+
+/** Reading the staged PNG failed: the file is gone or unreadable, which no retry mends. */
+const PERMANENT_FILE_ERRORS = new Set(["ENOENT", "EACCES", "EISDIR"]);
 
 function isNotFound(error: unknown): boolean {
   if (!(error instanceof S3ServiceException)) return false;
@@ -66,7 +81,7 @@ export class S3ImageStore implements ImageStore {
     this.bucketReady = true;
   }
 
-  async put(key: string, pngPath: string, sidecar: object): Promise<void> {
+  async put(key: string, pngPath: string, sidecar: ImageSidecar): Promise<void> {
     const Bucket = this.settings.bucket;
     // Storage may have been down when the server started: make sure of the bucket before the first upload.
     if (!this.bucketReady) await this.ensureReady();
@@ -81,16 +96,21 @@ export class S3ImageStore implements ImageStore {
     );
   }
 
-  async has(key: string): Promise<boolean> {
+  async readSidecar(key: string): Promise<ImageSidecar | undefined> {
     const Bucket = this.settings.bucket;
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket, Key: sidecarKey(key) }));
-      await this.client.send(new HeadObjectCommand({ Bucket, Key: key }));
-      return true;
+      // The PNG goes up first, so a sidecar present means both are.
+      const object = await this.client.send(new GetObjectCommand({ Bucket, Key: sidecarKey(key) }));
+      return JSON.parse(await object.Body!.transformToString()) as ImageSidecar;
     } catch (error) {
-      if (isNotFound(error)) return false;
+      if (isNotFound(error)) return undefined;
       throw error;
     }
+  }
+
+  isPermanentError(error: unknown): boolean {
+    if (error instanceof S3ServiceException) return PERMANENT_S3_ERRORS.has(error.name);
+    return PERMANENT_FILE_ERRORS.has((error as NodeJS.ErrnoException)?.code ?? "");
   }
 
   storageUri(key: string): string {

@@ -1,33 +1,19 @@
 import { z } from "zod";
-import { KittyError } from "../errors.js";
 import { JOB_STATES } from "../queue/jobStates.js";
 import { defineTool } from "./toolKit.js";
-import { findJob, waitForEnd } from "./jobStatus.js";
-
-/** How long cancel_job waits for a running job to stop at its next denoising step. */
-const RUNNING_CANCEL_WAIT_MS = 15_000;
 
 export const cancelJob = defineTool({
   name: "cancel_job",
   title: "Cancel a job",
-  description: "Cancel a queued job, or stop a running one at its next step. A finished job cannot be cancelled.",
+  description: "Cancel a queued job, or stop a running one at its next step.",
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   input: {
-    jobId: z.string({ error: "jobId is required: the id generate_image returned" }).describe("The id generate_image returned."),
+    jobId: z.string({ error: "jobId is required: the id generate_image returned" }),
   },
   output: { jobId: z.string(), status: z.enum(JOB_STATES) },
-  async handler({ jobId }, deps) {
-    const { jobs, worker, log } = deps;
-    const job = findJob(deps, jobId);
-    if (job.state === "queued" && jobs.finish(jobId, "queued", "cancelled")) {
-      log.info({ jobId }, "job cancelled while queued");
-      worker.events.emit("ended", jobId);
-    } else if (job.state === "queued" || job.state === "running") {
-      // It is running (perhaps it started a moment ago): mark it; the process running it stops it at the next step.
-      if (jobs.requestCancel(jobId)) await waitForEnd(deps, jobId, RUNNING_CANCEL_WAIT_MS);
-    } else {
-      throw new KittyError("invalid_state", `job ${jobId} is already ${job.state}; only queued or running jobs can be cancelled`);
-    }
-    const status = jobs.get(jobId)!.state;
+  async handler({ jobId }, { queue, log }) {
+    const { state: status } = await queue.cancel(jobId);
+    log.info({ jobId, status }, "cancel requested");
     return {
       structured: { jobId, status },
       summary:

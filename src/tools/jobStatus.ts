@@ -1,20 +1,18 @@
 import { z } from "zod";
-import { KittyError } from "../errors.js";
 import { isTerminal, JOB_STATES } from "../queue/jobStates.js";
 import type { Job } from "../queue/jobStore.js";
 import { boundedInt, defineTool, type ToolDeps } from "./toolKit.js";
-
-const END_POLL_MS = 250;
 
 export const jobStatus = defineTool({
   name: "job_status",
   title: "Job status",
   description:
-    "Report a generation job: queued (with its position), running (step k of n), done (with its image key), failed " +
-    "(with the reason) or cancelled. With wait_seconds it waits up to that long and returns as soon as the job ends.",
+    "A job's state: queued (position), running (step k of n), done (image key), failed (reason) or cancelled. " +
+    "wait_seconds waits for the end.",
+  annotations: { readOnlyHint: true, openWorldHint: false },
   input: {
-    jobId: z.string({ error: "jobId is required: the id generate_image returned" }).describe("The id generate_image returned."),
-    wait_seconds: boundedInt("wait_seconds", 0, 50, "Wait up to this long for the job to end (0 = answer now).").optional(),
+    jobId: z.string({ error: "jobId is required: the id generate_image returned" }),
+    wait_seconds: boundedInt("wait_seconds", 0, 50).optional(),
   },
   output: {
     jobId: z.string(),
@@ -31,49 +29,13 @@ export const jobStatus = defineTool({
     finishedAt: z.string().optional(),
   },
   async handler({ jobId, wait_seconds }, deps) {
-    let job = findJob(deps, jobId);
-    if (wait_seconds && !isTerminal(job.state)) {
-      await waitForEnd(deps, jobId, wait_seconds * 1000);
-      job = findJob(deps, jobId);
-    }
+    let job = deps.queue.get(jobId);
+    if (wait_seconds && !isTerminal(job.state)) job = await deps.queue.waitForEnd(jobId, wait_seconds * 1000);
     return describeJob(job, deps);
   },
 });
 
-export function findJob({ jobs }: ToolDeps, jobId: string): Job {
-  const job = jobs.get(jobId);
-  if (!job) throw new KittyError("not_found", `no job with id '${jobId}'; use the jobId that generate_image returned`);
-  return job;
-}
-
-/** Resolves when the job reaches a terminal state or `timeoutMs` passes; sees jobs run by other processes too. */
-export async function waitForEnd({ worker, jobs }: ToolDeps, jobId: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let wake: () => void = () => {};
-  const onEnded = (endedId: string) => {
-    if (endedId === jobId) wake();
-  };
-  worker.events.on("ended", onEnded);
-  try {
-    for (;;) {
-      const job = jobs.get(jobId);
-      const left = deadline - Date.now();
-      if (!job || isTerminal(job.state) || left <= 0) return;
-      // This process's worker announces the end at once; another process's is seen at the next look.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(left, END_POLL_MS));
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-  } finally {
-    worker.events.off("ended", onEnded);
-  }
-}
-
-function describeJob(job: Job, { jobs, worker, index }: ToolDeps) {
+function describeJob(job: Job, { queue, index }: ToolDeps) {
   const base = {
     jobId: job.id,
     status: job.state,
@@ -83,21 +45,22 @@ function describeJob(job: Job, { jobs, worker, index }: ToolDeps) {
     ...(job.startedAt && { startedAt: job.startedAt }),
     ...(job.finishedAt && { finishedAt: job.finishedAt }),
   };
+  const again = "Call job_status again with wait_seconds to wait for it.";
   switch (job.state) {
     case "queued": {
-      const position = jobs.position(job);
-      const notice = worker.waitingReason() ?? undefined;
+      const position = queue.position(job);
+      const notice = queue.waitingReason() ?? undefined;
       return {
         structured: { ...base, position, ...(notice && { notice }) },
-        summary: `Job ${job.id} is queued at position ${position}${notice ? ` (waiting: ${notice.split("\n")[0]})` : ""}. Call job_status again with wait_seconds to wait for it.`,
+        summary: `Job ${job.id} is queued at position ${position}${notice ? ` (waiting: ${notice.split("\n")[0]})` : ""}. ${again}`,
       };
     }
     case "running": {
       const progress = job.progress ?? { step: 0, totalSteps: job.request.steps };
-      const notice = worker.waitingReason() ?? undefined;
+      const notice = queue.waitingReason() ?? undefined;
       return {
         structured: { ...base, progress, ...(notice && { notice }) },
-        summary: `Job ${job.id} is running: step ${progress.step} of ${progress.totalSteps}${notice ? ` (${notice.split("\n")[0]})` : ""}. Call job_status again with wait_seconds to wait for it.`,
+        summary: `Job ${job.id} is running: step ${progress.step} of ${progress.totalSteps}${notice ? ` (${notice.split("\n")[0]})` : ""}. ${again}`,
       };
     }
     case "done": {

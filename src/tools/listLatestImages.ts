@@ -4,12 +4,11 @@ import { boundedInt, defineTool } from "./toolKit.js";
 export const listLatestImages = defineTool({
   name: "list_latest_images",
   title: "List latest images",
-  description:
-    "List generated images, newest first. Each has an index (1 = newest) and a key; pass either to select_image. " +
-    "Pass nextCursor back as cursor for the next page.",
+  description: "Generated images, newest first, each with index (1 = newest) and key for select_image. More: pass nextCursor as cursor.",
+  annotations: { readOnlyHint: true, openWorldHint: false },
   input: {
-    limit: boundedInt("limit", 1, 200, "How many images to list (default 36).").optional(),
-    cursor: z.string({ error: "cursor must be the nextCursor string from an earlier list_latest_images" }).describe("nextCursor from the previous page.").optional(),
+    limit: boundedInt("limit", 1, 200, "Default 36.").optional(),
+    cursor: z.string({ error: "cursor must be the nextCursor string from an earlier list_latest_images" }).optional(),
   },
   output: {
     images: z.array(

@@ -1,11 +1,13 @@
 import { z } from "zod";
-import { FAMILY_DEFAULTS, inspectModelFolder } from "../models.js";
+import { inspectModelFolder } from "../models/modelFolder.js";
+import { defaultsFor, familyOf } from "../models/resolveRequest.js";
 import { defineTool } from "./toolKit.js";
 
 export const listModels = defineTool({
   name: "list_models",
   title: "List models",
-  description: "List the models in models.yaml: family (sd15 or sdxl), whether the folder is on disk, refiner, defaults.",
+  description: "Models for generate_image: family, on disk or not, refiner, and the defaults unset fields take.",
+  annotations: { readOnlyHint: true, openWorldHint: false },
   input: {},
   output: {
     engine: z.string(),
@@ -19,7 +21,9 @@ export const listModels = defineTool({
         problem: z.string().optional(),
         description: z.string().optional(),
         refiner: z.object({ path: z.string(), present: z.boolean() }).nullable(),
-        defaults: z.object({ width: z.number(), height: z.number(), steps: z.number(), cfgScale: z.number(), scheduler: z.string().nullable(), refiner: z.boolean() }).nullable(),
+        defaults: z
+          .object({ width: z.number(), height: z.number(), steps: z.number(), cfgScale: z.number(), scheduler: z.string().nullable(), refiner: z.boolean() })
+          .nullable(),
       }),
     ),
   },
@@ -27,17 +31,16 @@ export const listModels = defineTool({
     const catalog = config.models;
     const models = catalog.entries.map((entry) => {
       const onDisk = inspectModelFolder(entry.path);
-      const family = entry.declaredFamily ?? onDisk.family;
-      const usable = family === "sd15" || family === "sdxl";
+      const family = familyOf(entry);
       return {
         name: entry.name,
-        family,
+        family: entry.declaredFamily ?? onDisk.family,
         present: onDisk.present,
         path: entry.path,
         ...(onDisk.problem && { problem: onDisk.problem }),
         ...(entry.description && { description: entry.description }),
         refiner: entry.refinerPath ? { path: entry.refinerPath, present: inspectModelFolder(entry.refinerPath).present } : null,
-        defaults: usable ? { ...FAMILY_DEFAULTS[family], ...entry.defaults } : null,
+        defaults: family ? defaultsFor(entry, family) : null,
       };
     });
     const ready = models.filter((model) => model.present).map((model) => model.name);

@@ -7,12 +7,12 @@ export const selectImage = defineTool({
   name: "select_image",
   title: "Select an image",
   description:
-    "Turn one image into an imageRef {downloadUrl, storageUri} for downstream tools (CAD and others). " +
-    "Give exactly one of key (from list_latest_images or job_status) or index (1 = newest in list_latest_images). " +
-    "An index counts from the newest image at the time of this call: prefer key if other jobs may have finished since.",
+    "Turn one image into an imageRef {downloadUrl, storageUri} for downstream tools. Give key or index " +
+    "(1 = newest now; prefer key if other jobs may finish meanwhile).",
+  annotations: { readOnlyHint: true, openWorldHint: false },
   input: {
-    key: z.string({ error: "key must be a string such as images/20261125_101500_ab12cd34.png" }).describe("Image key.").optional(),
-    index: boundedInt("index", 1, 1_000_000, "Position in list_latest_images, 1 = newest.").optional(),
+    key: z.string({ error: "key must be a string such as images/20261125_101500_ab12cd34.png" }).optional(),
+    index: boundedInt("index", 1, 1_000_000).optional(),
   },
   output: {
     imageRef: z.object({ downloadUrl: z.string(), storageUri: z.string() }),

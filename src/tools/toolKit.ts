@@ -1,21 +1,19 @@
-import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import type { CallToolResult, McpServer, ToolAnnotations } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import type { Config } from "../config.js";
 import { KittyError, messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { JobStore } from "../queue/jobStore.js";
-import type { Worker } from "../queue/worker.js";
+import type { JobQueue } from "../queue/jobQueue.js";
 import type { ImageIndex } from "../storage/imageIndex.js";
 import type { ImageStore } from "../storage/imageStore.js";
+import { leanSchema } from "./leanSchema.js";
 
-/** What a tool handler may use. Tools talk to the queue and the index, never to an engine directly. */
+/** What a tool handler may use: the queue's door, the image index and links into storage; never the worker or an engine. */
 export interface ToolDeps {
   config: Config;
-  jobs: JobStore;
-  worker: Worker;
+  queue: JobQueue;
   index: ImageIndex;
-  store: ImageStore;
+  store: Pick<ImageStore, "kind" | "downloadUrl" | "storageUri">;
   log: Logger;
 }
 
@@ -31,6 +29,13 @@ export interface ToolDefinition<In extends Shape, Out extends Shape> {
   name: string;
   title: string;
   description: string;
+  /**
+   * Hints clients use to decide what needs the user's confirmation. destructiveHint and idempotentHint mean
+   * something only when readOnlyHint is false (MCP spec), so read-only tools leave them out: tools/list is paid in tokens.
+   */
+  annotations:
+    | { readOnlyHint: true; openWorldHint: boolean }
+    | Required<Pick<ToolAnnotations, "readOnlyHint" | "destructiveHint" | "idempotentHint" | "openWorldHint">>;
   input: In;
   output: Out;
   handler(args: z.infer<z.ZodObject<In>>, deps: ToolDeps): Promise<ToolOutput<z.infer<z.ZodObject<Out>>>>;
@@ -59,7 +64,13 @@ export function registerTool<In extends Shape, Out extends Shape>(server: McpSer
   });
   server.registerTool(
     definition.name,
-    { title: definition.title, description: definition.description, inputSchema, outputSchema: definition.output },
+    {
+      title: definition.title,
+      description: definition.description,
+      annotations: definition.annotations,
+      inputSchema: leanSchema(inputSchema, { role: "arguments" }),
+      outputSchema: leanSchema(z.object(definition.output), { role: "result" }),
+    },
     async (args: unknown): Promise<CallToolResult> => {
       try {
         const { structured, summary } = await definition.handler(args as z.infer<z.ZodObject<In>>, deps);
@@ -81,17 +92,17 @@ export function registerTool<In extends Shape, Out extends Shape>(server: McpSer
 }
 
 /** An integer argument whose every failure message names the field, the allowed range and what was given. */
-export function boundedInt(field: string, min: number, max: number, description: string, multipleOf?: number) {
+export function boundedInt(field: string, min: number, max: number, description?: string, multipleOf?: number) {
   const rule = multipleOf ? `a multiple of ${multipleOf} between ${min} and ${max}` : `an integer between ${min} and ${max}`;
   const message = (issue: { input?: unknown }) => `${field} must be ${rule} (got ${JSON.stringify(issue.input)})`;
   let schema = z.number({ error: message }).int({ error: message }).min(min, { error: message }).max(max, { error: message });
   if (multipleOf) schema = schema.multipleOf(multipleOf, { error: message });
-  return schema.describe(description);
+  return described(schema, description);
 }
 
-export function boundedNumber(field: string, min: number, max: number, description: string) {
+export function boundedNumber(field: string, min: number, max: number, description?: string) {
   const message = (issue: { input?: unknown }) => `${field} must be a number between ${min} and ${max} (got ${JSON.stringify(issue.input)})`;
-  return z.number({ error: message }).min(min, { error: message }).max(max, { error: message }).describe(description);
+  return described(z.number({ error: message }).min(min, { error: message }).max(max, { error: message }), description);
 }
 
 /** A string that must hold something other than whitespace, up to `max` characters. */
@@ -104,8 +115,11 @@ export function boundedText(field: string, max: number, description: string, { r
     .describe(description);
 }
 
-export function oneOf<T extends readonly [string, ...string[]]>(field: string, values: T, description: string) {
-  return z
-    .enum(values, { error: (issue) => `${field} must be one of ${values.join(", ")} (got ${JSON.stringify(issue.input)})` })
-    .describe(description);
+export function oneOf<T extends readonly [string, ...string[]]>(field: string, values: T, description?: string) {
+  return described(z.enum(values, { error: (issue) => `${field} must be one of ${values.join(", ")} (got ${JSON.stringify(issue.input)})` }), description);
+}
+
+/** The JSON Schema already states bounds and enums; a description is added only where it tells the model more. */
+function described<T extends z.ZodType>(schema: T, description: string | undefined): T {
+  return description ? schema.describe(description) : schema;
 }

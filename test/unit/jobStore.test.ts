@@ -6,22 +6,10 @@ import { pathToFileURL } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../helpers/paths.js";
 import { openDatabase, type Db } from "../../src/db.js";
-import type { GenerationRequest } from "../../src/engines/engine.js";
-import { canTransition, JOB_STATES, TRANSITIONS } from "../../src/queue/jobStates.js";
-import { JobStore } from "../../src/queue/jobStore.js";
+import { JobStore, JobTakenOver } from "../../src/queue/jobStore.js";
+import { makeRequest } from "../helpers/requests.js";
 
-const request = (prompt: string): GenerationRequest => ({
-  prompt,
-  negativePrompt: null,
-  model: { name: "m", path: "/models/m", refinerPath: null },
-  width: 512,
-  height: 512,
-  steps: 4,
-  cfgScale: 7,
-  seed: 1,
-  scheduler: null,
-  refiner: null,
-});
+const request = (prompt: string) => makeRequest({ prompt });
 
 describe("JobStore on a real SQLite file", () => {
   let dir: string;
@@ -145,9 +133,53 @@ describe("JobStore on a real SQLite file", () => {
     expect(jobs.fixImageKey(job.id, "images/second.png")).toBe("images/first.png");
   });
 
-  it("writes the state machine down with terminal states that go nowhere", () => {
-    for (const state of JOB_STATES) for (const to of TRANSITIONS[state]) expect(canTransition(state, to)).toBe(true);
-    expect(TRANSITIONS.done).toEqual([]);
-    expect(canTransition("cancelled", "queued")).toBe(false);
+  it("never moves a job out of a terminal state: an ended job cannot be finished, requeued, cancelled or taken", () => {
+    const ended = (["done", "failed", "cancelled"] as const).map((to) => {
+      const job = jobs.enqueue(request(to));
+      jobs.takeNext();
+      expect(jobs.finish(job.id, "running", to)).toBe(true);
+      return job.id;
+    });
+    for (const jobId of ended) {
+      const before = jobs.get(jobId)!;
+      expect(() => jobs.finish(jobId, before.state, "failed")).toThrow(/job state machine forbids/);
+      expect(jobs.finish(jobId, "running", "done")).toBe(false);
+      expect(jobs.requeue(jobId)).toBe(false);
+      expect(jobs.requestCancel(jobId)).toBe(false);
+      expect(jobs.get(jobId)).toEqual(before);
+    }
+    expect(jobs.takeNext()).toBeUndefined();
+  });
+
+  it("records a done job and its index row together, or neither when another run holds the job", () => {
+    const job = jobs.enqueue(request("together"));
+    jobs.takeNext();
+    jobs.recoverInterrupted();
+    jobs.takeNext(); // attempt 2 holds it now
+    const written: string[] = [];
+    const addRow = () => {
+      db.prepare(`INSERT INTO images (key, job_id, created_at, prompt, model, width, height, seed, metadata) VALUES (?, ?, ?, 'p', 'm', 1, 1, 1, '{}')`).run(
+        `images/${written.length}.png`,
+        job.id,
+        new Date().toISOString(),
+      );
+      written.push("row");
+    };
+    expect(() => jobs.complete(job.id, 1, addRow)).toThrow(JobTakenOver);
+    expect(db.prepare(`SELECT COUNT(*) AS n FROM images`).get()).toEqual({ n: 0 });
+    jobs.complete(job.id, 2, addRow);
+    expect(db.prepare(`SELECT COUNT(*) AS n FROM images`).get()).toEqual({ n: 1 });
+    expect(jobs.get(job.id)?.state).toBe("done");
+  });
+
+  it("announces each change once it is made: enqueued, cancel requested, ended", () => {
+    const seen: string[] = [];
+    for (const name of ["enqueued", "cancelRequested", "ended"] as const) jobs.events.on(name, (jobId) => seen.push(`${name} ${jobId}`));
+    const job = jobs.enqueue(request("announced"));
+    jobs.takeNext();
+    jobs.requestCancel(job.id);
+    jobs.finish(job.id, "running", "cancelled");
+    jobs.finish(job.id, "running", "cancelled"); // a no-op announces nothing
+    expect(seen).toEqual([`enqueued ${job.id}`, `cancelRequested ${job.id}`, `ended ${job.id}`]);
   });
 });

@@ -3,8 +3,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
-import { inspectModelFolder, parseModelsYaml } from "../../src/models.js";
-import { resolveRequest } from "../../src/tools/generateImage.js";
+import { parseModelsYaml } from "../../src/models/catalog.js";
+import { inspectModelFolder } from "../../src/models/modelFolder.js";
+import { resolveRequest } from "../../src/models/resolveRequest.js";
 
 function modelFolder(root: string, name: string, className: string): string {
   const folder = path.join(root, name);
@@ -58,7 +59,7 @@ describe("models.yaml", () => {
     const catalog = parseModelsYaml(`xl:\n  path: ${xl}\n  refiner: ${refiner}\nv15: ${v15}\n`, path.join(root, "models.yaml"));
     expect(resolveRequest({ prompt: "p", seed: 1 }, catalog)).toMatchObject({ width: 1024, height: 1024, steps: 30, cfgScale: 7, scheduler: null, refiner: null });
     expect(resolveRequest({ prompt: "p", model: "v15" }, catalog)).toMatchObject({ width: 512, height: 512, steps: 30, scheduler: "euler_a" });
-    expect(resolveRequest({ prompt: "p", refiner: true, steps: 80, cfg_scale: 9 }, catalog).refiner).toEqual({ steps: 10, cfgScale: 5, switchAt: 0.8 });
+    expect(resolveRequest({ prompt: "p", refiner: true, steps: 80, cfgScale: 9 }, catalog).refiner).toEqual({ steps: 10, cfgScale: 5, switchAt: 0.8 });
     expect(resolveRequest({ prompt: "p", refiner: true, steps: 30 }, catalog).refiner).toMatchObject({ steps: 6 });
     const seeds = new Set(Array.from({ length: 5 }, () => resolveRequest({ prompt: "p" }, catalog).seed));
     expect(seeds.size).toBeGreaterThan(1);

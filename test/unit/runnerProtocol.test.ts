@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { runnerEventSchema, runnerRequestSchema, RUNNER_ERROR_CODES } from "../../src/engines/runnerProtocol.js";
-import { SCHEDULERS } from "../../src/engines/schedulers.js";
+import { PIPELINE_FAMILIES, SCHEDULERS } from "../../src/generation.js";
 import { PROJECT_ROOT } from "../helpers/paths.js";
 
 const fixture = JSON.parse(readFileSync(path.join(PROJECT_ROOT, "test/fixtures/runner-protocol.json"), "utf8"));
@@ -30,5 +30,9 @@ describe("runner protocol, TypeScript side", () => {
 
   it("lists the same schedulers as the fixture (and so as the runner)", () => {
     expect([...SCHEDULERS]).toEqual(fixture.schedulers);
+  });
+
+  it("maps the same pipeline classes to the same families as the fixture (and so as the runner)", () => {
+    expect(PIPELINE_FAMILIES).toEqual(fixture.pipelineFamilies);
   });
 });

@@ -3,61 +3,38 @@ import { homedir } from "node:os";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { KittyError } from "./errors.js";
-import { SCHEDULERS } from "./engines/schedulers.js";
+import { KittyError } from "../errors.js";
+import { LIMITS, MODEL_FAMILIES, SCHEDULERS, type GenerationDefaults, type ModelFamily } from "../generation.js";
 
 /**
  * models.yaml: the original images-service's flat map (`name: /path/to/diffusers-folder`) with richer
  * entries allowed beside it. The first entry is the default model unless KITTY_IMAGES_DEFAULT_MODEL says otherwise.
  */
-export type ModelFamily = "sd15" | "sdxl";
-
-export interface ModelDefaults {
-  width: number;
-  height: number;
-  steps: number;
-  cfgScale: number;
-  scheduler: string | null;
-  refiner: boolean;
-}
-
 export interface ModelEntry {
   name: string;
   path: string;
   /** Declared in models.yaml; otherwise read from the folder's model_index.json when asked. */
   declaredFamily: ModelFamily | null;
   refinerPath: string | null;
-  defaults: Partial<ModelDefaults>;
+  defaults: Partial<GenerationDefaults>;
   description: string | null;
 }
 
-export const FAMILY_DEFAULTS: Record<ModelFamily, ModelDefaults> = {
-  sdxl: { width: 1024, height: 1024, steps: 30, cfgScale: 7, scheduler: null, refiner: false },
-  sd15: { width: 512, height: 512, steps: 30, cfgScale: 7, scheduler: "euler_a", refiner: false },
-};
-
-/** The SDXL refiner pass stays short and gentle: it polishes detail, it does not repaint. */
-export const REFINER_LIMITS = { maxSteps: 10, maxCfgScale: 5, switchAt: 0.8 } as const;
-
-const PIPELINE_FAMILIES: Record<string, ModelFamily | "sdxl_refiner"> = {
-  StableDiffusionPipeline: "sd15",
-  StableDiffusionXLPipeline: "sdxl",
-  StableDiffusionXLImg2ImgPipeline: "sdxl_refiner",
-};
+const size = z.number().int().min(LIMITS.size.min).max(LIMITS.size.max).multipleOf(LIMITS.size.multipleOf);
 
 const richEntrySchema = z
   .object({
     path: z.string().min(1),
-    family: z.enum(["sd15", "sdxl"]).optional(),
+    family: z.enum(MODEL_FAMILIES).optional(),
     refiner: z.string().min(1).optional(),
     description: z.string().optional(),
     // the same limits generate_image enforces, so a default can never make a job the tool would refuse
     defaults: z
       .object({
-        width: z.number().int().min(256).max(2048).multipleOf(8).optional(),
-        height: z.number().int().min(256).max(2048).multipleOf(8).optional(),
-        steps: z.number().int().min(1).max(150).optional(),
-        cfg_scale: z.number().min(0).max(30).optional(),
+        width: size.optional(),
+        height: size.optional(),
+        steps: z.number().int().min(LIMITS.steps.min).max(LIMITS.steps.max).optional(),
+        cfg_scale: z.number().min(LIMITS.cfgScale.min).max(LIMITS.cfgScale.max).optional(),
         scheduler: z.enum(SCHEDULERS).optional(),
         refiner: z.boolean().optional(),
       })
@@ -162,28 +139,4 @@ export function loadModelsYaml(sourcePath: string, defaultModel?: string): Model
     throw new KittyError("config_invalid", `MODELS_YAML points at ${sourcePath}, which does not exist`);
   }
   return parseModelsYaml(readFileSync(sourcePath, "utf8"), sourcePath, defaultModel);
-}
-
-export interface ModelOnDisk {
-  present: boolean;
-  family: ModelFamily | "sdxl_refiner" | null;
-  problem: string | null;
-}
-
-/** Reads the folder's model_index.json, as diffusers does, so users never have to declare the family. */
-export function inspectModelFolder(folder: string): ModelOnDisk {
-  const indexPath = path.join(folder, "model_index.json");
-  if (!existsSync(folder)) return { present: false, family: null, problem: `folder ${folder} does not exist` };
-  if (!existsSync(indexPath)) {
-    return { present: false, family: null, problem: `${folder} has no model_index.json (not a diffusers folder)` };
-  }
-  try {
-    const className = (JSON.parse(readFileSync(indexPath, "utf8")) as { _class_name?: string })._class_name ?? "";
-    const family = PIPELINE_FAMILIES[className] ?? null;
-    return family
-      ? { present: true, family, problem: null }
-      : { present: true, family: null, problem: `${indexPath} names ${className}, which is not SD 1.5 or SDXL` };
-  } catch (error) {
-    return { present: false, family: null, problem: `${indexPath} is unreadable: ${(error as Error).message}` };
-  }
 }

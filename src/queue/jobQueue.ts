@@ -1,0 +1,76 @@
+import { KittyError } from "../errors.js";
+import type { GenerationRequest } from "../generation.js";
+import { isTerminal } from "./jobStates.js";
+import type { Job, JobStore } from "./jobStore.js";
+import { pause } from "./retry.js";
+import type { WorkerLease } from "./workerLease.js";
+
+/** How often a waiter re-reads a job that another process runs (this process's own jobs announce their end). */
+const END_POLL_MS = 250;
+/** How long cancel waits for a running job to stop at its next denoising step. */
+const RUNNING_CANCEL_WAIT_MS = 15_000;
+
+/**
+ * The queue as the doors (MCP tools today; REST and the CLI later) see it: enqueue, look up, wait, cancel.
+ * They never reach the worker or an engine; the worker learns of new jobs and cancels through the store's events
+ * (this process) or by reading the rows (other processes on the same data dir).
+ */
+export class JobQueue {
+  constructor(
+    private readonly jobs: JobStore,
+    private readonly lease: WorkerLease,
+  ) {}
+
+  enqueue(request: GenerationRequest): { job: Job; position: number } {
+    const job = this.jobs.enqueue(request);
+    return { job, position: this.jobs.position(job) };
+  }
+
+  get(jobId: string): Job {
+    const job = this.jobs.get(jobId);
+    if (!job) throw new KittyError("not_found", `no job with id '${jobId}'; use the jobId that generate_image returned`);
+    return job;
+  }
+
+  /** 1 = next to run; only meaningful for a queued job. */
+  position(job: Job): number {
+    return this.jobs.position(job);
+  }
+
+  /** Why the queue is waiting (the engine will not start, storage is down), as the process running it said. */
+  waitingReason(): string | null {
+    return this.lease.holder()?.notice ?? null;
+  }
+
+  /** The job once it has ended, or as it stands when `timeoutMs` has passed; sees jobs run by other processes too. */
+  async waitForEnd(jobId: string, timeoutMs: number): Promise<Job> {
+    const deadline = Date.now() + timeoutMs;
+    const ended = new AbortController();
+    const stopListening = this.jobs.events.on("ended", (endedId) => endedId === jobId && ended.abort());
+    try {
+      for (;;) {
+        const job = this.get(jobId);
+        const left = deadline - Date.now();
+        if (isTerminal(job.state) || left <= 0) return job;
+        await pause(Math.min(left, END_POLL_MS), ended.signal);
+      }
+    } finally {
+      stopListening();
+    }
+  }
+
+  /**
+   * Drops a queued job, or marks a running one and waits a little for the process running it to stop it at its
+   * next step. Returns the job as it stands then (still `running` when the step outlasts the wait).
+   */
+  async cancel(jobId: string): Promise<Job> {
+    const job = this.get(jobId);
+    if (isTerminal(job.state)) {
+      throw new KittyError("invalid_state", `job ${jobId} is already ${job.state}; only queued or running jobs can be cancelled`);
+    }
+    if (job.state === "queued" && this.jobs.finish(jobId, "queued", "cancelled")) return this.get(jobId);
+    // It is running (perhaps it started a moment ago): mark it; the process running it stops it at the next step.
+    if (this.jobs.requestCancel(jobId)) return this.waitForEnd(jobId, RUNNING_CANCEL_WAIT_MS);
+    return this.get(jobId);
+  }
+}

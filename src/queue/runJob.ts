@@ -1,0 +1,166 @@
+import { EngineJobError, type Engine } from "../engines/engine.js";
+import { messageOf } from "../errors.js";
+import type { GenerationResult } from "../generation.js";
+import type { Logger } from "../log.js";
+import type { ImageIndex } from "../storage/imageIndex.js";
+import { newImageKey } from "../storage/imageKeys.js";
+import type { ImageStore } from "../storage/imageStore.js";
+import { buildSidecar, type ImageSidecar } from "../storage/sidecar.js";
+import type { StagingArea } from "../storage/staging.js";
+import { MAX_ATTEMPTS } from "./jobStates.js";
+import { JobTakenOver, type Job, type JobStore } from "./jobStore.js";
+import { retryWithBackoff, type Backoff } from "./retry.js";
+
+/** Why a job was stopped from outside before it ended; the abort reason of a job's signals. */
+export class JobStopped extends Error {
+  constructor(readonly reason: "cancelled" | "shutdown" | "lease_lost") {
+    super(`job stopped: ${reason}`);
+    this.name = "JobStopped";
+  }
+}
+
+export interface JobSignals {
+  /** Aborted by a cancel, a shutdown or a lost lease: the engine stops at its next step and uploads stop waiting. */
+  stop: AbortSignal;
+  /** Aborted by a shutdown or a lost lease only: recording an image already stored outlives a late cancel. */
+  letGo: AbortSignal;
+}
+
+export interface JobRunDeps {
+  jobs: JobStore;
+  engine: Engine;
+  store: ImageStore;
+  index: ImageIndex;
+  staging: StagingArea;
+  keyPrefix: string;
+  backoff: Backoff;
+  /** Why the queue waits, for job_status in every process; null clears it. */
+  setNotice(notice: string | null): void;
+  log: Logger;
+}
+
+/** `engine_unavailable`: nothing ran, the job keeps its place and the loop waits before trying again. */
+export type RunOutcome = "finished" | "engine_unavailable";
+
+/** Storage refused in a way waiting will not fix (403, no such bucket, an unwritable folder). */
+class StorageRefused extends Error {}
+
+/**
+ * One job's run: generate (or pick up what an earlier run left in staging), store PNG and sidecar, then index
+ * the image and mark the job done together. Every way it can end is settled here, once.
+ */
+export async function runJob(job: Job, deps: JobRunDeps, signals: JobSignals): Promise<RunOutcome> {
+  const log = deps.log.child({ jobId: job.id });
+  if (job.cancelRequested) {
+    deps.jobs.finish(job.id, "running", "cancelled", { attempt: job.attempts });
+    return "finished";
+  }
+  log.info({ attempt: job.attempts, model: job.request.model.name }, "job running");
+  try {
+    const key = deps.jobs.fixImageKey(job.id, newImageKey(deps.keyPrefix, job.id));
+    const sidecar = (await storedByEarlierRun(key, deps, log)) ?? (await generateAndStore(job, key, deps, signals, log));
+    // Engine and storage both worked: whatever the queue was waiting for is over.
+    deps.setNotice(null);
+    // The image is stored: a busy or full database must not turn that into a failed job. Safe to repeat.
+    await retryWithBackoff(() => deps.jobs.complete(job.id, job.attempts, () => deps.index.add(indexRecordOf(sidecar))), {
+      backoff: deps.backoff,
+      signal: signals.letGo,
+      giveUp: (error) => (error instanceof JobTakenOver ? error : undefined),
+      onRetry: (error, retryInMs) => log.warn({ error: messageOf(error), retryInMs }, "could not record the finished job; will retry"),
+    });
+    await deps.staging.remove(job.id);
+    log.info({ key }, "job done");
+    return "finished";
+  } catch (error) {
+    return settleFailure(job, error, deps, signals, log);
+  }
+}
+
+/**
+ * An earlier run stored this key and died before indexing: index what storage holds, generate nothing.
+ * Unknown while storage is down (or answers 403 for a key it cannot list): then generate anyway; the key is
+ * fixed, so the upload overwrites rather than duplicates.
+ */
+async function storedByEarlierRun(key: string, { store }: JobRunDeps, log: Logger): Promise<ImageSidecar | undefined> {
+  try {
+    const stored = await store.readSidecar(key);
+    if (stored) log.info({ key }, "image already stored by an earlier run; indexing it");
+    return stored;
+  } catch (error) {
+    log.warn({ key, error: messageOf(error) }, "cannot ask storage whether an earlier run stored this image; generating it");
+    return undefined;
+  }
+}
+
+async function generateAndStore(job: Job, key: string, deps: JobRunDeps, signals: JobSignals, log: Logger): Promise<ImageSidecar> {
+  const result = (await deps.staging.finished(job.id)) ?? (await generate(job, deps, signals));
+  const sidecar = buildSidecar({ key, jobId: job.id, engine: deps.engine.name }, job.request, result);
+  // Storage down must not lose a finished image: the PNG waits in staging while the upload backs off.
+  await retryWithBackoff(() => deps.store.put(key, deps.staging.pngPath(job.id), sidecar), {
+    backoff: deps.backoff,
+    signal: signals.stop,
+    giveUp: (error) => (deps.store.isPermanentError(error) ? new StorageRefused(`storage refused the image: ${messageOf(error)}`) : undefined),
+    onRetry: (error, retryInMs) => {
+      deps.setNotice(`storage is unavailable (${messageOf(error)}); retrying`);
+      log.warn({ error: messageOf(error), retryInMs }, "storage failed; will retry");
+    },
+  });
+  return sidecar;
+}
+
+async function generate(job: Job, { engine, jobs, staging }: JobRunDeps, signals: JobSignals): Promise<GenerationResult> {
+  await staging.prepare();
+  const result = await engine.generate(job.request, {
+    jobId: job.id,
+    outputPath: staging.pngPath(job.id),
+    onProgress: (progress) => jobs.setProgress(job.id, job.attempts, progress.step, progress.totalSteps),
+    signal: signals.stop,
+  });
+  await staging.saveResult(job.id, result);
+  return result;
+}
+
+function indexRecordOf(sidecar: ImageSidecar) {
+  const { key, jobId, createdAt, model, width, height, seed } = sidecar;
+  return { key, jobId, createdAt, prompt: sidecar.request.prompt, model, width, height, seed, metadata: { ...sidecar } };
+}
+
+/** Maps how a run broke off to how the job goes on: back in line, a retry, cancelled or failed with a reason. */
+async function settleFailure(job: Job, error: unknown, deps: JobRunDeps, signals: JobSignals, log: Logger): Promise<RunOutcome> {
+  const { jobs, staging } = deps;
+  const stopped = signals.stop.aborted && signals.stop.reason instanceof JobStopped ? signals.stop.reason.reason : null;
+  // Put back without counting an attempt, fenced: nothing happens if the job is already someone else's.
+  const putBack = () => jobs.requeue(job.id, { countAttempt: false, attempt: job.attempts });
+  const fail = (code: string, message: string) => jobs.finish(job.id, "running", "failed", { error: { code, message }, attempt: job.attempts });
+
+  if (error instanceof JobTakenOver || stopped === "lease_lost") {
+    putBack();
+    log.warn("lease lost mid-job; the job is left to the process that holds the queue now");
+  } else if (stopped === "shutdown") {
+    // Not the job's fault: it keeps its retry and runs again at the next start (a staged PNG is uploaded then).
+    putBack();
+    log.info("server stopping; job put back in the queue");
+  } else if (stopped === "cancelled" || (error instanceof EngineJobError && error.code === "cancelled")) {
+    await staging.remove(job.id);
+    jobs.finish(job.id, "running", "cancelled", { attempt: job.attempts });
+    log.info("job cancelled");
+  } else if (error instanceof EngineJobError && error.code === "engine_unavailable") {
+    putBack();
+    deps.setNotice(`the image engine is not available: ${error.message}`);
+    log.warn({ reason: error.message }, "engine unavailable; job stays queued");
+    return "engine_unavailable";
+  } else if (error instanceof EngineJobError && error.retryable && job.attempts < MAX_ATTEMPTS) {
+    jobs.requeue(job.id, { attempt: job.attempts });
+    log.warn({ error: error.message }, "engine failed mid-job; job requeued for its one retry");
+  } else if (error instanceof StorageRefused) {
+    // The image exists; say where, so nothing finished is lost even though storage would not take it.
+    const kept = staging.keptPng(job.id);
+    fail("storage_refused", `${error.message}${kept ? `; the image is kept at ${kept}` : ""}`);
+    log.error({ error: error.message }, "job failed");
+  } else {
+    await staging.remove(job.id);
+    fail(error instanceof EngineJobError ? error.code : "internal_error", messageOf(error));
+    log.error({ error: messageOf(error) }, "job failed");
+  }
+  return "finished";
+}

@@ -1,0 +1,48 @@
+import type { GenerationRequest, GenerationResult } from "../generation.js";
+
+/** The JSON stored beside each PNG: everything needed to know how the image was made, and to make it again. */
+export interface ImageSidecar {
+  key: string;
+  jobId: string;
+  createdAt: string;
+  engine: string;
+  model: string;
+  family: string;
+  request: Omit<GenerationRequest, "model"> & { model: string };
+  seed: number;
+  width: number;
+  height: number;
+  scheduler: string;
+  device: string;
+  versions: Record<string, string>;
+  timings: GenerationResult["timings"];
+  /** Pipelines the runner had loaded in its life when it made this image: stays 1 while the model is kept warm. */
+  modelLoads: number;
+  /** Denoising steps that ran, base and refiner together. */
+  stepsRun: number;
+}
+
+export function buildSidecar(
+  image: { key: string; jobId: string; engine: string; createdAt?: Date },
+  request: GenerationRequest,
+  result: GenerationResult,
+): ImageSidecar {
+  return {
+    key: image.key,
+    jobId: image.jobId,
+    createdAt: (image.createdAt ?? new Date()).toISOString(),
+    engine: image.engine,
+    model: request.model.name,
+    family: result.family,
+    request: { ...request, model: request.model.name },
+    seed: result.seed,
+    width: result.width,
+    height: result.height,
+    scheduler: result.scheduler,
+    device: result.device,
+    versions: result.versions,
+    timings: result.timings,
+    modelLoads: result.modelLoads,
+    stepsRun: result.stepsRun,
+  };
+}

@@ -1,0 +1,95 @@
+import { fileURLToPath } from "node:url";
+import { existsSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startInProcess, textOf, type InProcessServer } from "../helpers/inProcess.js";
+import { GENERATE_CASES, OTHER_TOOL_CASES } from "../helpers/validationCases.js";
+
+describe("MCP tools in-process: every argument rule, the tool list's size, a job from queue to imageRef", () => {
+  let server: InProcessServer;
+
+  beforeAll(async () => {
+    server = await startInProcess();
+  });
+
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it.each(GENERATE_CASES)("generate_image rejects %s", async (_name, args, patterns) => {
+    const result = await server.call("generate_image", args);
+    expect(result.isError).toBe(true);
+    for (const pattern of patterns) expect(textOf(result)).toMatch(pattern);
+  });
+
+  it.each(OTHER_TOOL_CASES)("%s rejects %s", async (tool, _name, args, pattern) => {
+    const result = await server.call(tool, args);
+    expect(result.isError).toBe(true);
+    expect(textOf(result)).toMatch(pattern);
+  });
+
+  it("rejected calls queue nothing", async () => {
+    expect(server.engine.calls).toEqual([]);
+    expect((await server.ok("list_latest_images")).images).toEqual([]);
+  });
+
+  it("keeps tools/list within 1,500 tokens (characters / 4), every tool with annotations", async () => {
+    const { tools } = await server.client.listTools();
+    expect(tools.map((tool) => tool.name).sort()).toEqual(["cancel_job", "generate_image", "job_status", "list_latest_images", "list_models", "select_image"]);
+    const tokens = JSON.stringify({ tools }).length / 4;
+    expect(tokens, `tools/list is ~${Math.round(tokens)} tokens`).toBeLessThanOrEqual(1500);
+    const annotations = Object.fromEntries(tools.map((tool) => [tool.name, tool.annotations]));
+    // destructiveHint and idempotentHint mean something only for tools that write (MCP spec).
+    for (const name of ["job_status", "list_latest_images", "list_models", "select_image"]) {
+      expect(annotations[name], name).toEqual({ readOnlyHint: true, openWorldHint: false });
+    }
+    expect(annotations.generate_image).toEqual({ readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false });
+    expect(annotations.cancel_job).toEqual({ readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false });
+  });
+
+  it("runs a job from generate_image to an imageRef whose file exists, with the model's defaults filled in", async () => {
+    const queued = await server.ok("generate_image", { prompt: "a red cube", model: "tiny_sdxl", seed: 5 });
+    expect(queued).toMatchObject({ status: "queued", position: 1, model: "tiny_sdxl", width: 256, height: 256, steps: 4, seed: 5 });
+    const done = await server.ok("job_status", { jobId: queued.jobId, wait_seconds: 10 });
+    expect(done).toMatchObject({ status: "done", images: [{ width: 256, height: 256, seed: 5 }] });
+    const listing = await server.ok("list_latest_images", { limit: 1 });
+    expect(listing.images[0]).toMatchObject({ index: 1, key: done.images[0].key, prompt: "a red cube" });
+    const selected = await server.ok("select_image", { index: 1 });
+    expect(selected.imageRef.storageUri).toMatch(/^file:\/\//);
+    expect(existsSync(fileURLToPath(selected.imageRef.downloadUrl))).toBe(true);
+    expect(selected.metadata).toMatchObject({ engine: "fake", family: "sd15", request: { prompt: "a red cube", width: 256 } });
+  });
+
+  it("lists each model with the defaults an unset field takes", async () => {
+    const { models } = await server.ok("list_models");
+    expect(models.find((model: { name: string }) => model.name === "tiny_sd15")).toMatchObject({
+      family: "sd15",
+      present: true,
+      defaults: { width: 512, height: 512, steps: 30, cfgScale: 7, scheduler: "euler_a", refiner: false },
+    });
+    expect(models.find((model: { name: string }) => model.name === "tiny_sdxl")).toMatchObject({
+      family: "sdxl",
+      refiner: { present: true },
+      defaults: { width: 256, height: 256, steps: 4, cfgScale: 7, scheduler: null },
+    });
+  });
+});
+
+describe("both protocol eras over the same stdio entry", () => {
+  it.each([
+    ["a 2025-era client that sends initialize", "legacy", "2025-11-25"],
+    ["a 2026-07-28 client that starts with server/discover", "modern", "2026-07-28"],
+  ] as const)("serves %s", async (_name, era, version) => {
+    const server = await startInProcess({ era });
+    try {
+      expect(server.client.getNegotiatedProtocolVersion()).toBe(version);
+      expect((await server.client.listTools()).tools).toHaveLength(6);
+      const refused = await server.call("generate_image", { prompt: "x", model: "tiny_sd15", width: 1001 });
+      expect(refused.isError).toBe(true);
+      expect(textOf(refused)).toMatch(/width must be a multiple of 8 between 256 and 2048 \(got 1001\)/);
+      const queued = await server.ok("generate_image", { prompt: "x", model: "tiny_sd15", steps: 2 });
+      expect(await server.ok("job_status", { jobId: queued.jobId, wait_seconds: 10 })).toMatchObject({ status: "done" });
+    } finally {
+      await server.close();
+    }
+  });
+});

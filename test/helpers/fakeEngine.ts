@@ -1,0 +1,78 @@
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { Engine, GenerationJob } from "../../src/engines/engine.js";
+import { EngineJobError } from "../../src/engines/engine.js";
+import type { GenerationRequest, GenerationResult } from "../../src/generation.js";
+
+/** A 1x1 PNG: storage and the index only need a whole file to move about. */
+const ONE_PIXEL_PNG = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==", "base64");
+
+/** What the next generate() does: finish normally, throw an error, or wait until the job is aborted. */
+export type FakeStep = "ok" | EngineJobError | "hang";
+
+/**
+ * A stand-in Engine for fast worker and tool tests (never shipped): it writes a tiny PNG the way the runner does
+ * (write, then rename), reports a step every `stepMs`, and honours the job's abort signal at each step.
+ */
+export class FakeEngine implements Engine {
+  readonly name = "fake";
+  /** Every generate() call, in order. */
+  readonly calls: GenerationRequest[] = [];
+  /** Consumed one per generate(); when empty, jobs succeed. */
+  readonly script: FakeStep[] = [];
+  /** Calls in flight right now, and the most there ever were at once. */
+  inFlight = 0;
+  maxInFlight = 0;
+  releases = 0;
+  stopped = false;
+  /** Resolves start() and each generate(); replace to hold the engine "still starting". */
+  ready: Promise<void> = Promise.resolve();
+
+  constructor(private readonly stepMs = 5) {}
+
+  async start(): Promise<void> {
+    await this.ready;
+  }
+
+  async generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
+    this.calls.push(request);
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      await this.ready;
+      const step = this.script.shift() ?? "ok";
+      if (step instanceof EngineJobError) throw step;
+      const total = step === "hang" ? Number.POSITIVE_INFINITY : request.steps;
+      for (let done = 1; done <= total; done++) {
+        if (job.signal.aborted) throw new EngineJobError("cancelled", "cancelled while running");
+        await new Promise((resolve) => setTimeout(resolve, this.stepMs));
+        job.onProgress({ step: Math.min(done, request.steps), totalSteps: request.steps });
+      }
+      await mkdir(path.dirname(job.outputPath), { recursive: true });
+      await writeFile(`${job.outputPath}.partial`, ONE_PIXEL_PNG);
+      await rename(`${job.outputPath}.partial`, job.outputPath);
+      return {
+        width: request.width,
+        height: request.height,
+        seed: request.seed,
+        family: "sd15",
+        scheduler: request.scheduler ?? "euler_a",
+        device: "fake-device",
+        modelLoads: 1,
+        stepsRun: request.steps,
+        timings: { loadSeconds: 0, inferenceSeconds: 0.01, saveSeconds: 0 },
+        versions: { fake: "1" },
+      };
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  async release(): Promise<void> {
+    this.releases++;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+  }
+}

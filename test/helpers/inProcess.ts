@@ -1,0 +1,87 @@
+import { Client, InMemoryTransport } from "@modelcontextprotocol/client";
+import { serveStdio } from "@modelcontextprotocol/server/stdio";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import pino from "pino";
+import { loadConfig } from "../../src/config.js";
+import { createApp, createMcpServer, type App } from "../../src/server.js";
+import { FakeEngine } from "./fakeEngine.js";
+
+export type ToolResult = { isError?: boolean; content: Array<{ type: string; text?: string }>; structuredContent?: Record<string, any> };
+
+export interface InProcessServer {
+  app: App;
+  engine: FakeEngine;
+  client: Client;
+  call(name: string, args?: Record<string, unknown>): Promise<ToolResult>;
+  /** Calls a tool that must succeed and returns its structuredContent. */
+  ok<T = Record<string, any>>(name: string, args?: Record<string, unknown>): Promise<T>;
+  close(): Promise<void>;
+}
+
+function modelFolder(root: string, name: string, className: string): string {
+  const folder = path.join(root, name);
+  mkdirSync(folder, { recursive: true });
+  writeFileSync(path.join(folder, "model_index.json"), JSON.stringify({ _class_name: className }));
+  return folder;
+}
+
+/**
+ * The real app (queue, worker, local storage, index, tools) around the stand-in engine, linked to an SDK Client
+ * in memory through the same stdio entry the CLI uses. `era` picks the client: a 2025 one sends initialize,
+ * a 2026-07-28 one starts with server/discover.
+ */
+export async function startInProcess({ era = "legacy" }: { era?: "legacy" | "modern" } = {}): Promise<InProcessServer> {
+  const home = mkdtempSync(path.join(tmpdir(), "kitty-inproc-"));
+  const models = path.join(home, "models");
+  // The same names as test/helpers/server.ts's makeTestHome, so both tiers share one validation table.
+  const yaml = [
+    `tiny_sd15: ${modelFolder(models, "sd15", "StableDiffusionPipeline")}`,
+    "tiny_sdxl:",
+    `  path: ${modelFolder(models, "sdxl", "StableDiffusionXLPipeline")}`,
+    `  refiner: ${modelFolder(models, "sdxl_refiner", "StableDiffusionXLImg2ImgPipeline")}`,
+    "  defaults: {width: 256, height: 256, steps: 4}",
+    `missing_model: ${path.join(home, "no-such-model")}`,
+    "",
+  ].join("\n");
+  writeFileSync(path.join(home, "models.yaml"), yaml);
+  const config = loadConfig({ KITTY_IMAGES_HOME: home, MODELS_YAML: path.join(home, "models.yaml"), KITTY_IMAGES_STORAGE: "local" });
+  const engine = new FakeEngine();
+  const app = await createApp(config, pino({ level: "silent" }), {
+    engine,
+    timing: { backoff: { first: 5, max: 20 }, queuePollMs: 20, cancelPollMs: 10, leaseHeartbeatMs: 100 },
+  });
+  const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
+  const stdio = serveStdio(() => createMcpServer(app), { transport: serverTransport });
+  const client = new Client(
+    { name: "kitty-images-fast-tests", version: "0.0.0" },
+    era === "modern" ? { versionNegotiation: { mode: { pin: "2026-07-28" } } } : {},
+  );
+  await client.connect(clientTransport);
+
+  const call = (name: string, args: Record<string, unknown> = {}) => client.callTool({ name, arguments: args }) as Promise<ToolResult>;
+  return {
+    app,
+    engine,
+    client,
+    call,
+    async ok(name, args = {}) {
+      const result = await call(name, args);
+      if (result.isError) throw new Error(`${name} failed: ${JSON.stringify(result.content)}`);
+      return result.structuredContent as any;
+    },
+    async close() {
+      await client.close();
+      await stdio.close();
+      await app.close();
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+export function textOf(result: ToolResult): string {
+  return result.content.map((part) => part.text ?? "").join("\n");
+}
+
+export const readJson = (file: string) => JSON.parse(readFileSync(file, "utf8"));
