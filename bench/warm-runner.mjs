@@ -5,8 +5,8 @@
 // Prints: median seconds of (a) bare pipe() on a pipeline loaded once, (b) load + pipe() per job as the original
 // images-service did, (c) a warm job through MCP -> SQLite queue -> runner -> storage -> index; the ratios c/a and
 // b/c; and how many times the runner loaded a model over all jobs (must be 1).
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { Client } from "@modelcontextprotocol/client";
+import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import { execa } from "execa";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

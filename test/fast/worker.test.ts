@@ -109,7 +109,8 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     expect(stored).toMatchObject({ jobId: job.id, engine: "fake", device: "fake-device", seed: 77, request: { prompt: "stored", model: "m" } });
     expect(image).toMatchObject({ prompt: "stored", seed: 77, metadata: stored });
     expect(existsSync(path.join(h.dir, "files", image.key))).toBe(true);
-    expect(readdirSync(h.staging.dir)).toEqual([]);
+    // Staging is emptied just after the job is recorded done.
+    await waitUntil("staging is empty", () => readdirSync(h.staging.dir).length === 0);
   });
 
   it("runs strictly one job at a time, oldest first", async () => {

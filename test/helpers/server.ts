@@ -1,6 +1,5 @@
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { Client, type CallToolResult, type ClientOptions } from "@modelcontextprotocol/client";
+import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -67,15 +66,23 @@ export function serverEnv(testHome: TestHome, extraEnv: Record<string, string> =
   };
 }
 
-/** The built server as a child process, driven by the SDK's Client over stdio, exactly as Claude Desktop runs it. */
-export async function startServer(testHome: TestHome, extraEnv: Record<string, string> = {}, serveArgs: string[] = []): Promise<RunningServer> {
+/**
+ * The built server as a child process, driven by the SDK's Client over stdio, exactly as Claude Desktop runs it.
+ * The client speaks the 2025 protocol (initialize) unless `clientOptions` pins another negotiation.
+ */
+export async function startServer(
+  testHome: TestHome,
+  extraEnv: Record<string, string> = {},
+  serveArgs: string[] = [],
+  clientOptions: ClientOptions = {},
+): Promise<RunningServer> {
   const env = serverEnv(testHome, extraEnv);
   const transport = new StdioClientTransport({ command: process.execPath, args: [SERVER_ENTRY, "serve", ...serveArgs], env, stderr: "pipe" });
   mkdirSync(testHome.home, { recursive: true });
   const logPath = path.join(testHome.home, `server-${Date.now()}.log`);
   const logStream = createWriteStream(logPath, { flags: "a" });
   transport.stderr?.pipe(logStream);
-  const client = new Client({ name: "kitty-images-tests", version: "0.0.0" });
+  const client = new Client({ name: "kitty-images-tests", version: "0.0.0" }, clientOptions);
   await client.connect(transport);
   const pid = transport.pid;
   if (pid === null) throw new Error("server process has no pid");
