@@ -169,9 +169,26 @@ export class Worker {
     this.heartbeatTimer = setInterval(() => this.heartbeat(), timing.leaseHeartbeatMs);
     this.heartbeatTimer.unref();
     log.info("this process runs the queue");
+    void this.sweepStaging();
     // Start the runner now so the first job does not pay for importing torch; failures are retried per job.
     engine.start().catch((error: Error) => log.warn({ error: error.message }, "engine did not start yet; jobs will wait and retry"));
     return true;
+  }
+
+  /**
+   * A process that died between recording a job done and clearing its staged files left them behind: clear what
+   * belongs to no live job. A failed job's PNG stays (storage refused it; its error says where it is kept).
+   */
+  private async sweepStaging(): Promise<void> {
+    const { jobs, staging, log } = this.options;
+    try {
+      for (const jobId of await staging.jobIds()) {
+        const state = jobs.get(jobId)?.state;
+        if (state === undefined || state === "done" || state === "cancelled") await staging.remove(jobId);
+      }
+    } catch (error) {
+      log.warn({ error: messageOf(error) }, "could not clear old staged files");
+    }
   }
 
   private heartbeat(): void {

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { GenerationResult } from "../generation.js";
 
@@ -43,6 +43,12 @@ export class StagingArea {
   keptPng(jobId: string): string | undefined {
     const png = this.pngPath(jobId);
     return existsSync(png) ? png : undefined;
+  }
+
+  /** The jobs that have files here. */
+  async jobIds(): Promise<string[]> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    return [...new Set(names.filter((name) => name.includes(".png")).map((name) => name.slice(0, name.indexOf(".png"))))];
   }
 
   async remove(jobId: string): Promise<void> {

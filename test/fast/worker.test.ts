@@ -192,6 +192,20 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     expect(h.index.byJob(job.id)).toMatchObject({ key, metadata: { engine: "diffusers", device: "mps", versions: { torch: "2.15.0" } } });
   });
 
+  it("clears staged files of jobs that ended when it takes the queue, but keeps a PNG storage refused", async () => {
+    const h = setUp();
+    const ended = (["done", "failed"] as const).map((to) => {
+      const { job } = h.queue.enqueue(makeRequest({ prompt: to }));
+      h.jobs.takeNext();
+      h.jobs.finish(job.id, "running", to, to === "failed" ? { error: { code: "storage_refused", message: "kept" } } : {});
+      return job.id;
+    });
+    await h.staging.prepare();
+    for (const jobId of [...ended, "no-such-job"]) writeFileSync(h.staging.pngPath(jobId), "png bytes");
+    h.worker.start();
+    await waitUntil("staging holds only the refused PNG", async () => (await h.staging.jobIds()).join() === ended[1]);
+  });
+
   it("uploads a PNG an earlier run left in staging instead of generating it again", async () => {
     const h = setUp();
     const { job } = h.queue.enqueue(makeRequest());
