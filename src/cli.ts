@@ -85,6 +85,7 @@ async function serve(demo: boolean): Promise<void> {
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   // The client closing stdin is how stdio MCP servers are told to go.
   process.stdin.on("end", () => void shutdown("stdin closed"));
+  process.stdin.on("close", () => void shutdown("stdin closed"));
 }
 
 async function doctor(demo: boolean): Promise<void> {

@@ -21,14 +21,11 @@ import { jobStatus } from "./tools/jobStatus.js";
 import { listLatestImages } from "./tools/listLatestImages.js";
 import { listModels } from "./tools/listModels.js";
 import { selectImage } from "./tools/selectImage.js";
-import { registerTool, type ToolDefinition, type ToolDeps } from "./tools/toolKit.js";
+import { registerTool, type AnyTool, type ToolDeps } from "./tools/toolKit.js";
 
-export const VERSION = "0.2.0";
+const VERSION = "0.2.0";
 
-export const TOOLS = [generateImage, jobStatus, listLatestImages, selectImage, cancelJob, listModels] as unknown as ToolDefinition<
-  Record<string, never>,
-  Record<string, never>
->[];
+const TOOLS: AnyTool[] = [generateImage, jobStatus, listLatestImages, selectImage, cancelJob, listModels];
 
 /** Everything one process runs, whatever door it serves: queue, worker, engine, storage, index. */
 export interface App {

@@ -3,9 +3,8 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { s3ClientFor, startMinio, type MinioServer } from "./helpers/minio.js";
+import { waitUntil } from "./helpers/waitUntil.js";
 import { childPids, makeTestHome, s3Env, startServer, waitForJob, waitUntilRunning, type RunningServer, type TestHome } from "./helpers/server.js";
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function isAlive(pid: number): boolean {
   try {
@@ -59,8 +58,7 @@ describe("faults lose no queued job and no finished image", () => {
     process.kill(first.pid, "SIGKILL");
     await first.close();
     // The orphaned runner sees stdin close, abandons the job and exits instead of burning the GPU.
-    for (let tries = 0; tries < 200 && runnerPids.some(isAlive); tries++) await sleep(100);
-    expect(runnerPids.filter(isAlive)).toEqual([]);
+    await waitUntil("the orphaned runner has exited", () => !runnerPids.some(isAlive), { timeoutMs: 20_000, intervalMs: 100 });
 
     const second = await start(home, bucket);
     const statuses = [];
@@ -81,8 +79,7 @@ describe("faults lose no queued job and no finished image", () => {
     const { jobId } = await first.ok("generate_image", { prompt: "graceful", model: "tiny_sd15", width: 384, height: 384, steps: 30, seed: 41 });
     await waitUntilRunning(first, jobId);
     process.kill(first.pid, "SIGTERM");
-    for (let tries = 0; tries < 200 && isAlive(first.pid); tries++) await sleep(100);
-    expect(isAlive(first.pid)).toBe(false);
+    await waitUntil("the server has exited after SIGTERM", () => !isAlive(first.pid), { timeoutMs: 20_000, intervalMs: 100 });
     await first.close();
 
     const second = await start(home, bucket);
@@ -119,8 +116,7 @@ describe("faults lose no queued job and no finished image", () => {
     try {
       // The image is generated while MinIO is down: it waits in staging and the job stays running.
       const staged = path.join(home.home, "staging", `${jobId}.png.result.json`);
-      for (let tries = 0; tries < 600 && !existsSync(staged); tries++) await sleep(100);
-      expect(existsSync(staged)).toBe(true);
+      await waitUntil("the finished image waits in staging", () => existsSync(staged), { intervalMs: 100 });
       const during = await server.ok("job_status", { jobId, wait_seconds: 3 });
       expect(during.status).toBe("running");
       expect(during.notice).toMatch(/storage is unavailable/);
@@ -143,8 +139,7 @@ describe("faults lose no queued job and no finished image", () => {
       server = await start(home, bucket);
       jobId = (await server.ok("generate_image", { prompt: "s3 comes later", model: "tiny_sd15", width: 256, height: 256, steps: 2, seed: 61 })).jobId;
       const staged = path.join(home.home, "staging", `${jobId}.png.result.json`);
-      for (let tries = 0; tries < 600 && !existsSync(staged); tries++) await sleep(100);
-      expect(existsSync(staged)).toBe(true);
+      await waitUntil("the finished image waits in staging", () => existsSync(staged), { intervalMs: 100 });
       expect((await server.ok("job_status", { jobId })).status).toBe("running");
     } finally {
       await minio.resume();

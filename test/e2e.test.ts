@@ -2,6 +2,7 @@ import { GetObjectCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/cli
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { s3ClientFor, startMinio, type MinioServer } from "./helpers/minio.js";
 import { readPng } from "./helpers/png.js";
+import { waitUntil } from "./helpers/waitUntil.js";
 import { makeTestHome, s3Env, startServer, waitForJob, waitUntilRunning, type RunningServer } from "./helpers/server.js";
 
 describe("end to end: MCP client -> server -> SQLite queue -> Python runner -> MinIO -> imageRef", () => {
@@ -99,15 +100,13 @@ describe("end to end: MCP client -> server -> SQLite queue -> Python runner -> M
 
   it("reports progress as step k of n while a job runs", async () => {
     const queued = await server.ok("generate_image", { prompt: "slow one", model: "tiny_sd15", width: 512, height: 512, steps: 40, seed: 3 });
-    let sawProgress: { step: number; totalSteps: number } | undefined;
-    for (let tries = 0; tries < 400 && !sawProgress; tries++) {
+    const sawProgress = await waitUntil("job_status reports a step, or the job ends", async () => {
       const status = await server.ok("job_status", { jobId: queued.jobId });
-      if (status.status === "running" && status.progress.step > 0) sawProgress = status.progress;
-      else if (status.status === "done") break;
-      else await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    expect(sawProgress?.totalSteps).toBe(40);
-    expect(sawProgress!.step).toBeGreaterThan(0);
+      if (status.status === "running" && status.progress.step > 0) return status.progress as { step: number; totalSteps: number };
+      return status.status === "done" ? { step: 0, totalSteps: 0 } : undefined;
+    }, { timeoutMs: 20_000, intervalMs: 50 });
+    expect(sawProgress.totalSteps).toBe(40);
+    expect(sawProgress.step).toBeGreaterThan(0);
     await waitForJob(server, queued.jobId);
   });
 

@@ -2,6 +2,7 @@ import { chmodSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { childPids, makeTestHome, startServer, waitForJob, type RunningServer } from "./helpers/server.js";
+import { waitUntil } from "./helpers/waitUntil.js";
 
 describe("an engine that is broken or slow to start", () => {
   const servers: RunningServer[] = [];
@@ -33,9 +34,9 @@ describe("an engine that is broken or slow to start", () => {
     servers.push(server);
     // The runner takes seconds to import torch; the job is taken at once and waits for it.
     const { jobId } = await server.ok("generate_image", { prompt: "never mind", model: "tiny_sd15", width: 256, height: 256, steps: 4 });
-    for (let tries = 0; tries < 100 && (await server.ok("job_status", { jobId })).status !== "running"; tries++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await waitUntil("the job is taken", async () => (await server.ok("job_status", { jobId })).status === "running", { timeoutMs: 2_000, intervalMs: 20 }).catch(
+      () => undefined, // as before: cancel anyway; the test is about a cancel that arrives before the runner is up
+    );
     await server.call("cancel_job", { jobId });
     expect((await waitForJob(server, jobId)).status).toBe("cancelled");
     expect(childPids(server.pid)).toHaveLength(1);

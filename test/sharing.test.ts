@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { readPng } from "./helpers/png.js";
+import { waitUntil } from "./helpers/waitUntil.js";
 import { childPids, makeTestHome, startServer, waitForJob, waitUntilRunning, type RunningServer, type TestHome } from "./helpers/server.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -19,7 +20,7 @@ describe("two servers on one data dir (local storage)", () => {
     home = await makeTestHome(inject("tinyModelsDir"));
     first = await startServer(home);
     // let the first take the worker lease before the second starts
-    for (let tries = 0; tries < 100 && childPids(first.pid).length === 0; tries++) await sleep(100);
+    await waitUntil("the first server has started its runner", () => childPids(first.pid).length > 0, { timeoutMs: 10_000, intervalMs: 100 });
     second = await startServer(home);
   });
 

@@ -3,6 +3,7 @@ import { createInterface } from "node:readline";
 import { describe, expect, inject, it } from "vitest";
 import { SERVER_ENTRY } from "./helpers/paths.js";
 import { makeTestHome, serverEnv } from "./helpers/server.js";
+import { waitUntil } from "./helpers/waitUntil.js";
 
 /** Read raw, not through the SDK (which skips lines it cannot parse): stdout must carry MCP messages and nothing else. */
 describe("stdout of the stdio server", () => {
@@ -32,10 +33,10 @@ describe("stdout of the stdio server", () => {
     child.stdin!.write(`${JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" })}\n`);
     const queued = await request("tools/call", { name: "generate_image", arguments: { prompt: "stdout hygiene", model: "tiny_sdxl", steps: 2, refiner: true } });
     const jobId = queued.result.structuredContent.jobId;
-    let status;
-    do {
-      status = await request("tools/call", { name: "job_status", arguments: { jobId, wait_seconds: 20 } });
-    } while (!["done", "failed"].includes(status.result.structuredContent.status));
+    const status = await waitUntil("the job ends", async () => {
+      const answer = await request("tools/call", { name: "job_status", arguments: { jobId, wait_seconds: 20 } });
+      return ["done", "failed"].includes(answer.result.structuredContent.status) && answer;
+    }, { timeoutMs: 120_000, intervalMs: 0 });
     expect(status.result.structuredContent.status).toBe("done");
     child.stdin!.end();
     const result = await child;

@@ -67,6 +67,7 @@ export class DiffusersEngine implements Engine {
   }
 
   async generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
+    if (job.signal.aborted) throw new EngineJobError("cancelled", "cancelled before it started");
     const runner = await this.ensureRunner();
     // Cancelled while the runner was still importing torch: it never sees the job.
     if (job.signal.aborted) throw new EngineJobError("cancelled", "cancelled before it started");

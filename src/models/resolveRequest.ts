@@ -26,7 +26,7 @@ export interface GenerationAsk {
   refiner?: boolean | undefined;
 }
 
-/** The family a model runs as: declared in models.yaml, else read from its folder, else SDXL. */
+/** The family a model runs as: declared in models.yaml, else read from its folder; null when neither says. */
 export function familyOf(entry: ModelEntry): ModelFamily | null {
   if (entry.declaredFamily) return entry.declaredFamily;
   const found = inspectModelFolder(entry.path).family;
@@ -48,7 +48,8 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog): Gener
   if (onDisk.family === "sdxl_refiner") {
     throw new KittyError("invalid_argument", `model '${name}' is an SDXL refiner; name it as another model's 'refiner' in models.yaml`);
   }
-  const family: ModelFamily = entry.declaredFamily ?? onDisk.family ?? "sdxl";
+  // A folder whose pipeline class is unknown to us is tried as SDXL, the family most checkpoints are today.
+  const family: ModelFamily = familyOf(entry) ?? "sdxl";
   const defaults = defaultsFor(entry, family);
   const steps = ask.steps ?? defaults.steps;
   const cfgScale = ask.cfgScale ?? defaults.cfgScale;

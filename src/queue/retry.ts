@@ -4,7 +4,7 @@ export interface Backoff {
   max: number;
 }
 
-export interface RetryOptions {
+interface RetryOptions {
   backoff: Backoff;
   /** Ends the wait between tries early; once aborted, the loop throws its reason instead of trying again. */
   signal: AbortSignal;

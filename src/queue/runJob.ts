@@ -52,13 +52,16 @@ class StorageRefused extends Error {}
 export async function runJob(job: Job, deps: JobRunDeps, signals: JobSignals): Promise<RunOutcome> {
   const log = deps.log.child({ jobId: job.id });
   if (job.cancelRequested) {
+    // Marked while its earlier run was cut off (a crash): it ends here, and whatever that run staged goes too.
+    await deps.staging.remove(job.id);
     deps.jobs.finish(job.id, "running", "cancelled", { attempt: job.attempts });
+    log.info("job cancelled before this run");
     return "finished";
   }
   log.info({ attempt: job.attempts, model: job.request.model.name }, "job running");
   try {
     const key = deps.jobs.fixImageKey(job.id, newImageKey(deps.keyPrefix, job.id));
-    const sidecar = (await storedByEarlierRun(key, deps, log)) ?? (await generateAndStore(job, key, deps, signals, log));
+    const sidecar = (await storedByEarlierRun(key, job.id, deps, log)) ?? (await generateAndStore(job, key, deps, signals, log));
     // Engine and storage both worked: whatever the queue was waiting for is over.
     deps.setNotice(null);
     // The image is stored: a busy or full database must not turn that into a failed job. Safe to repeat.
@@ -81,10 +84,12 @@ export async function runJob(job: Job, deps: JobRunDeps, signals: JobSignals): P
  * Unknown while storage is down (or answers 403 for a key it cannot list): then generate anyway; the key is
  * fixed, so the upload overwrites rather than duplicates.
  */
-async function storedByEarlierRun(key: string, { store }: JobRunDeps, log: Logger): Promise<ImageSidecar | undefined> {
+async function storedByEarlierRun(key: string, jobId: string, { store }: JobRunDeps, log: Logger): Promise<ImageSidecar | undefined> {
   try {
     const stored = await store.readSidecar(key);
-    if (stored) log.info({ key }, "image already stored by an earlier run; indexing it");
+    if (stored?.jobId !== jobId) return undefined;
+    // The PNG goes up before its sidecar, so a sidecar means both are there.
+    log.info({ key }, "image already stored by an earlier run; indexing it");
     return stored;
   } catch (error) {
     log.warn({ key, error: messageOf(error) }, "cannot ask storage whether an earlier run stored this image; generating it");
@@ -109,6 +114,8 @@ async function generateAndStore(job: Job, key: string, deps: JobRunDeps, signals
 }
 
 async function generate(job: Job, { engine, jobs, staging }: JobRunDeps, signals: JobSignals): Promise<GenerationResult> {
+  // Stopped while storage was asked about the key: do not start (perhaps spawn) the engine for nothing.
+  signals.stop.throwIfAborted();
   await staging.prepare();
   const result = await engine.generate(job.request, {
     jobId: job.id,
@@ -128,7 +135,9 @@ function indexRecordOf(sidecar: ImageSidecar) {
 /** Maps how a run broke off to how the job goes on: back in line, a retry, cancelled or failed with a reason. */
 async function settleFailure(job: Job, error: unknown, deps: JobRunDeps, signals: JobSignals, log: Logger): Promise<RunOutcome> {
   const { jobs, staging } = deps;
-  const stopped = signals.stop.aborted && signals.stop.reason instanceof JobStopped ? signals.stop.reason.reason : null;
+  // Letting go (shutdown, lease lost) outranks a cancel that came first: the job is not this process's to end.
+  const reasonOf = (signal: AbortSignal) => (signal.aborted && signal.reason instanceof JobStopped ? signal.reason.reason : null);
+  const stopped = reasonOf(signals.letGo) ?? reasonOf(signals.stop);
   // Put back without counting an attempt, fenced: nothing happens if the job is already someone else's.
   const putBack = () => jobs.requeue(job.id, { countAttempt: false, attempt: job.attempts });
   const fail = (code: string, message: string) => jobs.finish(job.id, "running", "failed", { error: { code, message }, attempt: job.attempts });
@@ -142,6 +151,8 @@ async function settleFailure(job: Job, error: unknown, deps: JobRunDeps, signals
     log.info("server stopping; job put back in the queue");
   } else if (stopped === "cancelled" || (error instanceof EngineJobError && error.code === "cancelled")) {
     await staging.remove(job.id);
+    // A "storage is unavailable" notice belonged to this job's upload; the next job sets its own.
+    deps.setNotice(null);
     jobs.finish(job.id, "running", "cancelled", { attempt: job.attempts });
     log.info("job cancelled");
   } else if (error instanceof EngineJobError && error.code === "engine_unavailable") {
@@ -155,6 +166,7 @@ async function settleFailure(job: Job, error: unknown, deps: JobRunDeps, signals
   } else if (error instanceof StorageRefused) {
     // The image exists; say where, so nothing finished is lost even though storage would not take it.
     const kept = staging.keptPng(job.id);
+    deps.setNotice(null);
     fail("storage_refused", `${error.message}${kept ? `; the image is kept at ${kept}` : ""}`);
     log.error({ error: error.message }, "job failed");
   } else {

@@ -128,6 +128,7 @@ export class Worker {
       } catch (error) {
         // A database that stays busy or a full disk must not end the loop: log, wait, try again.
         log.error({ error: messageOf(error) }, "worker loop failed; retrying");
+        if (this.stopping) break;
         await this.idle(timing.backoff.max);
       }
     }

@@ -15,6 +15,16 @@ export interface ImageStore {
   downloadUrl(key: string, ttlSeconds: number): Promise<string>;
 }
 
+/**
+ * File errors waiting will not fix, for either store: the staged PNG gone or unreadable, or (local store) the
+ * target folder unwritable.
+ */
+const PERMANENT_FILE_ERRORS = new Set(["ENOENT", "EACCES", "EPERM", "EISDIR", "ENOTDIR", "EROFS"]);
+
+export function isPermanentFileError(error: unknown): boolean {
+  return PERMANENT_FILE_ERRORS.has((error as NodeJS.ErrnoException | undefined)?.code ?? "");
+}
+
 export function sidecarKey(pngKey: string): string {
   return pngKey.replace(/\.png$/, ".json");
 }

@@ -2,11 +2,8 @@ import { copyFile, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import type { ImageStore } from "./imageStore.js";
-import { sidecarKey } from "./imageStore.js";
+import { isPermanentFileError, sidecarKey } from "./imageStore.js";
 import type { ImageSidecar } from "./sidecar.js";
-
-/** File errors waiting will not fix: the staged PNG gone or unreadable, the target folder unwritable. */
-const PERMANENT_FILE_ERRORS = new Set(["ENOENT", "EACCES", "EPERM", "EISDIR", "ENOTDIR", "EROFS"]);
 
 /** The embedded default: a folder on this machine. URIs are file:// URLs, readable by tools on the same host. */
 export class LocalImageStore implements ImageStore {
@@ -46,7 +43,7 @@ export class LocalImageStore implements ImageStore {
   }
 
   isPermanentError(error: unknown): boolean {
-    return PERMANENT_FILE_ERRORS.has((error as NodeJS.ErrnoException)?.code ?? "");
+    return isPermanentFileError(error);
   }
 
   storageUri(key: string): string {

@@ -11,7 +11,7 @@ import { readFile } from "node:fs/promises";
 import type { S3Settings } from "../config.js";
 import { KittyError, messageOf } from "../errors.js";
 import type { ImageStore } from "./imageStore.js";
-import { sidecarKey } from "./imageStore.js";
+import { isPermanentFileError, sidecarKey } from "./imageStore.js";
 import type { ImageSidecar } from "./sidecar.js";
 
 /** S3 refusals that waiting will not fix; anything else (timeouts, 5xx, SlowDown, RequestTimeout) is retried. */
@@ -25,9 +25,6 @@ const PERMANENT_S3_ERRORS = new Set([
   "AccountProblem",
   "EntityTooLarge",
 ]);
-
-/** Reading the staged PNG failed: the file is gone or unreadable, which no retry mends. */
-const PERMANENT_FILE_ERRORS = new Set(["ENOENT", "EACCES", "EISDIR"]);
 
 function isNotFound(error: unknown): boolean {
   if (!(error instanceof S3ServiceException)) return false;
@@ -110,7 +107,8 @@ export class S3ImageStore implements ImageStore {
 
   isPermanentError(error: unknown): boolean {
     if (error instanceof S3ServiceException) return PERMANENT_S3_ERRORS.has(error.name);
-    return PERMANENT_FILE_ERRORS.has((error as NodeJS.ErrnoException)?.code ?? "");
+    // Otherwise reading the staged PNG failed, which no retry mends.
+    return isPermanentFileError(error);
   }
 
   storageUri(key: string): string {

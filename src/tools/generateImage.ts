@@ -13,8 +13,8 @@ export const generateImage = defineTool({
     "Unset fields take the model's defaults (list_models).",
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   input: {
-    prompt: boundedText("prompt", promptChars, "What the image shows.", { required: true }),
-    negative_prompt: boundedText("negative_prompt", promptChars, "What it must not show.", { required: false }).optional(),
+    prompt: boundedText("prompt", promptChars, { required: true }),
+    negative_prompt: boundedText("negative_prompt", promptChars, { required: false }).optional(),
     model: z.string({ error: "model must be a string: a name from list_models" }).describe("From list_models.").optional(),
     width: boundedInt("width", size.min, size.max, undefined, size.multipleOf).optional(),
     height: boundedInt("height", size.min, size.max, undefined, size.multipleOf).optional(),

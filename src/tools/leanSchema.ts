@@ -16,7 +16,7 @@ export function leanSchema<I, O>(schema: StandardSchemaWithJSON<I, O>, { role }:
     "~standard": {
       version: standard.version,
       vendor: standard.vendor,
-      validate: (value: unknown) => standard.validate(value),
+      validate: (...args: Parameters<typeof standard.validate>) => standard.validate(...args),
       jsonSchema: {
         input: (options) => trimmed(standard.jsonSchema.input(options)),
         output: (options) => trimmed(standard.jsonSchema.output(options)),
@@ -25,16 +25,30 @@ export function leanSchema<I, O>(schema: StandardSchemaWithJSON<I, O>, { role }:
   };
 }
 
+/** `{anyOf: [{type: "object", ...}, {type: "null"}]}` says the same as `{type: ["object", "null"], ...}`, longer. */
+function nullableAsType(node: JsonNode): JsonNode {
+  const options = node.anyOf;
+  if (!Array.isArray(options) || options.length !== 2 || Object.keys(node).length !== 1) return node;
+  const [value, none] = options as JsonNode[];
+  if (JSON.stringify(none) !== '{"type":"null"}' || typeof value?.type !== "string") return node;
+  return { ...value, type: [value.type, "null"] };
+}
+
 function trim(node: unknown, role: "arguments" | "result"): unknown {
   if (Array.isArray(node)) return node.map((item) => trim(item, role));
   if (typeof node !== "object" || node === null) return node;
   const kept: JsonNode = {};
   for (const [key, value] of Object.entries(node as JsonNode)) {
+    if (key === "properties") {
+      // Names of fields, not keywords: keep every one, trim what each describes.
+      kept[key] = Object.fromEntries(Object.entries(value as JsonNode).map(([name, field]) => [name, trim(field, role)]));
+      continue;
+    }
     if (key === "$schema") continue;
     if ((key === "minimum" || key === "maximum") && Math.abs(value as number) === Number.MAX_SAFE_INTEGER) continue;
     // Arguments keep all of it: a model must know what is required and that unknown names are refused.
     if (role === "result" && (key === "required" || key === "propertyNames" || (key === "additionalProperties" && value === false))) continue;
     kept[key] = trim(value, role);
   }
-  return kept;
+  return nullableAsType(kept);
 }

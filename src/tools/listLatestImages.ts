@@ -4,7 +4,7 @@ import { boundedInt, defineTool } from "./toolKit.js";
 export const listLatestImages = defineTool({
   name: "list_latest_images",
   title: "List latest images",
-  description: "Generated images, newest first, each with index (1 = newest) and key for select_image. More: pass nextCursor as cursor.",
+  description: "Images made, newest first, with index (1 = newest) and key for select_image; pass nextCursor as cursor for more.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   input: {
     limit: boundedInt("limit", 1, 200, "Default 36.").optional(),

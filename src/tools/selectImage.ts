@@ -7,8 +7,8 @@ export const selectImage = defineTool({
   name: "select_image",
   title: "Select an image",
   description:
-    "Turn one image into an imageRef {downloadUrl, storageUri} for downstream tools. Give key or index " +
-    "(1 = newest now; prefer key if other jobs may finish meanwhile).",
+    "Make an imageRef {downloadUrl, storageUri} for downstream tools from a key, or an index " +
+    "(1 = newest now; a key stays right while other jobs finish).",
   annotations: { readOnlyHint: true, openWorldHint: false },
   input: {
     key: z.string({ error: "key must be a string such as images/20261125_101500_ab12cd34.png" }).optional(),

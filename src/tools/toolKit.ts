@@ -17,7 +17,7 @@ export interface ToolDeps {
   log: Logger;
 }
 
-export interface ToolOutput<T> {
+interface ToolOutput<T> {
   structured: T;
   /** One line that tells the agent what happened and what to call next. */
   summary: string;
@@ -41,11 +41,15 @@ export interface ToolDefinition<In extends Shape, Out extends Shape> {
   handler(args: z.infer<z.ZodObject<In>>, deps: ToolDeps): Promise<ToolOutput<z.infer<z.ZodObject<Out>>>>;
 }
 
+/** Any tool, for the list the server registers; each was type-checked by defineTool where it is written. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyTool = ToolDefinition<any, any>;
+
 export function defineTool<In extends Shape, Out extends Shape>(definition: ToolDefinition<In, Out>): ToolDefinition<In, Out> {
   return definition;
 }
 
-export function errorResult(code: string, message: string): CallToolResult {
+function errorResult(code: string, message: string): CallToolResult {
   return { isError: true, content: [{ type: "text", text: `${code}: ${message}` }] };
 }
 
@@ -106,13 +110,12 @@ export function boundedNumber(field: string, min: number, max: number, descripti
 }
 
 /** A string that must hold something other than whitespace, up to `max` characters. */
-export function boundedText(field: string, max: number, description: string, { required }: { required: boolean }) {
+export function boundedText(field: string, max: number, { required }: { required: boolean }) {
   const what = required ? `${field} is required: a non-blank string of at most ${max} characters` : `${field} must be a string of at most ${max} characters`;
   return z
     .string({ error: (issue) => `${what} (got ${issue.input === undefined ? "nothing" : typeof issue.input})` })
     .max(max, { error: (issue) => `${field} must be at most ${max} characters (got ${String(issue.input).length})` })
-    .refine((text) => !required || text.trim().length > 0, { error: `${field} must not be blank: describe the image` })
-    .describe(description);
+    .refine((text) => !required || text.trim().length > 0, { error: `${field} must not be blank: describe the image` });
 }
 
 export function oneOf<T extends readonly [string, ...string[]]>(field: string, values: T, description?: string) {

@@ -27,6 +27,8 @@ export class FakeEngine implements Engine {
   stopped = false;
   /** Resolves start() and each generate(); replace to hold the engine "still starting". */
   ready: Promise<void> = Promise.resolve();
+  /** While set, generate() refuses at once, as an engine that cannot start does (nothing ran). */
+  unavailable: string | null = null;
 
   constructor(private readonly stepMs = 5) {}
 
@@ -40,6 +42,7 @@ export class FakeEngine implements Engine {
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     try {
       await this.ready;
+      if (this.unavailable) throw new EngineJobError("engine_unavailable", this.unavailable, true);
       const step = this.script.shift() ?? "ok";
       if (step instanceof EngineJobError) throw step;
       const total = step === "hang" ? Number.POSITIVE_INFINITY : request.steps;

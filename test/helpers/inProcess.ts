@@ -14,6 +14,8 @@ export interface InProcessServer {
   app: App;
   engine: FakeEngine;
   client: Client;
+  /** Every message the client received, as it came over the wire. */
+  received: unknown[];
   call(name: string, args?: Record<string, unknown>): Promise<ToolResult>;
   /** Calls a tool that must succeed and returns its structuredContent. */
   ok<T = Record<string, any>>(name: string, args?: Record<string, unknown>): Promise<T>;
@@ -59,12 +61,19 @@ export async function startInProcess({ era = "legacy" }: { era?: "legacy" | "mod
     era === "modern" ? { versionNegotiation: { mode: { pin: "2026-07-28" } } } : {},
   );
   await client.connect(clientTransport);
+  const received: unknown[] = [];
+  const deliver = clientTransport.onmessage;
+  clientTransport.onmessage = (message, extra) => {
+    received.push(message);
+    deliver?.(message, extra);
+  };
 
   const call = (name: string, args: Record<string, unknown> = {}) => client.callTool({ name, arguments: args }) as Promise<ToolResult>;
   return {
     app,
     engine,
     client,
+    received,
     call,
     async ok(name, args = {}) {
       const result = await call(name, args);

@@ -6,6 +6,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { PROJECT_ROOT } from "./paths.js";
+import { waitUntil } from "./waitUntil.js";
 
 export interface MinioServer {
   endpoint: string;
@@ -30,17 +31,13 @@ export function freePort(): Promise<number> {
 }
 
 async function waitHealthy(endpoint: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  await waitUntil(`MinIO at ${endpoint} is healthy`, async () => {
     try {
-      const response = await fetch(`${endpoint}/minio/health/live`);
-      if (response.ok) return;
+      return (await fetch(`${endpoint}/minio/health/live`)).ok;
     } catch {
-      // not listening yet
+      return false; // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`MinIO at ${endpoint} did not become healthy in ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  }, { timeoutMs, intervalMs: 200 });
 }
 
 /** A real MinIO on a free loopback port, in a temp folder, with random credentials. */

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { RUNNER_PYTHON, SERVER_ENTRY } from "./paths.js";
 import type { MinioServer } from "./minio.js";
+import { waitUntil } from "./waitUntil.js";
 
 export interface TestHome {
   home: string;
@@ -111,23 +112,19 @@ export function errorText(result: CallToolResult): string {
 
 /** Polls job_status with wait_seconds until the job ends; fails the test if it takes longer than `timeoutMs`. */
 export async function waitForJob(server: RunningServer, jobId: string, timeoutMs = 120_000): Promise<Record<string, any>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  return waitUntil(`job ${jobId} ends`, async () => {
     const status = await server.ok("job_status", { jobId, wait_seconds: 10 });
-    if (["done", "failed", "cancelled"].includes(status.status)) return status;
-    if (Date.now() > deadline) throw new Error(`job ${jobId} still ${status.status} after ${timeoutMs} ms`);
-  }
+    return ["done", "failed", "cancelled"].includes(status.status) && status;
+  }, { timeoutMs, intervalMs: 0 });
 }
 
 /** Waits until the job is running and has reported at least one step. */
 export async function waitUntilRunning(server: RunningServer, jobId: string): Promise<void> {
-  for (let tries = 0; tries < 1200; tries++) {
+  await waitUntil(`job ${jobId} reports a step`, async () => {
     const status = await server.ok("job_status", { jobId });
-    if (status.status === "running" && status.progress.step > 0) return;
     if (status.status !== "queued" && status.status !== "running") throw new Error(`job ended early: ${JSON.stringify(status)}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`job ${jobId} never started running`);
+    return status.status === "running" && status.progress.step > 0;
+  }, { timeoutMs: 60_000, intervalMs: 50 });
 }
 
 /** Children of a process, read from /proc (the runner is the server's child). */
