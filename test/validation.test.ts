@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { errorText, makeTestHome, startServer, type RunningServer } from "./helpers/server.js";
+import { makeTestHome, startServer, type RunningServer } from "./helpers/server.js";
+import { errorText } from "./helpers/toolCalls.js";
 import { GENERATE_CASES, OTHER_TOOL_CASES } from "./helpers/validationCases.js";
 
 describe("bad input gets an error that names the field and what is allowed; the server stays up", () => {

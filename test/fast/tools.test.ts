@@ -1,7 +1,8 @@
 import { fileURLToPath } from "node:url";
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startInProcess, textOf, type InProcessServer } from "../helpers/inProcess.js";
+import { startInProcess, type InProcessServer } from "../helpers/inProcess.js";
+import { errorText as textOf } from "../helpers/toolCalls.js";
 import { GENERATE_CASES, OTHER_TOOL_CASES } from "../helpers/validationCases.js";
 
 describe("MCP tools in-process: every argument rule, the tool list's size, a job from queue to imageRef", () => {

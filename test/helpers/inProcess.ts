@@ -1,24 +1,20 @@
 import { Client, InMemoryTransport } from "@modelcontextprotocol/client";
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pino from "pino";
 import { loadConfig } from "../../src/config.js";
 import { createApp, createMcpServer, type App } from "../../src/server.js";
 import { FakeEngine } from "./fakeEngine.js";
+import { toolCalls, type ToolCalls } from "./toolCalls.js";
 
-export type ToolResult = { isError?: boolean; content: Array<{ type: string; text?: string }>; structuredContent?: Record<string, any> };
-
-export interface InProcessServer {
+export interface InProcessServer extends ToolCalls {
   app: App;
   engine: FakeEngine;
   client: Client;
   /** Every message the client received, as it came over the wire. */
   received: unknown[];
-  call(name: string, args?: Record<string, unknown>): Promise<ToolResult>;
-  /** Calls a tool that must succeed and returns its structuredContent. */
-  ok<T = Record<string, any>>(name: string, args?: Record<string, unknown>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -68,18 +64,12 @@ export async function startInProcess({ era = "legacy" }: { era?: "legacy" | "mod
     deliver?.(message, extra);
   };
 
-  const call = (name: string, args: Record<string, unknown> = {}) => client.callTool({ name, arguments: args }) as Promise<ToolResult>;
   return {
     app,
     engine,
     client,
     received,
-    call,
-    async ok(name, args = {}) {
-      const result = await call(name, args);
-      if (result.isError) throw new Error(`${name} failed: ${JSON.stringify(result.content)}`);
-      return result.structuredContent as any;
-    },
+    ...toolCalls(client),
     async close() {
       await client.close();
       await stdio.close();
@@ -89,8 +79,3 @@ export async function startInProcess({ era = "legacy" }: { era?: "legacy" | "mod
   };
 }
 
-export function textOf(result: ToolResult): string {
-  return result.content.map((part) => part.text ?? "").join("\n");
-}
-
-export const readJson = (file: string) => JSON.parse(readFileSync(file, "utf8"));

@@ -1,4 +1,4 @@
-import { Client, type CallToolResult, type ClientOptions } from "@modelcontextprotocol/client";
+import { Client, type ClientOptions } from "@modelcontextprotocol/client";
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { RUNNER_PYTHON, SERVER_ENTRY } from "./paths.js";
 import type { MinioServer } from "./minio.js";
+import { toolCalls, type ToolCalls } from "./toolCalls.js";
 import { waitUntil } from "./waitUntil.js";
 
 export interface TestHome {
@@ -32,13 +33,10 @@ export async function makeTestHome(tinyModelsDir: string): Promise<TestHome> {
   return { home, modelsYaml };
 }
 
-export interface RunningServer {
+export interface RunningServer extends ToolCalls {
   client: Client;
   pid: number;
   logPath: string;
-  call(name: string, args?: Record<string, unknown>): Promise<CallToolResult>;
-  /** Calls a tool that must succeed and returns its structuredContent. */
-  ok<T = Record<string, any>>(name: string, args?: Record<string, unknown>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -88,26 +86,16 @@ export async function startServer(
   const pid = transport.pid;
   if (pid === null) throw new Error("server process has no pid");
 
-  const call = (name: string, args: Record<string, unknown> = {}) => client.callTool({ name, arguments: args }) as Promise<CallToolResult>;
   return {
     client,
     pid,
     logPath,
-    call,
-    async ok(name, args = {}) {
-      const result = await call(name, args);
-      if (result.isError) throw new Error(`${name} failed: ${JSON.stringify(result.content)}\n--- server log ---\n${readFileSync(logPath, "utf8").slice(-4000)}`);
-      return result.structuredContent as any;
-    },
+    ...toolCalls(client, () => `\n--- server log ---\n${readFileSync(logPath, "utf8").slice(-4000)}`),
     async close() {
       await client.close().catch(() => undefined);
       logStream.end();
     },
   };
-}
-
-export function errorText(result: CallToolResult): string {
-  return result.content.map((part) => (part.type === "text" ? part.text : "")).join("\n");
 }
 
 /** Polls job_status with wait_seconds until the job ends; fails the test if it takes longer than `timeoutMs`. */
