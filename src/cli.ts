@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import "./requireNode.js";
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
 import { execa } from "execa";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the fast suite on Node MAJOR besides the Node that ran `npm test`: the project is copied to
+# .cache/node/project-MAJOR and installed there, since npm packages are resolved per Node version.
+#   usage: scripts/test-fast-on-node.sh MAJOR
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MAJOR="${1:?usage: scripts/test-fast-on-node.sh MAJOR}"
+export PATH="$(bash scripts/fetch-node.sh "$MAJOR"):$PATH"
+echo "test-fast-on-node: fast suite on Node $(node --version)" >&2
+
+WORK="$PWD/.cache/node/project-$MAJOR"
+mkdir -p "$WORK"
+rm -rf "$WORK/src" "$WORK/test" "$WORK/dist"
+cp -r src test package.json package-lock.json tsconfig.json vitest.config.ts "$WORK/"
+cd "$WORK"
+# Reinstall only when the lockfile or the Node version changed.
+stamp="$(sha256sum < package-lock.json | cut -d' ' -f1)-$(node --version)"
+if [[ ! -f node_modules/.kitty-stamp || "$(cat node_modules/.kitty-stamp)" != "$stamp" ]]; then
+  npm ci --no-audit --no-fund --silent >&2
+  echo "$stamp" > node_modules/.kitty-stamp
+fi
+node_modules/.bin/tsc -p tsconfig.json
+node_modules/.bin/vitest run --project fast
