@@ -4,18 +4,25 @@ import { serveStdio } from "@modelcontextprotocol/server/stdio";
 import { execa } from "execa";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { parseArgs } from "node:util";
 import { loadConfig, type Config } from "./config.js";
 import { KittyError, messageOf } from "./errors.js";
 import { createLogger, type Logger } from "./log.js";
 import { formatChecks, runDoctor } from "./doctor.js";
 import { inspectModelFolder } from "./models/modelFolder.js";
-import { createApp, createMcpServer } from "./server.js";
+import { isLoopbackAddress } from "./http/accessGuard.js";
+import { assertSafeBinding, publicBaseUrl, startHttpDoor } from "./http/httpDoor.js";
+import { createApp, createMcpServer, type App } from "./server.js";
+import { S3ImageStore } from "./storage/s3.js";
 
 const USAGE = `kitty-images: MCP tool server for local Stable Diffusion
 
 usage:
   kitty-images serve [--demo]   run the MCP server on stdio (Claude Desktop, KITTY, any MCP client)
                                 --demo builds tiny random-weight models and serves those (images are noise)
+  kitty-images serve --http [--host 127.0.0.1] [--port 8089]
+                                serve HTTP instead: MCP at /mcp (both protocol eras), the images-service REST
+                                API under /api/images; KITTY_IMAGES_TOKEN guards it
   kitty-images models           print models.yaml as the server sees it
   kitty-images doctor [--demo]  check models, database, storage and the Python runner; say what to fix
   kitty-images help
@@ -59,35 +66,65 @@ async function configFor(demo: boolean): Promise<{ config: Config; log: Logger }
   return { config: loadConfig(process.env, { modelsYaml: await prepareDemoModels(config, log) }), log };
 }
 
-async function serve(demo: boolean): Promise<void> {
+interface ServeOptions {
+  demo: boolean;
+  /** Serve HTTP on host:port instead of MCP on stdio. */
+  http: { host: string; port: number } | null;
+}
+
+async function serve({ demo, http }: ServeOptions): Promise<void> {
   const { config, log } = await configFor(demo);
   for (const entry of config.models.entries) {
     const onDisk = inspectModelFolder(entry.path);
     if (!onDisk.present) log.warn({ model: entry.name, problem: onDisk.problem }, "model in models.yaml is not on disk; generate_image will refuse it");
   }
-  const app = await createApp(config, log);
-  // Serves both protocol eras: 2025 clients that send initialize and 2026-07-28 clients that start with server/discover.
-  const stdio = serveStdio(() => createMcpServer(app), { onerror: (error) => log.warn({ error: error.message }, "MCP transport error") });
-  log.info(
-    { home: config.home, storage: config.storage.kind, models: config.models.names(), modelsYaml: config.models.sourcePath },
-    "kitty-images serving MCP on stdio",
-  );
+  if (http) assertSafeBinding({ config }, http.host);
+  // Over HTTP, local images are linked through this server, so other hosts can open them.
+  const app = await createApp(config, log, http && config.storage.kind === "local" ? { filesBaseUrl: publicBaseUrl({ config }, http) } : {});
+  const closeDoor = http ? await openHttp(app, http) : openStdio(app);
 
   let closing = false;
   const shutdown = async (reason: string) => {
     if (closing) return;
     closing = true;
     log.info({ reason }, "shutting down");
-    await Promise.resolve(stdio.close()).catch((error: unknown) => log.warn({ error: messageOf(error) }, "error while closing stdio"));
+    await closeDoor().catch((error: unknown) => log.warn({ error: messageOf(error) }, "error while closing the door"));
     await app.close().catch((error: unknown) => log.error({ error: messageOf(error) }, "error while shutting down"));
     process.exit(0);
   };
   process.on("SIGINT", () => void shutdown("SIGINT"));
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  // The client closing stdin is how stdio MCP servers are told to go.
-  process.stdin.on("end", () => void shutdown("stdin closed"));
-  process.stdin.on("close", () => void shutdown("stdin closed"));
+  if (!http) {
+    // The client closing stdin is how stdio MCP servers are told to go.
+    process.stdin.on("end", () => void shutdown("stdin closed"));
+    process.stdin.on("close", () => void shutdown("stdin closed"));
+  }
 }
+
+function openStdio(app: App): () => Promise<void> {
+  const { config, log } = app;
+  // Serves both protocol eras: 2025 clients that send initialize and 2026-07-28 clients that start with server/discover.
+  const stdio = serveStdio(() => createMcpServer(app), { onerror: (error) => log.warn({ error: error.message }, "MCP transport error") });
+  log.info({ home: config.home, storage: config.storage.kind, models: config.models.names(), modelsYaml: config.models.sourcePath }, "kitty-images serving MCP on stdio");
+  return async () => stdio.close();
+}
+
+async function openHttp(app: App, options: { host: string; port: number }): Promise<() => Promise<void>> {
+  const { config, log } = app;
+  const door = await startHttpDoor(app, options);
+  const publicUrl = publicBaseUrl(app, options);
+  const downloadHost = app.store instanceof S3ImageStore ? app.store.downloadHost : null;
+  if (downloadHost && isLoopbackHost(downloadHost) && !isLoopbackHost(options.host)) {
+    log.warn(
+      { downloadHost },
+      "presigned download URLs point at loopback while this server serves the network: other hosts cannot open them. Set S3_PUBLIC_ENDPOINT_URL to the address they use for S3",
+    );
+  }
+  log.info({ listening: door.url, publicUrl, mcp: `${publicUrl}/mcp`, token: config.http.token ? "required" : "none", home: config.home, storage: config.storage.kind }, "kitty-images serving HTTP");
+  return () => door.close();
+}
+
+const isLoopbackHost = (host: string) => host === "localhost" || isLoopbackAddress(host.replace(/^\[|\]$/g, ""));
 
 async function doctor(demo: boolean): Promise<void> {
   const { config, log } = await configFor(demo);
@@ -104,8 +141,15 @@ function printModels(): void {
 async function main(argv: string[]): Promise<void> {
   const [command = "help", ...rest] = argv;
   switch (command) {
-    case "serve":
-      return serve(rest.includes("--demo"));
+    case "serve": {
+      const { values } = parseArgs({
+        args: rest,
+        options: { demo: { type: "boolean" }, http: { type: "boolean" }, host: { type: "string", default: "127.0.0.1" }, port: { type: "string", default: "8089" } },
+      });
+      const port = Number(values.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a port number (got ${values.port})`);
+      return serve({ demo: values.demo ?? false, http: values.http ? { host: values.host, port } : null });
+    }
     case "models":
       return printModels();
     case "doctor":
@@ -121,7 +165,14 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+/** A command line that cannot be run as written: exit code 2. */
+class UsageError extends Error {}
+
 main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof UsageError || (error as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS")) {
+    process.stderr.write(`kitty-images: ${messageOf(error)}\n\n${USAGE}\n`);
+    process.exit(2);
+  }
   const prefix = error instanceof KittyError ? `${error.code}: ` : "";
   process.stderr.write(`kitty-images: ${prefix}${messageOf(error)}\n`);
   process.exit(1);

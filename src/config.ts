@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { homedir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,6 +18,7 @@ const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
 const envSchema = z.object({
   IMAGE_ENGINE: z.preprocess(emptyToUndefined, z.enum(ENGINES).default("diffusers")),
   S3_ENDPOINT_URL: z.preprocess(emptyToUndefined, z.url().optional()),
+  S3_PUBLIC_ENDPOINT_URL: z.preprocess(emptyToUndefined, z.url().optional()),
   S3_BUCKET: z.preprocess(emptyToUndefined, z.string().default("kitty-artifacts")),
   S3_REGION: z.preprocess(emptyToUndefined, z.string().default("us-east-1")),
   S3_ACCESS_KEY: optionalString,
@@ -33,10 +35,39 @@ const envSchema = z.object({
   KITTY_IMAGES_DEVICE: z.preprocess(emptyToUndefined, z.enum(["auto", "cuda", "mps", "cpu"]).default("auto")),
   KITTY_IMAGES_WARM_MODELS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(8).default(1)),
   KITTY_IMAGES_LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(["trace", "debug", "info", "warn", "error", "silent"]).default("info")),
+  KITTY_IMAGES_TOKEN: z.preprocess(emptyToUndefined, z.string().min(16, { error: "must be at least 16 characters (try: openssl rand -hex 24)" }).optional()),
+  KITTY_IMAGES_TRUSTED_NETWORKS: z.preprocess(emptyToUndefined, z.string().optional()),
+  KITTY_IMAGES_PUBLIC_URL: z.preprocess(emptyToUndefined, z.url().optional()),
+  KITTY_IMAGES_ALLOWED_HOSTS: z.preprocess(emptyToUndefined, z.string().optional()),
 });
+
+/** `10.0.0.0/8`, `fd00::/8` or a single address: what KITTY_IMAGES_TRUSTED_NETWORKS lists. */
+export interface Network {
+  address: string;
+  prefix: number;
+  family: "ipv4" | "ipv6";
+}
+
+function parseNetworks(raw: string | undefined): Network[] {
+  if (!raw) return [];
+  return raw.split(",").map((item) => item.trim()).filter(Boolean).map((item) => {
+    const [address = "", bits] = item.split("/");
+    const family = isIP(address) === 4 ? "ipv4" : isIP(address) === 6 ? "ipv6" : null;
+    const max = family === "ipv4" ? 32 : 128;
+    const prefix = bits === undefined ? max : Number(bits);
+    if (!family || !Number.isInteger(prefix) || prefix < 0 || prefix > max) {
+      throw new KittyError("config_invalid", `KITTY_IMAGES_TRUSTED_NETWORKS: '${item}' is not an address or CIDR network (e.g. 172.16.0.0/12, fd00::/8)`);
+    }
+    return { address, prefix, family };
+  });
+}
+
+const csv = (raw: string | undefined) => (raw ? raw.split(",").map((item) => item.trim().toLowerCase()).filter(Boolean) : []);
 
 export interface S3Settings {
   endpoint: string | undefined;
+  /** The address other machines use for the same S3 (presigned URLs are signed for it); defaults to `endpoint`. */
+  publicEndpoint: string | undefined;
   bucket: string;
   region: string;
   accessKeyId: string | undefined;
@@ -59,6 +90,16 @@ export interface Config {
     env: Record<string, string>;
   };
   logLevel: string;
+  /** The HTTP door (`serve --http`). */
+  http: {
+    /** Required on every request when set (Authorization: Bearer, or X-API-Key), except from trusted networks. */
+    token: string | null;
+    trustedNetworks: Network[];
+    /** How other machines reach this server; file download links start with it. */
+    publicUrl: string | null;
+    /** Host names accepted in Host and Origin besides loopback, the bind address and the public URL's host. */
+    extraAllowedHosts: string[];
+  };
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { modelsYaml?: string } = {}): Config {
@@ -76,7 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
   // The runner inherits the environment (PATH, locale, torch and HF settings) but not storage secrets it never needs.
   const runnerEnv: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
-    if (value !== undefined && !/^(S3_|AWS_)/.test(name)) runnerEnv[name] = value;
+    if (value !== undefined && !/^(S3_|AWS_|KITTY_IMAGES_TOKEN$)/.test(name)) runnerEnv[name] = value;
   }
   Object.assign(runnerEnv, { KITTY_IMAGES_DEVICE: e.KITTY_IMAGES_DEVICE, KITTY_IMAGES_WARM_MODELS: String(e.KITTY_IMAGES_WARM_MODELS) });
 
@@ -90,6 +131,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
           kind: "s3",
           s3: {
             endpoint: e.S3_ENDPOINT_URL,
+            publicEndpoint: e.S3_PUBLIC_ENDPOINT_URL,
             bucket: e.S3_BUCKET,
             region: e.S3_REGION,
             accessKeyId: e.S3_ACCESS_KEY,
@@ -106,5 +148,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
       env: runnerEnv,
     },
     logLevel: e.KITTY_IMAGES_LOG_LEVEL,
+    http: {
+      token: e.KITTY_IMAGES_TOKEN ?? null,
+      trustedNetworks: parseNetworks(e.KITTY_IMAGES_TRUSTED_NETWORKS),
+      publicUrl: e.KITTY_IMAGES_PUBLIC_URL?.replace(/\/+$/, "") ?? null,
+      extraAllowedHosts: csv(e.KITTY_IMAGES_ALLOWED_HOSTS),
+    },
   };
 }

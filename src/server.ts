@@ -11,6 +11,7 @@ import { JobStore } from "./queue/jobStore.js";
 import { Worker, type WorkerOptions } from "./queue/worker.js";
 import { WorkerLease } from "./queue/workerLease.js";
 import { ImageIndex } from "./storage/imageIndex.js";
+import { imageLinks, type ImageLinks } from "./storage/imageLinks.js";
 import type { ImageStore } from "./storage/imageStore.js";
 import { LocalImageStore } from "./storage/local.js";
 import { S3ImageStore } from "./storage/s3.js";
@@ -35,6 +36,7 @@ export interface App {
   queue: JobQueue;
   index: ImageIndex;
   store: ImageStore;
+  links: ImageLinks;
   engine: Engine;
   worker: Worker;
   /** Stops the worker (the running job stays queued for the next start), the engine and the database. */
@@ -42,6 +44,8 @@ export interface App {
 }
 
 export interface AppOverrides {
+  /** Set by the HTTP door: local images get signed links to its /files route instead of file:// URLs. */
+  filesBaseUrl?: string;
   /** Fast tests run the real queue, worker and storage around a stand-in engine. */
   engine?: Engine;
   timing?: Partial<WorkerOptions["timing"]>;
@@ -97,6 +101,7 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
     queue: new JobQueue(jobs, lease),
     index,
     store,
+    links: imageLinks(store, config.presignTtlSeconds, overrides.filesBaseUrl ? { baseUrl: overrides.filesBaseUrl, home: config.home } : undefined),
     engine,
     worker,
     async close() {
@@ -116,7 +121,7 @@ export function createMcpServer(app: App): McpServer {
         "waits for it; select_image turns the result into an imageRef {downloadUrl, storageUri} for downstream tools.",
     },
   );
-  const deps: ToolDeps = { config: app.config, queue: app.queue, index: app.index, store: app.store, log: app.log };
+  const deps: ToolDeps = { config: app.config, queue: app.queue, index: app.index, links: app.links, log: app.log };
   for (const tool of TOOLS) registerTool(server, tool, deps);
   return server;
 }

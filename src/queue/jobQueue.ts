@@ -1,5 +1,5 @@
 import { KittyError } from "../errors.js";
-import type { GenerationRequest } from "../generation.js";
+import type { GenerationProgress, GenerationRequest } from "../generation.js";
 import { isTerminal } from "./jobStates.js";
 import type { Job, JobStore } from "./jobStore.js";
 import { pause } from "./retry.js";
@@ -42,15 +42,23 @@ export class JobQueue {
     return this.lease.holder()?.notice ?? null;
   }
 
-  /** The job once it has ended, or as it stands when `timeoutMs` has passed; sees jobs run by other processes too. */
-  async waitForEnd(jobId: string, timeoutMs: number): Promise<Job> {
+  /**
+   * The job once it has ended, or as it stands when `timeoutMs` has passed; sees jobs run by other processes too.
+   * `onProgress` hears each new step while it waits.
+   */
+  async waitForEnd(jobId: string, timeoutMs: number, onProgress?: (progress: GenerationProgress) => void): Promise<Job> {
     const deadline = Date.now() + timeoutMs;
     const ended = new AbortController();
     const stopListening = this.jobs.events.on("ended", (endedId) => endedId === jobId && ended.abort());
+    let lastStep = -1;
     try {
       for (;;) {
         const job = this.get(jobId);
         const left = deadline - Date.now();
+        if (job.progress && job.progress.step !== lastStep && job.state === "running") {
+          lastStep = job.progress.step;
+          onProgress?.(job.progress);
+        }
         if (isTerminal(job.state) || left <= 0) return job;
         await pause(Math.min(left, END_POLL_MS), ended.signal);
       }

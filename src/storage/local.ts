@@ -15,17 +15,18 @@ export class LocalImageStore implements ImageStore {
     await mkdir(this.root, { recursive: true });
   }
 
-  private pathOf(key: string): string {
+  /** The file a key is stored in. */
+  fileFor(key: string): string {
     return path.join(this.root, ...key.split("/"));
   }
 
   async put(key: string, pngPath: string, sidecar: ImageSidecar): Promise<void> {
-    const target = this.pathOf(key);
+    const target = this.fileFor(key);
     await mkdir(path.dirname(target), { recursive: true });
     // Copy then rename, so a reader never sees half a file.
     await copyFile(pngPath, `${target}.partial`);
     await rename(`${target}.partial`, target);
-    const sidecarPath = this.pathOf(sidecarKey(key));
+    const sidecarPath = this.fileFor(sidecarKey(key));
     await writeFile(`${sidecarPath}.partial`, JSON.stringify(sidecar, null, 2));
     await rename(`${sidecarPath}.partial`, sidecarPath);
   }
@@ -34,7 +35,7 @@ export class LocalImageStore implements ImageStore {
     let text: string;
     try {
       // The PNG goes down first, so a sidecar present means both are.
-      text = await readFile(this.pathOf(sidecarKey(key)), "utf8");
+      text = await readFile(this.fileFor(sidecarKey(key)), "utf8");
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw error;
@@ -47,7 +48,7 @@ export class LocalImageStore implements ImageStore {
   }
 
   storageUri(key: string): string {
-    return pathToFileURL(this.pathOf(key)).href;
+    return pathToFileURL(this.fileFor(key)).href;
   }
 
   async downloadUrl(key: string): Promise<string> {

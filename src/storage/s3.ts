@@ -35,13 +35,20 @@ function isNotFound(error: unknown): boolean {
 export class S3ImageStore implements ImageStore {
   readonly kind = "s3";
   private readonly client: S3Client;
+  /** Signs download URLs for the address other machines use (S3_PUBLIC_ENDPOINT_URL); no request goes through it. */
+  private readonly presigner: S3Client;
   /** Set once the bucket is known to exist; until then every put checks (and creates) it first. */
   private bucketReady = false;
 
   constructor(private readonly settings: S3Settings) {
-    this.client = new S3Client({
+    this.client = S3ImageStore.clientFor(settings, settings.endpoint);
+    this.presigner = settings.publicEndpoint ? S3ImageStore.clientFor(settings, settings.publicEndpoint) : this.client;
+  }
+
+  private static clientFor(settings: S3Settings, endpoint: string | undefined): S3Client {
+    return new S3Client({
       region: settings.region,
-      ...(settings.endpoint && { endpoint: settings.endpoint, forcePathStyle: true }),
+      ...(endpoint && { endpoint, forcePathStyle: true }),
       ...(settings.accessKeyId &&
         settings.secretAccessKey && {
           credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey },
@@ -50,6 +57,12 @@ export class S3ImageStore implements ImageStore {
       // A dropped VPN or a sleeping NAS must fail a call, not hang the queue behind it.
       requestHandler: { connectionTimeout: 5_000, requestTimeout: 120_000 },
     });
+  }
+
+  /** The host presigned URLs carry, for the start-up warning about loopback links. */
+  get downloadHost(): string | null {
+    const endpoint = this.settings.publicEndpoint ?? this.settings.endpoint;
+    return endpoint ? new URL(endpoint).hostname : null;
   }
 
   private describe(): string {
@@ -116,6 +129,6 @@ export class S3ImageStore implements ImageStore {
   }
 
   downloadUrl(key: string, ttlSeconds: number): Promise<string> {
-    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.settings.bucket, Key: key }), { expiresIn: ttlSeconds });
+    return getSignedUrl(this.presigner, new GetObjectCommand({ Bucket: this.settings.bucket, Key: key }), { expiresIn: ttlSeconds });
   }
 }

@@ -28,9 +28,13 @@ export const jobStatus = defineTool({
     startedAt: z.string().optional(),
     finishedAt: z.string().optional(),
   },
-  async handler({ jobId, wait_seconds }, deps) {
+  async handler({ jobId, wait_seconds }, deps, call) {
     let job = deps.queue.get(jobId);
-    if (wait_seconds && !isTerminal(job.state)) job = await deps.queue.waitForEnd(jobId, wait_seconds * 1000);
+    if (wait_seconds && !isTerminal(job.state)) {
+      job = await deps.queue.waitForEnd(jobId, wait_seconds * 1000, ({ step, totalSteps }) =>
+        call.progress(step, totalSteps, `step ${step}/${totalSteps}`),
+      );
+    }
     return describeJob(job, deps);
   },
 });

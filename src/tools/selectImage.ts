@@ -20,7 +20,7 @@ export const selectImage = defineTool({
     downloadUrlExpiresAt: z.string().nullable(),
     metadata: z.record(z.string(), z.unknown()),
   },
-  async handler({ key, index: position }, { index, store, config }) {
+  async handler({ key, index: position }, { index, links, config }) {
     if ((key === undefined) === (position === undefined)) {
       throw new KittyError("invalid_argument", "give exactly one of key or index (index 1 = the newest image in list_latest_images)");
     }
@@ -33,9 +33,8 @@ export const selectImage = defineTool({
       record = index.atIndex(position!);
       if (!record) throw new KittyError("not_found", `there is no image #${position}; list_latest_images shows how many there are`);
     }
-    const ttl = config.presignTtlSeconds;
-    const imageRef = { downloadUrl: await store.downloadUrl(record.key, ttl), storageUri: store.storageUri(record.key) };
-    const expiresAt = store.kind === "s3" ? new Date(Date.now() + ttl * 1000).toISOString() : null;
+    const { expiresAt: expiry, ...imageRef } = await links.imageRef(record.key);
+    const expiresAt = expiry?.toISOString() ?? null;
     return {
       structured: {
         imageRef,

@@ -1,11 +1,11 @@
-import type { CallToolResult, McpServer, ToolAnnotations } from "@modelcontextprotocol/server";
+import type { CallToolResult, McpServer, ServerContext, ToolAnnotations } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import type { Config } from "../config.js";
 import { KittyError, messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { JobQueue } from "../queue/jobQueue.js";
 import type { ImageIndex } from "../storage/imageIndex.js";
-import type { ImageStore } from "../storage/imageStore.js";
+import type { ImageLinks } from "../storage/imageLinks.js";
 import { leanSchema } from "./leanSchema.js";
 
 /** What a tool handler may use: the queue's door, the image index and links into storage; never the worker or an engine. */
@@ -13,8 +13,14 @@ export interface ToolDeps {
   config: Config;
   queue: JobQueue;
   index: ImageIndex;
-  store: Pick<ImageStore, "kind" | "downloadUrl" | "storageUri">;
+  links: ImageLinks;
   log: Logger;
+}
+
+/** What a handler may do within the call it answers. */
+export interface ToolCall {
+  /** Sends `notifications/progress` when the caller asked for it (a progressToken); otherwise does nothing. */
+  progress(progress: number, total: number, message: string): void;
 }
 
 interface ToolOutput<T> {
@@ -38,7 +44,7 @@ export interface ToolDefinition<In extends Shape, Out extends Shape> {
     | Required<Pick<ToolAnnotations, "readOnlyHint" | "destructiveHint" | "idempotentHint" | "openWorldHint">>;
   input: In;
   output: Out;
-  handler(args: z.infer<z.ZodObject<In>>, deps: ToolDeps): Promise<ToolOutput<z.infer<z.ZodObject<Out>>>>;
+  handler(args: z.infer<z.ZodObject<In>>, deps: ToolDeps, call: ToolCall): Promise<ToolOutput<z.infer<z.ZodObject<Out>>>>;
 }
 
 /** Any tool, for the list the server registers; each was type-checked by defineTool where it is written. */
@@ -75,9 +81,9 @@ export function registerTool<In extends Shape, Out extends Shape>(server: McpSer
       inputSchema: leanSchema(inputSchema, { role: "arguments" }),
       outputSchema: leanSchema(z.object(definition.output), { role: "result" }),
     },
-    async (args: unknown): Promise<CallToolResult> => {
+    async (args: unknown, context: ServerContext): Promise<CallToolResult> => {
       try {
-        const { structured, summary } = await definition.handler(args as z.infer<z.ZodObject<In>>, deps);
+        const { structured, summary } = await definition.handler(args as z.infer<z.ZodObject<In>>, deps, progressReporter(context, deps));
         return {
           structuredContent: structured as Record<string, unknown>,
           // The JSON copy is for clients that show the model only text content.
@@ -93,6 +99,19 @@ export function registerTool<In extends Shape, Out extends Shape>(server: McpSer
       }
     },
   );
+}
+
+function progressReporter(context: ServerContext, deps: ToolDeps): ToolCall {
+  const progressToken = context.mcpReq._meta?.progressToken;
+  return {
+    progress(progress, total, message) {
+      if (progressToken === undefined) return;
+      context.mcpReq
+        .notify({ method: "notifications/progress", params: { progressToken, progress, total, message } })
+        // Progress is advisory: a client gone mid-wait must not fail the call's answer.
+        .catch((error: unknown) => deps.log.debug({ error: messageOf(error) }, "could not send progress"));
+    },
+  };
 }
 
 /** An integer argument whose every failure message names the field, the allowed range and what was given. */

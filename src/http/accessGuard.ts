@@ -1,0 +1,123 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import { BlockList, isIP } from "node:net";
+import type { Network } from "../config.js";
+
+/** Who may talk to the HTTP door, decided once from the configuration. */
+export interface AccessPolicy {
+  token: string | null;
+  /** Callers here need no token (KITTY_IMAGES_TRUSTED_NETWORKS). */
+  trusted: BlockList;
+  /** Host names accepted in the Host header and in an Origin (DNS rebinding). */
+  allowedHosts: Set<string>;
+}
+
+export interface Refusal {
+  status: 401 | 403;
+  error: "unauthorized" | "forbidden_host" | "forbidden_origin";
+  message: string;
+}
+
+export interface RequestFacts {
+  headers: Record<string, string | string[] | undefined>;
+  remoteAddress: string | undefined;
+}
+
+const LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1", "[::1]"];
+
+/**
+ * The policy for a door bound to `bindHost`. Host names allowed: loopback, the bind address, the public URL's
+ * host, this machine's name when bound to every interface, and any the operator lists.
+ */
+export function accessPolicy(
+  http: { token: string | null; trustedNetworks: Network[]; publicUrl: string | null; extraAllowedHosts: string[] },
+  bindHost: string,
+  machineName: string,
+): AccessPolicy {
+  const hosts = new Set([...LOOPBACK_HOSTS, ...http.extraAllowedHosts]);
+  if (["0.0.0.0", "::"].includes(bindHost)) hosts.add(machineName.toLowerCase());
+  else hosts.add(bindHost.toLowerCase());
+  if (http.publicUrl) hosts.add(new URL(http.publicUrl).hostname.toLowerCase());
+  return { token: http.token, trusted: toBlockList(http.trustedNetworks), allowedHosts: hosts };
+}
+
+function toBlockList(networks: Network[]): BlockList {
+  const list = new BlockList();
+  for (const { address, prefix, family } of networks) list.addSubnet(address, prefix, family);
+  return list;
+}
+
+const LOOPBACK = toBlockList([
+  { address: "127.0.0.0", prefix: 8, family: "ipv4" },
+  { address: "::1", prefix: 128, family: "ipv6" },
+]);
+
+/** `::ffff:10.1.2.3` (an IPv4 client on a dual-stack socket) is 10.1.2.3. */
+function normalize(address: string): { address: string; family: "ipv4" | "ipv6" } | null {
+  const plain = address.startsWith("::ffff:") && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+  const version = isIP(plain);
+  return version === 0 ? null : { address: plain, family: version === 4 ? "ipv4" : "ipv6" };
+}
+
+export function isLoopbackAddress(address: string | undefined): boolean {
+  const ip = address ? normalize(address) : null;
+  return ip !== null && LOOPBACK.check(ip.address, ip.family);
+}
+
+function hostnameOf(hostHeader: string): string {
+  // "[::1]:8089" → "[::1]", "studio.local:8089" → "studio.local"
+  const bracketed = hostHeader.match(/^(\[[^\]]+\])(?::\d+)?$/);
+  return (bracketed ? bracketed[1]! : hostHeader.replace(/:\d+$/, "")).toLowerCase();
+}
+
+function header(facts: RequestFacts, name: string): string | undefined {
+  const value = facts.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Compares digests so that neither the token's length nor its content leaks through timing. */
+function tokenMatches(given: string, expected: string): boolean {
+  const digest = (text: string) => createHash("sha256").update(text).digest();
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+/**
+ * Decides one request: null to serve it, or the refusal to answer with. Host and Origin first (a page on another
+ * site must not reach a loopback server through DNS rebinding), then the token, unless the caller is on a
+ * trusted network. Without a token only loopback and trusted networks are served.
+ */
+export function checkAccess(facts: RequestFacts, policy: AccessPolicy, { tokenRequired = true }: { tokenRequired?: boolean } = {}): Refusal | null {
+  const allowed = [...policy.allowedHosts].join(", ");
+  const host = header(facts, "host");
+  if (!host || !policy.allowedHosts.has(hostnameOf(host))) {
+    return { status: 403, error: "forbidden_host", message: `Host '${host ?? ""}' is not one this server answers to (allowed: ${allowed}; add names with KITTY_IMAGES_ALLOWED_HOSTS)` };
+  }
+  const origin = header(facts, "origin");
+  if (origin !== undefined) {
+    let originHost: string | null = null;
+    try {
+      originHost = new URL(origin).hostname.toLowerCase();
+      if (originHost.includes(":")) originHost = `[${originHost.replace(/^\[|\]$/g, "")}]`;
+    } catch {
+      originHost = null;
+    }
+    if (!originHost || !(policy.allowedHosts.has(originHost) || policy.allowedHosts.has(originHost.replace(/^\[|\]$/g, "")))) {
+      return { status: 403, error: "forbidden_origin", message: `Origin '${origin}' may not call this server (allowed hosts: ${allowed})` };
+    }
+  }
+  // A signed file link is its own permission: it needs the right Host and Origin, not the token.
+  if (!tokenRequired) return null;
+  const ip = facts.remoteAddress ? normalize(facts.remoteAddress) : null;
+  const trusted = ip !== null && policy.trusted.check(ip.address, ip.family);
+  if (trusted) return null;
+  if (!policy.token) {
+    if (ip !== null && LOOPBACK.check(ip.address, ip.family)) return null;
+    return { status: 401, error: "unauthorized", message: `${facts.remoteAddress ?? "this address"} is neither loopback nor in KITTY_IMAGES_TRUSTED_NETWORKS, and no KITTY_IMAGES_TOKEN is set` };
+  }
+  const bearer = header(facts, "authorization")?.match(/^Bearer\s+(.+)$/i)?.[1];
+  const given = bearer ?? header(facts, "x-api-key");
+  if (given === undefined) {
+    return { status: 401, error: "unauthorized", message: "this server needs its token: send 'Authorization: Bearer <KITTY_IMAGES_TOKEN>' or 'X-API-Key: <KITTY_IMAGES_TOKEN>'" };
+  }
+  if (!tokenMatches(given.trim(), policy.token)) return { status: 401, error: "unauthorized", message: "the token does not match KITTY_IMAGES_TOKEN" };
+  return null;
+}

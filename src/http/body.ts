@@ -1,0 +1,33 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+
+/** Request bodies larger than this are refused with 413 before they are read further. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export class BodyTooLarge extends Error {}
+export class BodyNotJson extends Error {}
+
+/** Reads a JSON body, at most `maxBytes` of it; an empty body reads as `{}`. */
+export async function readJsonBody(request: IncomingMessage, maxBytes = MAX_BODY_BYTES): Promise<unknown> {
+  const declared = Number(request.headers["content-length"] ?? 0);
+  if (declared > maxBytes) throw new BodyTooLarge(`the request body is ${declared} bytes; at most ${maxBytes} are accepted`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    size += (chunk as Buffer).length;
+    if (size > maxBytes) throw new BodyTooLarge(`the request body is over ${maxBytes} bytes, the most accepted`);
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString("utf8").trim();
+  if (text === "") return {};
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new BodyNotJson(`the request body is not JSON: ${(error as Error).message}`);
+  }
+}
+
+export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": String(Buffer.byteLength(text)), ...headers });
+  response.end(text);
+}

@@ -1,0 +1,127 @@
+import { toNodeHandler } from "@modelcontextprotocol/node";
+import { createMcpHandler } from "@modelcontextprotocol/server";
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { hostname } from "node:os";
+import { KittyError, messageOf } from "../errors.js";
+import { createMcpServer, type App } from "../server.js";
+import { checkImageKey } from "../storage/imageKeys.js";
+import { LocalImageStore } from "../storage/local.js";
+import { LinkSigner } from "../storage/signedLinks.js";
+import { accessPolicy, checkAccess, isLoopbackAddress } from "./accessGuard.js";
+import { MAX_BODY_BYTES, sendJson } from "./body.js";
+import { handleRest } from "./restApi.js";
+
+export interface HttpDoorOptions {
+  host: string;
+  port: number;
+}
+
+export interface HttpDoor {
+  /** How this process reaches the door (for logs and tests); other hosts use the public URL. */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** The address other machines use: KITTY_IMAGES_PUBLIC_URL, else the bind address (this machine's name for 0.0.0.0). */
+export function publicBaseUrl(app: Pick<App, "config">, { host, port }: HttpDoorOptions): string {
+  if (app.config.http.publicUrl) return app.config.http.publicUrl;
+  const name = host === "0.0.0.0" || host === "::" ? hostname() : host.includes(":") ? `[${host}]` : host;
+  return `http://${name}:${port}`;
+}
+
+/** Refuses a setup that would serve every network with no token and no trusted networks. */
+export function assertSafeBinding(app: Pick<App, "config">, host: string): void {
+  const { token, trustedNetworks } = app.config.http;
+  const loopback = host === "localhost" || isLoopbackAddress(host);
+  if (!loopback && !token && trustedNetworks.length === 0) {
+    throw new KittyError(
+      "config_invalid",
+      `refusing to serve ${host} without KITTY_IMAGES_TOKEN or KITTY_IMAGES_TRUSTED_NETWORKS: anyone on the network could queue jobs. ` +
+        "Set a token (e.g. KITTY_IMAGES_TOKEN=$(openssl rand -hex 24)), trust your private network, or bind 127.0.0.1.",
+    );
+  }
+}
+
+/**
+ * The HTTP door: MCP (Streamable HTTP, stateless, both protocol eras) at /mcp, the images-service REST API under
+ * /api/images, signed file links under /files, /healthz. Every request but /healthz and /files passes the
+ * access guard first; nothing is read, served or queued for a refused one.
+ */
+export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise<HttpDoor> {
+  assertSafeBinding(app, options.host);
+  const policy = accessPolicy(app.config.http, options.host, hostname());
+  const log = app.log.child({ component: "http" });
+  const mcp = createMcpHandler(() => createMcpServer(app), {
+    legacy: "stateless",
+    maxRequestBodySize: MAX_BODY_BYTES,
+    onerror: (error) => log.debug({ error: error.message }, "MCP request refused or failed"),
+  });
+  const mcpNode = toNodeHandler(mcp, { maxRequestBodySize: MAX_BODY_BYTES, onerror: (error) => log.warn({ error: error.message }, "MCP adapter failed") });
+  const signer = app.store.kind === "local" ? LinkSigner.forHome(app.config.home) : null;
+
+  const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+    const url = new URL(request.url ?? "/", "http://door.invalid");
+    if (url.pathname === "/healthz") return sendJson(response, 200, { status: "ok" });
+    const refusal = checkAccess(
+      { headers: request.headers, remoteAddress: request.socket.remoteAddress },
+      policy,
+      { tokenRequired: !url.pathname.startsWith("/files/") },
+    );
+    if (refusal) {
+      log.warn({ path: url.pathname, remote: request.socket.remoteAddress, error: refusal.error }, "request refused");
+      return sendJson(response, refusal.status, { error: refusal.error, detail: refusal.message }, refusal.status === 401 ? { "www-authenticate": "Bearer" } : {});
+    }
+    if (url.pathname === "/mcp") return mcpNode(request, response);
+    if (url.pathname.startsWith("/files/")) return serveFile(app, signer, url, response);
+    if (await handleRest(app, request, response, url)) return;
+    sendJson(response, 404, { detail: `no route for ${request.method} ${url.pathname}; MCP is at /mcp, the REST API under /api/images` });
+  };
+
+  const server = createServer((request, response) => {
+    route(request, response).catch((error: unknown) => {
+      log.error({ error: messageOf(error), path: request.url }, "HTTP request failed");
+      if (!response.headersSent) sendJson(response, 500, { detail: `internal error: ${messageOf(error)}` });
+      else response.end();
+    });
+  });
+  await listen(server, options);
+  const address = server.address() as AddressInfo;
+  const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${shownHost === "0.0.0.0" || shownHost === "[::]" ? "127.0.0.1" : shownHost}:${address.port}`,
+    async close() {
+      await mcp.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+async function serveFile(app: App, signer: LinkSigner | null, url: URL, response: ServerResponse): Promise<void> {
+  const key = url.pathname.slice("/files/".length).split("/").map(decodeURIComponent).join("/");
+  if (!signer || !(app.store instanceof LocalImageStore)) return sendJson(response, 404, { detail: "images are in S3 here: their downloadUrl is a presigned S3 URL" });
+  try {
+    checkImageKey(key, app.config.keyPrefix);
+  } catch (error) {
+    return sendJson(response, 404, { detail: messageOf(error) });
+  }
+  const refusal = signer.check(key, url.searchParams.get("exp"), url.searchParams.get("sig"));
+  if (refusal) return sendJson(response, 403, { error: "bad_link", detail: refusal });
+  const file = app.store.fileFor(key);
+  const size = await stat(file).then((info) => info.size, () => null);
+  if (size === null) return sendJson(response, 404, { detail: `image ${key} is not stored here` });
+  response.writeHead(200, { "content-type": "image/png", "content-length": String(size), "cache-control": "private, max-age=3600" });
+  createReadStream(file).pipe(response);
+}
+
+function listen(server: Server, { host, port }: HttpDoorOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", (error: NodeJS.ErrnoException) =>
+      reject(error.code === "EADDRINUSE" ? new KittyError("config_invalid", `port ${port} on ${host} is taken; pick another with --port`) : error),
+    );
+    server.listen(port, host, () => resolve());
+  });
+}
