@@ -44,6 +44,8 @@ export interface App {
 }
 
 export interface AppOverrides {
+  /** false: queue, report and list only; jobs run in whichever process runs the queue (a CLI that only asks). */
+  runWorker?: boolean;
   /** Set by the HTTP door: local images get signed links to its /files route instead of file:// URLs. */
   filesBaseUrl?: string;
   /** Fast tests run the real queue, worker and storage around a stand-in engine. */
@@ -93,7 +95,7 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
     log: log.child({ component: "worker" }),
     timing: { ...DEFAULT_TIMING, ...overrides.timing },
   });
-  worker.start();
+  if (overrides.runWorker !== false) worker.start();
   return {
     config,
     log,
