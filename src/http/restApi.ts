@@ -1,7 +1,136 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { z } from "zod";
+import { boundedInt, boundedNumber, boundedText } from "../arguments.js";
+import { KittyError } from "../errors.js";
+import { LIMITS } from "../generation.js";
+import { resolveRequest } from "../models/resolveRequest.js";
+import type { Job } from "../queue/jobStore.js";
 import type { App } from "../server.js";
+import { checkImageKey } from "../storage/imageKeys.js";
+import { sidecarKey } from "../storage/imageStore.js";
+import { BodyNotJson, BodyTooLarge, readJsonBody, sendJson } from "./body.js";
+
+/**
+ * The images-service REST API as KITTY's gateway and kitty-cli call it today: the same paths, fields and status
+ * words, so they work unchanged against this server. Requests go through the same queue, catalog and links as
+ * the MCP tools.
+ */
+
+const { size, steps, cfgScale, seed, promptChars } = LIMITS;
+
+/** FastAPI's defaults: unknown fields are ignored, as the original service did. */
+const generateBody = z.object({
+  prompt: boundedText("prompt", promptChars, { required: true }),
+  width: boundedInt("width", size.min, size.max, undefined, size.multipleOf).optional(),
+  height: boundedInt("height", size.min, size.max, undefined, size.multipleOf).optional(),
+  steps: boundedInt("steps", steps.min, steps.max).optional(),
+  cfg: boundedNumber("cfg", cfgScale.min, cfgScale.max).optional(),
+  seed: boundedInt("seed", seed.min, seed.max).nullable().optional(),
+  model: z.string({ error: "model must be a string: a name from models.yaml" }).optional(),
+  // The deployed service took the refiner's model name; a boolean means the same here.
+  refiner: z.union([z.string(), z.boolean(), z.null()], { error: "refiner must be a refiner model name or true/false" }).optional(),
+});
+
+/** RQ's words, which kitty-cli polls for: it stops only at "finished" or "failed". */
+function rqStatus(job: Job, pngKey: string | undefined) {
+  switch (job.state) {
+    case "queued":
+      return { status: "queued", result: null, error: null };
+    case "running":
+      return { status: "started", result: null, error: null };
+    case "done":
+      return { status: "finished", result: pngKey ? { png_key: pngKey, meta_key: sidecarKey(pngKey) } : null, error: null };
+    case "failed":
+      return { status: "failed", result: null, error: `${job.error?.code ?? "failed"}: ${job.error?.message ?? "no reason recorded"}` };
+    case "cancelled":
+      return { status: "failed", result: null, error: "cancelled: the job was cancelled before it made an image" };
+  }
+}
+
+/** FastAPI's 422 shape, one entry per problem, each naming its field. */
+function unprocessable(response: ServerResponse, problems: Array<{ field: string | null; message: string; type: string }>): void {
+  sendJson(response, 422, { detail: problems.map(({ field, message, type }) => ({ loc: field ? ["body", field] : ["body"], msg: message, type })) });
+}
+
+async function generate(app: App, request: IncomingMessage, response: ServerResponse): Promise<void> {
+  const parsed = generateBody.safeParse(await readJsonBody(request));
+  if (!parsed.success) {
+    return unprocessable(
+      response,
+      parsed.error.issues.map((issue) => ({ field: issue.path.map(String).join(".") || null, message: issue.message, type: issue.code })),
+    );
+  }
+  const { prompt, width, height, steps: stepCount, cfg, seed: seedValue, model, refiner } = parsed.data;
+  try {
+    const resolved = resolveRequest(
+      { prompt, width, height, steps: stepCount, cfgScale: cfg, seed: seedValue ?? undefined, model, refiner: refiner === null || refiner === "" ? undefined : Boolean(refiner) },
+      app.config.models,
+    );
+    const { job } = app.queue.enqueue(resolved);
+    sendJson(response, 200, { job_id: job.id, status: "queued" });
+  } catch (error) {
+    if (!(error instanceof KittyError)) throw error;
+    const field = error.code === "unknown_model" || error.code === "model_missing" ? "model" : error.message.includes("refiner") ? "refiner" : null;
+    unprocessable(response, [{ field, message: error.message, type: error.code }]);
+  }
+}
+
+async function select(app: App, request: IncomingMessage, response: ServerResponse): Promise<void> {
+  const body = (await readJsonBody(request)) as { key?: unknown };
+  if (typeof body?.key !== "string" || body.key === "") {
+    return unprocessable(response, [{ field: "key", message: "key is required: an image key from /api/images/latest", type: "missing" }]);
+  }
+  try {
+    checkImageKey(body.key, app.config.keyPrefix);
+  } catch (error) {
+    return unprocessable(response, [{ field: "key", message: (error as Error).message, type: "value_error" }]);
+  }
+  if (!app.index.byKey(body.key)) return sendJson(response, 404, { detail: `no image with key '${body.key}'` });
+  const { downloadUrl, storageUri } = await app.links.imageRef(body.key);
+  sendJson(response, 200, { imageRef: { downloadUrl, storageUri, key: body.key } });
+}
+
+function latest(app: App, url: URL, response: ServerResponse): void {
+  const raw = url.searchParams.get("limit") ?? "36";
+  const limit = Number(raw);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 200) {
+    return sendJson(response, 422, { detail: [{ loc: ["query", "limit"], msg: `limit must be an integer between 1 and 200 (got ${JSON.stringify(raw)})`, type: "value_error" }] });
+  }
+  const items = app.index.latest(limit).images.map((image) => ({
+    key: image.key,
+    size: typeof image.metadata.pngBytes === "number" ? image.metadata.pngBytes : 0,
+    last_modified: image.createdAt,
+  }));
+  sendJson(response, 200, { items });
+}
 
 /** The images-service REST API; answers false when the path is not one of its routes. */
-export async function handleRest(_app: App, _request: IncomingMessage, _response: ServerResponse, _url: URL): Promise<boolean> {
-  return false;
+export async function handleRest(app: App, request: IncomingMessage, response: ServerResponse, url: URL): Promise<boolean> {
+  const route = `${request.method} ${url.pathname.replace(/\/+$/, "") || "/"}`;
+  try {
+    if (route === "GET /") {
+      sendJson(response, 200, { service: "kitty-images", status: "online", engine: app.config.engine, queue_name: "images" });
+    } else if (route === "POST /api/images/generate") {
+      await generate(app, request, response);
+    } else if (route.startsWith("GET /api/images/jobs/")) {
+      const jobId = decodeURIComponent(url.pathname.slice("/api/images/jobs/".length));
+      const job = app.queue.find(jobId);
+      if (!job) sendJson(response, 404, { detail: `no job with id '${jobId}'` });
+      else sendJson(response, 200, rqStatus(job, job.state === "done" ? app.index.byJob(job.id)?.key : undefined));
+    } else if (route === "GET /api/images/latest") {
+      latest(app, url, response);
+    } else if (route === "POST /api/images/select") {
+      await select(app, request, response);
+    } else if (route === "GET /api/images/stats") {
+      const counts = app.queue.counts();
+      sendJson(response, 200, { queued: counts.queued, started: counts.running, finished: counts.done, failed: counts.failed + counts.cancelled });
+    } else {
+      return false;
+    }
+  } catch (error) {
+    if (error instanceof BodyTooLarge) sendJson(response, 413, { detail: error.message });
+    else if (error instanceof BodyNotJson) unprocessable(response, [{ field: null, message: error.message, type: "json_invalid" }]);
+    else throw error;
+  }
+  return true;
 }

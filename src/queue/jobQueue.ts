@@ -1,6 +1,6 @@
 import { KittyError } from "../errors.js";
 import type { GenerationProgress, GenerationRequest } from "../generation.js";
-import { isTerminal } from "./jobStates.js";
+import { isTerminal, type JobState } from "./jobStates.js";
 import type { Job, JobStore } from "./jobStore.js";
 import { pause } from "./retry.js";
 import type { WorkerLease } from "./workerLease.js";
@@ -26,10 +26,20 @@ export class JobQueue {
     return { job, position: this.jobs.position(job) };
   }
 
+  /** The job, or undefined when there is none with this id. */
+  find(jobId: string): Job | undefined {
+    return this.jobs.get(jobId);
+  }
+
+  /** The job; a not_found error that says where ids come from when there is none. */
   get(jobId: string): Job {
     const job = this.jobs.get(jobId);
     if (!job) throw new KittyError("not_found", `no job with id '${jobId}'; use the jobId that generate_image returned`);
     return job;
+  }
+
+  counts(): Record<JobState, number> {
+    return this.jobs.countByState();
   }
 
   /** 1 = next to run; only meaningful for a queued job. */

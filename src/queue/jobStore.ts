@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Db } from "../db.js";
 import type { GenerationRequest } from "../generation.js";
 import { JobEvents } from "./jobEvents.js";
-import { canTransition, MAX_ATTEMPTS, type JobState } from "./jobStates.js";
+import { canTransition, JOB_STATES, MAX_ATTEMPTS, type JobState } from "./jobStates.js";
 
 export interface Job {
   id: string;
@@ -101,6 +101,7 @@ export class JobStore {
       cancelRequested: db.prepare(`SELECT cancel_requested FROM jobs WHERE id = ?`),
       runningAtStart: db.prepare(`SELECT * FROM jobs WHERE state = 'running' ORDER BY seq`),
       leaseOwner: db.prepare(`SELECT owner FROM worker_lease WHERE id = 1`),
+      countByState: db.prepare(`SELECT state, COUNT(*) AS n FROM jobs GROUP BY state`),
     };
   }
 
@@ -114,6 +115,13 @@ export class JobStore {
   get(jobId: string): Job | undefined {
     const row = this.statements.byId.get(jobId) as JobRow | undefined;
     return row && toJob(row);
+  }
+
+  /** How many jobs are in each state (states with none are 0). */
+  countByState(): Record<JobState, number> {
+    const counts = Object.fromEntries(JOB_STATES.map((state) => [state, 0])) as Record<JobState, number>;
+    for (const { state, n } of this.statements.countByState.all() as Array<{ state: JobState; n: number }>) counts[state] = n;
+    return counts;
   }
 
   /** 1 = next to run. Only meaningful for a queued job. */

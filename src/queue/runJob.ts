@@ -1,3 +1,4 @@
+import { stat } from "node:fs/promises";
 import { EngineJobError, type Engine } from "../engines/engine.js";
 import { messageOf } from "../errors.js";
 import type { GenerationResult } from "../generation.js";
@@ -99,7 +100,8 @@ async function storedByEarlierRun(key: string, jobId: string, { store }: JobRunD
 
 async function generateAndStore(job: Job, key: string, deps: JobRunDeps, signals: JobSignals, log: Logger): Promise<ImageSidecar> {
   const result = (await deps.staging.finished(job.id)) ?? (await generate(job, deps, signals));
-  const sidecar = buildSidecar({ key, jobId: job.id, engine: deps.engine.name }, job.request, result);
+  const pngBytes = (await stat(deps.staging.pngPath(job.id))).size;
+  const sidecar = buildSidecar({ key, jobId: job.id, engine: deps.engine.name, pngBytes }, job.request, result);
   // Storage down must not lose a finished image: the PNG waits in staging while the upload backs off.
   await retryWithBackoff(() => deps.store.put(key, deps.staging.pngPath(job.id), sidecar), {
     backoff: deps.backoff,

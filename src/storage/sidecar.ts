@@ -20,10 +20,12 @@ export interface ImageSidecar {
   modelLoads: number;
   /** Denoising steps that ran, base and refiner together. */
   stepsRun: number;
+  /** Size of the stored PNG (the REST API's `size`); absent in sidecars written before it was recorded. */
+  pngBytes?: number;
 }
 
 export function buildSidecar(
-  image: { key: string; jobId: string; engine: string; createdAt?: Date },
+  image: { key: string; jobId: string; engine: string; pngBytes?: number; createdAt?: Date },
   request: GenerationRequest,
   result: GenerationResult,
 ): ImageSidecar {
@@ -44,5 +46,6 @@ export function buildSidecar(
     timings: result.timings,
     modelLoads: result.modelLoads,
     stepsRun: result.stepsRun,
+    ...(image.pngBytes !== undefined && { pngBytes: image.pngBytes }),
   };
 }

@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { LIMITS, SCHEDULERS } from "../generation.js";
 import { resolveRequest } from "../models/resolveRequest.js";
-import { boundedInt, boundedNumber, boundedText, defineTool, oneOf } from "./toolKit.js";
+import { boundedInt, boundedNumber, boundedText, oneOf } from "../arguments.js";
+import { defineTool } from "./toolKit.js";
 
 const { size, steps, cfgScale, seed, promptChars } = LIMITS;
 

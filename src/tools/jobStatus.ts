@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { isTerminal, JOB_STATES } from "../queue/jobStates.js";
 import type { Job } from "../queue/jobStore.js";
-import { boundedInt, defineTool, type ToolDeps } from "./toolKit.js";
+import { boundedInt } from "../arguments.js";
+import { defineTool, type ToolDeps } from "./toolKit.js";
 
 export const jobStatus = defineTool({
   name: "job_status",

@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { boundedInt, defineTool } from "./toolKit.js";
+import { boundedInt } from "../arguments.js";
+import { defineTool } from "./toolKit.js";
 
 export const listLatestImages = defineTool({
   name: "list_latest_images",

@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { KittyError } from "../errors.js";
 import { checkImageKey } from "../storage/imageKeys.js";
-import { boundedInt, defineTool } from "./toolKit.js";
+import { boundedInt } from "../arguments.js";
+import { defineTool } from "./toolKit.js";
 
 export const selectImage = defineTool({
   name: "select_image",

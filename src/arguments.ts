@@ -1,0 +1,38 @@
+import { z } from "zod";
+
+/**
+ * Argument rules every door applies (MCP tools, the REST API): each failure message names the field, what is
+ * allowed and what was given, so a model or a person can fix the call.
+ */
+
+/** An integer argument whose every failure message names the field, the allowed range and what was given. */
+export function boundedInt(field: string, min: number, max: number, description?: string, multipleOf?: number) {
+  const rule = multipleOf ? `a multiple of ${multipleOf} between ${min} and ${max}` : `an integer between ${min} and ${max}`;
+  const message = (issue: { input?: unknown }) => `${field} must be ${rule} (got ${JSON.stringify(issue.input)})`;
+  let schema = z.number({ error: message }).int({ error: message }).min(min, { error: message }).max(max, { error: message });
+  if (multipleOf) schema = schema.multipleOf(multipleOf, { error: message });
+  return described(schema, description);
+}
+
+export function boundedNumber(field: string, min: number, max: number, description?: string) {
+  const message = (issue: { input?: unknown }) => `${field} must be a number between ${min} and ${max} (got ${JSON.stringify(issue.input)})`;
+  return described(z.number({ error: message }).min(min, { error: message }).max(max, { error: message }), description);
+}
+
+/** A string that must hold something other than whitespace, up to `max` characters. */
+export function boundedText(field: string, max: number, { required }: { required: boolean }) {
+  const what = required ? `${field} is required: a non-blank string of at most ${max} characters` : `${field} must be a string of at most ${max} characters`;
+  return z
+    .string({ error: (issue) => `${what} (got ${issue.input === undefined ? "nothing" : typeof issue.input})` })
+    .max(max, { error: (issue) => `${field} must be at most ${max} characters (got ${String(issue.input).length})` })
+    .refine((text) => !required || text.trim().length > 0, { error: `${field} must not be blank: describe the image` });
+}
+
+export function oneOf<T extends readonly [string, ...string[]]>(field: string, values: T, description?: string) {
+  return described(z.enum(values, { error: (issue) => `${field} must be one of ${values.join(", ")} (got ${JSON.stringify(issue.input)})` }), description);
+}
+
+/** The JSON Schema already states bounds and enums; a description is added only where it tells the model more. */
+function described<T extends z.ZodType>(schema: T, description: string | undefined): T {
+  return description ? schema.describe(description) : schema;
+}
