@@ -5,9 +5,10 @@ import { request as httpRequest } from "node:http";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startHttpServer, type RunningHttpServer } from "./helpers/httpServer.js";
-import { PROJECT_ROOT, RUNNER_PYTHON } from "./helpers/paths.js";
+import { freePort } from "./helpers/minio.js";
+import { PROJECT_ROOT, RUNNER_PYTHON, SERVER_ENTRY } from "./helpers/paths.js";
 import { readPng } from "./helpers/png.js";
-import { makeTestHome, startServer, type RunningServer, type TestHome } from "./helpers/server.js";
+import { makeTestHome, serverEnv, startServer, type RunningServer, type TestHome } from "./helpers/server.js";
 import { toolCalls } from "./helpers/toolCalls.js";
 import { waitUntil } from "./helpers/waitUntil.js";
 
@@ -199,6 +200,41 @@ describe("the HTTP door", () => {
     }
     const status = await (await fetch(`${open.url}/api/images/jobs/${queued.job_id}`)).json();
     expect(status).toEqual({ status: "failed", result: null, error: expect.stringContaining("cancelled") });
+  });
+});
+
+describe("binding beyond loopback", () => {
+  it("is refused with neither a token nor trusted networks, and says what to set", async () => {
+    const home = await makeTestHome(inject("tinyModelsDir"));
+    const result = await execa(process.execPath, [SERVER_ENTRY, "serve", "--http", "--host", "0.0.0.0", "--port", String(await freePort())], {
+      env: serverEnv(home),
+      extendEnv: false,
+      reject: false,
+      timeout: 30_000,
+    });
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/refusing to serve 0.0.0.0 without KITTY_IMAGES_TOKEN or KITTY_IMAGES_TRUSTED_NETWORKS/);
+  });
+
+  it("warns at start-up when presigned URLs would point at loopback", async () => {
+    const home = await makeTestHome(inject("tinyModelsDir"));
+    const port = await freePort();
+    const child = execa(process.execPath, [SERVER_ENTRY, "serve", "--http", "--host", "0.0.0.0", "--port", String(port)], {
+      env: serverEnv(home, { KITTY_IMAGES_TOKEN: TOKEN, S3_ENDPOINT_URL: `http://127.0.0.1:${await freePort()}`, S3_ACCESS_KEY: "k", S3_SECRET_KEY: "s" }),
+      extendEnv: false,
+      reject: false,
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    let stderr = "";
+    child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    try {
+      await waitUntil("the server warns about loopback download URLs", () => /S3_PUBLIC_ENDPOINT_URL/.test(stderr), { timeoutMs: 30_000, intervalMs: 100 });
+      expect(stderr).toMatch(/presigned download URLs point at loopback/);
+    } finally {
+      child.kill("SIGTERM");
+      await child;
+    }
   });
 });
 
