@@ -34,7 +34,7 @@ const envSchema = z.object({
   KITTY_IMAGES_PYTHON: optionalString,
   KITTY_IMAGES_DEVICE: z.preprocess(emptyToUndefined, z.enum(["auto", "cuda", "mps", "cpu"]).default("auto")),
   KITTY_IMAGES_WARM_MODELS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(8).default(1)),
-  KITTY_IMAGES_LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(["trace", "debug", "info", "warn", "error", "silent"]).default("info")),
+  KITTY_IMAGES_LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(["trace", "debug", "info", "warn", "error", "silent"]).optional()),
   KITTY_IMAGES_TOKEN: z.preprocess(emptyToUndefined, z.string().min(16, { error: "must be at least 16 characters (try: openssl rand -hex 24)" }).optional()),
   KITTY_IMAGES_TRUSTED_NETWORKS: z.preprocess(emptyToUndefined, z.string().optional()),
   KITTY_IMAGES_PUBLIC_URL: z.preprocess(emptyToUndefined, z.url().optional()),
@@ -102,7 +102,8 @@ export interface Config {
   };
 }
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { modelsYaml?: string } = {}): Config {
+/** `defaultLogLevel`: what a command uses when KITTY_IMAGES_LOG_LEVEL is unset (a person at a prompt wants warn). */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { modelsYaml?: string; defaultLogLevel?: string } = {}): Config {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
     const details = parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ");
@@ -147,7 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
       packageDir: path.join(PROJECT_ROOT, "python"),
       env: runnerEnv,
     },
-    logLevel: e.KITTY_IMAGES_LOG_LEVEL,
+    logLevel: e.KITTY_IMAGES_LOG_LEVEL ?? overrides.defaultLogLevel ?? "info",
     http: {
       token: e.KITTY_IMAGES_TOKEN ?? null,
       trustedNetworks: parseNetworks(e.KITTY_IMAGES_TRUSTED_NETWORKS),
@@ -155,4 +156,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
       extraAllowedHosts: csv(e.KITTY_IMAGES_ALLOWED_HOSTS),
     },
   };
+}
+
+/**
+ * What the CLI needs to talk to a running server: KITTY_IMAGES_URL (its base address or its /mcp endpoint) and the
+ * token. Apart from loadConfig, since a client needs neither the server's models.yaml nor its storage settings.
+ */
+export function loadClientConfig(env: NodeJS.ProcessEnv = process.env): { mcpEndpoint: URL | null; token: string | null } {
+  const raw = env.KITTY_IMAGES_URL?.trim();
+  const token = env.KITTY_IMAGES_TOKEN?.trim() || null;
+  if (!raw) return { mcpEndpoint: null, token };
+  let url: URL;
+  try {
+    url = new URL(raw);
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("not http(s)");
+  } catch {
+    throw new KittyError("config_invalid", `KITTY_IMAGES_URL must be the server's address, e.g. http://127.0.0.1:8089 (got '${raw}')`);
+  }
+  // Accept the server's base address (as `serve --http` prints it) or its /mcp endpoint.
+  const mcpEndpoint = url.pathname.replace(/\/+$/, "").endsWith("/mcp") ? url : new URL("mcp", `${url.href.replace(/\/+$/, "")}/`);
+  return { mcpEndpoint, token };
 }

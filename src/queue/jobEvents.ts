@@ -2,10 +2,10 @@ import { EventEmitter } from "node:events";
 
 /**
  * What happens to jobs in this process, announced by the JobStore the moment its row changes: the worker wakes
- * on `enqueued` and checks a `cancelRequested` at once, and waiters return on `ended`. Changes made by other
+ * on `enqueued` and checks a `cancelRequested` at once, and waiters report each `progress` and return on `ended`. Changes made by other
  * processes on the same data dir are not announced here; their readers poll the row.
  */
-export type JobEventName = "enqueued" | "ended" | "cancelRequested";
+export type JobEventName = "enqueued" | "progress" | "ended" | "cancelRequested";
 
 export class JobEvents {
   private readonly emitter = new EventEmitter();

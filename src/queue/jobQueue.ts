@@ -58,8 +58,10 @@ export class JobQueue {
    */
   async waitForEnd(jobId: string, timeoutMs: number, onProgress?: (progress: GenerationProgress) => void): Promise<Job> {
     const deadline = Date.now() + timeoutMs;
-    const ended = new AbortController();
-    const stopListening = this.jobs.events.on("ended", (endedId) => endedId === jobId && ended.abort());
+    // Jobs this process runs announce each step and their end; others' are seen at the next look.
+    let changed = new AbortController();
+    const wake = (changedId: string) => changedId === jobId && changed.abort();
+    const stopListening = [this.jobs.events.on("ended", wake), ...(onProgress ? [this.jobs.events.on("progress", wake)] : [])];
     let lastStep = -1;
     try {
       for (;;) {
@@ -70,10 +72,11 @@ export class JobQueue {
           onProgress?.(job.progress);
         }
         if (isTerminal(job.state) || left <= 0) return job;
-        await pause(Math.min(left, END_POLL_MS), ended.signal);
+        await pause(Math.min(left, END_POLL_MS), changed.signal);
+        if (changed.signal.aborted) changed = new AbortController();
       }
     } finally {
-      stopListening();
+      for (const stop of stopListening) stop();
     }
   }
 

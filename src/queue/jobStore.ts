@@ -193,7 +193,7 @@ export class JobStore {
   }
 
   setProgress(jobId: string, attempt: number, step: number, totalSteps: number): void {
-    this.statements.progress.run(step, totalSteps, jobId, attempt);
+    if (this.statements.progress.run(step, totalSteps, jobId, attempt).changes === 1) this.events.emit("progress", jobId);
   }
 
   /** Marks a running job for cancellation; the process running it sees the mark within a fraction of a second. */

@@ -172,14 +172,16 @@ describe("JobStore on a real SQLite file", () => {
     expect(jobs.get(job.id)?.state).toBe("done");
   });
 
-  it("announces each change once it is made: enqueued, cancel requested, ended", () => {
+  it("announces each change once it is made: enqueued, progress, cancel requested, ended", () => {
     const seen: string[] = [];
-    for (const name of ["enqueued", "cancelRequested", "ended"] as const) jobs.events.on(name, (jobId) => seen.push(`${name} ${jobId}`));
+    for (const name of ["enqueued", "progress", "cancelRequested", "ended"] as const) jobs.events.on(name, (jobId) => seen.push(`${name} ${jobId}`));
     const job = jobs.enqueue(request("announced"));
     jobs.takeNext();
+    jobs.setProgress(job.id, 1, 1, 4);
+    jobs.setProgress(job.id, 7, 2, 4); // a stale attempt changes nothing and announces nothing
     jobs.requestCancel(job.id);
     jobs.finish(job.id, "running", "cancelled");
     jobs.finish(job.id, "running", "cancelled"); // a no-op announces nothing
-    expect(seen).toEqual([`enqueued ${job.id}`, `cancelRequested ${job.id}`, `ended ${job.id}`]);
+    expect(seen).toEqual([`enqueued ${job.id}`, `progress ${job.id}`, `cancelRequested ${job.id}`, `ended ${job.id}`]);
   });
 });

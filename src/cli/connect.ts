@@ -1,0 +1,77 @@
+import { Client, InMemoryTransport, StreamableHTTPClientTransport, type CallToolResult, type RequestOptions } from "@modelcontextprotocol/client";
+import { serveStdio } from "@modelcontextprotocol/server/stdio";
+import { loadClientConfig } from "../config.js";
+import { createApp, createMcpServer } from "../server.js";
+import { describeRemoteFailure } from "./remoteErrors.js";
+import { loadSetup } from "./setup.js";
+
+/** The CLI is one more MCP client: every command goes through the same tools an agent calls, never around them. */
+export interface Connection {
+  /** True when the tools run in this process on the local data dir (KITTY_IMAGES_URL is not set). */
+  inProcess: boolean;
+  /** A tool's structuredContent; a refusal (an isError result) throws ToolRefused with the tool's message. */
+  call<T = Record<string, any>>(name: string, args: Record<string, unknown>, options?: RequestOptions): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** The server said no (bad argument, unknown model, no such image): exit code 1 with its message. */
+export class ToolRefused extends Error {}
+
+const CLIENT_INFO = { name: "kitty-images-cli", version: "0.2.0" };
+
+/** KITTY_IMAGES_URL names a running server (HTTP, with KITTY_IMAGES_TOKEN); without it the tools run here on the same data dir. */
+export async function connect({ runWorker }: { runWorker: boolean }): Promise<Connection> {
+  const { mcpEndpoint, token } = loadClientConfig();
+  return mcpEndpoint ? connectRemote(mcpEndpoint, token ?? undefined) : connectInProcess(runWorker);
+}
+
+function callThrough(client: Client, onFailure: (error: unknown) => Error = (error) => error as Error): Connection["call"] {
+  return async (name, args, options) => {
+    let result: CallToolResult;
+    try {
+      result = (await client.callTool({ name, arguments: args }, options)) as CallToolResult;
+    } catch (error) {
+      throw onFailure(error);
+    }
+    if (result.isError) {
+      throw new ToolRefused(result.content.map((part) => (part.type === "text" ? part.text : "")).join("\n") || `${name} refused the request`);
+    }
+    return result.structuredContent as any;
+  };
+}
+
+async function connectRemote(endpoint: URL, token: string | undefined): Promise<Connection> {
+  const transport = new StreamableHTTPClientTransport(endpoint, token ? { requestInit: { headers: { Authorization: `Bearer ${token}` } } } : {});
+  const client = new Client(CLIENT_INFO);
+  const explain = (error: unknown) => describeRemoteFailure(error, endpoint, token !== undefined);
+  try {
+    await client.connect(transport);
+  } catch (error) {
+    throw explain(error);
+  }
+  return { inProcess: false, call: callThrough(client, explain), close: () => client.close() };
+}
+
+async function connectInProcess(runWorker: boolean): Promise<Connection> {
+  const { config, log } = await loadSetup("person");
+  // runWorker: this process runs jobs only while no server holds the queue's lease; otherwise the server runs them.
+  const app = await createApp(config, log, { runWorker });
+  const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
+  const stdio = serveStdio(() => createMcpServer(app), { transport: serverTransport });
+  const client = new Client(CLIENT_INFO);
+  try {
+    await client.connect(clientTransport);
+  } catch (error) {
+    await app.close();
+    throw error;
+  }
+  return {
+    inProcess: true,
+    call: callThrough(client),
+    async close() {
+      await client.close();
+      await stdio.close();
+      await app.close();
+    },
+  };
+}

@@ -1,0 +1,97 @@
+import { connect, type Connection } from "./connect.js";
+import { printJson } from "./output.js";
+import { jobProgress, type JobProgress, type JobUpdate } from "./progress.js";
+import { numberFlag, parseCommand } from "./usage.js";
+
+const FLAGS = {
+  model: { type: "string" },
+  width: { type: "string" },
+  height: { type: "string" },
+  steps: { type: "string" },
+  cfg: { type: "string" },
+  seed: { type: "string" },
+  scheduler: { type: "string" },
+  negative: { type: "string" },
+  refiner: { type: "boolean" },
+  wait: { type: "boolean" },
+} as const;
+
+/** job_status waits this long per call; the server sends step notifications meanwhile. */
+const WAIT_SECONDS = 30;
+const ENDED = new Set(["done", "failed", "cancelled"]);
+
+interface JobStatus extends JobUpdate {
+  jobId: string;
+  error?: { code: string; message: string };
+}
+
+/** `kitty-images generate "prompt" [...] [--wait]`: generate_image, then (with --wait) job_status until the end. */
+export async function generateCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parseCommand("generate", args, FLAGS, { min: 1, max: 1, name: 'a prompt in quotes, e.g. kitty-images generate "a red fox"' });
+  // Only what was given: the tool fills in the model's defaults and checks every range itself.
+  const request = Object.fromEntries(
+    Object.entries({
+      prompt: positionals[0],
+      negative_prompt: values.negative,
+      model: values.model,
+      width: numberFlag("width", values.width),
+      height: numberFlag("height", values.height),
+      steps: numberFlag("steps", values.steps),
+      cfg_scale: numberFlag("cfg", values.cfg, "number"),
+      seed: numberFlag("seed", values.seed),
+      scheduler: values.scheduler,
+      refiner: values.refiner,
+    }).filter(([, value]) => value !== undefined),
+  );
+  const wait = values.wait ?? false;
+  // Only a waiting command runs jobs itself, and only while no server holds the queue.
+  const connection = await connect({ runWorker: wait });
+  try {
+    const queued = await connection.call<{ jobId: string; steps: number; position: number }>("generate_image", request);
+    if (!wait) {
+      if (connection.inProcess) {
+        process.stderr.write(`job ${queued.jobId} is queued (#${queued.position}); it runs when a kitty-images server on this data dir takes the queue (kitty-images serve), or run with --wait to make it here\n`);
+      }
+      printJson(queued);
+      return;
+    }
+    const display = jobProgress(queued.steps);
+    display.show({ status: "queued", position: queued.position });
+    const final = await followJob(connection, queued.jobId, display);
+    printJson(final);
+    if (final.status !== "done") {
+      process.stderr.write(`kitty-images: job ${final.jobId} ${final.status}${final.error ? `: ${final.error.code}: ${final.error.message}` : ""}\n`);
+      process.exitCode = 1;
+    }
+  } finally {
+    await connection.close();
+  }
+}
+
+/** Thrown when the person stops waiting (Ctrl-C): the job itself goes on, or back to the queue. */
+export class StoppedWaiting extends Error {}
+
+async function followJob(connection: Connection, jobId: string, display: JobProgress): Promise<JobStatus> {
+  const interrupted = new AbortController();
+  const onSigint = () => interrupted.abort();
+  process.once("SIGINT", onSigint);
+  try {
+    for (;;) {
+      const status = await connection.call<JobStatus>("job_status", { jobId, wait_seconds: WAIT_SECONDS }, {
+        onprogress: ({ progress, total }) => display.show({ status: "running", progress: { step: progress, totalSteps: total ?? progress } }),
+        timeout: (WAIT_SECONDS + 60) * 1000,
+        signal: interrupted.signal,
+      });
+      // Notifications that arrive together with the result may be dropped: the answer's own progress fills the gap.
+      display.show(status);
+      if (ENDED.has(status.status)) return status;
+    }
+  } catch (error) {
+    if (!interrupted.signal.aborted) throw error;
+    const where = connection.inProcess ? "it goes back to the queue and runs when a kitty-images server takes it" : "the server goes on with it";
+    throw new StoppedWaiting(`stopped waiting for job ${jobId}; ${where} (kitty-images latest shows it once done)`);
+  } finally {
+    process.off("SIGINT", onSigint);
+    display.stop();
+  }
+}

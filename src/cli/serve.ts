@@ -1,0 +1,74 @@
+import { serveStdio } from "@modelcontextprotocol/server/stdio";
+import { messageOf } from "../errors.js";
+import { isLoopbackAddress } from "../http/accessGuard.js";
+import { assertSafeBinding, publicBaseUrl, startHttpDoor } from "../http/httpDoor.js";
+import { inspectModelFolder } from "../models/modelFolder.js";
+import { createApp, createMcpServer, type App } from "../server.js";
+import { S3ImageStore } from "../storage/s3.js";
+import { loadSetup } from "./setup.js";
+import { numberFlag, parseCommand, UsageError } from "./usage.js";
+
+/** `kitty-images serve [--demo] [--http --host H --port P]`: MCP on stdio, or every door over HTTP. */
+export async function serveCommand(args: string[]): Promise<void> {
+  const { values } = parseCommand("serve", args, {
+    demo: { type: "boolean" },
+    http: { type: "boolean" },
+    host: { type: "string", default: "127.0.0.1" },
+    port: { type: "string", default: "8089" },
+  }, { min: 0, max: 0, name: "" });
+  const port = numberFlag("port", values.port);
+  if (port === undefined || port < 0 || port > 65535) throw new UsageError(`--port must be a port number (got ${values.port})`);
+  const http = values.http ? { host: values.host, port } : null;
+
+  const { config, log } = await loadSetup("server", { demo: values.demo ?? false });
+  for (const entry of config.models.entries) {
+    const onDisk = inspectModelFolder(entry.path);
+    if (!onDisk.present) log.warn({ model: entry.name, problem: onDisk.problem }, "model in models.yaml is not on disk; generate_image will refuse it");
+  }
+  if (http) assertSafeBinding({ config }, http.host);
+  // Over HTTP, local images are linked through this server, so other hosts can open them.
+  const app = await createApp(config, log, http && config.storage.kind === "local" ? { filesBaseUrl: publicBaseUrl({ config }, http) } : {});
+  const closeDoor = http ? await openHttp(app, http) : openStdio(app);
+
+  let closing = false;
+  const shutdown = async (reason: string) => {
+    if (closing) return;
+    closing = true;
+    log.info({ reason }, "shutting down");
+    await closeDoor().catch((error: unknown) => log.warn({ error: messageOf(error) }, "error while closing the door"));
+    await app.close().catch((error: unknown) => log.error({ error: messageOf(error) }, "error while shutting down"));
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  if (!http) {
+    // The client closing stdin is how stdio MCP servers are told to go.
+    process.stdin.on("end", () => void shutdown("stdin closed"));
+    process.stdin.on("close", () => void shutdown("stdin closed"));
+  }
+}
+
+function openStdio(app: App): () => Promise<void> {
+  const { config, log } = app;
+  // Serves both protocol eras: 2025 clients that send initialize and 2026-07-28 clients that start with server/discover.
+  const stdio = serveStdio(() => createMcpServer(app), { onerror: (error) => log.warn({ error: error.message }, "MCP transport error") });
+  log.info({ home: config.home, storage: config.storage.kind, models: config.models.names(), modelsYaml: config.models.sourcePath }, "kitty-images serving MCP on stdio");
+  return async () => stdio.close();
+}
+
+async function openHttp(app: App, options: { host: string; port: number }): Promise<() => Promise<void>> {
+  const { config, log } = app;
+  const door = await startHttpDoor(app, options);
+  const publicUrl = publicBaseUrl(app, options);
+  const downloadHost = app.store instanceof S3ImageStore ? app.store.downloadHost : null;
+  if (downloadHost && isLoopbackHost(downloadHost) && !isLoopbackHost(options.host)) {
+    log.warn(
+      { downloadHost },
+      "presigned download URLs point at loopback while this server serves the network: other hosts cannot open them. Set S3_PUBLIC_ENDPOINT_URL to the address they use for S3",
+    );
+  }
+  log.info({ listening: door.url, publicUrl, mcp: `${publicUrl}/mcp`, token: config.http.token ? "required" : "none", home: config.home, storage: config.storage.kind }, "kitty-images serving HTTP");
+  return () => door.close();
+}
+
+const isLoopbackHost = (host: string) => host === "localhost" || isLoopbackAddress(host.replace(/^\[|\]$/g, ""));

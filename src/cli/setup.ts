@@ -1,0 +1,54 @@
+import { execa } from "execa";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { loadConfig, type Config } from "../config.js";
+import { createLogger, type Logger } from "../log.js";
+
+export interface Setup {
+  config: Config;
+  log: Logger;
+}
+
+/**
+ * `server`: JSON logs at the configured level, as a supervisor collects them. `person`: a command someone runs
+ * at a prompt shows only its own output, so logs are at warn unless KITTY_IMAGES_LOG_LEVEL asks for more, and
+ * readable when stderr is a terminal.
+ */
+export async function loadSetup(audience: "server" | "person", { demo = false } = {}): Promise<Setup> {
+  const defaultLogLevel = audience === "person" ? "warn" : "info";
+  const config = loadConfig(process.env, { defaultLogLevel });
+  const log = createLogger(config.logLevel, { readable: audience === "person" && process.stderr.isTTY });
+  if (!demo) return { config, log };
+  return { config: loadConfig(process.env, { defaultLogLevel, modelsYaml: await prepareDemoModels(config, log, audience) }), log };
+}
+
+/** Builds the tiny random-weight pipelines once and writes a models.yaml that points at them. */
+async function prepareDemoModels(config: Config, log: Logger, audience: "server" | "person"): Promise<string> {
+  const folder = path.join(config.home, "demo-models");
+  const yamlPath = path.join(folder, "models.yaml");
+  if (!existsSync(path.join(folder, "sdxl", "model_index.json"))) {
+    log.info({ folder }, "building tiny random-weight demo models (images will be noise)");
+    mkdirSync(folder, { recursive: true });
+    await execa(config.runner.python, ["-m", "diffusers_runner.tiny_models", folder], {
+      cwd: config.runner.packageDir,
+      env: { PYTHONPATH: config.runner.packageDir, HF_HUB_OFFLINE: "1" },
+      stdout: "ignore",
+      // A person sees Python's chatter only when the build fails (execa's error carries it).
+      stderr: audience === "person" ? "pipe" : "inherit",
+    });
+  }
+  writeFileSync(
+    yamlPath,
+    [
+      "# Demo models: tiny pipelines with random weights. They exercise the real path; their images are noise.",
+      `demo_sd15: ${path.join(folder, "sd15")}`,
+      "demo_sdxl:",
+      `  path: ${path.join(folder, "sdxl")}`,
+      `  refiner: ${path.join(folder, "sdxl_refiner")}`,
+      "  description: tiny random-weight SDXL (noise images)",
+      "  defaults: {width: 512, height: 512, steps: 8}",
+      "",
+    ].join("\n"),
+  );
+  return yamlPath;
+}

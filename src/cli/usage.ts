@@ -1,0 +1,59 @@
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+export const USAGE = `kitty-images: MCP tool server for local Stable Diffusion
+
+usage:
+  kitty-images serve [--demo]   run the MCP server on stdio (Claude Desktop, KITTY, any MCP client)
+                                --demo builds tiny random-weight models and serves those (images are noise)
+  kitty-images serve --http [--host 127.0.0.1] [--port 8089]
+                                serve HTTP instead: MCP at /mcp (both protocol eras), the images-service REST
+                                API under /api/images; KITTY_IMAGES_TOKEN guards it
+  kitty-images generate "prompt" [--model M] [--width N] [--height N] [--steps N] [--cfg X] [--seed N]
+                                [--scheduler S] [--refiner] [--negative TEXT] [--wait]
+                                queue an image; prints the job as JSON. --wait follows it to the end (a
+                                progress bar on a terminal) and prints the finished job
+  kitty-images latest [--limit N]
+                                the newest images (a table on a terminal, JSON otherwise)
+  kitty-images select N|KEY     the imageRef {downloadUrl, storageUri, key} of image N (1 = newest) or KEY, as JSON
+  kitty-images models           print models.yaml as the server sees it
+  kitty-images doctor [--demo]  check models, database, storage and the Python runner; say what to fix
+  kitty-images help
+
+generate, latest and select talk to the server at KITTY_IMAGES_URL (e.g. http://127.0.0.1:8089, with
+KITTY_IMAGES_TOKEN) when it is set, and otherwise work in this process on the same data dir.
+Exit codes: 0 done, 1 a failed job or a refused request, 2 bad usage, 130 stopped waiting (Ctrl-C; the job goes on).
+
+Configuration comes from the environment (see README.md): MODELS_YAML, S3_ENDPOINT_URL, KITTY_IMAGES_HOME, ...`;
+
+/** A command line that cannot be run as written: exit code 2, with the usage text. */
+export class UsageError extends Error {}
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** node's parseArgs, strict, so an unknown or misspelt flag is a usage error rather than silently ignored. */
+export function parseCommand<O extends Options>(command: string, args: string[], options: O, positionals: { min: number; max: number; name: string }) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, strict: true, allowPositionals: positionals.max > 0 });
+  } catch (error) {
+    const unknown = /Unknown option '([^']+)'/.exec((error as Error).message);
+    const accepted = Object.keys(options).map((flag) => `--${flag}`).join(", ") || "no flags";
+    throw new UsageError(unknown ? `${command}: unknown flag ${unknown[1]} (${command} accepts ${accepted})` : `${command}: ${(error as Error).message}`);
+  }
+  const count = parsed.positionals.length;
+  if (count < positionals.min) throw new UsageError(`${command} needs ${positionals.name}`);
+  if (count > positionals.max) {
+    throw new UsageError(`${command} takes ${positionals.max === 0 ? "no arguments" : `one ${positionals.name}`} (got ${parsed.positionals.map((p) => `'${p}'`).join(" ")}); quote text with spaces`);
+  }
+  return parsed;
+}
+
+/** A flag's number, or undefined when it was not given; the tool itself checks the range and says what is allowed. */
+export function numberFlag(flag: string, raw: string | undefined, kind: "integer" | "number" = "integer"): number | undefined {
+  if (raw === undefined) return undefined;
+  const value = raw.trim() === "" ? Number.NaN : Number(raw);
+  if (!Number.isFinite(value) || (kind === "integer" && !Number.isInteger(value))) {
+    throw new UsageError(`--${flag} must be ${kind === "integer" ? "a whole number" : "a number"} (got '${raw}')`);
+  }
+  return value;
+}
