@@ -37,7 +37,7 @@ const envSchema = z.object({
   KITTY_IMAGES_LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(["trace", "debug", "info", "warn", "error", "silent"]).optional()),
   KITTY_IMAGES_TOKEN: z.preprocess(emptyToUndefined, z.string().min(16, { error: "must be at least 16 characters (try: openssl rand -hex 24)" }).optional()),
   KITTY_IMAGES_TRUSTED_NETWORKS: z.preprocess(emptyToUndefined, z.string().optional()),
-  KITTY_IMAGES_PUBLIC_URL: z.preprocess(emptyToUndefined, z.url().optional()),
+  KITTY_IMAGES_PUBLIC_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^https?$/, error: "must be an http(s) URL, e.g. http://studio.local:8089" }).optional()),
   KITTY_IMAGES_ALLOWED_HOSTS: z.preprocess(emptyToUndefined, z.string().optional()),
 });
 
@@ -174,6 +174,7 @@ export function loadClientConfig(env: NodeJS.ProcessEnv = process.env): { mcpEnd
     throw new KittyError("config_invalid", `KITTY_IMAGES_URL must be the server's address, e.g. http://127.0.0.1:8089 (got '${raw}')`);
   }
   // Accept the server's base address (as `serve --http` prints it) or its /mcp endpoint.
-  const mcpEndpoint = url.pathname.replace(/\/+$/, "").endsWith("/mcp") ? url : new URL("mcp", `${url.href.replace(/\/+$/, "")}/`);
+  url.pathname = url.pathname.replace(/\/+$/, "");
+  const mcpEndpoint = url.pathname.endsWith("/mcp") ? url : new URL("mcp", `${url.href.replace(/\/+$/, "")}/`);
   return { mcpEndpoint, token };
 }

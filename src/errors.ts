@@ -13,6 +13,8 @@ export class KittyError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
+    /** The argument at fault, when there is one (REST's 422 names it). */
+    readonly field?: string,
   ) {
     super(message);
     this.name = "KittyError";

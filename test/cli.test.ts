@@ -8,7 +8,7 @@ import { SERVER_ENTRY } from "./helpers/paths.js";
 import { makeTestHome, serverEnv, type TestHome } from "./helpers/server.js";
 
 const TOKEN = "cli-test-token-0123456789abcdef";
-/** Enough steps that the waiting CLI sees some of them (the server reads progress every 250 ms). */
+/** Enough steps that a person would see the bar move, and that the plain "step k/n" lines are several. */
 const SMALL_JOB = ["--model", "tiny_sd15", "--width", "256", "--height", "256", "--steps", "40"];
 
 let home: TestHome;

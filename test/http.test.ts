@@ -99,7 +99,8 @@ describe("the HTTP door", () => {
       const png = readPng(Buffer.from(await response.arrayBuffer()));
       expect([png.width, png.height]).toEqual([256, 320]);
       // Altered, the link is refused.
-      expect((await fetch(imageRef.downloadUrl.replace(/sig=./, "sig=A"))).status).toBe(403);
+      const altered = imageRef.downloadUrl.replace(/sig=(.)/, (_match: string, first: string) => `sig=${first === "A" ? "B" : "A"}`);
+      expect((await fetch(altered)).status).toBe(403);
     } finally {
       await mcp.client.close();
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import signal
 import sys
 
 from .protocol import ReadyEvent, claim_stdout
@@ -12,6 +13,9 @@ from .session import RunnerSession
 
 
 def main() -> int:
+    # Ctrl-C at a terminal reaches the whole process group; the server decides what happens to the job and tells
+    # the runner over stdin (or closes it), so the runner must not die under the job on its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     events = claim_stdout()
     logging.basicConfig(
         stream=sys.stderr,

@@ -13,12 +13,14 @@ export async function serveCommand(args: string[]): Promise<void> {
   const { values } = parseCommand("serve", args, {
     demo: { type: "boolean" },
     http: { type: "boolean" },
-    host: { type: "string", default: "127.0.0.1" },
-    port: { type: "string", default: "8089" },
+    host: { type: "string" },
+    port: { type: "string" },
   }, { min: 0, max: 0, name: "" });
-  const port = numberFlag("port", values.port);
-  if (port === undefined || port < 0 || port > 65535) throw new UsageError(`--port must be a port number (got ${values.port})`);
-  const http = values.http ? { host: values.host, port } : null;
+  if (!values.http && (values.host !== undefined || values.port !== undefined)) throw new UsageError("--host and --port go with --http");
+  const port = numberFlag("port", values.port ?? "8089");
+  // Not 0: file links carry the port, so it must be known before listening.
+  if (port === undefined || port < 1 || port > 65535) throw new UsageError(`--port must be a port number from 1 to 65535 (got ${values.port})`);
+  const http = values.http ? { host: values.host ?? "127.0.0.1", port } : null;
 
   const { config, log } = await loadSetup("server", { demo: values.demo ?? false });
   for (const entry of config.models.entries) {
@@ -28,7 +30,14 @@ export async function serveCommand(args: string[]): Promise<void> {
   if (http) assertSafeBinding({ config }, http.host);
   // Over HTTP, local images are linked through this server, so other hosts can open them.
   const app = await createApp(config, log, http && config.storage.kind === "local" ? { filesBaseUrl: publicBaseUrl({ config }, http) } : {});
-  const closeDoor = http ? await openHttp(app, http) : openStdio(app);
+  let closeDoor: () => Promise<void>;
+  try {
+    closeDoor = http ? await openHttp(app, http) : openStdio(app);
+  } catch (error) {
+    // A port already taken: the job that was running goes back to the queue before the process ends.
+    await app.close();
+    throw error;
+  }
 
   let closing = false;
   const shutdown = async (reason: string) => {
@@ -61,7 +70,7 @@ async function openHttp(app: App, options: { host: string; port: number }): Prom
   const door = await startHttpDoor(app, options);
   const publicUrl = publicBaseUrl(app, options);
   const downloadHost = app.store instanceof S3ImageStore ? app.store.downloadHost : null;
-  if (downloadHost && isLoopbackHost(downloadHost) && !isLoopbackHost(options.host)) {
+  if (downloadHost && isLoopbackAddress(downloadHost) && !isLoopbackAddress(options.host)) {
     log.warn(
       { downloadHost },
       "presigned download URLs point at loopback while this server serves the network: other hosts cannot open them. Set S3_PUBLIC_ENDPOINT_URL to the address they use for S3",
@@ -70,5 +79,3 @@ async function openHttp(app: App, options: { host: string; port: number }): Prom
   log.info({ listening: door.url, publicUrl, mcp: `${publicUrl}/mcp`, token: config.http.token ? "required" : "none", home: config.home, storage: config.storage.kind }, "kitty-images serving HTTP");
   return () => door.close();
 }
-
-const isLoopbackHost = (host: string) => host === "localhost" || isLoopbackAddress(host.replace(/^\[|\]$/g, ""));

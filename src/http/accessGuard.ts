@@ -22,7 +22,12 @@ export interface RequestFacts {
   remoteAddress: string | undefined;
 }
 
-const LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1", "[::1]"];
+const LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1"];
+
+/** Host names compare lower-case, IPv6 literals without brackets, never with a port. */
+function canonicalHost(name: string): string {
+  return name.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
+}
 
 /**
  * The policy for a door bound to `bindHost`. Host names allowed: loopback, the bind address, the public URL's
@@ -33,11 +38,10 @@ export function accessPolicy(
   bindHost: string,
   machineName: string,
 ): AccessPolicy {
-  const hosts = new Set([...LOOPBACK_HOSTS, ...http.extraAllowedHosts]);
-  if (["0.0.0.0", "::"].includes(bindHost)) hosts.add(machineName.toLowerCase());
-  else hosts.add(bindHost.toLowerCase());
-  if (http.publicUrl) hosts.add(new URL(http.publicUrl).hostname.toLowerCase());
-  return { token: http.token, trusted: toBlockList(http.trustedNetworks), allowedHosts: hosts };
+  const hosts = new Set([...LOOPBACK_HOSTS, ...http.extraAllowedHosts.map((name) => canonicalHost(name.replace(/:\d+$/, "")))]);
+  hosts.add(canonicalHost(["0.0.0.0", "::"].includes(bindHost) ? machineName : bindHost));
+  if (http.publicUrl) hosts.add(canonicalHost(new URL(http.publicUrl).hostname));
+  return { token: http.token?.trim() ?? null, trusted: toBlockList(http.trustedNetworks), allowedHosts: hosts };
 }
 
 function toBlockList(networks: Network[]): BlockList {
@@ -58,15 +62,19 @@ function normalize(address: string): { address: string; family: "ipv4" | "ipv6" 
   return version === 0 ? null : { address: plain, family: version === 4 ? "ipv4" : "ipv6" };
 }
 
+/** True for a loopback address or `localhost` (with or without IPv6 brackets). */
 export function isLoopbackAddress(address: string | undefined): boolean {
-  const ip = address ? normalize(address) : null;
+  if (address === undefined) return false;
+  const plain = canonicalHost(address);
+  if (plain === "localhost") return true;
+  const ip = normalize(plain);
   return ip !== null && LOOPBACK.check(ip.address, ip.family);
 }
 
 function hostnameOf(hostHeader: string): string {
-  // "[::1]:8089" → "[::1]", "studio.local:8089" → "studio.local"
-  const bracketed = hostHeader.match(/^(\[[^\]]+\])(?::\d+)?$/);
-  return (bracketed ? bracketed[1]! : hostHeader.replace(/:\d+$/, "")).toLowerCase();
+  // "[::1]:8089" → "::1", "studio.local:8089" → "studio.local"
+  const bracketed = hostHeader.match(/^\[([^\]]+)\](?::\d+)?$/);
+  return canonicalHost(bracketed ? bracketed[1]! : hostHeader.replace(/:\d+$/, ""));
 }
 
 function header(facts: RequestFacts, name: string): string | undefined {
@@ -95,12 +103,11 @@ export function checkAccess(facts: RequestFacts, policy: AccessPolicy, { tokenRe
   if (origin !== undefined) {
     let originHost: string | null = null;
     try {
-      originHost = new URL(origin).hostname.toLowerCase();
-      if (originHost.includes(":")) originHost = `[${originHost.replace(/^\[|\]$/g, "")}]`;
+      originHost = canonicalHost(new URL(origin).hostname);
     } catch {
-      originHost = null;
+      originHost = null; // "null" (a sandboxed page) and anything else that is not a URL
     }
-    if (!originHost || !(policy.allowedHosts.has(originHost) || policy.allowedHosts.has(originHost.replace(/^\[|\]$/g, "")))) {
+    if (!originHost || !policy.allowedHosts.has(originHost)) {
       return { status: 403, error: "forbidden_origin", message: `Origin '${origin}' may not call this server (allowed hosts: ${allowed})` };
     }
   }

@@ -31,3 +31,12 @@ export function sendJson(response: ServerResponse, status: number, body: unknown
   response.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": String(Buffer.byteLength(text)), ...headers });
   response.end(text);
 }
+
+/** A percent-encoded path, or null when its encoding is broken (`%ZZ`). */
+export function decodePath(encoded: string): string | null {
+  try {
+    return encoded.split("/").map(decodeURIComponent).join("/");
+  } catch {
+    return null;
+  }
+}

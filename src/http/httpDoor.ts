@@ -2,6 +2,7 @@ import { toNodeHandler } from "@modelcontextprotocol/node";
 import { createMcpHandler } from "@modelcontextprotocol/server";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
+import { pipeline } from "node:stream/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
@@ -11,7 +12,7 @@ import { checkImageKey } from "../storage/imageKeys.js";
 import { LocalImageStore } from "../storage/local.js";
 import { LinkSigner } from "../storage/signedLinks.js";
 import { accessPolicy, checkAccess, isLoopbackAddress } from "./accessGuard.js";
-import { MAX_BODY_BYTES, sendJson } from "./body.js";
+import { decodePath, MAX_BODY_BYTES, sendJson } from "./body.js";
 import { handleRest } from "./restApi.js";
 
 export interface HttpDoorOptions {
@@ -35,8 +36,7 @@ export function publicBaseUrl(app: Pick<App, "config">, { host, port }: HttpDoor
 /** Refuses a setup that would serve every network with no token and no trusted networks. */
 export function assertSafeBinding(app: Pick<App, "config">, host: string): void {
   const { token, trustedNetworks } = app.config.http;
-  const loopback = host === "localhost" || isLoopbackAddress(host);
-  if (!loopback && !token && trustedNetworks.length === 0) {
+  if (!isLoopbackAddress(host) && !token && trustedNetworks.length === 0) {
     throw new KittyError(
       "config_invalid",
       `refusing to serve ${host} without KITTY_IMAGES_TOKEN or KITTY_IMAGES_TRUSTED_NETWORKS: anyone on the network could queue jobs. ` +
@@ -47,8 +47,9 @@ export function assertSafeBinding(app: Pick<App, "config">, host: string): void 
 
 /**
  * The HTTP door: MCP (Streamable HTTP, stateless, both protocol eras) at /mcp, the images-service REST API under
- * /api/images, signed file links under /files, /healthz. Every request but /healthz and /files passes the
- * access guard first; nothing is read, served or queued for a refused one.
+ * /api/images, signed file links under /files, /healthz. Every request but /healthz passes the access guard
+ * first (a /files link needs the right Host and Origin but no token: its signature is the permission); nothing
+ * is read, served or queued for a refused one.
  */
 export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise<HttpDoor> {
   assertSafeBinding(app, options.host);
@@ -75,15 +76,19 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
       return sendJson(response, refusal.status, { error: refusal.error, detail: refusal.message }, refusal.status === 401 ? { "www-authenticate": "Bearer" } : {});
     }
     if (url.pathname === "/mcp") return mcpNode(request, response);
-    if (url.pathname.startsWith("/files/")) return serveFile(app, signer, url, response);
+    if (url.pathname.startsWith("/files/")) {
+      if (request.method !== "GET" && request.method !== "HEAD") return sendJson(response, 405, { detail: "files are read with GET" }, { allow: "GET, HEAD" });
+      return serveFile(app, signer, url, response);
+    }
     if (await handleRest(app, request, response, url)) return;
     sendJson(response, 404, { detail: `no route for ${request.method} ${url.pathname}; MCP is at /mcp, the REST API under /api/images` });
   };
 
   const server = createServer((request, response) => {
     route(request, response).catch((error: unknown) => {
-      log.error({ error: messageOf(error), path: request.url }, "HTTP request failed");
-      if (!response.headersSent) sendJson(response, 500, { detail: `internal error: ${messageOf(error)}` });
+      // The path only: a /files query carries a signature that must not end up in logs.
+      log.error({ error: messageOf(error), path: request.url?.split("?")[0] }, "HTTP request failed");
+      if (!response.headersSent) sendJson(response, 500, { detail: "internal error; the server's log has the details" });
       else response.end();
     });
   });
@@ -101,7 +106,8 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
 }
 
 async function serveFile(app: App, signer: LinkSigner | null, url: URL, response: ServerResponse): Promise<void> {
-  const key = url.pathname.slice("/files/".length).split("/").map(decodeURIComponent).join("/");
+  const key = decodePath(url.pathname.slice("/files/".length));
+  if (key === null) return sendJson(response, 404, { detail: "not an image key" });
   if (!signer || !(app.store instanceof LocalImageStore)) return sendJson(response, 404, { detail: "images are in S3 here: their downloadUrl is a presigned S3 URL" });
   try {
     checkImageKey(key, app.config.keyPrefix);
@@ -114,7 +120,8 @@ async function serveFile(app: App, signer: LinkSigner | null, url: URL, response
   const size = await stat(file).then((info) => info.size, () => null);
   if (size === null) return sendJson(response, 404, { detail: `image ${key} is not stored here` });
   response.writeHead(200, { "content-type": "image/png", "content-length": String(size), "cache-control": "private, max-age=3600" });
-  createReadStream(file).pipe(response);
+  // A file removed or unreadable mid-send ends this response, never the server.
+  await pipeline(createReadStream(file), response).catch(() => response.destroy());
 }
 
 function listen(server: Server, { host, port }: HttpDoorOptions): Promise<void> {

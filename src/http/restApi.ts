@@ -3,12 +3,13 @@ import { z } from "zod";
 import { boundedInt, boundedNumber, boundedText } from "../arguments.js";
 import { KittyError } from "../errors.js";
 import { LIMITS } from "../generation.js";
+import type { ModelCatalog } from "../models/catalog.js";
 import { resolveRequest } from "../models/resolveRequest.js";
 import type { Job } from "../queue/jobStore.js";
 import type { App } from "../server.js";
 import { checkImageKey } from "../storage/imageKeys.js";
 import { sidecarKey } from "../storage/imageStore.js";
-import { BodyNotJson, BodyTooLarge, readJsonBody, sendJson } from "./body.js";
+import { BodyNotJson, BodyTooLarge, decodePath, readJsonBody, sendJson } from "./body.js";
 
 /**
  * The images-service REST API as KITTY's gateway and kitty-cli call it today: the same paths, fields and status
@@ -52,6 +53,28 @@ function unprocessable(response: ServerResponse, problems: Array<{ field: string
   sendJson(response, 422, { detail: problems.map(({ field, message, type }) => ({ loc: field ? ["body", field] : ["body"], msg: message, type })) });
 }
 
+/**
+ * The deployed service took a refiner *model name*; a boolean means the same here. A name must be the refiner
+ * models.yaml gives the model (as an entry's name), so a typo is an error rather than a silent other refiner.
+ */
+function refinerWanted(refiner: string | boolean | null | undefined, modelName: string | null, catalog: ModelCatalog): boolean | undefined {
+  if (refiner === undefined || refiner === null) return undefined;
+  if (typeof refiner === "boolean") return refiner;
+  const name = refiner.trim();
+  if (name === "" || name.toLowerCase() === "false") return false;
+  if (name.toLowerCase() === "true" || !modelName) return true;
+  const named = catalog.entries.find((entry) => entry.name === name);
+  const configured = catalog.entries.find((entry) => entry.name === modelName)?.refinerPath ?? null;
+  if (named && configured && named.path === configured) return true;
+  throw new KittyError(
+    "invalid_argument",
+    configured
+      ? `refiner '${name}' is not the refiner models.yaml gives model '${modelName}'; send true, or the name of its refiner entry`
+      : `model '${modelName}' has no refiner in models.yaml (asked for '${name}')`,
+    "refiner",
+  );
+}
+
 async function generate(app: App, request: IncomingMessage, response: ServerResponse): Promise<void> {
   const parsed = generateBody.safeParse(await readJsonBody(request));
   if (!parsed.success) {
@@ -62,16 +85,16 @@ async function generate(app: App, request: IncomingMessage, response: ServerResp
   }
   const { prompt, width, height, steps: stepCount, cfg, seed: seedValue, model, refiner } = parsed.data;
   try {
+    const catalog = app.config.models;
     const resolved = resolveRequest(
-      { prompt, width, height, steps: stepCount, cfgScale: cfg, seed: seedValue ?? undefined, model, refiner: refiner === null || refiner === "" ? undefined : Boolean(refiner) },
-      app.config.models,
+      { prompt, width, height, steps: stepCount, cfgScale: cfg, seed: seedValue ?? undefined, model, refiner: refinerWanted(refiner, model ?? catalog.defaultModel, catalog) },
+      catalog,
     );
     const { job } = app.queue.enqueue(resolved);
     sendJson(response, 200, { job_id: job.id, status: "queued" });
   } catch (error) {
     if (!(error instanceof KittyError)) throw error;
-    const field = error.code === "unknown_model" || error.code === "model_missing" ? "model" : error.message.includes("refiner") ? "refiner" : null;
-    unprocessable(response, [{ field, message: error.message, type: error.code }]);
+    unprocessable(response, [{ field: error.field ?? null, message: error.message, type: error.code }]);
   }
 }
 
@@ -113,7 +136,7 @@ export async function handleRest(app: App, request: IncomingMessage, response: S
     } else if (route === "POST /api/images/generate") {
       await generate(app, request, response);
     } else if (route.startsWith("GET /api/images/jobs/")) {
-      const jobId = decodeURIComponent(url.pathname.slice("/api/images/jobs/".length));
+      const jobId = decodePath(url.pathname.slice("/api/images/jobs/".length)) ?? "";
       const job = app.queue.find(jobId);
       if (!job) sendJson(response, 404, { detail: `no job with id '${jobId}'` });
       else sendJson(response, 200, rqStatus(job, job.state === "done" ? app.index.byJob(job.id)?.key : undefined));
@@ -128,7 +151,8 @@ export async function handleRest(app: App, request: IncomingMessage, response: S
       return false;
     }
   } catch (error) {
-    if (error instanceof BodyTooLarge) sendJson(response, 413, { detail: error.message });
+    // The rest of the body is not read: close the connection rather than leave it half-consumed.
+    if (error instanceof BodyTooLarge) sendJson(response, 413, { detail: error.message }, { connection: "close" });
     else if (error instanceof BodyNotJson) unprocessable(response, [{ field: null, message: error.message, type: "json_invalid" }]);
     else throw error;
   }

@@ -41,12 +41,12 @@ export function defaultsFor(entry: ModelEntry, family: ModelFamily): GenerationD
 /** Fills defaults from the model's family and entry, and checks what only the catalog and the disk can know. */
 export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog): GenerationRequest {
   const name = ask.model ?? catalog.defaultModel;
-  if (!name) throw new KittyError("unknown_model", `models.yaml (${catalog.sourcePath}) lists no models; add 'name: /path/to/diffusers-folder'`);
-  const entry = catalog.get(name);
+  if (!name) throw new KittyError("unknown_model", `models.yaml (${catalog.sourcePath}) lists no models; add 'name: /path/to/diffusers-folder'`, "model");
+  const entry = withField("model", () => catalog.get(name));
   const onDisk = inspectModelFolder(entry.path);
-  if (!onDisk.present) throw new KittyError("model_missing", `model '${name}' is in models.yaml but ${onDisk.problem}`);
+  if (!onDisk.present) throw new KittyError("model_missing", `model '${name}' is in models.yaml but ${onDisk.problem}`, "model");
   if (onDisk.family === "sdxl_refiner") {
-    throw new KittyError("invalid_argument", `model '${name}' is an SDXL refiner; name it as another model's 'refiner' in models.yaml`);
+    throw new KittyError("invalid_argument", `model '${name}' is an SDXL refiner; name it as another model's 'refiner' in models.yaml`, "model");
   }
   // A folder whose pipeline class is unknown to us is tried as SDXL, the family most checkpoints are today.
   const family: ModelFamily = familyOf(entry) ?? "sdxl";
@@ -56,12 +56,12 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog): Gener
 
   let refiner: GenerationRequest["refiner"] = null;
   if (ask.refiner ?? defaults.refiner) {
-    if (family !== "sdxl") throw new KittyError("invalid_argument", `refiner applies to SDXL models only; model '${name}' is ${family}`);
+    if (family !== "sdxl") throw new KittyError("invalid_argument", `refiner applies to SDXL models only; model '${name}' is ${family}`, "refiner");
     if (!entry.refinerPath) {
-      throw new KittyError("invalid_argument", `model '${name}' has no refiner; add 'refiner: /path/to/refiner-folder' to its models.yaml entry`);
+      throw new KittyError("invalid_argument", `model '${name}' has no refiner; add 'refiner: /path/to/refiner-folder' to its models.yaml entry`, "refiner");
     }
     const refinerOnDisk = inspectModelFolder(entry.refinerPath);
-    if (!refinerOnDisk.present) throw new KittyError("model_missing", `model '${name}' names a refiner but ${refinerOnDisk.problem}`);
+    if (!refinerOnDisk.present) throw new KittyError("model_missing", `model '${name}' names a refiner but ${refinerOnDisk.problem}`, "refiner");
     refiner = refinerPassFor(steps, cfgScale);
   }
 
@@ -77,4 +77,14 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog): Gener
     scheduler: ask.scheduler ?? defaults.scheduler,
     refiner,
   };
+}
+
+/** Runs `lookup`, naming `field` in a KittyError it throws without one. */
+function withField<T>(field: string, lookup: () => T): T {
+  try {
+    return lookup();
+  } catch (error) {
+    if (error instanceof KittyError && !error.field) throw new KittyError(error.code, error.message, field);
+    throw error;
+  }
 }

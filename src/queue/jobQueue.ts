@@ -67,7 +67,8 @@ export class JobQueue {
       for (;;) {
         const job = this.get(jobId);
         const left = deadline - Date.now();
-        if (job.progress && job.progress.step !== lastStep && job.state === "running") {
+        // Only forward: a retried run starts again from step 1, and progress must never go back.
+        if (job.progress && job.progress.step > lastStep && job.state === "running") {
           lastStep = job.progress.step;
           onProgress?.(job.progress);
         }

@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { KittyError } from "../errors.js";
 
 /**
  * Download links for images in the local folder that other hosts can open: `/files/<key>?exp=…&sig=…` on this
@@ -15,14 +16,24 @@ export class LinkSigner {
     const file = path.join(home, "link-signing.key");
     if (!existsSync(file)) {
       mkdirSync(home, { recursive: true });
-      // "wx": two processes starting together must not both write a key; the loser reads the winner's.
+      // Written whole under another name, then linked into place: a process starting at the same moment sees
+      // either no key or the whole key, never an empty one; if both write, the first link wins and both read it.
+      const draft = `${file}.${process.pid}.${randomBytes(4).toString("hex")}`;
+      writeFileSync(draft, randomBytes(32).toString("hex"), { mode: 0o600 });
       try {
-        writeFileSync(file, randomBytes(32).toString("hex"), { mode: 0o600, flag: "wx" });
+        linkSync(draft, file);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      } finally {
+        rmSync(draft, { force: true });
       }
     }
-    return new LinkSigner(Buffer.from(readFileSync(file, "utf8").trim(), "hex"));
+    const secret = Buffer.from(readFileSync(file, "utf8").trim(), "hex");
+    // An empty or short key would let anyone sign links.
+    if (secret.length !== 32) {
+      throw new KittyError("config_invalid", `${file} does not hold a 32-byte hex key; delete it and a new one is made (links signed with the old one stop working)`);
+    }
+    return new LinkSigner(secret);
   }
 
   private signature(key: string, expiresAt: number): Buffer {

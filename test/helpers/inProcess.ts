@@ -30,7 +30,7 @@ function modelFolder(root: string, name: string, className: string): string {
  * in memory through the same stdio entry the CLI uses. `era` picks the client: a 2025 one sends initialize,
  * a 2026-07-28 one starts with server/discover.
  */
-export async function startInProcess({ era = "legacy" }: { era?: "legacy" | "modern" } = {}): Promise<InProcessServer> {
+export async function startInProcess({ era = "legacy", refinerEntry = false }: { era?: "legacy" | "modern"; refinerEntry?: boolean } = {}): Promise<InProcessServer> {
   const home = mkdtempSync(path.join(tmpdir(), "kitty-inproc-"));
   const models = path.join(home, "models");
   // The same names as test/helpers/server.ts's makeTestHome, so both tiers share one validation table.
@@ -41,6 +41,8 @@ export async function startInProcess({ era = "legacy" }: { era?: "legacy" | "mod
     `  refiner: ${modelFolder(models, "sdxl_refiner", "StableDiffusionXLImg2ImgPipeline")}`,
     "  defaults: {width: 256, height: 256, steps: 4}",
     `missing_model: ${path.join(home, "no-such-model")}`,
+    // The refiner also as an entry of its own, as the images-service's flat models.yaml lists it.
+    ...(refinerEntry ? [`tiny_sdxl_refiner: ${path.join(models, "sdxl_refiner")}`] : []),
     "",
   ].join("\n");
   writeFileSync(path.join(home, "models.yaml"), yaml);
