@@ -69,6 +69,9 @@ async function openHttp(app: App, options: { host: string; port: number }): Prom
   const { config, log } = app;
   const door = await startHttpDoor(app, options);
   const publicUrl = publicBaseUrl(app, options);
+  if (config.http.trustedNetworks.some((network) => network.prefix === 0)) {
+    log.warn({ trustedNetworks: config.http.trustedNetworks }, "KITTY_IMAGES_TRUSTED_NETWORKS trusts every address: no caller needs the token");
+  }
   const downloadHost = app.store instanceof S3ImageStore ? app.store.downloadHost : null;
   if (downloadHost && isLoopbackAddress(downloadHost) && !isLoopbackAddress(options.host)) {
     log.warn(
