@@ -3,6 +3,7 @@ import { doctorCommand } from "./doctor.js";
 import { generateCommand, StoppedWaiting } from "./generate.js";
 import { latestCommand } from "./latest.js";
 import { modelsCommand } from "./models.js";
+import { reindexCommand } from "./reindex.js";
 import { selectCommand } from "./select.js";
 import { serveCommand } from "./serve.js";
 import { USAGE, UsageError } from "./usage.js";
@@ -14,6 +15,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
   select: selectCommand,
   models: modelsCommand,
   doctor: doctorCommand,
+  reindex: reindexCommand,
 };
 
 /** Runs one command line; exit codes: 0 done, 1 a failed job or a refused request, 2 bad usage, 130 stopped waiting. */

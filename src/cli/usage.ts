@@ -17,6 +17,7 @@ usage:
   kitty-images select N|KEY     the imageRef {downloadUrl, storageUri, key} of image N (1 = newest) or KEY, as JSON
   kitty-images models           print models.yaml as the server sees it
   kitty-images doctor [--demo]  check models, database, storage and the Python runner; say what to fix
+  kitty-images reindex          rebuild the image index from storage (its JSON sidecars, else the PNGs themselves)
   kitty-images help
 
 generate, latest and select talk to the server at KITTY_IMAGES_URL (e.g. http://127.0.0.1:8089, with

@@ -1,3 +1,4 @@
+// Every statement on the jobs table lives here, beside the guard it applies: longer than most files, read as one.
 import { randomUUID } from "node:crypto";
 import type { Db } from "../db.js";
 import type { GenerationRequest } from "../generation.js";
@@ -102,6 +103,10 @@ export class JobStore {
       runningAtStart: db.prepare(`SELECT * FROM jobs WHERE state = 'running' ORDER BY seq`),
       leaseOwner: db.prepare(`SELECT owner FROM worker_lease WHERE id = 1`),
       countByState: db.prepare(`SELECT state, COUNT(*) AS n FROM jobs GROUP BY state`),
+      insertRecovered: db.prepare(
+        `INSERT INTO jobs (id, state, request, attempts, image_key, created_at, finished_at)
+         VALUES (?, 'done', ?, 1, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+      ),
     };
   }
 
@@ -115,6 +120,14 @@ export class JobStore {
   get(jobId: string): Job | undefined {
     const row = this.statements.byId.get(jobId) as JobRow | undefined;
     return row && toJob(row);
+  }
+
+  /**
+   * A done job for an image found in storage that this database does not know (the SQLite file was lost):
+   * every indexed image has its job, so job_status answers for it too. Nothing happens when the job exists.
+   */
+  insertRecovered(jobId: string, request: unknown, imageKey: string, createdAt: string): void {
+    this.statements.insertRecovered.run(jobId, JSON.stringify(request), imageKey, createdAt, createdAt);
   }
 
   /** How many jobs are in each state (states with none are 0). */

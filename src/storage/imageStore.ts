@@ -9,6 +9,10 @@ export interface ImageStore {
   put(key: string, pngPath: string, sidecar: ImageSidecar): Promise<void>;
   /** The stored sidecar, or undefined when the image is not (wholly) stored. */
   readSidecar(key: string): Promise<ImageSidecar | undefined>;
+  /** Every stored PNG under `prefix`, in pages as storage hands them out (reindex walks them all). */
+  listImages(prefix: string): AsyncIterable<StoredImage>;
+  /** A stored PNG's bytes. */
+  readImage(key: string): Promise<Buffer>;
   /** True for a refusal that waiting will not fix (access denied, no such bucket, an unwritable folder). */
   isPermanentError(error: unknown): boolean;
   storageUri(key: string): string;
@@ -23,6 +27,12 @@ const PERMANENT_FILE_ERRORS = new Set(["ENOENT", "EACCES", "EPERM", "EISDIR", "E
 
 export function isPermanentFileError(error: unknown): boolean {
   return PERMANENT_FILE_ERRORS.has((error as NodeJS.ErrnoException | undefined)?.code ?? "");
+}
+
+export interface StoredImage {
+  key: string;
+  bytes: number;
+  lastModified: Date;
 }
 
 export function sidecarKey(pngKey: string): string {

@@ -1,7 +1,7 @@
-import { copyFile, mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import type { ImageStore } from "./imageStore.js";
+import type { ImageStore, StoredImage } from "./imageStore.js";
 import { isPermanentFileError, sidecarKey } from "./imageStore.js";
 import type { ImageSidecar } from "./sidecar.js";
 
@@ -41,6 +41,20 @@ export class LocalImageStore implements ImageStore {
       throw error;
     }
     return JSON.parse(text) as ImageSidecar;
+  }
+
+  async *listImages(prefix: string): AsyncIterable<StoredImage> {
+    const names = await readdir(this.fileFor(prefix.replace(/\/+$/, "")), { recursive: true }).catch(() => [] as string[]);
+    for (const name of names) {
+      if (!name.endsWith(".png")) continue;
+      const key = `${prefix.replace(/\/+$/, "")}/${name.split(path.sep).join("/")}`;
+      const info = await stat(this.fileFor(key)).catch(() => null);
+      if (info?.isFile()) yield { key, bytes: info.size, lastModified: info.mtime };
+    }
+  }
+
+  readImage(key: string): Promise<Buffer> {
+    return readFile(this.fileFor(key));
   }
 
   isPermanentError(error: unknown): boolean {

@@ -1,6 +1,7 @@
 import {
   CreateBucketCommand,
   GetObjectCommand,
+  ListObjectsV2Command,
   HeadBucketCommand,
   PutObjectCommand,
   S3Client,
@@ -10,7 +11,7 @@ import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { readFile } from "node:fs/promises";
 import type { S3Settings } from "../config.js";
 import { KittyError, messageOf } from "../errors.js";
-import type { ImageStore } from "./imageStore.js";
+import type { ImageStore, StoredImage } from "./imageStore.js";
 import { isPermanentFileError, sidecarKey } from "./imageStore.js";
 import type { ImageSidecar } from "./sidecar.js";
 
@@ -116,6 +117,24 @@ export class S3ImageStore implements ImageStore {
       if (isNotFound(error)) return undefined;
       throw error;
     }
+  }
+
+  async *listImages(prefix: string): AsyncIterable<StoredImage> {
+    const Bucket = this.settings.bucket;
+    // ListObjectsV2 hands out at most 1,000 keys a page: follow the continuation token to the end.
+    let ContinuationToken: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket, Prefix: prefix, ContinuationToken }));
+      for (const object of page.Contents ?? []) {
+        if (object.Key?.endsWith(".png")) yield { key: object.Key, bytes: object.Size ?? 0, lastModified: object.LastModified ?? new Date(0) };
+      }
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+  }
+
+  async readImage(key: string): Promise<Buffer> {
+    const object = await this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: key }));
+    return Buffer.from(await object.Body!.transformToByteArray());
   }
 
   isPermanentError(error: unknown): boolean {

@@ -1,4 +1,4 @@
-import { inflateSync } from "node:zlib";
+import { crc32, deflateSync, inflateSync } from "node:zlib";
 
 export interface DecodedPng {
   width: number;
@@ -33,4 +33,29 @@ export function readPng(bytes: Buffer): DecodedPng {
     offset += 12 + length;
   }
   return { width, height, pixels: inflateSync(Buffer.concat(data)), text };
+}
+
+/** A valid PNG of the given size (grey pixels) with text chunks, for storage and reindex tests. */
+export function makePng(width: number, height: number, text: Record<string, string> = {}): Buffer {
+  const chunk = (type: string, body: Buffer) => {
+    const head = Buffer.alloc(8);
+    head.writeUInt32BE(body.length, 0);
+    head.write(type, 4, "latin1");
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), body])), 0);
+    return Buffer.concat([head, body, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 0, 0, 0, 0], 8); // 8-bit greyscale, no interlace
+  const rows = Buffer.alloc((width + 1) * height, 0x80);
+  for (let row = 0; row < height; row++) rows[row * (width + 1)] = 0; // filter byte: none
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header),
+    ...Object.entries(text).map(([key, value]) => chunk("tEXt", Buffer.from(`${key}\0${value}`, "latin1"))),
+    chunk("IDAT", deflateSync(rows)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
 }

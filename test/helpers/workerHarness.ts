@@ -29,6 +29,8 @@ export class FlakyStore implements ImageStore {
 
   ensureReady = () => this.inner.ensureReady();
   readSidecar = (key: string) => this.inner.readSidecar(key);
+  listImages = (prefix: string) => this.inner.listImages(prefix);
+  readImage = (key: string) => this.inner.readImage(key);
   isPermanentError = (error: unknown) => this.inner.isPermanentError(error);
   storageUri = (key: string) => this.inner.storageUri(key);
   downloadUrl = (key: string) => this.inner.downloadUrl(key);

@@ -1,0 +1,83 @@
+import type { Db } from "./db.js";
+import { messageOf } from "./errors.js";
+import type { Logger } from "./log.js";
+import type { JobStore } from "./queue/jobStore.js";
+import type { ImageIndex, ImageRecord } from "./storage/imageIndex.js";
+import type { ImageStore, StoredImage } from "./storage/imageStore.js";
+import { readPngInfo } from "./storage/pngInfo.js";
+
+export interface ReindexSummary {
+  /** PNGs storage holds under the prefix. */
+  scanned: number;
+  added: number;
+  alreadyIndexed: number;
+  /** Indexed from what the PNG says about itself: its sidecar is missing or unreadable. */
+  withoutSidecar: number;
+  /** Could not be read at all; named in the log. */
+  unreadable: number;
+}
+
+/**
+ * Rebuilds the image index from storage, so losing the SQLite file never loses the gallery: every PNG under the
+ * prefix is indexed from its JSON sidecar, or, without one, from the PNG's own size and text chunks. Idempotent
+ * (an indexed key is left as it is) and safe while a server runs: each image is one short transaction.
+ */
+export async function reindex(deps: { db: Db; jobs: JobStore; index: ImageIndex; store: ImageStore; keyPrefix: string; log: Logger }): Promise<ReindexSummary> {
+  const summary: ReindexSummary = { scanned: 0, added: 0, alreadyIndexed: 0, withoutSidecar: 0, unreadable: 0 };
+  for await (const image of deps.store.listImages(deps.keyPrefix)) {
+    summary.scanned++;
+    if (deps.index.byKey(image.key)) {
+      summary.alreadyIndexed++;
+      continue;
+    }
+    try {
+      const { record, fromSidecar } = await recordFor(image, deps.store);
+      deps.db.transaction(() => {
+        deps.jobs.insertRecovered(record.jobId, (record.metadata.request as object | undefined) ?? {}, record.key, record.createdAt);
+        deps.index.add(record);
+      })();
+      summary.added++;
+      if (!fromSidecar) summary.withoutSidecar++;
+    } catch (error) {
+      summary.unreadable++;
+      deps.log.warn({ key: image.key, error: messageOf(error) }, "could not index a stored image");
+    }
+  }
+  return summary;
+}
+
+async function recordFor(image: StoredImage, store: ImageStore): Promise<{ record: ImageRecord; fromSidecar: boolean }> {
+  const sidecar = await store.readSidecar(image.key).catch(() => undefined);
+  if (sidecar?.key === image.key) {
+    const { key, jobId, createdAt, model, width, height, seed } = sidecar;
+    return { record: { key, jobId, createdAt, prompt: sidecar.request.prompt, model, width, height, seed, metadata: { ...sidecar } }, fromSidecar: true };
+  }
+  // No sidecar: what the PNG says. The runner writes its settings in a "kitty-images" text chunk; other tools'
+  // PNGs may carry AUTOMATIC1111's "parameters" (prompt on the first line).
+  const png = readPngInfo(await store.readImage(image.key));
+  const ours = parseJson(png.text["kitty-images"]);
+  const prompt = typeof ours?.prompt === "string" ? ours.prompt : (png.text.parameters?.split("\n")[0] ?? "");
+  const record: ImageRecord = {
+    key: image.key,
+    // The key was never this job's: a stable id of its own, so a second run finds the same row.
+    jobId: `reindexed:${image.key}`,
+    createdAt: image.lastModified.toISOString(),
+    prompt,
+    model: typeof ours?.model === "string" ? ours.model : "",
+    width: png.width,
+    height: png.height,
+    seed: typeof ours?.seed === "number" ? ours.seed : 0,
+    metadata: { source: "png", pngBytes: image.bytes, ...(ours ?? {}), ...(png.text.parameters && { parameters: png.text.parameters }) },
+  };
+  return { record, fromSidecar: false };
+}
+
+function parseJson(text: string | undefined): Record<string, unknown> | null {
+  if (!text) return null;
+  try {
+    const value = JSON.parse(text) as unknown;
+    return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}

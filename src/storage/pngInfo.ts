@@ -1,0 +1,36 @@
+import { inflateSync } from "node:zlib";
+
+/** What a PNG says about itself: its size and its text chunks (tEXt, zTXt, iTXt). */
+export interface PngInfo {
+  width: number;
+  height: number;
+  text: Record<string, string>;
+}
+
+const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/** Reads the chunks up to the image data; throws when the bytes are not a PNG. */
+export function readPngInfo(bytes: Buffer): PngInfo {
+  if (bytes.length < 33 || !bytes.subarray(0, 8).equals(SIGNATURE)) throw new Error("not a PNG");
+  const info: PngInfo = { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20), text: {} };
+  for (let offset = 8; offset + 8 <= bytes.length; ) {
+    const length = bytes.readUInt32BE(offset);
+    const type = bytes.toString("latin1", offset + 4, offset + 8);
+    const body = bytes.subarray(offset + 8, offset + 8 + length);
+    offset += 12 + length;
+    const split = body.indexOf(0);
+    if (split < 0) continue;
+    const keyword = body.toString("latin1", 0, split);
+    if (type === "tEXt") info.text[keyword] = body.toString("latin1", split + 1);
+    else if (type === "zTXt") info.text[keyword] = inflateSync(body.subarray(split + 2)).toString("latin1");
+    else if (type === "iTXt") {
+      // keyword, compression flag, method, language tag \0, translated keyword \0, UTF-8 text
+      const compressed = body[split + 1] === 1;
+      const language = body.indexOf(0, split + 3);
+      const translated = body.indexOf(0, language + 1);
+      const text = body.subarray(translated + 1);
+      info.text[keyword] = (compressed ? inflateSync(text) : text).toString("utf8");
+    } else if (type === "IEND") break;
+  }
+  return info;
+}
