@@ -1,4 +1,5 @@
 import type { Db } from "./db.js";
+import type { GenerationRequest } from "./generation.js";
 import { messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
 import type { JobStore } from "./queue/jobStore.js";
@@ -33,7 +34,7 @@ export async function reindex(deps: { db: Db; jobs: JobStore; index: ImageIndex;
     try {
       const { record, fromSidecar } = await recordFor(image, deps.store);
       deps.db.transaction(() => {
-        deps.jobs.insertRecovered(record.jobId, (record.metadata.request as object | undefined) ?? {}, record.key, record.createdAt);
+        deps.jobs.insertRecovered(record.jobId, requestOf(record), record.key, record.createdAt);
         deps.index.add(record);
       })();
       summary.added++;
@@ -70,6 +71,27 @@ async function recordFor(image: StoredImage, store: ImageStore): Promise<{ recor
     metadata: { source: "png", pngBytes: image.bytes, ...(ours ?? {}), ...(png.text.parameters && { parameters: png.text.parameters }) },
   };
   return { record, fromSidecar: false };
+}
+
+/**
+ * The request the recovered job row carries, shaped as the queue stores requests (job_status reads its model's
+ * name and its prompt). The model's folder is unknown now: it may have moved since.
+ */
+function requestOf(record: ImageRecord): GenerationRequest {
+  const asked = (record.metadata.request ?? record.metadata) as Partial<Record<keyof GenerationRequest, unknown>>;
+  const number = (value: unknown, fallback: number) => (typeof value === "number" ? value : fallback);
+  return {
+    prompt: record.prompt,
+    negativePrompt: typeof asked.negativePrompt === "string" ? asked.negativePrompt : null,
+    model: { name: record.model, path: "", refinerPath: null },
+    width: record.width,
+    height: record.height,
+    steps: number(asked.steps, 0),
+    cfgScale: number(asked.cfgScale, 0),
+    seed: record.seed,
+    scheduler: null,
+    refiner: null,
+  };
 }
 
 function parseJson(text: string | undefined): Record<string, unknown> | null {

@@ -126,7 +126,7 @@ export class JobStore {
    * A done job for an image found in storage that this database does not know (the SQLite file was lost):
    * every indexed image has its job, so job_status answers for it too. Nothing happens when the job exists.
    */
-  insertRecovered(jobId: string, request: unknown, imageKey: string, createdAt: string): void {
+  insertRecovered(jobId: string, request: GenerationRequest, imageKey: string, createdAt: string): void {
     this.statements.insertRecovered.run(jobId, JSON.stringify(request), imageKey, createdAt, createdAt);
   }
 

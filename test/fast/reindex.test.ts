@@ -44,7 +44,7 @@ describe("reindex rebuilds the image index from the local folder", () => {
     expect(listed.filter((key) => stored.includes(key))).toEqual([...stored].reverse());
     expect(listed.slice(0, 2).sort()).toEqual(["images/imported/a1111.png", "images/imported/ours.png"]);
     expect(index.byKey(stored[0]!)).toMatchObject({ jobId: "job-1", prompt: "stored 1", width: 320, height: 256, seed: 9, metadata: { device: "mps", pngBytes: 99 } });
-    expect(jobs.get("job-1")).toMatchObject({ state: "done", imageKey: stored[0], request: { prompt: "stored 1" } });
+    expect(jobs.get("job-1")).toMatchObject({ state: "done", imageKey: stored[0], request: { prompt: "stored 1", model: { name: "m" }, width: 320 } });
     expect(index.byKey("images/imported/ours.png")).toMatchObject({ prompt: "a lost sidecar", model: "sdxl_base", seed: 77, width: 64, height: 48, metadata: { source: "png" } });
     expect(index.byKey("images/imported/a1111.png")).toMatchObject({ prompt: "a castle at dusk", width: 32, height: 32 });
 
