@@ -13,8 +13,8 @@ import { WorkerLease } from "./queue/workerLease.js";
 import { ImageIndex } from "./storage/imageIndex.js";
 import { imageLinks, type ImageLinks } from "./storage/imageLinks.js";
 import type { ImageStore } from "./storage/imageStore.js";
+import { DeferredS3Store } from "./storage/deferredS3.js";
 import { LocalImageStore } from "./storage/local.js";
-import { S3ImageStore } from "./storage/s3.js";
 import { StagingArea } from "./storage/staging.js";
 import { cancelJob } from "./tools/cancelJob.js";
 import { generateImage } from "./tools/generateImage.js";
@@ -53,6 +53,8 @@ export interface AppOverrides {
   timing?: Partial<WorkerOptions["timing"]>;
 }
 
+const STORAGE_CHECK_DELAY_MS = 300;
+
 const DEFAULT_TIMING: WorkerOptions["timing"] = {
   backoff: { first: 1000, max: 30_000 },
   queuePollMs: 1000,
@@ -71,7 +73,7 @@ export function createEngine(config: Config, log: Logger): Engine {
 }
 
 export function createStore(config: Config): ImageStore {
-  return config.storage.kind === "s3" ? new S3ImageStore(config.storage.s3) : new LocalImageStore(path.join(config.home, "files"));
+  return config.storage.kind === "s3" ? new DeferredS3Store(config.storage.s3) : new LocalImageStore(path.join(config.home, "files"));
 }
 
 /** The composition root: queue → worker → engine → storage → index, wired once here and started. */
@@ -81,8 +83,11 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
   const lease = new WorkerLease(db);
   const index = new ImageIndex(db);
   const store = createStore(config);
-  // Storage down at start (MinIO still booting at login) must not keep the tools away: uploads wait and retry.
-  await store.ensureReady().catch((error: Error) => log.warn({ error: error.message }, "storage is not reachable yet; uploads will retry"));
+  // Checked in the background, after the client's first requests: storage down or slow at start (MinIO still
+  // booting at login) must not keep the tools away; an upload makes sure of the bucket first and retries.
+  setTimeout(() => {
+    store.ensureReady().catch((error: Error) => log.warn({ error: error.message }, "storage is not reachable yet; uploads will retry"));
+  }, STORAGE_CHECK_DELAY_MS).unref();
   const engine = overrides.engine ?? createEngine(config, log);
   const worker = new Worker({
     jobs,

@@ -1,4 +1,4 @@
-import { CreateBucketCommand, DeleteBucketCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, DeleteBucketCommand, HeadBucketCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -154,6 +154,8 @@ describe("faults lose no queued job and no finished image", () => {
     const bucket = "kitty-refused";
     const home = await makeTestHome(inject("tinyModelsDir"));
     const server = await start(home, bucket);
+    // The server makes sure of its bucket in the background, just after it starts answering.
+    await waitUntil("the server has created its bucket", () => s3.send(new HeadBucketCommand({ Bucket: bucket })).then(() => true, () => false), { timeoutMs: 10_000, intervalMs: 100 });
     await s3.send(new DeleteBucketCommand({ Bucket: bucket }));
     const { jobId } = await server.ok("generate_image", { prompt: "no bucket", model: "tiny_sd15", width: 256, height: 256, steps: 2, seed: 51 });
     const failed = await waitForJob(server, jobId);

@@ -1,7 +1,7 @@
 import { connect, type Connection } from "./connect.js";
 import { printJson } from "./output.js";
 import { jobProgress, type JobProgress, type JobUpdate } from "./progress.js";
-import { numberFlag, parseCommand } from "./usage.js";
+import { numberFlag, parseCommand, StoppedWaiting } from "./usage.js";
 
 const FLAGS = {
   model: { type: "string" },
@@ -67,9 +67,6 @@ export async function generateCommand(args: string[]): Promise<void> {
     await connection.close();
   }
 }
-
-/** Thrown when the person stops waiting (Ctrl-C): the job itself goes on, or back to the queue. */
-export class StoppedWaiting extends Error {}
 
 async function followJob(connection: Connection, jobId: string, display: JobProgress): Promise<JobStatus> {
   const interrupted = new AbortController();

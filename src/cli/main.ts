@@ -1,21 +1,17 @@
 import { KittyError, messageOf } from "../errors.js";
-import { doctorCommand } from "./doctor.js";
-import { generateCommand, StoppedWaiting } from "./generate.js";
-import { latestCommand } from "./latest.js";
-import { modelsCommand } from "./models.js";
-import { reindexCommand } from "./reindex.js";
-import { selectCommand } from "./select.js";
-import { serveCommand } from "./serve.js";
-import { USAGE, UsageError } from "./usage.js";
+import { StoppedWaiting, USAGE, UsageError } from "./usage.js";
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
-  serve: serveCommand,
-  generate: generateCommand,
-  latest: latestCommand,
-  select: selectCommand,
-  models: modelsCommand,
-  doctor: doctorCommand,
-  reindex: reindexCommand,
+type Command = (args: string[]) => Promise<void>;
+
+/** Loaded on demand: `serve` on stdio answers its first tools/list sooner without the client SDK or the bar. */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  serve: async () => (await import("./serve.js")).serveCommand,
+  generate: async () => (await import("./generate.js")).generateCommand,
+  latest: async () => (await import("./latest.js")).latestCommand,
+  select: async () => (await import("./select.js")).selectCommand,
+  models: async () => (await import("./models.js")).modelsCommand,
+  doctor: async () => (await import("./doctor.js")).doctorCommand,
+  reindex: async () => (await import("./reindex.js")).reindexCommand,
 };
 
 /** Runs one command line; exit codes: 0 done, 1 a failed job or a refused request, 2 bad usage, 130 stopped waiting. */
@@ -26,9 +22,9 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${USAGE}\n`);
       return;
     }
-    const run = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
-    if (!run) throw new UsageError(`unknown command '${command}'`);
-    await run(rest);
+    const load = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+    if (!load) throw new UsageError(`unknown command '${command}'`);
+    await (await load())(rest);
   } catch (error) {
     if (error instanceof UsageError) {
       // The whole usage for a command we do not know; a pointer to it for a flag that is wrong.

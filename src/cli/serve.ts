@@ -1,10 +1,10 @@
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
 import { messageOf } from "../errors.js";
 import { isLoopbackAddress } from "../http/accessGuard.js";
-import { assertSafeBinding, publicBaseUrl, startHttpDoor } from "../http/httpDoor.js";
+import type { HttpDoorOptions } from "../http/httpDoor.js";
 import { inspectModelFolder } from "../models/modelFolder.js";
 import { createApp, createMcpServer, type App } from "../server.js";
-import { S3ImageStore } from "../storage/s3.js";
+import { DeferredS3Store } from "../storage/deferredS3.js";
 import { loadSetup } from "./setup.js";
 import { numberFlag, parseCommand, UsageError } from "./usage.js";
 
@@ -27,12 +27,14 @@ export async function serveCommand(args: string[]): Promise<void> {
     const onDisk = inspectModelFolder(entry.path);
     if (!onDisk.present) log.warn({ model: entry.name, problem: onDisk.problem }, "model in models.yaml is not on disk; generate_image will refuse it");
   }
-  if (http) assertSafeBinding({ config }, http.host);
+  // The HTTP door (and its adapter) is loaded only for --http: a stdio server answers tools/list sooner without it.
+  const door = http ? await import("../http/httpDoor.js") : null;
+  if (http && door) door.assertSafeBinding({ config }, http.host);
   // Over HTTP, local images are linked through this server, so other hosts can open them.
-  const app = await createApp(config, log, http && config.storage.kind === "local" ? { filesBaseUrl: publicBaseUrl({ config }, http) } : {});
+  const app = await createApp(config, log, http && door && config.storage.kind === "local" ? { filesBaseUrl: door.publicBaseUrl({ config }, http) } : {});
   let closeDoor: () => Promise<void>;
   try {
-    closeDoor = http ? await openHttp(app, http) : openStdio(app);
+    closeDoor = http && door ? await openHttp(app, http, door) : openStdio(app);
   } catch (error) {
     // A port already taken: the job that was running goes back to the queue before the process ends.
     await app.close();
@@ -65,14 +67,14 @@ function openStdio(app: App): () => Promise<void> {
   return async () => stdio.close();
 }
 
-async function openHttp(app: App, options: { host: string; port: number }): Promise<() => Promise<void>> {
+async function openHttp(app: App, options: HttpDoorOptions, doorModule: typeof import("../http/httpDoor.js")): Promise<() => Promise<void>> {
   const { config, log } = app;
-  const door = await startHttpDoor(app, options);
-  const publicUrl = publicBaseUrl(app, options);
+  const door = await doorModule.startHttpDoor(app, options);
+  const publicUrl = doorModule.publicBaseUrl(app, options);
   if (config.http.trustedNetworks.some((network) => network.prefix === 0)) {
     log.warn({ trustedNetworks: config.http.trustedNetworks }, "KITTY_IMAGES_TRUSTED_NETWORKS trusts every address: no caller needs the token");
   }
-  const downloadHost = app.store instanceof S3ImageStore ? app.store.downloadHost : null;
+  const downloadHost = app.store instanceof DeferredS3Store ? app.store.downloadHost : null;
   if (downloadHost && isLoopbackAddress(downloadHost) && !isLoopbackAddress(options.host)) {
     log.warn(
       { downloadHost },

@@ -1,4 +1,3 @@
-import { execa } from "execa";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { loadConfig, type Config } from "../config.js";
@@ -29,6 +28,7 @@ async function prepareDemoModels(config: Config, log: Logger, audience: "server"
   if (!existsSync(path.join(folder, "sdxl", "model_index.json"))) {
     log.info({ folder }, "building tiny random-weight demo models (images will be noise)");
     mkdirSync(folder, { recursive: true });
+    const { execa } = await import("execa");
     await execa(config.runner.python, ["-m", "diffusers_runner.tiny_models", folder], {
       cwd: config.runner.packageDir,
       env: { PYTHONPATH: config.runner.packageDir, HF_HUB_OFFLINE: "1" },

@@ -29,6 +29,9 @@ Configuration comes from the environment (see README.md): MODELS_YAML, S3_ENDPOI
 /** A command line that cannot be run as written: exit code 2, with the usage text. */
 export class UsageError extends Error {}
 
+/** Thrown when the person stops waiting (Ctrl-C): the job itself goes on, or back to the queue. Exit code 130. */
+export class StoppedWaiting extends Error {}
+
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
 /** node's parseArgs, strict, so an unknown or misspelt flag is a usage error rather than silently ignored. */

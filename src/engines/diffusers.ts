@@ -3,7 +3,7 @@ import type { Logger } from "../log.js";
 import type { GenerationRequest, GenerationResult } from "../generation.js";
 import type { Engine, GenerationJob } from "./engine.js";
 import { EngineJobError } from "./engine.js";
-import { RunnerProcess, type RunnerOptions } from "./diffusersRunner.js";
+import type { RunnerOptions, RunnerProcess } from "./diffusersRunner.js";
 import type { ReadyEvent } from "./runnerProtocol.js";
 
 /**
@@ -50,6 +50,8 @@ export class DiffusersEngine implements Engine {
         true,
       );
     }
+    // execa and the runner's supervisor load with the first runner, not with the server.
+    const { RunnerProcess } = await import("./diffusersRunner.js");
     const runner = new RunnerProcess(this.options, this.log);
     this.spawning = runner;
     this.log.info({ runnerPid: runner.pid }, "starting diffusers runner");

@@ -30,6 +30,8 @@ export interface WorkerOptions {
   };
 }
 
+const ENGINE_WARM_START_DELAY_MS = 300;
+
 /** The job this process runs now, with the two ways to stop it (see JobSignals). */
 interface CurrentJob {
   job: Job;
@@ -171,8 +173,13 @@ export class Worker {
     this.heartbeatTimer.unref();
     log.info("this process runs the queue");
     void this.sweepStaging();
-    // Start the runner now so the first job does not pay for importing torch; failures are retried per job.
-    engine.start().catch((error: Error) => log.warn({ error: error.message }, "engine did not start yet; jobs will wait and retry"));
+    // Start the runner soon, so the first job does not pay for importing torch, but not before the client's first
+    // requests are answered: spawning it competes with them for the event loop. A job that comes sooner starts it.
+    setTimeout(() => {
+      if (this.holdsLease && !this.stopping) {
+        engine.start().catch((error: Error) => log.warn({ error: error.message }, "engine did not start yet; jobs will wait and retry"));
+      }
+    }, ENGINE_WARM_START_DELAY_MS).unref();
     return true;
   }
 

@@ -60,12 +60,6 @@ export class S3ImageStore implements ImageStore {
     });
   }
 
-  /** The host presigned URLs carry, for the start-up warning about loopback links. */
-  get downloadHost(): string | null {
-    const endpoint = this.settings.publicEndpoint ?? this.settings.endpoint;
-    return endpoint ? new URL(endpoint).hostname : null;
-  }
-
   private describe(): string {
     return `s3://${this.settings.bucket} at ${this.settings.endpoint ?? "AWS"}`;
   }
