@@ -15,6 +15,11 @@ export default defineConfig({
         test: { name: "fast", include: ["test/unit/**/*.test.ts", "test/fast/**/*.test.ts"] },
       },
       {
+        // In-process like the fast tier, but thousands of generated calls: run by npm test, not by test:fast.
+        extends: true,
+        test: { name: "fuzz", include: ["test/fuzz/**/*.test.ts"] },
+      },
+      {
         extends: true,
         test: {
           name: "real",
