@@ -7,6 +7,7 @@ import type { ImageIndex } from "../storage/imageIndex.js";
 import { newImageKey } from "../storage/imageKeys.js";
 import type { ImageStore } from "../storage/imageStore.js";
 import { buildSidecar, type ImageSidecar } from "../storage/sidecar.js";
+import { pngFileSize } from "../storage/pngInfo.js";
 import type { StagingArea } from "../storage/staging.js";
 import { MAX_ATTEMPTS } from "./jobStates.js";
 import { JobTakenOver, type Job, type JobStore } from "./jobStore.js";
@@ -100,6 +101,7 @@ async function storedByEarlierRun(key: string, jobId: string, { store }: JobRunD
 
 async function generateAndStore(job: Job, key: string, deps: JobRunDeps, signals: JobSignals, log: Logger): Promise<ImageSidecar> {
   const result = (await deps.staging.finished(job.id)) ?? (await generate(job, deps, signals));
+  await checkOutput(deps.staging.pngPath(job.id), job);
   const pngBytes = (await stat(deps.staging.pngPath(job.id))).size;
   const sidecar = buildSidecar({ key, jobId: job.id, engine: deps.engine.name, pngBytes }, job.request, result);
   // Storage down must not lose a finished image: the PNG waits in staging while the upload backs off.
@@ -127,6 +129,16 @@ async function generate(job: Job, { engine, jobs, staging }: JobRunDeps, signals
   });
   await staging.saveResult(job.id, result);
   return result;
+}
+
+/** An engine that wrote no PNG, or one of another size, fails the job with what it made: nothing wrong is stored. */
+async function checkOutput(file: string, job: Job): Promise<void> {
+  const { width, height } = job.request;
+  const size = await pngFileSize(file).catch(() => null);
+  if (!size) throw new EngineJobError("bad_output", `the engine's output for this job is not a PNG (${file}); nothing was stored`);
+  if (size.width !== width || size.height !== height) {
+    throw new EngineJobError("bad_output", `the engine made a ${size.width}x${size.height} image, not the ${width}x${height} asked for; nothing was stored`);
+  }
 }
 
 function indexRecordOf(sidecar: ImageSidecar) {

@@ -1,3 +1,4 @@
+import { open } from "node:fs/promises";
 import { inflateSync } from "node:zlib";
 
 /** What a PNG says about itself: its size and its text chunks (tEXt, zTXt, iTXt). */
@@ -33,4 +34,17 @@ export function readPngInfo(bytes: Buffer): PngInfo {
     } else if (type === "IEND") break;
   }
   return info;
+}
+
+/** The size a PNG file declares in its header, or null when the file does not start as a PNG does. */
+export async function pngFileSize(file: string): Promise<{ width: number; height: number } | null> {
+  const handle = await open(file, "r");
+  try {
+    const head = Buffer.alloc(24);
+    const { bytesRead } = await handle.read(head, 0, 24, 0);
+    if (bytesRead < 24 || !head.subarray(0, 8).equals(SIGNATURE) || head.toString("latin1", 12, 16) !== "IHDR") return null;
+    return { width: head.readUInt32BE(16), height: head.readUInt32BE(20) };
+  } finally {
+    await handle.close();
+  }
 }

@@ -3,6 +3,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { EngineJobError } from "../../src/engines/engine.js";
 import { buildSidecar } from "../../src/storage/sidecar.js";
+import { makePng } from "../helpers/png.js";
 import { makeRequest } from "../helpers/requests.js";
 import { waitUntil } from "../helpers/waitUntil.js";
 import { fileError, setUpWorker } from "../helpers/workerHarness.js";
@@ -38,6 +39,19 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     const { job } = h.queue.enqueue(makeRequest());
     expect(await h.ended(job.id)).toMatchObject({ state: "failed", error: { code: "out_of_memory", message: expect.stringContaining("try a smaller size") } });
     expect(readdirSync(h.staging.dir)).toEqual([]);
+  });
+
+  it("fails a job whose engine wrote no PNG, or one of another size, storing nothing; the queue goes on", async () => {
+    const h = setUpWorker();
+    h.engine.script.push("not-a-png", "wrong-size");
+    h.worker.start();
+    const junk = h.queue.enqueue(makeRequest({ prompt: "junk" })).job;
+    const small = h.queue.enqueue(makeRequest({ prompt: "half", width: 512, height: 384 })).job;
+    const fine = h.queue.enqueue(makeRequest({ prompt: "fine" })).job;
+    expect(await h.ended(junk.id)).toMatchObject({ state: "failed", error: { code: "bad_output", message: expect.stringContaining("is not a PNG") } });
+    expect(await h.ended(small.id)).toMatchObject({ state: "failed", error: { code: "bad_output", message: expect.stringContaining("made a 256x384 image, not the 512x384 asked for") } });
+    expect(await h.ended(fine.id)).toMatchObject({ state: "done" });
+    expect(h.store.puts).toBe(1);
   });
 
   it("gives a job whose runner crashed one retry, then fails it with the crash's reason", async () => {
@@ -122,7 +136,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     const h = setUpWorker();
     const { job } = h.queue.enqueue(makeRequest());
     await h.staging.prepare();
-    writeFileSync(h.staging.pngPath(job.id), "png bytes");
+    writeFileSync(h.staging.pngPath(job.id), makePng(512, 512));
     await h.staging.saveResult(job.id, { width: 512, height: 512, seed: 1, family: "sdxl", scheduler: "euler", device: "cuda", modelLoads: 1, stepsRun: 4, timings: { loadSeconds: 0, inferenceSeconds: 1, saveSeconds: 0 }, versions: {} });
     h.worker.start();
     expect(await h.ended(job.id)).toMatchObject({ state: "done" });

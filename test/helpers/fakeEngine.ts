@@ -3,15 +3,13 @@ import path from "node:path";
 import type { Engine, GenerationJob } from "../../src/engines/engine.js";
 import { EngineJobError } from "../../src/engines/engine.js";
 import type { GenerationRequest, GenerationResult } from "../../src/generation.js";
+import { makePng } from "./png.js";
 
-/** A 1x1 PNG: storage and the index only need a whole file to move about. */
-const ONE_PIXEL_PNG = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==", "base64");
-
-/** What the next generate() does: finish normally, throw an error, or wait until the job is aborted. */
-export type FakeStep = "ok" | EngineJobError | "hang";
+/** What the next generate() does: finish normally, throw an error, wait until the job is aborted, or write bad output. */
+export type FakeStep = "ok" | EngineJobError | "hang" | "not-a-png" | "wrong-size";
 
 /**
- * A stand-in Engine for fast worker and tool tests (never shipped): it writes a tiny PNG the way the runner does
+ * A stand-in Engine for fast worker and tool tests (never shipped): it writes a PNG of the asked size the way the runner does
  * (write, then rename), reports a step every `stepMs`, and honours the job's abort signal at each step.
  */
 export class FakeEngine implements Engine {
@@ -52,7 +50,9 @@ export class FakeEngine implements Engine {
         job.onProgress({ step: Math.min(done, request.steps), totalSteps: request.steps });
       }
       await mkdir(path.dirname(job.outputPath), { recursive: true });
-      await writeFile(`${job.outputPath}.partial`, ONE_PIXEL_PNG);
+      const bytes =
+        step === "not-a-png" ? Buffer.from("this is not a PNG") : makePng(step === "wrong-size" ? request.width / 2 : request.width, request.height);
+      await writeFile(`${job.outputPath}.partial`, bytes);
       await rename(`${job.outputPath}.partial`, job.outputPath);
       return {
         width: request.width,
