@@ -4,6 +4,7 @@ import { DiffusersEngine } from "./engines/diffusers.js";
 import { messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
 import { inspectModelFolder } from "./models/modelFolder.js";
+import { JobStore } from "./queue/jobStore.js";
 import { WorkerLease } from "./queue/workerLease.js";
 import { createEngine, createStore } from "./server.js";
 
@@ -41,10 +42,10 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
   await check("database", () => {
     const db = openDatabase(config.databasePath);
     try {
-      const counts = db.prepare(`SELECT state, COUNT(*) AS n FROM jobs GROUP BY state`).all() as Array<{ state: string; n: number }>;
+      const counts = Object.entries(new JobStore(db).countByState()).filter(([, n]) => n > 0);
       const images = (db.prepare(`SELECT COUNT(*) AS n FROM images`).get() as { n: number }).n;
       const holder = new WorkerLease(db).holder();
-      const jobs = counts.map(({ state, n }) => `${n} ${state}`).join(", ") || "no jobs";
+      const jobs = counts.map(([state, n]) => `${n} ${state}`).join(", ") || "no jobs";
       return `${config.databasePath}: ${jobs}; ${images} image(s)${holder ? `; queue run by pid ${holder.pid}` : ""}`;
     } finally {
       db.close();

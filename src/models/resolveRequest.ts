@@ -10,7 +10,7 @@ import {
   type SchedulerName,
 } from "../generation.js";
 import type { ModelCatalog, ModelEntry } from "./catalog.js";
-import { inspectModelFolder } from "./modelFolder.js";
+import { inspectModelFolder, type ModelOnDisk } from "./modelFolder.js";
 
 /** What a caller asks for, in any door's words once mapped: every field but the prompt may be left out. */
 export interface GenerationAsk {
@@ -26,11 +26,10 @@ export interface GenerationAsk {
   refiner?: boolean | undefined;
 }
 
-/** The family a model runs as: declared in models.yaml, else read from its folder; null when neither says. */
-export function familyOf(entry: ModelEntry): ModelFamily | null {
+/** The family a model runs as: declared in models.yaml, else what its folder says; null when neither says. */
+export function familyOf(entry: ModelEntry, onDisk: ModelOnDisk): ModelFamily | null {
   if (entry.declaredFamily) return entry.declaredFamily;
-  const found = inspectModelFolder(entry.path).family;
-  return found === "sd15" || found === "sdxl" ? found : null;
+  return onDisk.family === "sd15" || onDisk.family === "sdxl" ? onDisk.family : null;
 }
 
 /** The family's defaults with the entry's own on top: what an unset field becomes (list_models shows the same). */
@@ -49,7 +48,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog): Gener
     throw new KittyError("invalid_argument", `model '${name}' is an SDXL refiner; name it as another model's 'refiner' in models.yaml`, "model");
   }
   // A folder whose pipeline class is unknown to us is tried as SDXL, the family most checkpoints are today.
-  const family: ModelFamily = familyOf(entry) ?? "sdxl";
+  const family: ModelFamily = familyOf(entry, onDisk) ?? "sdxl";
   const defaults = defaultsFor(entry, family);
   const steps = ask.steps ?? defaults.steps;
   const cfgScale = ask.cfgScale ?? defaults.cfgScale;

@@ -31,7 +31,7 @@ export const listModels = defineTool({
     const catalog = config.models;
     const models = catalog.entries.map((entry) => {
       const onDisk = inspectModelFolder(entry.path);
-      const family = familyOf(entry);
+      const family = familyOf(entry, onDisk);
       return {
         name: entry.name,
         family: entry.declaredFamily ?? onDisk.family,
