@@ -93,6 +93,8 @@ export interface GenerationResult {
   modelLoads: number;
   /** Denoising steps that ran, base and refiner together. */
   stepsRun: number;
+  /** The prompt's CLIP tokens; past 75 the runner encodes it in 75-token chunks rather than dropping the rest. */
+  promptTokens: number;
   timings: { loadSeconds: number; inferenceSeconds: number; saveSeconds: number };
   versions: Record<string, string>;
 }

@@ -59,6 +59,19 @@ describe("end to end: MCP client -> server -> SQLite queue -> Python runner -> M
     const { png } = await download(key);
     expect([png.width, png.height]).toEqual([320, 256]);
     expect(JSON.parse(png.text["kitty-images"]!)).toMatchObject({ prompt: "a red cube on a desk", seed: 1234, family: "sd15" });
+    // AUTOMATIC1111's PNG Info text, exactly in its layout, so any PNG-info viewer shows the settings.
+    expect(png.text.parameters).toBe("a red cube on a desk\nSteps: 4, Sampler: Euler a, CFG scale: 7, Seed: 1234, Size: 320x256, Model: tiny_sd15");
+  });
+
+  it("uses a prompt past CLIP's 77 tokens whole and says how many tokens it had", async () => {
+    // The tiny tokenizer spends a token per letter: the closing words sit well past the first chunk.
+    const opening = "a red cube on a wooden desk, ".repeat(4);
+    const snow = await generate({ prompt: `${opening}in the snow`, model: "tiny_sd15", width: 256, height: 256, steps: 3, seed: 11 });
+    const rain = await generate({ prompt: `${opening}in the rain`, model: "tiny_sd15", width: 256, height: 256, steps: 3, seed: 11 });
+    expect(snow.status.promptTokens).toBeGreaterThan(77);
+    const [a, b] = await Promise.all([download(snow.status.images[0].key), download(rain.status.images[0].key)]);
+    expect(a.png.pixels.equals(b.png.pixels), "the last words changed the image").toBe(false);
+    expect(a.selected.metadata.promptTokens).toBe(snow.status.promptTokens);
   });
 
   it("stores the PNG and a JSON sidecar side by side in the bucket", async () => {

@@ -12,6 +12,8 @@ import torch
 from PIL.PngImagePlugin import PngInfo
 
 from .pipelines import LoadedModel, ModelCache, ModelLoadError
+from .infotext import format_parameters, generation_settings
+from .prompts import PromptEncoder
 from .protocol import DoneEvent, GenerateRequest, JobFailed, ProgressEvent, RefinerSpec
 
 SendProgress = Callable[[ProgressEvent], None]
@@ -85,7 +87,7 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
 
     started = time.perf_counter()
     try:
-        image, steps_run = _denoise(request, model, cancel, send)
+        image, steps_run, prompt_tokens = _denoise(request, model, cancel, send)
     except JobFailed:
         raise
     except Exception as exc:  # noqa: BLE001 - any library failure becomes a job error the agent can read
@@ -111,6 +113,7 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         device=cache.device.device,
         modelLoads=cache.loads,
         stepsRun=steps_run,
+        promptTokens=prompt_tokens,
         timings={
             "loadSeconds": round(load_seconds, 4),
             "inferenceSeconds": round(inference_seconds, 4),
@@ -119,19 +122,16 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
     )
 
 
-def _denoise(request: GenerateRequest, model: LoadedModel, cancel: threading.Event, send: SendProgress) -> tuple[Any, int]:
-    """Returns the image and how many denoising steps ran (base and refiner)."""
+def _denoise(request: GenerateRequest, model: LoadedModel, cancel: threading.Event, send: SendProgress) -> tuple[Any, int, int]:
+    """Returns the image, how many denoising steps ran (base and refiner) and the prompt's token count."""
     refiner = request.get("refiner")
     progress = _Progress(request["jobId"], send, request["steps"], refiner["steps"] if refiner else 0)
     # A CPU generator gives the same latents for a seed on CUDA, MPS and CPU alike.
     generator = torch.Generator(device="cpu").manual_seed(request["seed"])
-    common = {
-        "prompt": request["prompt"],
-        "negative_prompt": request.get("negativePrompt") or None,
-        "generator": generator,
-    }
+    base_prompt, prompt_tokens = _prompt_kwargs(model.base.pipe, request)
     base_kwargs: dict[str, Any] = {
-        **common,
+        **base_prompt,
+        "generator": generator,
         "width": request["width"],
         "height": request["height"],
         "num_inference_steps": request["steps"],
@@ -144,13 +144,15 @@ def _denoise(request: GenerateRequest, model: LoadedModel, cancel: threading.Eve
     if cancel.is_set():
         raise JobFailed("cancelled", "cancelled while running")
     if refiner is None:
-        return result.images[0], progress.steps_run
+        return result.images[0], progress.steps_run, prompt_tokens
 
     # ModelCache.get attached the refiner: run_generate asked for it whenever the request has one.
     assert model.refiner is not None
     model.refiner.use_scheduler(request.get("scheduler"))
+    refiner_prompt, _ = _prompt_kwargs(model.refiner.pipe, request)
     result = model.refiner.pipe(
-        **common,
+        **refiner_prompt,
+        generator=generator,
         image=result.images,
         num_inference_steps=_refiner_schedule_length(refiner),
         denoising_start=refiner["switchAt"],
@@ -159,11 +161,22 @@ def _denoise(request: GenerateRequest, model: LoadedModel, cancel: threading.Eve
     )
     if cancel.is_set():
         raise JobFailed("cancelled", "cancelled while running")
-    return result.images[0], progress.steps_run
+    return result.images[0], progress.steps_run, prompt_tokens
+
+
+def _prompt_kwargs(pipe: Any, request: GenerateRequest) -> tuple[dict[str, Any], int]:
+    """Prompt embeddings for this pipeline (long prompts chunked, emphasis applied) and the prompt's token count."""
+    positive, negative = PromptEncoder(pipe).encode_pair(request["prompt"], request.get("negativePrompt"))
+    kwargs: dict[str, Any] = {"prompt_embeds": positive.embeds, "negative_prompt_embeds": negative.embeds}
+    if positive.pooled is not None:
+        kwargs.update(pooled_prompt_embeds=positive.pooled, negative_pooled_prompt_embeds=negative.pooled)
+    return kwargs, positive.tokens
 
 
 def _save_png(image, request: GenerateRequest, family: str, scheduler_name: str) -> None:
     info = PngInfo()
+    # AUTOMATIC1111's text first: PNG-info viewers, Civitai and the other UIs' importers read this one.
+    info.add_text("parameters", _parameters_text(request, scheduler_name, image.width, image.height))
     info.add_text(
         "kitty-images",
         json.dumps(
@@ -185,3 +198,23 @@ def _save_png(image, request: GenerateRequest, family: str, scheduler_name: str)
     image.save(partial_path, format="PNG", pnginfo=info)
     # Rename is atomic: the server never sees half a PNG.
     os.replace(partial_path, output_path)
+
+
+def _parameters_text(request: GenerateRequest, scheduler_name: str, width: int, height: int) -> str:
+    extra: dict[str, Any] = {}
+    refiner = request.get("refiner")
+    refiner_path = request["model"].get("refinerPath")
+    if refiner is not None and refiner_path:
+        extra["Refiner"] = os.path.basename(os.path.normpath(refiner_path))
+        extra["Refiner switch at"] = float(refiner["switchAt"])
+    settings = generation_settings(
+        steps=request["steps"],
+        scheduler=scheduler_name,
+        cfg_scale=request["cfgScale"],
+        seed=request["seed"],
+        width=width,
+        height=height,
+        model=request["model"]["name"],
+        extra=extra,
+    )
+    return format_parameters(request["prompt"], request.get("negativePrompt"), settings)

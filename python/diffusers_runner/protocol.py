@@ -94,6 +94,8 @@ class DoneEvent(TypedDict):
     device: str
     modelLoads: int
     stepsRun: int
+    # The prompt's CLIP tokens (without start and end tokens): past 75 it was encoded in several chunks.
+    promptTokens: int
     timings: Timings
 
 

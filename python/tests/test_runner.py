@@ -192,3 +192,25 @@ def test_a_refined_job_counts_base_and_refiner_steps_as_one_rising_sequence(runn
     assert steps == list(range(1, len(steps) + 1)) and done["stepsRun"] == steps[-1]
     assert progress[-1]["totalSteps"] == done["stepsRun"] == 3 + 2
     assert (tmp_path / "refined.png").exists()
+
+
+def test_words_past_token_77_change_the_pixels_and_the_png_carries_a1111_parameters(runner, tiny_models, tmp_path):
+    from PIL import Image
+
+    from diffusers_runner.infotext import parse_parameters
+
+    runner.next_event()
+    # The tiny tokenizer spends one token per character: the last words sit past CLIP's 77-token window.
+    opening = "a red cube on a table, " * 5
+    runner.send(generate("snow", tiny_models["sdxl"], tmp_path, prompt=opening + "in the snow", negativePrompt="blurry", scheduler="euler"))
+    runner.send(generate("rain", tiny_models["sdxl"], tmp_path, prompt=opening + "in the rain", negativePrompt="blurry", scheduler="euler"))
+    snow, _ = runner.until("snow")
+    rain, _ = runner.until("rain")
+    assert snow["type"] == rain["type"] == "done", (snow, rain)
+    assert snow["promptTokens"] == len(opening + "in the snow") - opening.count(" ") - 2 > 77
+    snow_png, rain_png = Image.open(tmp_path / "snow.png"), Image.open(tmp_path / "rain.png")
+    assert snow_png.tobytes() != rain_png.tobytes(), "a word after token 77 must reach the image"
+
+    prompt, negative, settings = parse_parameters(snow_png.text["parameters"])
+    assert (prompt, negative) == (opening + "in the snow", "blurry")
+    assert settings == {"Steps": "3", "Sampler": "Euler", "CFG scale": "7", "Seed": "7", "Size": "256x256", "Model": "tiny"}

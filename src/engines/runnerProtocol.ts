@@ -54,6 +54,7 @@ export const doneEventSchema = z.object({
   device: z.string(),
   modelLoads: z.number().int(),
   stepsRun: z.number().int(),
+  promptTokens: z.number().int(),
   timings: z.object({ loadSeconds: z.number(), inferenceSeconds: z.number(), saveSeconds: z.number() }),
 });
 

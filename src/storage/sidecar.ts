@@ -20,6 +20,8 @@ export interface ImageSidecar {
   modelLoads: number;
   /** Denoising steps that ran, base and refiner together. */
   stepsRun: number;
+  /** The prompt's CLIP tokens; absent in sidecars written before it was recorded. */
+  promptTokens?: number;
   /** Size of the stored PNG (the REST API's `size`); absent in sidecars written before it was recorded. */
   pngBytes?: number;
 }
@@ -46,6 +48,7 @@ export function buildSidecar(
     timings: result.timings,
     modelLoads: result.modelLoads,
     stepsRun: result.stepsRun,
+    promptTokens: result.promptTokens,
     ...(image.pngBytes !== undefined && { pngBytes: image.pngBytes }),
   };
 }

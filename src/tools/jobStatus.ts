@@ -21,6 +21,7 @@ export const jobStatus = defineTool({
     position: z.number().int().optional(),
     progress: z.object({ step: z.number().int(), totalSteps: z.number().int() }).optional(),
     images: z.array(z.object({ key: z.string(), width: z.number().int(), height: z.number().int(), seed: z.number().int() })).optional(),
+    promptTokens: z.number().int().optional(),
     error: z.object({ code: z.string(), message: z.string() }).optional(),
     notice: z.string().optional(),
     model: z.string(),
@@ -71,9 +72,13 @@ function describeJob(job: Job, { queue, index }: ToolDeps) {
     case "done": {
       const image = index.byJob(job.id);
       const images = image ? [{ key: image.key, width: image.width, height: image.height, seed: image.seed }] : [];
+      const promptTokens = image?.metadata.promptTokens;
+      const tokens = typeof promptTokens === "number" ? promptTokens : undefined;
+      // Past 75 tokens the prompt was encoded in chunks: worth saying, since most tools silently drop the rest.
+      const chunked = tokens !== undefined && tokens > 75 ? ` The prompt's ${tokens} tokens were all used, encoded in 75-token chunks.` : "";
       return {
-        structured: { ...base, images },
-        summary: `Job ${job.id} is done: image ${images[0]?.key ?? "(missing from the index)"}. Next: select_image {"key":"${images[0]?.key ?? ""}"} for an imageRef.`,
+        structured: { ...base, images, ...(tokens !== undefined && { promptTokens: tokens }) },
+        summary: `Job ${job.id} is done: image ${images[0]?.key ?? "(missing from the index)"}.${chunked} Next: select_image {"key":"${images[0]?.key ?? ""}"} for an imageRef.`,
       };
     }
     case "failed": {

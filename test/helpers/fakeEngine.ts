@@ -63,6 +63,8 @@ export class FakeEngine implements Engine {
         device: "fake-device",
         modelLoads: 1,
         stepsRun: request.steps,
+        // A stand-in count, one per word: the real runner counts CLIP tokens.
+        promptTokens: request.prompt.split(/\s+/).filter(Boolean).length,
         timings: { loadSeconds: 0, inferenceSeconds: 0.01, saveSeconds: 0 },
         versions: { fake: "1" },
       };
