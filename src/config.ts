@@ -34,6 +34,8 @@ const envSchema = z.object({
   KITTY_IMAGES_PYTHON: optionalString,
   KITTY_IMAGES_DEVICE: z.preprocess(emptyToUndefined, z.enum(["auto", "cuda", "mps", "cpu"]).default("auto")),
   KITTY_IMAGES_WARM_MODELS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(8).default(1)),
+  KITTY_IMAGES_ATTENTION_SLICING: z.preprocess(emptyToUndefined, z.enum(["auto", "on", "off"]).default("auto")),
+  KITTY_IMAGES_COMPILE: z.preprocess(emptyToUndefined, z.enum(["0", "1"]).default("0")),
   KITTY_IMAGES_LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(["trace", "debug", "info", "warn", "error", "silent"]).optional()),
   KITTY_IMAGES_TOKEN: z.preprocess(emptyToUndefined, z.string().min(16, { error: "must be at least 16 characters (try: openssl rand -hex 24)" }).optional()),
   KITTY_IMAGES_TRUSTED_NETWORKS: z.preprocess(emptyToUndefined, z.string().optional()),
@@ -120,7 +122,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
   for (const [name, value] of Object.entries(env)) {
     if (value !== undefined && !/^(S3_|AWS_|KITTY_IMAGES_TOKEN$)/.test(name)) runnerEnv[name] = value;
   }
-  Object.assign(runnerEnv, { KITTY_IMAGES_DEVICE: e.KITTY_IMAGES_DEVICE, KITTY_IMAGES_WARM_MODELS: String(e.KITTY_IMAGES_WARM_MODELS) });
+  Object.assign(runnerEnv, {
+    KITTY_IMAGES_DEVICE: e.KITTY_IMAGES_DEVICE,
+    KITTY_IMAGES_WARM_MODELS: String(e.KITTY_IMAGES_WARM_MODELS),
+    KITTY_IMAGES_ATTENTION_SLICING: e.KITTY_IMAGES_ATTENTION_SLICING,
+    KITTY_IMAGES_COMPILE: e.KITTY_IMAGES_COMPILE,
+  });
 
   return {
     engine: e.IMAGE_ENGINE,

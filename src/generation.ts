@@ -89,6 +89,9 @@ export interface GenerationResult {
   family: string;
   scheduler: string;
   device: string;
+  /** torch dtype the pipelines ran in, and the speed options applied (attention slicing, channels_last, compile...). */
+  dtype: string;
+  options: Record<string, boolean>;
   /** Pipelines the runner had loaded in its life when it made this image: stays 1 while the model is kept warm. */
   modelLoads: number;
   /** Denoising steps that ran, base and refiner together. */

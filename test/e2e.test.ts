@@ -82,6 +82,7 @@ describe("end to end: MCP client -> server -> SQLite queue -> Python runner -> M
     const sidecarObject = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key.replace(/\.png$/, ".json") }));
     const sidecar = JSON.parse(await sidecarObject.Body!.transformToString());
     expect(sidecar).toMatchObject({ key, engine: "diffusers", model: "tiny_sd15", family: "sd15", seed: 5, device: "cpu", scheduler: "euler_a" });
+    expect(sidecar).toMatchObject({ dtype: "float32", options: { attentionSlicing: false, channelsLast: false, compile: false, vaeUpcast: false } });
     expect(sidecar.request).toMatchObject({ prompt: "sidecar check", steps: 3, width: 256, height: 256 });
     expect(Object.keys(sidecar.versions)).toEqual(expect.arrayContaining(["torch", "diffusers", "transformers", "python"]));
     expect(sidecar.timings.inferenceSeconds).toBeGreaterThan(0);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -15,6 +16,8 @@ from .pipelines import LoadedModel, ModelCache, ModelLoadError
 from .infotext import format_parameters, generation_settings
 from .prompts import PromptEncoder
 from .protocol import DoneEvent, GenerateRequest, JobFailed, ProgressEvent, RefinerSpec
+
+log = logging.getLogger("diffusers_runner.generate")
 
 SendProgress = Callable[[ProgressEvent], None]
 
@@ -86,15 +89,7 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         raise JobFailed("cancelled", "cancelled before it started")
 
     started = time.perf_counter()
-    try:
-        image, steps_run, prompt_tokens = _denoise(request, model, cancel, send)
-    except JobFailed:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any library failure becomes a job error the agent can read
-        if _is_out_of_memory(exc):
-            cache.device.empty_cache()
-            raise JobFailed("out_of_memory", f"{cache.device.device} ran out of memory at {request['width']}x{request['height']}: try a smaller size") from exc
-        raise JobFailed("generation_failed", f"{type(exc).__name__}: {exc}") from exc
+    image, steps_run, prompt_tokens = _denoise_within_memory(request, model, cache, cancel, send)
     inference_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -111,6 +106,8 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         family=model.family,
         scheduler=scheduler_name,
         device=cache.device.device,
+        dtype=cache.device.dtype_name,
+        options=_options_record(model, cache),
         modelLoads=cache.loads,
         stepsRun=steps_run,
         promptTokens=prompt_tokens,
@@ -120,6 +117,40 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
             "saveSeconds": round(save_seconds, 4),
         },
     )
+
+
+def _denoise_within_memory(request: GenerateRequest, model: LoadedModel, cache: ModelCache, cancel: threading.Event, send: SendProgress) -> tuple[Any, int, int]:
+    """Runs the job; a first out-of-memory turns attention slicing on for this model (it stays on) and tries once more."""
+    for attempt in (1, 2):
+        try:
+            return _denoise(request, model, cancel, send)
+        except JobFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any library failure becomes a job error the agent can read
+            if not _is_out_of_memory(exc):
+                raise JobFailed("generation_failed", f"{type(exc).__name__}: {exc}") from exc
+            cache.device.empty_cache()
+            unsliced = [pipeline for pipeline in model.pipelines() if not pipeline.attention_slicing]
+            if attempt == 2 or not unsliced:
+                size = f"{request['width']}x{request['height']}"
+                raise JobFailed("out_of_memory", f"{cache.device.device} ran out of memory at {size} even with attention slicing: try a smaller size") from exc
+            log.warning("job %s ran out of memory; slicing attention from now on and trying again", request["jobId"])
+            for pipeline in unsliced:
+                pipeline.slice_attention()
+            # The failed run left its state in the scheduler: start the retry on a fresh one.
+            model.base.use_scheduler(request.get("scheduler"))
+    raise AssertionError("unreachable")
+
+
+def _options_record(model: LoadedModel, cache: ModelCache) -> dict[str, bool]:
+    """The options this image was really made with: slicing may have been turned on after an out-of-memory."""
+    vae = model.base.pipe.vae
+    return {
+        **cache.device.options.as_record(),
+        "attentionSlicing": any(pipeline.attention_slicing for pipeline in model.pipelines()),
+        # diffusers decodes in float32 when a float16 VAE is marked force_upcast (SDXL's overflows in float16).
+        "vaeUpcast": cache.device.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False)),
+    }
 
 
 def _denoise(request: GenerateRequest, model: LoadedModel, cancel: threading.Event, send: SendProgress) -> tuple[Any, int, int]:

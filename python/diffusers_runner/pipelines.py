@@ -82,10 +82,16 @@ class LoadedPipeline:
     path: str
     scheduler_config: dict[str, Any]
     scheduler_class: type
+    attention_slicing: bool
 
     @classmethod
-    def of(cls, pipe: DiffusionPipeline, path: str) -> LoadedPipeline:
-        return cls(pipe, os.path.realpath(path), dict(pipe.scheduler.config), type(pipe.scheduler))
+    def of(cls, pipe: DiffusionPipeline, path: str, attention_slicing: bool) -> LoadedPipeline:
+        return cls(pipe, os.path.realpath(path), dict(pipe.scheduler.config), type(pipe.scheduler), attention_slicing)
+
+    def slice_attention(self) -> None:
+        """Trades speed for a lower memory peak, after this pipeline has run out of memory once."""
+        self.pipe.enable_attention_slicing()
+        self.attention_slicing = True
 
     def use_scheduler(self, name: str | None) -> str:
         """Gives the pipe a fresh scheduler for this job and returns its name (ValueError for an unknown one)."""
@@ -98,6 +104,9 @@ class LoadedModel:
     family: str
     base: LoadedPipeline
     refiner: LoadedPipeline | None = None
+
+    def pipelines(self) -> list[LoadedPipeline]:
+        return [self.base] if self.refiner is None else [self.base, self.refiner]
 
 
 def _weights_variant(model_dir: str, dtype: torch.dtype) -> str | None:
@@ -162,11 +171,19 @@ class ModelCache:
         except (OSError, ValueError, EnvironmentError) as exc:
             raise ModelLoadError("model_load_failed", f"could not load {path}: {exc}") from exc
         pipe = pipe.to(self.device.device)
-        if self.device.device == "mps":
-            # Apple's unified memory still fragments on big attention matrices; slicing keeps peaks down.
+        options = self.device.options
+        if options.attention_slicing:
             pipe.enable_attention_slicing()
+        if options.channels_last:
+            # NHWC suits CUDA's tensor-core convolutions; diffusers' own speed guide does the same.
+            pipe.unet.to(memory_format=torch.channels_last)
+        if options.compile:
+            pipe.unet = torch.compile(pipe.unet, fullgraph=True)
         pipe.set_progress_bar_config(disable=True)
         return pipe
+
+    def _loaded(self, pipe: DiffusionPipeline, path: str) -> LoadedPipeline:
+        return LoadedPipeline.of(pipe, path, self.device.options.attention_slicing)
 
     def _load_base(self, path: str, family: str) -> LoadedModel:
         started = time.perf_counter()
@@ -176,7 +193,7 @@ class ModelCache:
         else:
             base = self._from_pretrained(StableDiffusionXLPipeline, path)
         log.info("loaded %s (%s) in %.2fs", path, family, time.perf_counter() - started)
-        return LoadedModel(family=family, base=LoadedPipeline.of(base, path))
+        return LoadedModel(family=family, base=self._loaded(base, path))
 
     def _attach_refiner(self, model: LoadedModel, path: str, refiner_path: str) -> None:
         started = time.perf_counter()
@@ -187,7 +204,7 @@ class ModelCache:
         # The refiner shares the base's second text encoder and VAE, as in diffusers' SDXL docs.
         base = model.base.pipe
         refiner = self._from_pretrained(StableDiffusionXLImg2ImgPipeline, refiner_path, text_encoder_2=base.text_encoder_2, vae=base.vae)
-        model.refiner = LoadedPipeline.of(refiner, refiner_path)
+        model.refiner = self._loaded(refiner, refiner_path)
         log.info("loaded refiner %s in %.2fs", refiner_path, time.perf_counter() - started)
 
 

@@ -92,6 +92,9 @@ class DoneEvent(TypedDict):
     family: str
     scheduler: str
     device: str
+    dtype: str
+    # What the pipelines ran with: attentionSlicing, channelsLast, compile, vaeUpcast.
+    options: dict[str, bool]
     modelLoads: int
     stepsRun: int
     # The prompt's CLIP tokens (without start and end tokens): past 75 it was encoded in several chunks.

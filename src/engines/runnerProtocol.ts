@@ -52,6 +52,8 @@ export const doneEventSchema = z.object({
   family: z.string(),
   scheduler: z.string(),
   device: z.string(),
+  dtype: z.string(),
+  options: z.record(z.string(), z.boolean()),
   modelLoads: z.number().int(),
   stepsRun: z.number().int(),
   promptTokens: z.number().int(),

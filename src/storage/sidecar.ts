@@ -14,6 +14,9 @@ export interface ImageSidecar {
   height: number;
   scheduler: string;
   device: string;
+  /** dtype and runtime options; absent in sidecars written before they were recorded. */
+  dtype?: string;
+  options?: Record<string, boolean>;
   versions: Record<string, string>;
   timings: GenerationResult["timings"];
   /** Pipelines the runner had loaded in its life when it made this image: stays 1 while the model is kept warm. */
@@ -44,6 +47,8 @@ export function buildSidecar(
     height: result.height,
     scheduler: result.scheduler,
     device: result.device,
+    dtype: result.dtype,
+    options: result.options,
     versions: result.versions,
     timings: result.timings,
     modelLoads: result.modelLoads,

@@ -12,7 +12,7 @@ import { buildSidecar } from "../../src/storage/sidecar.js";
 import { makePng } from "../helpers/png.js";
 import { makeRequest } from "../helpers/requests.js";
 
-const RESULT = { width: 320, height: 256, seed: 9, family: "sd15", scheduler: "euler_a", device: "mps", modelLoads: 1, stepsRun: 4, promptTokens: 2, timings: { loadSeconds: 0, inferenceSeconds: 1, saveSeconds: 0 }, versions: {} };
+const RESULT = { width: 320, height: 256, seed: 9, family: "sd15", scheduler: "euler_a", device: "mps", dtype: "float32", options: {}, modelLoads: 1, stepsRun: 4, promptTokens: 2, timings: { loadSeconds: 0, inferenceSeconds: 1, saveSeconds: 0 }, versions: {} };
 
 describe("reindex rebuilds the image index from the local folder", () => {
   it("indexes sidecars as stored, PNGs without one from their own chunks, skips junk, and is idempotent", async () => {

@@ -110,7 +110,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     const key = h.jobs.fixImageKey(job.id, "images/20261128_000000_earlier0.png");
     const png = path.join(h.dir, "earlier.png");
     writeFileSync(png, "png bytes");
-    const result = { width: 512, height: 512, seed: 1, family: "sd15", scheduler: "euler_a", device: "mps", modelLoads: 1, stepsRun: 4, promptTokens: 3, timings: { loadSeconds: 1, inferenceSeconds: 2, saveSeconds: 0 }, versions: { torch: "2.15.0" } };
+    const result = { width: 512, height: 512, seed: 1, family: "sd15", scheduler: "euler_a", device: "mps", dtype: "float32", options: {}, modelLoads: 1, stepsRun: 4, promptTokens: 3, timings: { loadSeconds: 1, inferenceSeconds: 2, saveSeconds: 0 }, versions: { torch: "2.15.0" } };
     await h.local.put(key, png, buildSidecar({ key, jobId: job.id, engine: "diffusers" }, job.request, result));
     h.worker.start();
     expect(await h.ended(job.id)).toMatchObject({ state: "done" });
@@ -137,7 +137,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     const { job } = h.queue.enqueue(makeRequest());
     await h.staging.prepare();
     writeFileSync(h.staging.pngPath(job.id), makePng(512, 512));
-    await h.staging.saveResult(job.id, { width: 512, height: 512, seed: 1, family: "sdxl", scheduler: "euler", device: "cuda", modelLoads: 1, stepsRun: 4, promptTokens: 3, timings: { loadSeconds: 0, inferenceSeconds: 1, saveSeconds: 0 }, versions: {} });
+    await h.staging.saveResult(job.id, { width: 512, height: 512, seed: 1, family: "sdxl", scheduler: "euler", device: "cuda", dtype: "float16", options: {}, modelLoads: 1, stepsRun: 4, promptTokens: 3, timings: { loadSeconds: 0, inferenceSeconds: 1, saveSeconds: 0 }, versions: {} });
     h.worker.start();
     expect(await h.ended(job.id)).toMatchObject({ state: "done" });
     expect(h.engine.calls).toEqual([]);

@@ -61,6 +61,8 @@ export class FakeEngine implements Engine {
         family: "sd15",
         scheduler: request.scheduler ?? "euler_a",
         device: "fake-device",
+        dtype: "float32",
+        options: {},
         modelLoads: 1,
         stepsRun: request.steps,
         // A stand-in count, one per word: the real runner counts CLIP tokens.
