@@ -27,7 +27,17 @@ export const LIMITS = {
   steps: { min: 1, max: 150 },
   cfgScale: { min: 0, max: 30 },
   seed: { min: 0, max: 2 ** 32 - 1 },
+  /** Images per job: seeds seed, seed+1, ... */
+  count: { min: 1, max: 4 },
+  /** Image-to-image: how much of the schedule runs over the start image (1 repaints it all). */
+  strength: { min: 0, max: 1, default: 0.6 },
+  loras: { max: 4, weight: { min: -2, max: 2 } },
 } as const;
+
+/** A batch's seeds: seed, seed+1, ... wrapping within 32 bits (python/diffusers_runner/generate.py does the same). */
+export function batchSeeds(seed: number, count: number): number[] {
+  return Array.from({ length: count }, (_, index) => (seed + index) % (LIMITS.seed.max + 1));
+}
 
 export interface GenerationDefaults {
   width: number;
@@ -45,22 +55,44 @@ export const FAMILY_DEFAULTS: Readonly<Record<ModelFamily, GenerationDefaults>> 
 };
 
 /** The SDXL refiner pass stays short and gentle: it polishes detail, it does not repaint. */
-export const REFINER_LIMITS = { maxSteps: 10, maxCfgScale: 5, switchAt: 0.8 } as const;
+export const REFINER_LIMITS = { maxSteps: 10, maxCfgScale: 5, switchAt: 0.8, polishStrength: 0.3 } as const;
+
+/**
+ * `ensemble`: the base hands its latents to the refiner for the last fifth of the schedule (diffusers' SDXL
+ * recipe). `polish`: the base finishes, then the refiner runs a short, light image-to-image pass over the image,
+ * as the original images-service did.
+ */
+export const REFINER_MODES = ["ensemble", "polish"] as const;
+export type RefinerMode = (typeof REFINER_MODES)[number];
 
 export interface RefinerPass {
+  mode: RefinerMode;
+  /** Steps the refiner runs. */
   steps: number;
   cfgScale: number;
-  /** Fraction of the noise schedule the base model runs before the refiner takes over. */
+  /** ensemble: fraction of the noise schedule the base model runs before the refiner takes over. */
   switchAt: number;
+  /** polish: how much of its schedule the refiner runs over the finished image. */
+  strength: number;
 }
 
-/** The refiner finishes the last fifth of the base schedule, never more than its caps. */
-export function refinerPassFor(steps: number, cfgScale: number): RefinerPass {
+/** The refiner's pass for a job of `steps`: a tenth to a fifth of them, never more than its caps. */
+export function refinerPassFor(steps: number, cfgScale: number, mode: RefinerMode = "ensemble"): RefinerPass {
+  const share = mode === "ensemble" ? 1 - REFINER_LIMITS.switchAt : REFINER_LIMITS.polishStrength / 3;
   return {
-    steps: Math.min(REFINER_LIMITS.maxSteps, Math.max(1, Math.round(steps * (1 - REFINER_LIMITS.switchAt)))),
+    mode,
+    steps: Math.min(REFINER_LIMITS.maxSteps, Math.max(1, Math.round(steps * share))),
     cfgScale: Math.min(REFINER_LIMITS.maxCfgScale, cfgScale),
     switchAt: REFINER_LIMITS.switchAt,
+    strength: REFINER_LIMITS.polishStrength,
   };
+}
+
+/** A LoRA resolved from models.yaml's `loras` folder, at the weight the job asked for. */
+export interface LoraUse {
+  name: string;
+  path: string;
+  weight: number;
 }
 
 /** A request with every default filled and the model resolved to its folder: what the queue stores and engines run. */
@@ -75,6 +107,16 @@ export interface GenerationRequest {
   seed: number;
   scheduler: SchedulerName | null;
   refiner: RefinerPass | null;
+  /** Images this job makes, seeds batchSeeds(seed, count); absent in jobs queued before batches (one image). */
+  count?: number;
+  /** Image-to-image: the stored image to start from (its key) and how much to repaint it. */
+  initImage?: { key: string; strength: number } | null;
+  loras?: LoraUse[];
+}
+
+/** How many images a request makes (requests stored before batches make one). */
+export function imageCount(request: GenerationRequest): number {
+  return request.count ?? 1;
 }
 
 export interface GenerationProgress {

@@ -1,4 +1,5 @@
-"""Runs one generate request on a warm pipeline and writes the PNG."""
+"""Runs one generate request on a warm pipeline: text- or image-to-image, a batch of seeds, the refiner's pass,
+LoRAs; writes one PNG per image."""
 
 from __future__ import annotations
 
@@ -7,19 +8,28 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
-from .pipelines import LoadedModel, ModelCache, ModelLoadError
 from .infotext import format_parameters, generation_settings
+from .loras import apply_loras
+from .pipelines import LoadedModel, LoadedPipeline, ModelCache, ModelLoadError
 from .prompts import PromptEncoder
 from .protocol import DoneEvent, GenerateRequest, JobFailed, ProgressEvent, RefinerSpec
 
 log = logging.getLogger("diffusers_runner.generate")
 
 SendProgress = Callable[[ProgressEvent], None]
+SEED_SPACE = 2**32
+
+
+def batch_seeds(seed: int, count: int) -> list[int]:
+    """A batch's seeds: seed, seed+1, ... wrapping within 32 bits, so each stays a seed a request may name."""
+    return [(seed + index) % SEED_SPACE for index in range(count)]
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -27,27 +37,36 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 class _Progress:
-    """One rising step count across base and refiner, sent as progress events."""
+    """One rising step count across a batch's images and each image's base and refiner passes."""
 
-    def __init__(self, job_id: str, send: SendProgress, base_steps: int, refiner_steps: int) -> None:
+    def __init__(self, job_id: str, send: SendProgress, images: int, base_steps: int, refiner_steps: int) -> None:
         self.job_id = job_id
         self.send = send
+        self.images = images
+        self.image = 0
         self.base_total = base_steps
-        self.refiner_steps = refiner_steps
+        self.refiner_total = refiner_steps
+        self.done_before = 0  # steps run by the batch's earlier images
         self.steps_run = 0
 
+    def next_image(self, index: int) -> None:
+        self.image = index
+        self.done_before = self.steps_run
+
     def base_step(self, pipe, step: int) -> None:
-        # The pipeline's own count wins: denoising_end trims the schedule and some schedulers change its length.
+        # The pipeline's own count wins: strength and denoising_end trim the schedule, some schedulers change it.
         self.base_total = pipe.num_timesteps
-        self.steps_run = step
-        self._send(step, self.base_total + self.refiner_steps)
+        self._send(self.done_before + step)
 
     def refiner_step(self, pipe, step: int) -> None:
-        self.steps_run = self.base_total + step
-        self._send(self.steps_run, self.base_total + pipe.num_timesteps)
+        self.refiner_total = pipe.num_timesteps
+        self._send(self.done_before + self.base_total + step)
 
-    def _send(self, step: int, total: int) -> None:
-        self.send(ProgressEvent(type="progress", jobId=self.job_id, step=step, totalSteps=total))
+    def _send(self, steps_run: int) -> None:
+        self.steps_run = steps_run
+        per_image = self.base_total + self.refiner_total
+        total = self.done_before + per_image * (self.images - self.image)
+        self.send(ProgressEvent(type="progress", jobId=self.job_id, step=steps_run, totalSteps=total))
 
 
 def _step_callback(cancel: threading.Event, report: Callable[[Any, int], None]):
@@ -61,19 +80,47 @@ def _step_callback(cancel: threading.Event, report: Callable[[Any, int], None]):
     return on_step_end
 
 
-def _refiner_schedule_length(refiner: RefinerSpec) -> int:
-    # With denoising_start the refiner runs only the tail of its schedule; size the schedule so the tail has
-    # about `steps` (round, not ceil: 6 / 0.2 is 30.000000000000004 in floating point).
-    return max(1, round(refiner["steps"] / (1 - refiner["switchAt"])))
+def _refiner_mode(refiner: RefinerSpec) -> str:
+    return refiner.get("mode", "ensemble")
+
+
+def _schedule_length(steps: int, fraction: float) -> int:
+    # A pass that runs only `fraction` of its schedule (the refiner's tail, an image-to-image strength) needs a
+    # schedule of steps / fraction to run about `steps` (round, not ceil: 6 / 0.2 is 30.000000000000004).
+    return max(1, round(steps / fraction))
+
+
+@dataclass
+class _Job:
+    """What every image of one request shares: the model, the prompt embeddings per pipeline, the start image."""
+
+    request: GenerateRequest
+    model: LoadedModel
+    cancel: threading.Event
+    progress: _Progress
+    init_image: Image.Image | None
+    embeddings: dict[int, tuple[dict[str, Any], int]]
+
+    def prompt_kwargs(self, pipe: Any) -> tuple[dict[str, Any], int]:
+        """Prompt embeddings for this pipeline (long prompts chunked, emphasis applied), encoded once per job."""
+        if id(pipe) not in self.embeddings:
+            positive, negative = PromptEncoder(pipe).encode_pair(self.request["prompt"], self.request.get("negativePrompt"))
+            kwargs: dict[str, Any] = {"prompt_embeds": positive.embeds, "negative_prompt_embeds": negative.embeds}
+            if positive.pooled is not None:
+                kwargs.update(pooled_prompt_embeds=positive.pooled, negative_pooled_prompt_embeds=negative.pooled)
+            self.embeddings[id(pipe)] = (kwargs, positive.tokens)
+        return self.embeddings[id(pipe)]
 
 
 def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.Event, send: SendProgress) -> DoneEvent:
     job_id = request["jobId"]
     model_spec = request["model"]
-    wants_refiner = request.get("refiner") is not None
-    refiner_path = model_spec.get("refinerPath") if wants_refiner else None
-    if wants_refiner and not refiner_path:
+    refiner = request.get("refiner")
+    refiner_path = model_spec.get("refinerPath") if refiner is not None else None
+    if refiner is not None and not refiner_path:
         raise JobFailed("bad_request", f"model {model_spec['name']} has no refiner configured in models.yaml")
+    output_paths = request.get("outputPaths") or [request["outputPath"]]
+    init_image = _load_init_image(request)
 
     try:
         model, load_seconds = cache.get(model_spec["path"], refiner_path)
@@ -84,24 +131,33 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         scheduler_name = model.base.use_scheduler(request.get("scheduler"))
     except ValueError as exc:
         raise JobFailed("bad_request", str(exc)) from exc
+    lora_seconds = apply_loras(model, request.get("loras") or [])
 
     if cancel.is_set():
         raise JobFailed("cancelled", "cancelled before it started")
 
-    started = time.perf_counter()
-    image, steps_run, prompt_tokens = _denoise_within_memory(request, model, cache, cancel, send)
-    inference_seconds = time.perf_counter() - started
-
-    started = time.perf_counter()
-    _save_png(image, request, model.family, scheduler_name)
-    save_seconds = time.perf_counter() - started
+    init = request.get("initImage")
+    base_steps = int(request["steps"] * init["strength"]) if init else request["steps"]
+    progress = _Progress(job_id, send, len(output_paths), base_steps, refiner["steps"] if refiner else 0)
+    job = _Job(request, model, cancel, progress, init_image, {})
+    inference_seconds = save_seconds = 0.0
+    width = height = 0
+    for index, (seed, path) in enumerate(zip(batch_seeds(request["seed"], len(output_paths)), output_paths)):
+        progress.next_image(index)
+        started = time.perf_counter()
+        image = _denoise_within_memory(job, seed, cache)
+        inference_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        _save_png(image, request, path, seed, model.family, scheduler_name)
+        save_seconds += time.perf_counter() - started
+        width, height = image.width, image.height
 
     return DoneEvent(
         type="done",
         jobId=job_id,
-        outputPath=request["outputPath"],
-        width=image.width,
-        height=image.height,
+        outputPath=output_paths[0],
+        width=width,
+        height=height,
         seed=request["seed"],
         family=model.family,
         scheduler=scheduler_name,
@@ -109,36 +165,50 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         dtype=cache.device.dtype_name,
         options=_options_record(model, cache),
         modelLoads=cache.loads,
-        stepsRun=steps_run,
-        promptTokens=prompt_tokens,
+        stepsRun=progress.steps_run,
+        promptTokens=job.prompt_kwargs(model.base.pipe)[1],
         timings={
-            "loadSeconds": round(load_seconds, 4),
+            "loadSeconds": round(load_seconds + lora_seconds, 4),
             "inferenceSeconds": round(inference_seconds, 4),
             "saveSeconds": round(save_seconds, 4),
         },
     )
 
 
-def _denoise_within_memory(request: GenerateRequest, model: LoadedModel, cache: ModelCache, cancel: threading.Event, send: SendProgress) -> tuple[Any, int, int]:
-    """Runs the job; a first out-of-memory turns attention slicing on for this model (it stays on) and tries once more."""
+def _load_init_image(request: GenerateRequest) -> Image.Image | None:
+    """The start image, cropped to the asked aspect ratio around its centre and resized: never a crash on a mismatch."""
+    init = request.get("initImage")
+    if not init:
+        return None
+    try:
+        with Image.open(init["path"]) as source:
+            image = ImageOps.exif_transpose(source).convert("RGB")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise JobFailed("bad_request", f"the init image {init['path']} could not be read as an image: {exc}") from exc
+    size = (request["width"], request["height"])
+    return image if image.size == size else ImageOps.fit(image, size, Image.Resampling.LANCZOS)
+
+
+def _denoise_within_memory(job: _Job, seed: int, cache: ModelCache) -> Any:
+    """Runs one image; a first out-of-memory turns attention slicing on for this model (it stays on) and tries once more."""
     for attempt in (1, 2):
         try:
-            return _denoise(request, model, cancel, send)
+            return _denoise(job, seed)
         except JobFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - any library failure becomes a job error the agent can read
             if not _is_out_of_memory(exc):
                 raise JobFailed("generation_failed", f"{type(exc).__name__}: {exc}") from exc
             cache.device.empty_cache()
-            unsliced = [pipeline for pipeline in model.pipelines() if not pipeline.attention_slicing]
+            unsliced = [pipeline for pipeline in job.model.pipelines() if not pipeline.attention_slicing]
             if attempt == 2 or not unsliced:
-                size = f"{request['width']}x{request['height']}"
+                size = f"{job.request['width']}x{job.request['height']}"
                 raise JobFailed("out_of_memory", f"{cache.device.device} ran out of memory at {size} even with attention slicing: try a smaller size") from exc
-            log.warning("job %s ran out of memory; slicing attention from now on and trying again", request["jobId"])
+            log.warning("job %s ran out of memory; slicing attention from now on and trying again", job.request["jobId"])
             for pipeline in unsliced:
                 pipeline.slice_attention()
             # The failed run left its state in the scheduler: start the retry on a fresh one.
-            model.base.use_scheduler(request.get("scheduler"))
+            job.model.base.use_scheduler(job.request.get("scheduler"))
     raise AssertionError("unreachable")
 
 
@@ -153,61 +223,67 @@ def _options_record(model: LoadedModel, cache: ModelCache) -> dict[str, bool]:
     }
 
 
-def _denoise(request: GenerateRequest, model: LoadedModel, cancel: threading.Event, send: SendProgress) -> tuple[Any, int, int]:
-    """Returns the image, how many denoising steps ran (base and refiner) and the prompt's token count."""
+def _check_cancel(job: _Job) -> None:
+    if job.cancel.is_set():
+        raise JobFailed("cancelled", "cancelled while running")
+
+
+def _denoise(job: _Job, seed: int) -> Any:
+    """One image: the base pass (text- or image-to-image), then the refiner's pass when asked for."""
+    request = job.request
     refiner = request.get("refiner")
-    progress = _Progress(request["jobId"], send, request["steps"], refiner["steps"] if refiner else 0)
+    ensemble = refiner is not None and _refiner_mode(refiner) == "ensemble"
     # A CPU generator gives the same latents for a seed on CUDA, MPS and CPU alike.
-    generator = torch.Generator(device="cpu").manual_seed(request["seed"])
-    base_prompt, prompt_tokens = _prompt_kwargs(model.base.pipe, request)
-    base_kwargs: dict[str, Any] = {
-        **base_prompt,
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    base = job.model.base
+    prompt, _ = job.prompt_kwargs(base.pipe)
+    kwargs: dict[str, Any] = {
+        **prompt,
         "generator": generator,
-        "width": request["width"],
-        "height": request["height"],
         "num_inference_steps": request["steps"],
         "guidance_scale": request["cfgScale"],
-        "callback_on_step_end": _step_callback(cancel, progress.base_step),
+        "callback_on_step_end": _step_callback(job.cancel, job.progress.base_step),
     }
-    if refiner is not None:
-        base_kwargs.update(denoising_end=refiner["switchAt"], output_type="latent")
-    result = model.base.pipe(**base_kwargs)
-    if cancel.is_set():
-        raise JobFailed("cancelled", "cancelled while running")
+    if job.init_image is None:
+        pipe = base.pipe
+        kwargs.update(width=request["width"], height=request["height"])
+    else:
+        pipe = base.image_to_image()
+        kwargs.update(image=job.init_image, strength=request["initImage"]["strength"])
+    if ensemble:
+        kwargs.update(denoising_end=refiner["switchAt"], output_type="latent")
+    result = pipe(**kwargs)
+    _check_cancel(job)
     if refiner is None:
-        return result.images[0], progress.steps_run, prompt_tokens
+        return result.images[0]
 
     # ModelCache.get attached the refiner: run_generate asked for it whenever the request has one.
-    assert model.refiner is not None
-    model.refiner.use_scheduler(request.get("scheduler"))
-    refiner_prompt, _ = _prompt_kwargs(model.refiner.pipe, request)
-    result = model.refiner.pipe(
+    assert job.model.refiner is not None
+    refiner_pipe = job.model.refiner
+    refiner_pipe.use_scheduler(request.get("scheduler"))
+    refiner_prompt, _ = job.prompt_kwargs(refiner_pipe.pipe)
+    refiner_kwargs: dict[str, Any] = {
         **refiner_prompt,
-        generator=generator,
-        image=result.images,
-        num_inference_steps=_refiner_schedule_length(refiner),
-        denoising_start=refiner["switchAt"],
-        guidance_scale=refiner["cfgScale"],
-        callback_on_step_end=_step_callback(cancel, progress.refiner_step),
-    )
-    if cancel.is_set():
-        raise JobFailed("cancelled", "cancelled while running")
-    return result.images[0], progress.steps_run, prompt_tokens
+        "generator": generator,
+        "image": result.images,
+        "guidance_scale": refiner["cfgScale"],
+        "callback_on_step_end": _step_callback(job.cancel, job.progress.refiner_step),
+    }
+    if ensemble:
+        refiner_kwargs.update(num_inference_steps=_schedule_length(refiner["steps"], 1 - refiner["switchAt"]), denoising_start=refiner["switchAt"])
+    else:
+        # Polish: a short, light image-to-image pass over the finished image.
+        strength = refiner.get("strength", 0.3)
+        refiner_kwargs.update(num_inference_steps=_schedule_length(refiner["steps"], strength), strength=strength)
+    result = refiner_pipe.pipe(**refiner_kwargs)
+    _check_cancel(job)
+    return result.images[0]
 
 
-def _prompt_kwargs(pipe: Any, request: GenerateRequest) -> tuple[dict[str, Any], int]:
-    """Prompt embeddings for this pipeline (long prompts chunked, emphasis applied) and the prompt's token count."""
-    positive, negative = PromptEncoder(pipe).encode_pair(request["prompt"], request.get("negativePrompt"))
-    kwargs: dict[str, Any] = {"prompt_embeds": positive.embeds, "negative_prompt_embeds": negative.embeds}
-    if positive.pooled is not None:
-        kwargs.update(pooled_prompt_embeds=positive.pooled, negative_pooled_prompt_embeds=negative.pooled)
-    return kwargs, positive.tokens
-
-
-def _save_png(image, request: GenerateRequest, family: str, scheduler_name: str) -> None:
+def _save_png(image, request: GenerateRequest, output_path: str, seed: int, family: str, scheduler_name: str) -> None:
     info = PngInfo()
     # AUTOMATIC1111's text first: PNG-info viewers, Civitai and the other UIs' importers read this one.
-    info.add_text("parameters", _parameters_text(request, scheduler_name, image.width, image.height))
+    info.add_text("parameters", _parameters_text(request, seed, scheduler_name, image.width, image.height))
     info.add_text(
         "kitty-images",
         json.dumps(
@@ -216,14 +292,13 @@ def _save_png(image, request: GenerateRequest, family: str, scheduler_name: str)
                 "negativePrompt": request.get("negativePrompt"),
                 "model": request["model"]["name"],
                 "family": family,
-                "seed": request["seed"],
+                "seed": seed,
                 "steps": request["steps"],
                 "cfgScale": request["cfgScale"],
                 "scheduler": scheduler_name,
             }
         ),
     )
-    output_path = request["outputPath"]
     os.makedirs(os.path.dirname(output_path) or ".", exist_ok=True)
     partial_path = output_path + ".partial"
     image.save(partial_path, format="PNG", pnginfo=info)
@@ -231,18 +306,29 @@ def _save_png(image, request: GenerateRequest, family: str, scheduler_name: str)
     os.replace(partial_path, output_path)
 
 
-def _parameters_text(request: GenerateRequest, scheduler_name: str, width: int, height: int) -> str:
+def _parameters_text(request: GenerateRequest, seed: int, scheduler_name: str, width: int, height: int) -> str:
     extra: dict[str, Any] = {}
+    init = request.get("initImage")
+    if init:
+        extra["Denoising strength"] = float(init["strength"])
     refiner = request.get("refiner")
     refiner_path = request["model"].get("refinerPath")
     if refiner is not None and refiner_path:
         extra["Refiner"] = os.path.basename(os.path.normpath(refiner_path))
-        extra["Refiner switch at"] = float(refiner["switchAt"])
+        if _refiner_mode(refiner) == "ensemble":
+            extra["Refiner switch at"] = float(refiner["switchAt"])
+        else:
+            extra["Refiner mode"] = "polish"
+            extra["Refiner strength"] = float(refiner.get("strength", 0.3))
+    loras = request.get("loras") or []
+    if loras:
+        # A1111 names LoRAs in the prompt (<lora:name:weight>); here they are settings, readable the same way.
+        extra["Lora weights"] = ", ".join(f"{lora['name']}: {lora['weight']:g}" for lora in loras)
     settings = generation_settings(
         steps=request["steps"],
         scheduler=scheduler_name,
         cfg_scale=request["cfgScale"],
-        seed=request["seed"],
+        seed=seed,
         width=width,
         height=height,
         model=request["model"]["name"],

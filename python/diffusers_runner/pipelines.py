@@ -8,12 +8,13 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import (
+    AutoPipelineForImage2Image,
     DDIMScheduler,
     DiffusionPipeline,
     DPMSolverMultistepScheduler,
@@ -83,10 +84,22 @@ class LoadedPipeline:
     scheduler_config: dict[str, Any]
     scheduler_class: type
     attention_slicing: bool
+    # The same weights as an image-to-image pipeline, made on first use (from_pipe shares every module).
+    _image_to_image: DiffusionPipeline | None = None
+    # LoRA adapters loaded into this pipeline: adapter name -> the file it came from.
+    loras: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, pipe: DiffusionPipeline, path: str, attention_slicing: bool) -> LoadedPipeline:
         return cls(pipe, os.path.realpath(path), dict(pipe.scheduler.config), type(pipe.scheduler), attention_slicing)
+
+    def image_to_image(self) -> DiffusionPipeline:
+        """This pipeline's image-to-image twin, on the scheduler this job set."""
+        if self._image_to_image is None:
+            self._image_to_image = AutoPipelineForImage2Image.from_pipe(self.pipe)
+            self._image_to_image.set_progress_bar_config(disable=True)
+        self._image_to_image.scheduler = self.pipe.scheduler
+        return self._image_to_image
 
     def slice_attention(self) -> None:
         """Trades speed for a lower memory peak, after this pipeline has run out of memory once."""

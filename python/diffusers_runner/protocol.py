@@ -4,7 +4,6 @@ One JSON object per line. The server sends requests on stdin; the runner answers
 test/fixtures/runner-protocol.json holds one example of every message and both sides' tests parse it.
 """
 
-from __future__ import annotations
 
 import json
 import os
@@ -20,10 +19,28 @@ class ModelSpec(TypedDict):
 
 
 class RefinerSpec(TypedDict):
+    # steps the refiner runs, whichever mode
     steps: int
     cfgScale: float
-    # fraction of the noise schedule the base model handles before the refiner takes over
+    # fraction of the noise schedule the base model handles before the refiner takes over (ensemble)
     switchAt: float
+    # "ensemble": the base hands its latents over at switchAt (the default); "polish": the base finishes and the
+    # refiner runs a short image-to-image pass over the decoded image at `strength`, as the original service did
+    mode: NotRequired[Literal["ensemble", "polish"]]
+    strength: NotRequired[float]
+
+
+class InitImageSpec(TypedDict):
+    # a PNG or JPEG the server has put on local disk for this job
+    path: str
+    # 0..1: how much of the noise schedule is run over it (1 repaints everything)
+    strength: float
+
+
+class LoraSpec(TypedDict):
+    name: str
+    path: str
+    weight: float
 
 
 class GenerateRequest(TypedDict):
@@ -39,7 +56,11 @@ class GenerateRequest(TypedDict):
     seed: int
     scheduler: str | None
     refiner: RefinerSpec | None
+    # the first image's PNG; a batch writes one PNG per entry of outputPaths, seeds seed, seed+1, ... (mod 2**32)
     outputPath: str
+    outputPaths: NotRequired[list[str]]
+    initImage: NotRequired[InitImageSpec | None]
+    loras: NotRequired[list[LoraSpec]]
 
 
 class CancelRequest(TypedDict):
@@ -116,7 +137,7 @@ class ErrorEvent(TypedDict):
 RunnerEvent = ReadyEvent | ProgressEvent | DoneEvent | ErrorEvent
 
 REQUEST_TYPES = ("generate", "cancel", "shutdown")
-GENERATE_FIELDS = tuple(key for key in GenerateRequest.__annotations__ if key != "type")
+GENERATE_FIELDS = tuple(key for key in GenerateRequest.__required_keys__ if key != "type")
 
 
 class ProtocolError(ValueError):

@@ -45,11 +45,11 @@ def test_a_job_that_runs_out_of_memory_slices_attention_and_runs_again(tiny_mode
     real_denoise = generate._denoise
     calls = []
 
-    def out_of_memory_once(request, model, cancel, send):
-        calls.append(model.base.attention_slicing)
+    def out_of_memory_once(job, seed):
+        calls.append(job.model.base.attention_slicing)
         if len(calls) == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_denoise(request, model, cancel, send)
+        return real_denoise(job, seed)
 
     monkeypatch.setattr(generate, "_denoise", out_of_memory_once)
     request = {

@@ -76,8 +76,19 @@ export class DiffusersEngine implements Engine {
     const cancel = () => runner.cancel(job.jobId);
     job.signal.addEventListener("abort", cancel, { once: true });
     try {
-      // The request's fields are the wire format's: the protocol adds only the job's id and output path.
-      const done = await runner.generate({ type: "generate", jobId: job.jobId, ...request, outputPath: job.outputPath }, job);
+      // The request's fields are the wire format's, but for where the files are: the job's, on this machine.
+      const { count: _count, initImage, ...fields } = request;
+      const done = await runner.generate(
+        {
+          type: "generate",
+          jobId: job.jobId,
+          ...fields,
+          outputPath: job.outputPaths[0]!,
+          outputPaths: job.outputPaths,
+          initImage: initImage && job.initImagePath ? { path: job.initImagePath, strength: initImage.strength } : null,
+        },
+        job,
+      );
       const { type: _type, jobId: _jobId, outputPath: _outputPath, ...result } = done;
       return { ...result, versions: { ...this.readyInfo?.versions, runner: "diffusers_runner" } };
     } finally {

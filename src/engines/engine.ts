@@ -4,8 +4,10 @@ import type { GenerationProgress, GenerationRequest, GenerationResult } from "..
 
 export interface GenerationJob {
   jobId: string;
-  /** Where the engine writes the PNG; it must appear there whole (write then rename). */
-  outputPath: string;
+  /** Where the engine writes the PNGs, one per image of the batch; each must appear whole (write then rename). */
+  outputPaths: string[];
+  /** Image-to-image: the start image, already on local disk. */
+  initImagePath: string | null;
   onProgress(progress: GenerationProgress): void;
   /** Aborted when the job is cancelled or this process must let go of it: the engine stops at its next step. */
   signal: AbortSignal;

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { SCHEDULERS } from "../generation.js";
+import { REFINER_MODES, SCHEDULERS } from "../generation.js";
 
 /**
  * The runner wire format, declared once on this side (python/diffusers_runner/protocol.py is the other side).
@@ -18,8 +18,21 @@ export const generateRequestSchema = z.object({
   cfgScale: z.number(),
   seed: z.number().int(),
   scheduler: z.enum(SCHEDULERS).nullable(),
-  refiner: z.object({ steps: z.number().int(), cfgScale: z.number(), switchAt: z.number() }).nullable(),
+  refiner: z
+    .object({
+      steps: z.number().int(),
+      cfgScale: z.number(),
+      switchAt: z.number(),
+      mode: z.enum(REFINER_MODES).optional(),
+      strength: z.number().optional(),
+    })
+    .nullable(),
+  /** The first image's PNG; a batch writes one PNG per outputPaths entry, seeds seed, seed+1, ... */
   outputPath: z.string(),
+  outputPaths: z.array(z.string()).min(1).optional(),
+  /** Image-to-image: a start image on local disk and how much of the schedule runs over it. */
+  initImage: z.object({ path: z.string(), strength: z.number() }).nullable().optional(),
+  loras: z.array(z.object({ name: z.string(), path: z.string(), weight: z.number() })).optional(),
 });
 
 export const cancelRequestSchema = z.object({ type: z.literal("cancel"), jobId: z.string() });

@@ -139,7 +139,7 @@ export async function handleRest(app: App, request: IncomingMessage, response: S
       const jobId = decodePath(url.pathname.slice("/api/images/jobs/".length)) ?? "";
       const job = app.queue.find(jobId);
       if (!job) sendJson(response, 404, { detail: `no job with id '${jobId}'` });
-      else sendJson(response, 200, rqStatus(job, job.state === "done" ? app.index.byJob(job.id)?.key : undefined));
+      else sendJson(response, 200, rqStatus(job, job.state === "done" ? app.index.ofJob(job.id)[0]?.key : undefined));
     } else if (route === "GET /api/images/latest") {
       latest(app, url, response);
     } else if (route === "POST /api/images/select") {

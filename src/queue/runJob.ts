@@ -1,10 +1,10 @@
-import { stat } from "node:fs/promises";
+import { stat, writeFile } from "node:fs/promises";
 import { EngineJobError, type Engine } from "../engines/engine.js";
 import { messageOf } from "../errors.js";
-import type { GenerationResult } from "../generation.js";
+import { batchSeeds, imageCount, type GenerationResult } from "../generation.js";
 import type { Logger } from "../log.js";
 import type { ImageIndex } from "../storage/imageIndex.js";
-import { newImageKey } from "../storage/imageKeys.js";
+import { batchImageKeys, newImageKey } from "../storage/imageKeys.js";
 import type { ImageStore } from "../storage/imageStore.js";
 import { buildSidecar, type ImageSidecar } from "../storage/sidecar.js";
 import { pngFileSize } from "../storage/pngInfo.js";
@@ -62,19 +62,20 @@ export async function runJob(job: Job, deps: JobRunDeps, signals: JobSignals): P
   }
   log.info({ attempt: job.attempts, model: job.request.model.name }, "job running");
   try {
-    const key = deps.jobs.fixImageKey(job.id, newImageKey(deps.keyPrefix, job.id));
-    const sidecar = (await storedByEarlierRun(key, job.id, deps, log)) ?? (await generateAndStore(job, key, deps, signals, log));
+    const keys = batchImageKeys(deps.jobs.fixImageKey(job.id, newImageKey(deps.keyPrefix, job.id)), imageCount(job.request));
+    const sidecars = (await storedByEarlierRun(keys, job.id, deps, log)) ?? (await generateAndStore(job, keys, deps, signals, log));
     // Engine and storage both worked: whatever the queue was waiting for is over.
     deps.setNotice(null);
-    // The image is stored: a busy or full database must not turn that into a failed job. Safe to repeat.
-    await retryWithBackoff(() => deps.jobs.complete(job.id, job.attempts, () => deps.index.add(indexRecordOf(sidecar))), {
+    const indexAll = () => sidecars.forEach((sidecar) => deps.index.add(indexRecordOf(sidecar)));
+    // The images are stored: a busy or full database must not turn that into a failed job. Safe to repeat.
+    await retryWithBackoff(() => deps.jobs.complete(job.id, job.attempts, indexAll), {
       backoff: deps.backoff,
       signal: signals.letGo,
       giveUp: (error) => (error instanceof JobTakenOver ? error : undefined),
       onRetry: (error, retryInMs) => log.warn({ error: messageOf(error), retryInMs }, "could not record the finished job; will retry"),
     });
     await deps.staging.remove(job.id);
-    log.info({ key }, "job done");
+    log.info({ keys }, "job done");
     return "finished";
   } catch (error) {
     return settleFailure(job, error, deps, signals, log);
@@ -82,30 +83,45 @@ export async function runJob(job: Job, deps: JobRunDeps, signals: JobSignals): P
 }
 
 /**
- * An earlier run stored this key and died before indexing: index what storage holds, generate nothing.
- * Unknown while storage is down (or answers 403 for a key it cannot list): then generate anyway; the key is
+ * An earlier run stored these keys and died before indexing: index what storage holds, generate nothing.
+ * Unknown while storage is down (or answers 403 for a key it cannot list): then generate anyway; the keys are
  * fixed, so the upload overwrites rather than duplicates.
  */
-async function storedByEarlierRun(key: string, jobId: string, { store }: JobRunDeps, log: Logger): Promise<ImageSidecar | undefined> {
+async function storedByEarlierRun(keys: string[], jobId: string, { store }: JobRunDeps, log: Logger): Promise<ImageSidecar[] | undefined> {
   try {
-    const stored = await store.readSidecar(key);
-    if (stored?.jobId !== jobId) return undefined;
+    const stored = await Promise.all(keys.map((key) => store.readSidecar(key)));
+    if (!stored.every((sidecar) => sidecar?.jobId === jobId)) return undefined;
     // The PNG goes up before its sidecar, so a sidecar means both are there.
-    log.info({ key }, "image already stored by an earlier run; indexing it");
-    return stored;
+    log.info({ keys }, "images already stored by an earlier run; indexing them");
+    return stored as ImageSidecar[];
   } catch (error) {
-    log.warn({ key, error: messageOf(error) }, "cannot ask storage whether an earlier run stored this image; generating it");
+    log.warn({ keys, error: messageOf(error) }, "cannot ask storage whether an earlier run stored these images; generating them");
     return undefined;
   }
 }
 
-async function generateAndStore(job: Job, key: string, deps: JobRunDeps, signals: JobSignals, log: Logger): Promise<ImageSidecar> {
-  const result = (await deps.staging.finished(job.id)) ?? (await generate(job, deps, signals));
-  await checkOutput(deps.staging.pngPath(job.id), job);
-  const pngBytes = (await stat(deps.staging.pngPath(job.id))).size;
-  const sidecar = buildSidecar({ key, jobId: job.id, engine: deps.engine.name, pngBytes }, job.request, result);
-  // Storage down must not lose a finished image: the PNG waits in staging while the upload backs off.
-  await retryWithBackoff(() => deps.store.put(key, deps.staging.pngPath(job.id), sidecar), {
+async function generateAndStore(job: Job, keys: string[], deps: JobRunDeps, signals: JobSignals, log: Logger): Promise<ImageSidecar[]> {
+  const pngs = deps.staging.pngPaths(job.id, keys.length);
+  const result = (await deps.staging.finished(job.id, keys.length)) ?? (await generate(job, deps, signals, log));
+  for (const png of pngs) await checkOutput(png, job);
+  const seeds = batchSeeds(result.seed, keys.length);
+  const createdAt = Date.now();
+  const sidecars = await Promise.all(
+    keys.map(async (key, index) =>
+      buildSidecar(
+        // A millisecond apart, so newest-first lists a batch in the order it was made.
+        { key, jobId: job.id, engine: deps.engine.name, pngBytes: (await stat(pngs[index]!)).size, createdAt: new Date(createdAt + index) },
+        job.request,
+        { ...result, seed: seeds[index]! },
+        keys.length > 1 ? { index, count: keys.length } : undefined,
+      ),
+    ),
+  );
+  // Storage down must not lose a finished image: the PNGs wait in staging while the upload backs off.
+  const putAll = async () => {
+    for (const [index, key] of keys.entries()) await deps.store.put(key, pngs[index]!, sidecars[index]!);
+  };
+  await retryWithBackoff(putAll, {
     backoff: deps.backoff,
     signal: signals.stop,
     giveUp: (error) => (deps.store.isPermanentError(error) ? new StorageRefused(`storage refused the image: ${messageOf(error)}`) : undefined),
@@ -114,21 +130,45 @@ async function generateAndStore(job: Job, key: string, deps: JobRunDeps, signals
       log.warn({ error: messageOf(error), retryInMs }, "storage failed; will retry");
     },
   });
-  return sidecar;
+  return sidecars;
 }
 
-async function generate(job: Job, { engine, jobs, staging }: JobRunDeps, signals: JobSignals): Promise<GenerationResult> {
+async function generate(job: Job, deps: JobRunDeps, signals: JobSignals, log: Logger): Promise<GenerationResult> {
+  const { engine, jobs, staging } = deps;
   // Stopped while storage was asked about the key: do not start (perhaps spawn) the engine for nothing.
   signals.stop.throwIfAborted();
   await staging.prepare();
+  const initImagePath = await fetchInitImage(job, deps, signals, log);
   const result = await engine.generate(job.request, {
     jobId: job.id,
-    outputPath: staging.pngPath(job.id),
+    outputPaths: staging.pngPaths(job.id, imageCount(job.request)),
+    initImagePath,
     onProgress: (progress) => jobs.setProgress(job.id, job.attempts, progress.step, progress.totalSteps),
     signal: signals.stop,
   });
   await staging.saveResult(job.id, result);
   return result;
+}
+
+/** Image-to-image: the start image, from storage into staging for the engine. Storage down waits; gone fails the job. */
+async function fetchInitImage(job: Job, { store, staging, backoff, setNotice }: JobRunDeps, signals: JobSignals, log: Logger): Promise<string | null> {
+  const init = job.request.initImage;
+  if (!init) return null;
+  const bytes = await retryWithBackoff(() => store.readImage(init.key), {
+    backoff,
+    signal: signals.stop,
+    giveUp: (error) =>
+      store.isPermanentError(error)
+        ? new EngineJobError("init_image_unavailable", `the start image ${init.key} could not be read from storage: ${messageOf(error)}`)
+        : undefined,
+    onRetry: (error, retryInMs) => {
+      setNotice(`storage is unavailable (${messageOf(error)}); retrying`);
+      log.warn({ error: messageOf(error), retryInMs }, "could not read the start image; will retry");
+    },
+  });
+  const target = staging.initImagePath(job.id);
+  await writeFile(target, bytes);
+  return target;
 }
 
 /** An engine that wrote no PNG, or one of another size, fails the job with what it made: nothing wrong is stored. */
@@ -179,9 +219,10 @@ async function settleFailure(job: Job, error: unknown, deps: JobRunDeps, signals
     log.warn({ error: error.message }, "engine failed mid-job; job requeued for its one retry");
   } else if (error instanceof StorageRefused) {
     // The image exists; say where, so nothing finished is lost even though storage would not take it.
-    const kept = staging.keptPng(job.id);
+    const kept = staging.keptPngs(job.id, imageCount(job.request));
     deps.setNotice(null);
-    fail("storage_refused", `${error.message}${kept ? `; the image is kept at ${kept}` : ""}`);
+    const where = kept.length === 1 ? `; the image is kept at ${kept[0]}` : kept.length > 1 ? `; the images are kept at ${kept.join(", ")}` : "";
+    fail("storage_refused", `${error.message}${where}`);
     log.error({ error: error.message }, "job failed");
   } else {
     await staging.remove(job.id);

@@ -79,7 +79,7 @@ export class ImageIndex {
         `SELECT * FROM images WHERE (created_at, key) < (?, ?) ORDER BY created_at DESC, key DESC LIMIT ?`,
       ),
       byKey: db.prepare(`SELECT * FROM images WHERE key = ?`),
-      byJob: db.prepare(`SELECT * FROM images WHERE job_id = ?`),
+      ofJob: db.prepare(`SELECT * FROM images WHERE job_id = ? ORDER BY created_at, key`),
       atIndex: db.prepare(`SELECT * FROM images ORDER BY created_at DESC, key DESC LIMIT 1 OFFSET ?`),
     };
   }
@@ -108,9 +108,9 @@ export class ImageIndex {
     return row && toRecord(row);
   }
 
-  byJob(jobId: string): ImageRecord | undefined {
-    const row = this.statements.byJob.get(jobId) as ImageRow | undefined;
-    return row && toRecord(row);
+  /** A job's images in the order they were made (one, or a batch's). */
+  ofJob(jobId: string): ImageRecord[] {
+    return (this.statements.ofJob.all(jobId) as ImageRow[]).map(toRecord);
   }
 
   /** 1 = the newest image, as in list_latest_images. */

@@ -9,6 +9,11 @@ export function newImageKey(prefix: string, jobId: string, at: Date = new Date()
   return `${prefix}${stamp}_${jobId.replace(/-/g, "").slice(0, 8)}.png`;
 }
 
+/** The keys of a batch's images: the job's key, then `<key>_2.png`, `<key>_3.png`... */
+export function batchImageKeys(firstKey: string, count: number): string[] {
+  return Array.from({ length: count }, (_, index) => (index === 0 ? firstKey : firstKey.replace(/\.png$/, `_${index + 1}.png`)));
+}
+
 /** Refuses anything that could step outside the prefix before it reaches storage. */
 export function checkImageKey(key: string, prefix: string): void {
   const safe = /^[A-Za-z0-9._/-]+$/.test(key) && !key.split("/").includes("..") && !key.includes("//");

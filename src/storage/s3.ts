@@ -25,6 +25,8 @@ const PERMANENT_S3_ERRORS = new Set([
   "InvalidBucketName",
   "AccountProblem",
   "EntityTooLarge",
+  // Only reads meet it (an image-to-image job's start image deleted): waiting will not bring the object back.
+  "NoSuchKey",
 ]);
 
 function isNotFound(error: unknown): boolean {

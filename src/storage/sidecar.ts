@@ -25,6 +25,8 @@ export interface ImageSidecar {
   stepsRun: number;
   /** The prompt's CLIP tokens; absent in sidecars written before it was recorded. */
   promptTokens?: number;
+  /** This image's place in its job's batch, for a job of more than one image. */
+  batch?: { index: number; count: number };
   /** Size of the stored PNG (the REST API's `size`); absent in sidecars written before it was recorded. */
   pngBytes?: number;
 }
@@ -33,6 +35,7 @@ export function buildSidecar(
   image: { key: string; jobId: string; engine: string; pngBytes?: number; createdAt?: Date },
   request: GenerationRequest,
   result: GenerationResult,
+  batch?: { index: number; count: number },
 ): ImageSidecar {
   return {
     key: image.key,
@@ -54,6 +57,7 @@ export function buildSidecar(
     modelLoads: result.modelLoads,
     stepsRun: result.stepsRun,
     promptTokens: result.promptTokens,
+    ...(batch && { batch }),
     ...(image.pngBytes !== undefined && { pngBytes: image.pngBytes }),
   };
 }

@@ -70,15 +70,17 @@ function describeJob(job: Job, { queue, index }: ToolDeps) {
       };
     }
     case "done": {
-      const image = index.byJob(job.id);
-      const images = image ? [{ key: image.key, width: image.width, height: image.height, seed: image.seed }] : [];
-      const promptTokens = image?.metadata.promptTokens;
+      const records = index.ofJob(job.id);
+      const images = records.map((image) => ({ key: image.key, width: image.width, height: image.height, seed: image.seed }));
+      const promptTokens = records[0]?.metadata.promptTokens;
       const tokens = typeof promptTokens === "number" ? promptTokens : undefined;
       // Past 75 tokens the prompt was encoded in chunks: worth saying, since most tools silently drop the rest.
       const chunked = tokens !== undefined && tokens > 75 ? ` The prompt's ${tokens} tokens were all used, encoded in 75-token chunks.` : "";
       return {
         structured: { ...base, images, ...(tokens !== undefined && { promptTokens: tokens }) },
-        summary: `Job ${job.id} is done: image ${images[0]?.key ?? "(missing from the index)"}.${chunked} Next: select_image {"key":"${images[0]?.key ?? ""}"} for an imageRef.`,
+        summary:
+          `Job ${job.id} is done: ${images.length > 1 ? `images ${images.map((image) => image.key).join(", ")}` : `image ${images[0]?.key ?? "(missing from the index)"}`}.` +
+          `${chunked} Next: select_image {"key":"${images[0]?.key ?? ""}"} for an imageRef.`,
       };
     }
     case "failed": {

@@ -14,7 +14,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     h.worker.start();
     const { job } = h.queue.enqueue(makeRequest({ prompt: "stored", steps: 3, seed: 77 }));
     expect(await h.ended(job.id)).toMatchObject({ state: "done", attempts: 1, progress: { step: 3, totalSteps: 3 } });
-    const image = h.index.byJob(job.id)!;
+    const image = h.index.ofJob(job.id)[0]!;
     const stored = await h.local.readSidecar(image.key);
     expect(stored).toMatchObject({ jobId: job.id, engine: "fake", device: "fake-device", seed: 77, request: { prompt: "stored", model: "m" } });
     expect(image).toMatchObject({ prompt: "stored", seed: 77, metadata: stored });
@@ -115,7 +115,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     h.worker.start();
     expect(await h.ended(job.id)).toMatchObject({ state: "done" });
     expect(h.engine.calls).toEqual([]);
-    expect(h.index.byJob(job.id)).toMatchObject({ key, metadata: { engine: "diffusers", device: "mps", versions: { torch: "2.15.0" } } });
+    expect(h.index.ofJob(job.id)[0]).toMatchObject({ key, metadata: { engine: "diffusers", device: "mps", versions: { torch: "2.15.0" } } });
   });
 
   it("clears staged files of jobs that ended when it takes the queue, but keeps a PNG storage refused", async () => {
@@ -141,6 +141,6 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     h.worker.start();
     expect(await h.ended(job.id)).toMatchObject({ state: "done" });
     expect(h.engine.calls).toEqual([]);
-    expect(h.index.byJob(job.id)?.metadata).toMatchObject({ device: "cuda", family: "sdxl" });
+    expect(h.index.ofJob(job.id)[0]?.metadata).toMatchObject({ device: "cuda", family: "sdxl" });
   });
 });

@@ -49,11 +49,13 @@ export class FakeEngine implements Engine {
         await new Promise((resolve) => setTimeout(resolve, this.stepMs));
         job.onProgress({ step: Math.min(done, request.steps), totalSteps: request.steps });
       }
-      await mkdir(path.dirname(job.outputPath), { recursive: true });
-      const bytes =
-        step === "not-a-png" ? Buffer.from("this is not a PNG") : makePng(step === "wrong-size" ? request.width / 2 : request.width, request.height);
-      await writeFile(`${job.outputPath}.partial`, bytes);
-      await rename(`${job.outputPath}.partial`, job.outputPath);
+      for (const outputPath of job.outputPaths) {
+        await mkdir(path.dirname(outputPath), { recursive: true });
+        const bytes =
+          step === "not-a-png" ? Buffer.from("this is not a PNG") : makePng(step === "wrong-size" ? request.width / 2 : request.width, request.height);
+        await writeFile(`${outputPath}.partial`, bytes);
+        await rename(`${outputPath}.partial`, outputPath);
+      }
       return {
         width: request.width,
         height: request.height,

@@ -59,7 +59,7 @@ describe("models.yaml", () => {
     const catalog = parseModelsYaml(`xl:\n  path: ${xl}\n  refiner: ${refiner}\nv15: ${v15}\n`, path.join(root, "models.yaml"));
     expect(resolveRequest({ prompt: "p", seed: 1 }, catalog)).toMatchObject({ width: 1024, height: 1024, steps: 30, cfgScale: 7, scheduler: null, refiner: null });
     expect(resolveRequest({ prompt: "p", model: "v15" }, catalog)).toMatchObject({ width: 512, height: 512, steps: 30, scheduler: "euler_a" });
-    expect(resolveRequest({ prompt: "p", refiner: true, steps: 80, cfgScale: 9 }, catalog).refiner).toEqual({ steps: 10, cfgScale: 5, switchAt: 0.8 });
+    expect(resolveRequest({ prompt: "p", refiner: true, steps: 80, cfgScale: 9 }, catalog).refiner).toEqual({ mode: "ensemble", steps: 10, cfgScale: 5, switchAt: 0.8, strength: 0.3 });
     expect(resolveRequest({ prompt: "p", refiner: true, steps: 30 }, catalog).refiner).toMatchObject({ steps: 6 });
     const seeds = new Set(Array.from({ length: 5 }, () => resolveRequest({ prompt: "p" }, catalog).seed));
     expect(seeds.size).toBeGreaterThan(1);
