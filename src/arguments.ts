@@ -28,6 +28,17 @@ export function boundedText(field: string, max: number, { required }: { required
     .refine((text) => !required || text.trim().length > 0, { error: `${field} must not be blank: describe the image` });
 }
 
+/** The LoRAs a job applies: names from list_models, each at a weight. */
+export function loraList(field: string, max: number, weight: { min: number; max: number }) {
+  const item = z
+    .object({
+      name: z.string({ error: `${field}[].name must be a LoRA name from list_models` }),
+      weight: boundedNumber(`${field}[].weight`, weight.min, weight.max).default(1),
+    })
+    .strict();
+  return z.array(item, { error: `${field} must be a list of {name, weight}` }).max(max, { error: (issue) => `${field} takes at most ${max} LoRAs (got ${(issue.input as unknown[]).length})` });
+}
+
 export function oneOf<T extends readonly [string, ...string[]]>(field: string, values: T, description?: string) {
   return described(z.enum(values, { error: (issue) => `${field} must be one of ${values.join(", ")} (got ${JSON.stringify(issue.input)})` }), description);
 }

@@ -2,6 +2,7 @@
 export type ErrorCode =
   | "invalid_argument"
   | "unknown_model"
+  | "unknown_lora"
   | "model_missing"
   | "not_found"
   | "invalid_state"

@@ -4,6 +4,7 @@ import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { KittyError } from "../errors.js";
+import { listLoras, type LoraEntry } from "./loraFiles.js";
 import { LIMITS, MODEL_FAMILIES, SCHEDULERS, type GenerationDefaults, type ModelFamily } from "../generation.js";
 
 /**
@@ -45,12 +46,32 @@ const richEntrySchema = z
 
 const entrySchema = z.union([z.string().min(1), richEntrySchema]);
 
+/** The one key in models.yaml that is not a model: the folder LoRA files are read from. */
+export const LORAS_KEY = "loras";
+
 export class ModelCatalog {
   constructor(
     readonly entries: ModelEntry[],
     readonly defaultModel: string | null,
     readonly sourcePath: string | null,
+    readonly lorasDir: string | null = null,
   ) {}
+
+  /** Read from the folder each time: a LoRA dropped in is usable without a restart. */
+  loras(): LoraEntry[] {
+    return this.lorasDir ? listLoras(this.lorasDir) : [];
+  }
+
+  lora(name: string): LoraEntry {
+    const all = this.loras();
+    const entry = all.find((candidate) => candidate.name === name);
+    if (!entry) {
+      const where = this.lorasDir ? `in ${this.lorasDir}` : `configured: add 'loras: /path/to/lora-folder' to models.yaml`;
+      const known = all.length ? ` (known: ${all.map((lora) => lora.name).join(", ")})` : "";
+      throw new KittyError("unknown_lora", `no LoRA '${name}' ${where}${known}`);
+    }
+    return entry;
+  }
 
   names(): string[] {
     return this.entries.map((entry) => entry.name);
@@ -84,7 +105,15 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
   }
   const raw = document as Record<string, unknown>;
   const entries: ModelEntry[] = [];
+  let lorasDir: string | null = null;
   for (const [name, value] of Object.entries(raw)) {
+    if (name === LORAS_KEY) {
+      if (typeof value !== "string" || !value) {
+        throw new KittyError("config_invalid", `${sourcePath}: '${LORAS_KEY}' must be a folder of .safetensors LoRA files ('${LORAS_KEY}: /path/to/loras')`);
+      }
+      lorasDir = expandPath(value, baseDir);
+      continue;
+    }
     const parsed = entrySchema.safeParse(value);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
@@ -131,7 +160,7 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
       `KITTY_IMAGES_DEFAULT_MODEL='${defaultModel}' is not in ${sourcePath} (known: ${entries.map((e) => e.name).join(", ")})`,
     );
   }
-  return new ModelCatalog(entries, defaultModel ?? entries[0]?.name ?? null, sourcePath);
+  return new ModelCatalog(entries, defaultModel ?? entries[0]?.name ?? null, sourcePath, lorasDir);
 }
 
 export function loadModelsYaml(sourcePath: string, defaultModel?: string): ModelCatalog {

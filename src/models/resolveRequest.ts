@@ -6,6 +6,8 @@ import {
   refinerPassFor,
   type GenerationDefaults,
   type GenerationRequest,
+  type LoraUse,
+  type RefinerMode,
   type ModelFamily,
   type SchedulerName,
 } from "../generation.js";
@@ -24,7 +26,17 @@ export interface GenerationAsk {
   seed?: number | undefined;
   scheduler?: SchedulerName | undefined;
   refiner?: boolean | undefined;
+  /** Setting it turns the refiner on. */
+  refinerMode?: RefinerMode | undefined;
+  count?: number | undefined;
+  /** Image-to-image: a stored image, named by key, storageUri or downloadUrl (see `images`). */
+  initImage?: string | undefined;
+  strength?: number | undefined;
+  loras?: Array<{ name: string; weight: number }> | undefined;
 }
+
+/** A stored image an init_image names, as the door finds it (null when this server has no such image). */
+export type FindImage = (reference: string) => { key: string; width: number; height: number } | null;
 
 /** The family a model runs as: declared in models.yaml, else what its folder says; null when neither says. */
 export function familyOf(entry: ModelEntry, onDisk: ModelOnDisk): ModelFamily | null {
@@ -38,7 +50,7 @@ export function defaultsFor(entry: ModelEntry, family: ModelFamily): GenerationD
 }
 
 /** Fills defaults from the model's family and entry, and checks what only the catalog and the disk can know. */
-export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog): GenerationRequest {
+export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findImage?: FindImage): GenerationRequest {
   const name = ask.model ?? catalog.defaultModel;
   if (!name) throw new KittyError("unknown_model", `models.yaml (${catalog.sourcePath}) lists no models; add 'name: /path/to/diffusers-folder'`, "model");
   const entry = withField("model", () => catalog.get(name));
@@ -54,28 +66,77 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog): Gener
   const cfgScale = ask.cfgScale ?? defaults.cfgScale;
 
   let refiner: GenerationRequest["refiner"] = null;
-  if (ask.refiner ?? defaults.refiner) {
+  if (ask.refiner === false && ask.refinerMode) {
+    throw new KittyError("invalid_argument", "refiner_mode needs the refiner: leave refiner unset or true", "refiner_mode");
+  }
+  if (ask.refinerMode || (ask.refiner ?? defaults.refiner)) {
     if (family !== "sdxl") throw new KittyError("invalid_argument", `refiner applies to SDXL models only; model '${name}' is ${family}`, "refiner");
     if (!entry.refinerPath) {
       throw new KittyError("invalid_argument", `model '${name}' has no refiner; add 'refiner: /path/to/refiner-folder' to its models.yaml entry`, "refiner");
     }
     const refinerOnDisk = inspectModelFolder(entry.refinerPath);
     if (!refinerOnDisk.present) throw new KittyError("model_missing", `model '${name}' names a refiner but ${refinerOnDisk.problem}`, "refiner");
-    refiner = refinerPassFor(steps, cfgScale);
+    refiner = refinerPassFor(steps, cfgScale, ask.refinerMode ?? "ensemble");
+  }
+
+  let size = { width: ask.width ?? defaults.width, height: ask.height ?? defaults.height };
+  let initImage: GenerationRequest["initImage"] = null;
+  if (ask.initImage !== undefined) {
+    const source = findImage?.(ask.initImage) ?? null;
+    if (!source) {
+      throw new KittyError(
+        "not_found",
+        `init_image '${ask.initImage}' is not an image of this server: give a key from list_latest_images, or an imageRef's storageUri or downloadUrl`,
+        "init_image",
+      );
+    }
+    const strength = ask.strength ?? LIMITS.strength.default;
+    if (Math.floor(steps * strength) < 1) {
+      const least = Math.ceil((1 / steps) * 100) / 100;
+      throw new KittyError("invalid_argument", `strength ${strength} of ${steps} steps runs no step: use strength ≥ ${least} or more steps`, "strength");
+    }
+    initImage = { key: source.key, strength };
+    // Unset sizes follow the start image; a different aspect ratio is cropped around the centre, never stretched.
+    if (ask.width === undefined && ask.height === undefined) size = sizeLike(source.width, source.height);
+  } else if (ask.strength !== undefined) {
+    throw new KittyError("invalid_argument", "strength applies to image-to-image only: give init_image too", "strength");
   }
 
   return {
     prompt: ask.prompt,
     negativePrompt: ask.negativePrompt?.trim() ? ask.negativePrompt : null,
     model: { name, path: entry.path, refinerPath: refiner ? entry.refinerPath : null },
-    width: ask.width ?? defaults.width,
-    height: ask.height ?? defaults.height,
+    ...size,
     steps,
     cfgScale,
     seed: ask.seed ?? randomInt(LIMITS.seed.min, LIMITS.seed.max + 1),
     scheduler: ask.scheduler ?? defaults.scheduler,
     refiner,
+    count: ask.count ?? 1,
+    initImage,
+    loras: resolveLoras(ask.loras ?? [], catalog, name, family),
   };
+}
+
+/** A size with the image's aspect ratio inside the limits, each side a multiple of 8. */
+export function sizeLike(width: number, height: number): { width: number; height: number } {
+  const { min, max, multipleOf } = LIMITS.size;
+  const scale = Math.min(1, max / Math.max(width, height)) * Math.max(1, min / Math.min(width, height));
+  const snap = (side: number) => Math.min(max, Math.max(min, Math.round((side * scale) / multipleOf) * multipleOf));
+  return { width: snap(width), height: snap(height) };
+}
+
+function resolveLoras(asked: Array<{ name: string; weight: number }>, catalog: ModelCatalog, model: string, family: ModelFamily): LoraUse[] {
+  const names = new Set<string>();
+  return asked.map(({ name, weight }, position) => {
+    const lora = withField(`loras[${position}].name`, () => catalog.lora(name));
+    if (names.has(name)) throw new KittyError("invalid_argument", `LoRA '${name}' is listed twice; give it once with the weight you want`, "loras");
+    names.add(name);
+    if (lora.family && lora.family !== family) {
+      throw new KittyError("invalid_argument", `LoRA '${name}' is for ${lora.family} models; model '${model}' is ${family}`, `loras[${position}].name`);
+    }
+    return { name, path: lora.path, weight };
+  });
 }
 
 /** Runs `lookup`, naming `field` in a KittyError it throws without one. */

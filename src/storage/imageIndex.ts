@@ -113,6 +113,25 @@ export class ImageIndex {
     return (this.statements.ofJob.all(jobId) as ImageRow[]).map(toRecord);
   }
 
+  /**
+   * The image a key, an imageRef's storageUri or its downloadUrl names. The key is found inside the URL's path:
+   * each place the key prefix occurs is tried (a bucket may be called `images` too), and only a key indexed here counts.
+   */
+  byReference(reference: string, keyPrefix: string): ImageRecord | undefined {
+    let text = reference.trim();
+    try {
+      text = decodeURIComponent(new URL(text).pathname);
+    } catch {
+      // not a URL: a key
+    }
+    for (let at = text.indexOf(keyPrefix); at >= 0; at = text.indexOf(keyPrefix, at + 1)) {
+      const key = /^[A-Za-z0-9._/-]+?\.png/.exec(text.slice(at))?.[0];
+      const record = key === undefined ? undefined : this.byKey(key);
+      if (record) return record;
+    }
+    return undefined;
+  }
+
   /** 1 = the newest image, as in list_latest_images. */
   atIndex(index: number): ImageRecord | undefined {
     const row = this.statements.atIndex.get(index - 1) as ImageRow | undefined;

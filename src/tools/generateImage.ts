@@ -1,17 +1,17 @@
 import { z } from "zod";
-import { LIMITS, SCHEDULERS } from "../generation.js";
+import { LIMITS, REFINER_MODES, SCHEDULERS } from "../generation.js";
 import { resolveRequest } from "../models/resolveRequest.js";
-import { boundedInt, boundedNumber, boundedText, oneOf } from "../arguments.js";
+import { boundedInt, boundedNumber, boundedText, loraList, oneOf } from "../arguments.js";
 import { defineTool } from "./toolKit.js";
 
-const { size, steps, cfgScale, seed, promptChars } = LIMITS;
+const { size, steps, cfgScale, seed, promptChars, count, strength, loras } = LIMITS;
 
 export const generateImage = defineTool({
   name: "generate_image",
   title: "Generate an image",
   description:
-    "Queue a text-to-image job; returns a jobId at once. Next: job_status with wait_seconds, then select_image. " +
-    "Unset fields take the model's defaults (list_models).",
+    "Queue an image job (image-to-image with init_image); returns a jobId at once. Next: job_status with " +
+    "wait_seconds, then select_image. Unset fields take list_models defaults. Long prompts and (word:1.3) emphasis work.",
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   input: {
     prompt: boundedText("prompt", promptChars, { required: true }),
@@ -24,6 +24,11 @@ export const generateImage = defineTool({
     seed: boundedInt("seed", seed.min, seed.max, "Same seed and settings, same image. Default random.").optional(),
     scheduler: oneOf("scheduler", SCHEDULERS).optional(),
     refiner: z.boolean({ error: "refiner must be true or false" }).describe("SDXL only: finish with the model's refiner.").optional(),
+    refiner_mode: oneOf("refiner_mode", REFINER_MODES, "polish: a light refiner pass after the base.").optional(),
+    count: boundedInt("count", count.min, count.max, "Images; seeds seed, seed+1...").optional(),
+    init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Image key or imageRef URL.").optional(),
+    strength: boundedNumber("strength", strength.min, strength.max, `Share of init_image repainted (default ${strength.default}).`).optional(),
+    loras: loraList("loras", loras.max, loras.weight).describe("From list_models.").optional(),
   },
   output: {
     jobId: z.string(),
@@ -34,9 +39,14 @@ export const generateImage = defineTool({
     height: z.number().int(),
     steps: z.number().int(),
     seed: z.number().int(),
+    count: z.number().int(),
   },
-  async handler({ negative_prompt, cfg_scale, ...rest }, { config, queue, log }) {
-    const request = resolveRequest({ ...rest, negativePrompt: negative_prompt, cfgScale: cfg_scale }, config.models);
+  async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, ...rest }, { config, queue, index, log }) {
+    const request = resolveRequest(
+      { ...rest, negativePrompt: negative_prompt, cfgScale: cfg_scale, refinerMode: refiner_mode, initImage: init_image },
+      config.models,
+      (reference) => index.byReference(reference, config.keyPrefix) ?? null,
+    );
     const { job, position } = queue.enqueue(request);
     log.info({ jobId: job.id, model: request.model.name, position }, "job queued");
     return {
@@ -49,9 +59,11 @@ export const generateImage = defineTool({
         height: request.height,
         steps: request.steps,
         seed: request.seed,
+        count: request.count ?? 1,
       },
       summary:
-        `Queued job ${job.id} (${request.model.name}, ${request.width}x${request.height}, ${request.steps} steps, seed ${request.seed}) ` +
+        `Queued job ${job.id} (${request.model.name}, ${request.width}x${request.height}, ${request.steps} steps, ` +
+        `${request.count && request.count > 1 ? `${request.count} images from seed` : "seed"} ${request.seed}) ` +
         `at position ${position}. Next: job_status {"jobId":"${job.id}","wait_seconds":30}.`,
     };
   },

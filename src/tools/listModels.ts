@@ -6,7 +6,7 @@ import { defineTool } from "./toolKit.js";
 export const listModels = defineTool({
   name: "list_models",
   title: "List models",
-  description: "Models for generate_image: family, on disk or not, refiner, and the defaults unset fields take.",
+  description: "Models and LoRAs for generate_image: family, on disk or not, refiner, and the defaults unset fields take.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   input: {},
   output: {
@@ -26,6 +26,7 @@ export const listModels = defineTool({
           .nullable(),
       }),
     ),
+    loras: z.array(z.object({ name: z.string(), family: z.string().nullable(), problem: z.string().optional() })),
   },
   async handler(_args, { config }) {
     const catalog = config.models;
@@ -44,10 +45,12 @@ export const listModels = defineTool({
       };
     });
     const ready = models.filter((model) => model.present).map((model) => model.name);
+    const loras = catalog.loras().map(({ name, family, problem }) => ({ name, family, ...(problem && { problem }) }));
     return {
-      structured: { engine: config.engine, defaultModel: catalog.defaultModel, models },
+      structured: { engine: config.engine, defaultModel: catalog.defaultModel, models, loras },
       summary: ready.length
-        ? `${models.length} model(s); on disk: ${ready.join(", ")}. Pass one as generate_image's model.`
+        ? `${models.length} model(s); on disk: ${ready.join(", ")}. Pass one as generate_image's model.` +
+          (loras.length ? ` LoRAs: ${loras.map((lora) => `${lora.name} (${lora.family ?? "family unknown"})`).join(", ")}.` : "")
         : `${models.length} model(s) in ${catalog.sourcePath}, none on disk: fix the paths in models.yaml.`,
     };
   },
