@@ -15,7 +15,7 @@ declare module "vitest" {
 export default async function setup(project: TestProject): Promise<void> {
   const source = readFileSync(path.join(PROJECT_ROOT, "python/diffusers_runner/tiny_models.py"));
   const dir = path.join(PROJECT_ROOT, ".cache", `tiny-models-${createHash("sha256").update(source).digest("hex").slice(0, 12)}`);
-  if (!existsSync(path.join(dir, "sdxl_refiner", "model_index.json"))) {
+  if (!existsSync(path.join(dir, "loras", "tiny_sdxl_detail.safetensors"))) {
     await execa(RUNNER_PYTHON, ["-m", "diffusers_runner.tiny_models", dir], {
       cwd: path.join(PROJECT_ROOT, "python"),
       env: { PYTHONPATH: path.join(PROJECT_ROOT, "python"), HF_HUB_OFFLINE: "1" },

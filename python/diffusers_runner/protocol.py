@@ -137,7 +137,8 @@ class ErrorEvent(TypedDict):
 RunnerEvent = ReadyEvent | ProgressEvent | DoneEvent | ErrorEvent
 
 REQUEST_TYPES = ("generate", "cancel", "shutdown")
-GENERATE_FIELDS = tuple(key for key in GenerateRequest.__required_keys__ if key != "type")
+# In declaration order (the required-keys set has none), so an error lists what is missing as the type reads.
+GENERATE_FIELDS = tuple(key for key in GenerateRequest.__annotations__ if key in GenerateRequest.__required_keys__ and key != "type")
 
 
 class ProtocolError(ValueError):

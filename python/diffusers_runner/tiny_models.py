@@ -1,8 +1,9 @@
 """Builds tiny random-weight SD 1.5, SDXL and SDXL-refiner pipelines for tests and the demo.
 
 `python -m diffusers_runner.tiny_models OUT_DIR` writes OUT_DIR/{sd15,sdxl,sdxl_refiner}, each a diffusers folder
-saved with save_pretrained, so they load through the same from_pretrained path as real models. Their images are
-noise. The VAE keeps four blocks, so latents are 1/8 of the image side as in real Stable Diffusion.
+saved with save_pretrained, so they load through the same from_pretrained path as real models, and
+OUT_DIR/loras/{tiny_sd15_detail,tiny_sdxl_detail}.safetensors, random PEFT LoRAs saved as diffusers saves them.
+Their images are noise. The VAE keeps four blocks, so latents are 1/8 of the image side as in real Stable Diffusion.
 """
 
 from __future__ import annotations
@@ -165,12 +166,34 @@ def build_sdxl(out: Path, tokenizer: CLIPTokenizer) -> tuple[Path, Path]:
     return out / "sdxl", out / "sdxl_refiner"
 
 
+def build_lora(model_dir: Path, pipeline_class: type, target: Path, seed: int = 1) -> Path:
+    """A rank-4 LoRA on the UNet's attention projections. PEFT starts lora_B at zero (no effect); random B makes
+    it change the image, which is what a test needs to see."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_pretrained(model_dir, subfolder="unet")
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    with torch.no_grad():
+        for name, parameter in unet.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    pipeline_class.save_lora_weights(target.parent, unet_lora_layers=layers, weight_name=target.name)
+    return target
+
+
 def build_all(out: Path) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = write_tokenizer(out / "_tokenizer")
     sd15 = build_sd15(out, tokenizer)
     sdxl, refiner = build_sdxl(out, tokenizer)
-    return {"sd15": str(sd15), "sdxl": str(sdxl), "sdxl_refiner": str(refiner)}
+    loras = out / "loras"
+    build_lora(sd15, StableDiffusionPipeline, loras / "tiny_sd15_detail.safetensors")
+    build_lora(sdxl, StableDiffusionXLPipeline, loras / "tiny_sdxl_detail.safetensors", seed=2)
+    return {"sd15": str(sd15), "sdxl": str(sdxl), "sdxl_refiner": str(refiner), "loras": str(loras)}
 
 
 def main(argv: list[str]) -> int:

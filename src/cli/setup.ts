@@ -25,7 +25,8 @@ export async function loadSetup(audience: "server" | "person", { demo = false } 
 async function prepareDemoModels(config: Config, log: Logger, audience: "server" | "person"): Promise<string> {
   const folder = path.join(config.home, "demo-models");
   const yamlPath = path.join(folder, "models.yaml");
-  if (!existsSync(path.join(folder, "sdxl", "model_index.json"))) {
+  // The LoRAs are built last: with them there, the whole set is.
+  if (!existsSync(path.join(folder, "loras", "tiny_sdxl_detail.safetensors"))) {
     log.info({ folder }, "building tiny random-weight demo models (images will be noise)");
     mkdirSync(folder, { recursive: true });
     const { execa } = await import("execa");
@@ -47,6 +48,7 @@ async function prepareDemoModels(config: Config, log: Logger, audience: "server"
       `  refiner: ${path.join(folder, "sdxl_refiner")}`,
       "  description: tiny random-weight SDXL (noise images)",
       "  defaults: {width: 512, height: 512, steps: 8}",
+      `loras: ${path.join(folder, "loras")}`,
       "",
     ].join("\n"),
   );

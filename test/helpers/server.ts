@@ -27,6 +27,7 @@ export async function makeTestHome(tinyModelsDir: string): Promise<TestHome> {
       `  refiner: ${path.join(tinyModelsDir, "sdxl_refiner")}`,
       "  defaults: {width: 256, height: 256, steps: 4}",
       `missing_model: ${path.join(home, "no-such-model")}`,
+      `loras: ${path.join(tinyModelsDir, "loras")}`,
       "",
     ].join("\n"),
   );

@@ -1,0 +1,89 @@
+"""Batches, image-to-image, the refiner's polish pass and LoRAs, through the runner process as the server drives it."""
+
+import os
+
+import pytest
+from PIL import Image, ImageStat
+
+from tests.test_runner import Runner, generate
+
+
+@pytest.fixture(scope="module")
+def runner():
+    process = Runner()
+    assert process.next_event()["type"] == "ready"
+    yield process
+    if process.process.poll() is None:
+        process.process.kill()
+
+
+def run(runner: Runner, request: dict) -> tuple[dict, list[dict]]:
+    runner.send(request)
+    return runner.until(request["jobId"])
+
+
+def pixels(path) -> bytes:
+    return Image.open(path).tobytes()
+
+
+def test_a_batch_writes_one_png_per_seed_each_the_image_that_seed_gives_alone(runner, tiny_models, tmp_path):
+    paths = [str(tmp_path / f"batch{index}.png") for index in range(3)]
+    done, progress = run(runner, generate("batch", tiny_models["sd15"], tmp_path, seed=2**32 - 2, outputPath=paths[0], outputPaths=paths))
+    assert done["type"] == "done", done
+    assert done["stepsRun"] == 9 and [event["step"] for event in progress] == list(range(1, 10))
+    assert {event["totalSteps"] for event in progress} == {9}
+    seeds = [Image.open(path).text["parameters"].split("Seed: ")[1].split(",")[0] for path in paths]
+    assert seeds == [str(2**32 - 2), str(2**32 - 1), "0"], "consecutive seeds, wrapping at 2**32"
+    assert len({pixels(path) for path in paths}) == 3
+    alone, _ = run(runner, generate("alone", tiny_models["sd15"], tmp_path, seed=2**32 - 1))
+    assert pixels(alone["outputPath"]) == pixels(paths[1]), "image 2 of the batch is what its seed makes on its own"
+
+
+def test_image_to_image_starts_from_the_image_and_fits_another_aspect_ratio(runner, tiny_models, tmp_path):
+    source = tmp_path / "source.png"
+    Image.new("RGB", (400, 250), (200, 30, 30)).save(source)
+    plain, _ = run(runner, generate("plain", tiny_models["sd15"], tmp_path, steps=4))
+    light, progress = run(runner, generate("light", tiny_models["sd15"], tmp_path, steps=4, initImage={"path": str(source), "strength": 0.5}))
+    assert light["type"] == "done", light
+    assert (light["width"], light["height"]) == (256, 256), "a 400x250 start image is cropped and resized to the asked size"
+    assert light["stepsRun"] == 2 and progress[-1]["totalSteps"] == 2, "strength 0.5 of 4 steps runs 2"
+    assert pixels(light["outputPath"]) != pixels(plain["outputPath"])
+    # A light touch stays close to the start image; text-to-image noise does not.
+    red = lambda path: ImageStat.Stat(Image.open(path).convert("RGB")).mean[0]
+    assert red(light["outputPath"]) > red(plain["outputPath"])
+    parameters = Image.open(light["outputPath"]).text["parameters"]
+    assert "Denoising strength: 0.5" in parameters
+
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    error, _ = run(runner, generate("broken", tiny_models["sd15"], tmp_path, initImage={"path": str(tmp_path / "broken.png"), "strength": 0.5}))
+    assert error["code"] == "bad_request" and "could not be read as an image" in error["message"]
+
+
+def test_the_polish_pass_refines_the_finished_image(runner, tiny_models, tmp_path):
+    model = {"name": "tiny_sdxl", "path": tiny_models["sdxl"], "refinerPath": tiny_models["sdxl_refiner"]}
+    base, _ = run(runner, generate("base", tiny_models["sdxl"], tmp_path, model=model, steps=5, scheduler="euler"))
+    polish = {"steps": 2, "cfgScale": 5.0, "switchAt": 0.8, "mode": "polish", "strength": 0.3}
+    polished, progress = run(runner, generate("polished", tiny_models["sdxl"], tmp_path, model=model, steps=5, scheduler="euler", refiner=polish))
+    assert polished["type"] == "done", polished
+    assert polished["stepsRun"] == 5 + 2 and progress[-1]["totalSteps"] == 7
+    assert pixels(polished["outputPath"]) != pixels(base["outputPath"])
+    assert "Refiner mode: polish" in Image.open(polished["outputPath"]).text["parameters"]
+
+
+def test_a_lora_changes_the_image_and_the_next_job_without_it_is_untouched(runner, tiny_models, tmp_path):
+    lora = {"name": "detail", "path": os.path.join(tiny_models["loras"], "tiny_sd15_detail.safetensors"), "weight": 1.0}
+    before, _ = run(runner, generate("before", tiny_models["sd15"], tmp_path))
+    with_lora, _ = run(runner, generate("with", tiny_models["sd15"], tmp_path, loras=[lora]))
+    half, _ = run(runner, generate("half", tiny_models["sd15"], tmp_path, loras=[{**lora, "weight": 0.5}]))
+    after, _ = run(runner, generate("after", tiny_models["sd15"], tmp_path))
+    assert with_lora["type"] == half["type"] == "done", (with_lora, half)
+    assert pixels(with_lora["outputPath"]) != pixels(before["outputPath"])
+    assert pixels(half["outputPath"]) not in (pixels(with_lora["outputPath"]), pixels(before["outputPath"])), "the weight matters"
+    assert pixels(after["outputPath"]) == pixels(before["outputPath"]), "a job without the LoRA gets the plain model's pixels"
+    assert "Lora weights: \"detail: 1\"" in Image.open(with_lora["outputPath"]).text["parameters"]
+
+    wrong = {"name": "xl", "path": os.path.join(tiny_models["loras"], "tiny_sdxl_detail.safetensors"), "weight": 1.0}
+    error, _ = run(runner, generate("wrong", tiny_models["sd15"], tmp_path, loras=[wrong]))
+    assert error["code"] == "bad_request" and "does not fit this sd15 model" in error["message"]
+    again, _ = run(runner, generate("again", tiny_models["sd15"], tmp_path))
+    assert pixels(again["outputPath"]) == pixels(before["outputPath"]), "a LoRA that failed to load leaves nothing behind"
