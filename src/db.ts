@@ -5,7 +5,7 @@ import path from "node:path";
 export type Db = Database.Database;
 
 /** Numbered migrations, applied in order at start; user_version records how far a file has come. */
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE jobs (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,  -- FIFO order
@@ -51,6 +51,25 @@ const MIGRATIONS: string[] = [
     heartbeat_at INTEGER NOT NULL,                    -- epoch ms
     notice       TEXT                                 -- why the queue is waiting, for job_status in any process
   );
+  `,
+  `
+  -- A job may make a batch of images: job_id is no longer unique. SQLite drops a constraint by rebuilding the table.
+  CREATE TABLE images_batched (
+    key        TEXT PRIMARY KEY,
+    job_id     TEXT NOT NULL REFERENCES jobs (id),
+    created_at TEXT NOT NULL,
+    prompt     TEXT NOT NULL,
+    model      TEXT NOT NULL,
+    width      INTEGER NOT NULL,
+    height     INTEGER NOT NULL,
+    seed       INTEGER NOT NULL,
+    metadata   TEXT NOT NULL
+  );
+  INSERT INTO images_batched SELECT key, job_id, created_at, prompt, model, width, height, seed, metadata FROM images;
+  DROP TABLE images;
+  ALTER TABLE images_batched RENAME TO images;
+  CREATE INDEX images_newest ON images (created_at DESC, key DESC);
+  CREATE INDEX images_by_job ON images (job_id, created_at);
   `,
 ];
 

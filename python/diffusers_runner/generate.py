@@ -85,9 +85,18 @@ def _refiner_mode(refiner: RefinerSpec) -> str:
 
 
 def _schedule_length(steps: int, fraction: float) -> int:
-    # A pass that runs only `fraction` of its schedule (the refiner's tail, an image-to-image strength) needs a
-    # schedule of steps / fraction to run about `steps` (round, not ceil: 6 / 0.2 is 30.000000000000004).
+    # A pass that runs only `fraction` of its schedule (the refiner's tail) needs a schedule of steps / fraction
+    # to run about `steps` (round, not ceil: 6 / 0.2 is 30.000000000000004).
     return max(1, round(steps / fraction))
+
+
+def _strength_schedule_length(steps: int, strength: float) -> int:
+    """The schedule an image-to-image pass at `strength` needs to run exactly `steps`: diffusers runs
+    int(schedule * strength) of it, so 1 step at 0.3 needs 4, not round(1 / 0.3) = 3 (which runs none)."""
+    length = _schedule_length(steps, strength)
+    while int(length * strength) < steps:
+        length += 1
+    return length
 
 
 @dataclass
@@ -274,7 +283,7 @@ def _denoise(job: _Job, seed: int) -> Any:
     else:
         # Polish: a short, light image-to-image pass over the finished image.
         strength = refiner.get("strength", 0.3)
-        refiner_kwargs.update(num_inference_steps=_schedule_length(refiner["steps"], strength), strength=strength)
+        refiner_kwargs.update(num_inference_steps=_strength_schedule_length(refiner["steps"], strength), strength=strength)
     result = refiner_pipe.pipe(**refiner_kwargs)
     _check_cancel(job)
     return result.images[0]

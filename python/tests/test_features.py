@@ -87,3 +87,12 @@ def test_a_lora_changes_the_image_and_the_next_job_without_it_is_untouched(runne
     assert error["code"] == "bad_request" and "does not fit this sd15 model" in error["message"]
     again, _ = run(runner, generate("again", tiny_models["sd15"], tmp_path))
     assert pixels(again["outputPath"]) == pixels(before["outputPath"]), "a LoRA that failed to load leaves nothing behind"
+
+
+def test_the_polish_schedule_runs_exactly_the_steps_asked_for():
+    from diffusers_runner.generate import _strength_schedule_length
+
+    for steps in range(1, 11):
+        for strength in (0.1, 0.25, 0.3, 0.35, 0.5, 0.9):
+            length = _strength_schedule_length(steps, strength)
+            assert int(length * strength) == steps, (steps, strength, length)
