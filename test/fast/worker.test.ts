@@ -143,4 +143,47 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     expect(h.engine.calls).toEqual([]);
     expect(h.index.ofJob(job.id)[0]?.metadata).toMatchObject({ device: "cuda", family: "sdxl" });
   });
+
+  it("stores a batch as one key per image, uploads a staged batch after a restart and names every kept PNG", async () => {
+    const h = setUpWorker();
+    h.worker.start();
+    const { job } = h.queue.enqueue(makeRequest({ prompt: "three", seed: 2 ** 32 - 1, count: 3 }));
+    expect(await h.ended(job.id)).toMatchObject({ state: "done" });
+    const images = h.index.ofJob(job.id);
+    expect(images.map((image) => image.seed)).toEqual([2 ** 32 - 1, 0, 1]);
+    const first = h.jobs.get(job.id)!.imageKey!;
+    expect(images.map((image) => image.key)).toEqual([first, first.replace(/\.png$/, "_2.png"), first.replace(/\.png$/, "_3.png")]);
+    for (const [index, image] of images.entries()) {
+      expect(await h.local.readSidecar(image.key)).toMatchObject({ jobId: job.id, seed: image.seed, batch: { index, count: 3 } });
+    }
+    expect(h.engine.calls).toHaveLength(1);
+
+    // A batch staged whole by an earlier run goes up without generating; one staged in part is made again.
+    const staged = h.queue.enqueue(makeRequest({ prompt: "staged", count: 2 })).job;
+    const partial = h.queue.enqueue(makeRequest({ prompt: "partial", count: 2 })).job;
+    await h.worker.stop();
+    const again = setUpWorker(h.dir);
+    await again.staging.prepare();
+    const result = { width: 512, height: 512, seed: 10, family: "sd15", scheduler: "euler", device: "cpu", dtype: "float32", options: {}, modelLoads: 1, stepsRun: 8, promptTokens: 1, timings: { loadSeconds: 0, inferenceSeconds: 1, saveSeconds: 0 }, versions: {} };
+    for (const png of again.staging.pngPaths(staged.id, 2)) writeFileSync(png, makePng(512, 512));
+    await again.staging.saveResult(staged.id, result);
+    writeFileSync(again.staging.pngPath(partial.id), makePng(512, 512));
+    await again.staging.saveResult(partial.id, result);
+    again.worker.start();
+    expect(await again.ended(staged.id)).toMatchObject({ state: "done" });
+    expect(await again.ended(partial.id)).toMatchObject({ state: "done" });
+    expect(again.engine.calls.map((request) => request.prompt)).toEqual(["partial"]);
+    expect(again.index.ofJob(staged.id).map((image) => image.seed)).toEqual([10, 11]);
+    await waitUntil("staging is empty", async () => (await again.staging.jobIds()).length === 0);
+  });
+
+  it("fails a batch storage refuses and says where each of its PNGs is kept", async () => {
+    const h = setUpWorker();
+    h.store.failForever = fileError("EACCES");
+    h.worker.start();
+    const { job } = h.queue.enqueue(makeRequest({ count: 2 }));
+    const failed = await h.ended(job.id);
+    expect(failed).toMatchObject({ state: "failed", error: { code: "storage_refused" } });
+    expect(failed.error!.message).toContain(`the images are kept at ${h.staging.pngPath(job.id)}, ${h.staging.pngPath(job.id, 1)}`);
+  });
 });

@@ -76,8 +76,8 @@ afterEach(async () => {
 });
 
 /** The real worker, job store, lease, index, staging and local store on a temp database, around a FakeEngine. */
-export function setUpWorker(): WorkerHarness {
-  const dir = mkdtempSync(path.join(tmpdir(), "kitty-worker-"));
+/** A worker on a fresh temp dir, or on `dir` again (a restart: same database, store and staging). */
+export function setUpWorker(dir: string = mkdtempSync(path.join(tmpdir(), "kitty-worker-"))): WorkerHarness {
   const db = openDatabase(path.join(dir, "kitty.sqlite"));
   const jobs = new JobStore(db);
   const lease = new WorkerLease(db);
