@@ -71,6 +71,19 @@ describe("kitty-images in-process (no KITTY_IMAGES_URL)", () => {
     }
   });
 
+  it("generate takes --init (a file:// storageUri here), --strength, --count and repeated --lora", async () => {
+    const ref = JSON.parse((await kitty(["select", key])).stdout);
+    const args = ["--model", "tiny_sd15", "--steps", "4", "--init", ref.storageUri, "--strength", "0.5", "--count", "2", "--lora", "tiny_sd15_detail:0.5"];
+    const run = await kitty(["generate", "a cat, again", ...args, "--wait"]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const job = JSON.parse(run.stdout);
+    expect(job.images).toHaveLength(2);
+    expect(job.images[0]).toMatchObject({ width: 256, height: 256 });
+    const bad = await kitty(["generate", "x", "--lora", "tiny_sd15_detail:heavy"]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toContain("--lora weight must be a number (got 'heavy')");
+  });
+
   it("generate without --wait prints the queued job and says a server will run it", async () => {
     const run = await kitty(["generate", "queued for the server", "--model", "tiny_sd15", "--width", "256", "--height", "256", "--steps", "1"]);
     expect(run.exitCode, run.stderr).toBe(0);
@@ -102,7 +115,7 @@ describe("kitty-images against a running server (KITTY_IMAGES_URL)", () => {
     const latest = await kitty(["latest"], remote);
     expect(latest.exitCode, latest.stderr).toBe(0);
     const prompts = JSON.parse(latest.stdout).images.map((image: { prompt: string }) => image.prompt);
-    expect(prompts.slice(0, 3)).toEqual(["a remote cat", "queued for the server", "a cat"]);
+    expect(prompts.slice(0, 4)).toEqual(["a remote cat", "queued for the server", "a cat, again", "a cat, again"]);
 
     const selected = await kitty(["select", "1"], remote);
     expect(selected.exitCode, selected.stderr).toBe(0);

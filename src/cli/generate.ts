@@ -13,6 +13,11 @@ const FLAGS = {
   scheduler: { type: "string" },
   negative: { type: "string" },
   refiner: { type: "boolean" },
+  "refiner-mode": { type: "string" },
+  count: { type: "string" },
+  init: { type: "string" },
+  strength: { type: "string" },
+  lora: { type: "string", multiple: true },
   wait: { type: "boolean" },
 } as const;
 
@@ -41,6 +46,11 @@ export async function generateCommand(args: string[]): Promise<void> {
       seed: numberFlag("seed", values.seed),
       scheduler: values.scheduler,
       refiner: values.refiner,
+      refiner_mode: values["refiner-mode"],
+      count: numberFlag("count", values.count),
+      init_image: values.init,
+      strength: numberFlag("strength", values.strength, "number"),
+      loras: values.lora?.map(loraFlag),
     }).filter(([, value]) => value !== undefined),
   );
   const wait = values.wait ?? false;
@@ -66,6 +76,13 @@ export async function generateCommand(args: string[]): Promise<void> {
   } finally {
     await connection.close();
   }
+}
+
+/** `--lora name` (weight 1) or `--lora name:0.8`. */
+function loraFlag(raw: string): { name: string; weight: number } {
+  const colon = raw.lastIndexOf(":");
+  if (colon < 0) return { name: raw, weight: 1 };
+  return { name: raw.slice(0, colon), weight: numberFlag("lora weight", raw.slice(colon + 1), "number")! };
 }
 
 async function followJob(connection: Connection, jobId: string, display: JobProgress): Promise<JobStatus> {

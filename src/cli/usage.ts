@@ -9,7 +9,9 @@ usage:
                                 serve HTTP instead: MCP at /mcp (both protocol eras), the images-service REST
                                 API under /api/images; KITTY_IMAGES_TOKEN guards it
   kitty-images generate "prompt" [--model M] [--width N] [--height N] [--steps N] [--cfg X] [--seed N]
-                                [--scheduler S] [--refiner] [--negative TEXT] [--wait]
+                                [--scheduler S] [--refiner] [--refiner-mode ensemble|polish] [--negative TEXT]
+                                [--count 1-4] [--init KEY|URI|URL] [--strength 0-1] [--lora NAME[:WEIGHT]]...
+                                [--wait]
                                 queue an image; prints the job as JSON. --wait follows it to the end (a
                                 progress bar on a terminal) and prints the finished job
   kitty-images latest [--limit N]
