@@ -24,27 +24,16 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from .clip_tokenizer import bytes_to_unicode
+
 SEED = 0
 TEXT_HIDDEN = 32
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    # CLIP's byte-level BPE alphabet: printable bytes map to themselves, the rest to code points above 255.
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    codes = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            codes.append(256 + extra)
-            extra += 1
-    return {byte: chr(code) for byte, code in zip(printable, codes)}
 
 
 def write_tokenizer(folder: Path) -> CLIPTokenizer:
     """A character-level CLIP tokenizer: every byte symbol, with and without the end-of-word mark, and no merges."""
     folder.mkdir(parents=True, exist_ok=True)
-    symbols = list(_bytes_to_unicode().values())
+    symbols = list(bytes_to_unicode().values())
     vocab_list = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
     vocab = {token: index for index, token in enumerate(vocab_list)}
     (folder / "vocab.json").write_text(json.dumps(vocab))
