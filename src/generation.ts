@@ -99,7 +99,8 @@ export interface LoraUse {
 export interface GenerationRequest {
   prompt: string;
   negativePrompt: string | null;
-  model: { name: string; path: string; refinerPath: string | null };
+  /** configPath: for a single-file checkpoint, a diffusers folder whose configs and tokenizers replace the shipped ones. */
+  model: { name: string; path: string; refinerPath: string | null; configPath?: string | null };
   width: number;
   height: number;
   steps: number;

@@ -132,7 +132,7 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
     init_image = _load_init_image(request)
 
     try:
-        model, load_seconds = cache.get(model_spec["path"], refiner_path)
+        model, load_seconds = cache.get(model_spec["path"], refiner_path, model_spec.get("configPath"))
     except ModelLoadError as exc:
         raise JobFailed(exc.code, str(exc)) from exc
 

@@ -29,6 +29,7 @@ from diffusers import (
 )
 
 from .device import DeviceChoice
+from .single_file import SingleFileError, checkpoint_family, config_folder, is_single_file
 from .protocol import ErrorCode
 
 log = logging.getLogger("diffusers_runner.pipelines")
@@ -59,13 +60,21 @@ class ModelLoadError(RuntimeError):
 
 
 def detect_family(model_dir: str | os.PathLike[str]) -> str:
+    """sd15, sdxl or sdxl_refiner: from a folder's model_index.json, or from a single file's tensor names."""
+    if is_single_file(model_dir):
+        if not Path(model_dir).is_file():
+            raise ModelLoadError("model_not_found", f"checkpoint file {model_dir} does not exist")
+        try:
+            return checkpoint_family(model_dir)
+        except SingleFileError as exc:
+            raise ModelLoadError("model_load_failed", str(exc)) from exc
     index_path = Path(model_dir) / "model_index.json"
     if not Path(model_dir).is_dir():
         raise ModelLoadError("model_not_found", f"model folder {model_dir} does not exist")
     if not index_path.is_file():
         raise ModelLoadError(
             "model_load_failed",
-            f"{model_dir} has no model_index.json: point models.yaml at a diffusers folder (save_pretrained layout)",
+            f"{model_dir} has no model_index.json: point models.yaml at a diffusers folder (save_pretrained layout) or a .safetensors/.ckpt checkpoint",
         )
     class_name = json.loads(index_path.read_text()).get("_class_name")
     family = PIPELINE_FAMILIES.get(class_name)
@@ -144,10 +153,11 @@ class ModelCache:
         self.loads = 0
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
 
-    def get(self, path: str, refiner_path: str | None) -> tuple[LoadedModel, float]:
-        """Returns the model (with its refiner when asked for) and the seconds this call spent loading."""
+    def get(self, path: str, refiner_path: str | None, config_path: str | None = None) -> tuple[LoadedModel, float]:
+        """Returns the model (with its refiner when asked for) and the seconds this call spent loading.
+        `config_path`: for a single-file checkpoint, a diffusers folder whose configs and tokenizers to use."""
         started = time.perf_counter()
-        key = os.path.realpath(path)
+        key = os.path.realpath(path) + (f"|{os.path.realpath(config_path)}" if config_path else "")
         model = self._models.get(key)
         loaded_now = model is None
         if model is None:
@@ -157,7 +167,7 @@ class ModelCache:
                 raise ModelLoadError("model_load_failed", f"{path} is an SDXL refiner; use it as a model's refiner, not as the model")
             while len(self._models) >= self.capacity:
                 self._evict_oldest()
-            model = self._load_base(path, family)
+            model = self._load_base(path, family, config_path)
             self._models[key] = model
             self.loads += 1
         else:
@@ -174,15 +184,21 @@ class ModelCache:
         gc.collect()
         self.device.empty_cache()
 
-    def _from_pretrained(self, cls: type, path: str, **extra: Any) -> DiffusionPipeline:
+    def _from_pretrained(self, cls: type, path: str, family: str, config_path: str | None = None, **extra: Any) -> DiffusionPipeline:
         kwargs: dict[str, Any] = {"dtype": self.device.dtype, "local_files_only": True, **extra}
-        variant = _weights_variant(path, self.device.dtype)
-        if variant:
-            kwargs["variant"] = variant
         try:
-            pipe = cls.from_pretrained(path, **kwargs)
-        except (OSError, ValueError, EnvironmentError) as exc:
-            raise ModelLoadError("model_load_failed", f"could not load {path}: {exc}") from exc
+            if is_single_file(path):
+                # Configs and tokenizers from the project (or the entry's `config` folder), never from the Hub.
+                pipe = cls.from_single_file(path, config=str(config_path or config_folder(family)), **kwargs)
+            else:
+                variant = _weights_variant(path, self.device.dtype)
+                if variant:
+                    kwargs["variant"] = variant
+                pipe = cls.from_pretrained(path, **kwargs)
+        except SingleFileError as exc:
+            raise ModelLoadError("model_load_failed", str(exc)) from exc
+        except (OSError, ValueError, KeyError, RuntimeError, EnvironmentError) as exc:
+            raise ModelLoadError("model_load_failed", f"could not load {path}: {type(exc).__name__}: {exc}") from exc
         pipe = pipe.to(self.device.device)
         options = self.device.options
         if options.attention_slicing:
@@ -198,13 +214,13 @@ class ModelCache:
     def _loaded(self, pipe: DiffusionPipeline, path: str) -> LoadedPipeline:
         return LoadedPipeline.of(pipe, path, self.device.options.attention_slicing)
 
-    def _load_base(self, path: str, family: str) -> LoadedModel:
+    def _load_base(self, path: str, family: str, config_path: str | None) -> LoadedModel:
         started = time.perf_counter()
         if family == "sd15":
             # The safety checker blanks images and needs weights most local installs lack.
-            base = self._from_pretrained(StableDiffusionPipeline, path, safety_checker=None, requires_safety_checker=False)
+            base = self._from_pretrained(StableDiffusionPipeline, path, family, config_path, safety_checker=None, requires_safety_checker=False)
         else:
-            base = self._from_pretrained(StableDiffusionXLPipeline, path)
+            base = self._from_pretrained(StableDiffusionXLPipeline, path, family, config_path)
         log.info("loaded %s (%s) in %.2fs", path, family, time.perf_counter() - started)
         return LoadedModel(family=family, base=self._loaded(base, path))
 
@@ -216,7 +232,7 @@ class ModelCache:
             raise ModelLoadError("model_load_failed", f"{refiner_path} is not an SDXL refiner (StableDiffusionXLImg2ImgPipeline)")
         # The refiner shares the base's second text encoder and VAE, as in diffusers' SDXL docs.
         base = model.base.pipe
-        refiner = self._from_pretrained(StableDiffusionXLImg2ImgPipeline, refiner_path, text_encoder_2=base.text_encoder_2, vae=base.vae)
+        refiner = self._from_pretrained(StableDiffusionXLImg2ImgPipeline, refiner_path, "sdxl_refiner", text_encoder_2=base.text_encoder_2, vae=base.vae)
         model.refiner = self._loaded(refiner, refiner_path)
         log.info("loaded refiner %s in %.2fs", refiner_path, time.perf_counter() - started)
 

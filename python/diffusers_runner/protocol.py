@@ -16,6 +16,8 @@ class ModelSpec(TypedDict):
     name: str
     path: str
     refinerPath: NotRequired[str | None]
+    # for a single-file checkpoint: a diffusers folder whose configs and tokenizers to use instead of the shipped ones
+    configPath: NotRequired[str | None]
 
 
 class RefinerSpec(TypedDict):

@@ -9,7 +9,7 @@ import { REFINER_MODES, SCHEDULERS } from "../generation.js";
 export const generateRequestSchema = z.object({
   type: z.literal("generate"),
   jobId: z.string(),
-  model: z.object({ name: z.string(), path: z.string(), refinerPath: z.string().nullable().optional() }),
+  model: z.object({ name: z.string(), path: z.string(), refinerPath: z.string().nullable().optional(), configPath: z.string().nullable().optional() }),
   prompt: z.string(),
   negativePrompt: z.string().nullable(),
   width: z.number().int(),

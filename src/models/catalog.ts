@@ -17,6 +17,8 @@ export interface ModelEntry {
   /** Declared in models.yaml; otherwise read from the folder's model_index.json when asked. */
   declaredFamily: ModelFamily | null;
   refinerPath: string | null;
+  /** Single-file checkpoints: a diffusers folder to take configs and tokenizers from (default: the shipped ones). */
+  configPath: string | null;
   defaults: Partial<GenerationDefaults>;
   description: string | null;
 }
@@ -28,6 +30,7 @@ const richEntrySchema = z
     path: z.string().min(1),
     family: z.enum(MODEL_FAMILIES).optional(),
     refiner: z.string().min(1).optional(),
+    config: z.string().min(1).optional(),
     description: z.string().optional(),
     // the same limits generate_image enforces, so a default can never make a job the tool would refuse
     defaults: z
@@ -120,12 +123,12 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
       const where = issue?.path.length ? `.${issue.path.join(".")}` : "";
       throw new KittyError(
         "config_invalid",
-        `${sourcePath}: entry '${name}${where}' is invalid (${issue?.message}); use 'name: /path/to/diffusers-folder' or 'name: {path, family?, refiner?, defaults?}'`,
+        `${sourcePath}: entry '${name}${where}' is invalid (${issue?.message}); use 'name: /path/to/diffusers-folder-or-checkpoint' or 'name: {path, family?, refiner?, config?, defaults?}'`,
       );
     }
     const entry = parsed.data;
     if (typeof entry === "string") {
-      entries.push({ name, path: expandPath(entry, baseDir), declaredFamily: null, refinerPath: null, defaults: {}, description: null });
+      entries.push({ name, path: expandPath(entry, baseDir), declaredFamily: null, refinerPath: null, configPath: null, defaults: {}, description: null });
       continue;
     }
     // A refiner may name another entry or give a folder.
@@ -143,6 +146,7 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
       path: expandPath(entry.path, baseDir),
       declaredFamily: entry.family ?? null,
       refinerPath,
+      configPath: entry.config ? expandPath(entry.config, baseDir) : null,
       description: entry.description ?? null,
       defaults: {
         ...(d.width !== undefined && { width: d.width }),

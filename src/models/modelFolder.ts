@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { PIPELINE_FAMILIES, type PipelineFamily } from "../generation.js";
+import { readSafetensorsHeader } from "./loraFiles.js";
 
 export interface ModelOnDisk {
   present: boolean;
@@ -8,8 +9,14 @@ export interface ModelOnDisk {
   problem: string | null;
 }
 
-/** Reads the folder's model_index.json, as diffusers does, so users never have to declare the family. */
+const SINGLE_FILE = /\.(safetensors|ckpt|pt)$/i;
+
+/**
+ * Reads the folder's model_index.json, as diffusers does, so users never have to declare the family. A single-file
+ * checkpoint's family comes from its tensor names (Stability AI's layout): the runner reads them the same way.
+ */
 export function inspectModelFolder(folder: string): ModelOnDisk {
+  if (SINGLE_FILE.test(folder)) return inspectCheckpoint(folder);
   const indexPath = path.join(folder, "model_index.json");
   if (!existsSync(folder)) return { present: false, family: null, problem: `folder ${folder} does not exist` };
   if (!existsSync(indexPath)) {
@@ -24,4 +31,22 @@ export function inspectModelFolder(folder: string): ModelOnDisk {
   } catch (error) {
     return { present: false, family: null, problem: `${indexPath} is unreadable: ${(error as Error).message}` };
   }
+}
+
+function inspectCheckpoint(file: string): ModelOnDisk {
+  if (!existsSync(file)) return { present: false, family: null, problem: `checkpoint file ${file} does not exist` };
+  // A pickle checkpoint cannot be read without torch: its family is found when the runner loads it (or declared).
+  if (!/\.safetensors$/i.test(file)) return { present: true, family: null, problem: null };
+  let names: string[];
+  try {
+    names = Object.keys(readSafetensorsHeader(file));
+  } catch (error) {
+    return { present: false, family: null, problem: `${file} is not a readable safetensors file: ${(error as Error).message}` };
+  }
+  const has = (prefix: string) => names.some((name) => name.startsWith(prefix));
+  if (has("conditioner.embedders.1.")) return { present: true, family: "sdxl", problem: null };
+  if (has("conditioner.embedders.0.model.")) return { present: true, family: "sdxl_refiner", problem: null };
+  if (has("cond_stage_model.transformer.")) return { present: true, family: "sd15", problem: null };
+  const what = has("cond_stage_model.model.") ? "a Stable Diffusion 2.x checkpoint" : "not a checkpoint in Stability AI's layout";
+  return { present: true, family: null, problem: `${file} is ${what}; supported: SD 1.5, SDXL base, SDXL refiner` };
 }

@@ -105,7 +105,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
   return {
     prompt: ask.prompt,
     negativePrompt: ask.negativePrompt?.trim() ? ask.negativePrompt : null,
-    model: { name, path: entry.path, refinerPath: refiner ? entry.refinerPath : null },
+    model: { name, path: entry.path, refinerPath: refiner ? entry.refinerPath : null, ...(entry.configPath && { configPath: entry.configPath }) },
     ...size,
     steps,
     cfgScale,
