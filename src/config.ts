@@ -127,6 +127,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
     KITTY_IMAGES_WARM_MODELS: String(e.KITTY_IMAGES_WARM_MODELS),
     KITTY_IMAGES_ATTENTION_SLICING: e.KITTY_IMAGES_ATTENTION_SLICING,
     KITTY_IMAGES_COMPILE: e.KITTY_IMAGES_COMPILE,
+    // Where the runner assembles what single-file checkpoints need (configs + CLIP tokenizers), once.
+    KITTY_IMAGES_RUNNER_CACHE: path.join(home, "runner-cache"),
   });
 
   return {

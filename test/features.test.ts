@@ -128,4 +128,15 @@ describe("batches, image-to-image, LoRAs and the polish pass, over MCP with the 
     const sidecar = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: status.images[0].key.replace(/\.png$/, ".json") }));
     expect(JSON.parse(await sidecar.Body!.transformToString()).request.refiner.mode).toBe("polish");
   });
+
+  it("loads a single-file checkpoint offline and makes the pixels its diffusers folder makes", async () => {
+    const { models } = await server.ok("list_models");
+    expect(models.find((model: { name: string }) => model.name === "tiny_sd15_file")).toMatchObject({ family: "sd15", present: true });
+    const args = { prompt: "one file", width: 256, height: 256, steps: 3, seed: 21 };
+    const folder = await generate({ ...args, model: "tiny_sd15" });
+    const file = await generate({ ...args, model: "tiny_sd15_file" });
+    const [a, b] = await Promise.all([folder, file].map(async (run) => (await download(run.status.images[0].key)).png));
+    expect(b!.pixels.equals(a!.pixels)).toBe(true);
+    expect(b!.text.parameters).toContain("Model: tiny_sd15_file");
+  });
 });

@@ -11,15 +11,30 @@ declare module "vitest" {
   }
 }
 
-/** Builds the tiny random-weight pipelines once per version of tiny_models.py, through the real save_pretrained. */
+/**
+ * Builds the tiny random-weight pipelines once per version of tiny_models.py, through the real save_pretrained,
+ * and the SD 1.5 one again as a single-file checkpoint in Stability AI's layout (single/sd15.safetensors, with
+ * single/sd15-config holding the folder's configs and tokenizer without its weights).
+ */
 export default async function setup(project: TestProject): Promise<void> {
-  const source = readFileSync(path.join(PROJECT_ROOT, "python/diffusers_runner/tiny_models.py"));
-  const dir = path.join(PROJECT_ROOT, ".cache", `tiny-models-${createHash("sha256").update(source).digest("hex").slice(0, 12)}`);
+  const hash = createHash("sha256");
+  for (const file of ["python/diffusers_runner/tiny_models.py", "python/tests/single_file_checkpoint.py"]) hash.update(readFileSync(path.join(PROJECT_ROOT, file)));
+  const dir = path.join(PROJECT_ROOT, ".cache", `tiny-models-${hash.digest("hex").slice(0, 12)}`);
+  const python = { cwd: path.join(PROJECT_ROOT, "python"), env: { PYTHONPATH: path.join(PROJECT_ROOT, "python"), HF_HUB_OFFLINE: "1" } };
   if (!existsSync(path.join(dir, "loras", "tiny_sdxl_detail.safetensors"))) {
-    await execa(RUNNER_PYTHON, ["-m", "diffusers_runner.tiny_models", dir], {
-      cwd: path.join(PROJECT_ROOT, "python"),
-      env: { PYTHONPATH: path.join(PROJECT_ROOT, "python"), HF_HUB_OFFLINE: "1" },
-    });
+    await execa(RUNNER_PYTHON, ["-m", "diffusers_runner.tiny_models", dir], python);
+  }
+  if (!existsSync(path.join(dir, "single", "sd15.safetensors"))) {
+    const script = [
+      "import shutil, sys",
+      "from pathlib import Path",
+      "from tests.single_file_checkpoint import write_single_file",
+      "models, single = Path(sys.argv[1]), Path(sys.argv[1]) / 'single'",
+      "shutil.copytree(models / 'sd15', single / 'sd15-config', ignore=lambda d, names: [n for n in names if n.endswith('.safetensors')])",
+      "write_single_file(models / 'sd15', single / 'sd15.safetensors.partial')",
+      "(single / 'sd15.safetensors.partial').rename(single / 'sd15.safetensors')",
+    ].join("\n");
+    await execa(RUNNER_PYTHON, ["-c", script, dir], python);
   }
   project.provide("tinyModelsDir", dir);
 }

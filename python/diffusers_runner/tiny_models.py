@@ -28,6 +28,9 @@ from .clip_tokenizer import bytes_to_unicode
 
 SEED = 0
 TEXT_HIDDEN = 32
+# SDXL's second encoder is wider than its first, as in the real model (1280 vs 768). Equal widths would also make
+# diffusers' single-file loader take the first encoder's weights for the second, so the widths must differ.
+TEXT_HIDDEN_2 = 48
 
 
 def write_tokenizer(folder: Path) -> CLIPTokenizer:
@@ -42,19 +45,19 @@ def write_tokenizer(folder: Path) -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77, pad_token="<|endoftext|>")
 
 
-def _text_config(vocab_size: int, projection_dim: int = 32) -> CLIPTextConfig:
+def _text_config(vocab_size: int, hidden: int = TEXT_HIDDEN) -> CLIPTextConfig:
     return CLIPTextConfig(
         bos_token_id=vocab_size - 2,
         eos_token_id=vocab_size - 1,
         pad_token_id=vocab_size - 1,
-        hidden_size=TEXT_HIDDEN,
+        hidden_size=hidden,
         intermediate_size=37,
         layer_norm_eps=1e-05,
         num_attention_heads=4,
         num_hidden_layers=2,
         vocab_size=vocab_size,
         hidden_act="gelu",
-        projection_dim=projection_dim,
+        projection_dim=hidden,
         max_position_embeddings=77,
     )
 
@@ -119,18 +122,18 @@ def _sdxl_unet(time_ids: int, cross_attention_dim: int) -> UNet2DConditionModel:
         addition_time_embed_dim=8,
         transformer_layers_per_block=(1, 2),
         # pooled text embedding + one 8-wide embedding per time id
-        projection_class_embeddings_input_dim=TEXT_HIDDEN + time_ids * 8,
+        projection_class_embeddings_input_dim=TEXT_HIDDEN_2 + time_ids * 8,
         cross_attention_dim=cross_attention_dim,
     )
 
 
 def build_sdxl(out: Path, tokenizer: CLIPTokenizer) -> tuple[Path, Path]:
     torch.manual_seed(SEED)
-    text_encoder_2 = CLIPTextModelWithProjection(_text_config(len(tokenizer)))
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config(len(tokenizer), TEXT_HIDDEN_2))
     vae = _vae()
     base = StableDiffusionXLPipeline(
         # SDXL conditions on original size, crop and target size: six time ids
-        unet=_sdxl_unet(time_ids=6, cross_attention_dim=2 * TEXT_HIDDEN),
+        unet=_sdxl_unet(time_ids=6, cross_attention_dim=TEXT_HIDDEN + TEXT_HIDDEN_2),
         scheduler=_sdxl_scheduler(),
         vae=vae,
         text_encoder=CLIPTextModel(_text_config(len(tokenizer))),
@@ -141,7 +144,7 @@ def build_sdxl(out: Path, tokenizer: CLIPTokenizer) -> tuple[Path, Path]:
     base.save_pretrained(out / "sdxl")
     refiner = StableDiffusionXLImg2ImgPipeline(
         # the refiner swaps target size for an aesthetic score (five time ids) and uses only the second encoder
-        unet=_sdxl_unet(time_ids=5, cross_attention_dim=TEXT_HIDDEN),
+        unet=_sdxl_unet(time_ids=5, cross_attention_dim=TEXT_HIDDEN_2),
         scheduler=_sdxl_scheduler(),
         vae=vae,
         text_encoder=None,

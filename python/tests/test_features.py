@@ -96,3 +96,29 @@ def test_the_polish_schedule_runs_exactly_the_steps_asked_for():
         for strength in (0.1, 0.25, 0.3, 0.35, 0.5, 0.9):
             length = _strength_schedule_length(steps, strength)
             assert int(length * strength) == steps, (steps, strength, length)
+
+
+def _config_only_copy(model_dir: str, target) -> str:
+    """A diffusers folder's configs and tokenizer files without its weights, as models.yaml's `config:` may name."""
+    import shutil
+    from pathlib import Path
+
+    for source in Path(model_dir).rglob("*"):
+        if source.is_file() and source.suffix in (".json", ".txt"):
+            destination = target / source.relative_to(model_dir)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, destination)
+    return str(target)
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_a_single_file_checkpoint_makes_the_pixels_its_folder_makes(runner, tiny_models, tmp_path, family):
+    from tests.single_file_checkpoint import write_single_file
+
+    checkpoint = write_single_file(tiny_models[family], tmp_path / f"{family}.safetensors")
+    config = _config_only_copy(tiny_models[family], tmp_path / "config")
+    folder, _ = run(runner, generate(f"folder-{family}", tiny_models[family], tmp_path, scheduler="euler"))
+    single, _ = run(runner, generate(f"file-{family}", str(checkpoint), tmp_path, scheduler="euler", model={"name": "file", "path": str(checkpoint), "configPath": config}))
+    assert single["type"] == "done", single
+    assert single["family"] == family
+    assert pixels(single["outputPath"]) == pixels(folder["outputPath"])

@@ -65,9 +65,9 @@ def test_a_long_prompt_keeps_every_chunk_and_both_sides_match_in_length(sdxl):
     encoder = PromptEncoder(sdxl)
     positive, negative = encoder.encode_pair("w" * 160, "blurry")
     assert positive.tokens == 160 and positive.chunks == 3
-    assert positive.embeds.shape == (1, 3 * (CHUNK_TOKENS + 2), 64)
+    assert positive.embeds.shape == (1, 3 * (CHUNK_TOKENS + 2), 32 + 48)
     assert negative.embeds.shape == positive.embeds.shape
-    assert positive.pooled.shape == (1, 32)
+    assert positive.pooled.shape == (1, 48)
     # The pooled embedding is the first chunk's, whatever follows it.
     assert torch.equal(positive.pooled, encoder.encode("w" * 160 + " and more").pooled)
     positive, negative = encoder.encode_pair("short", "n" * 100)

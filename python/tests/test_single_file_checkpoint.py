@@ -5,7 +5,6 @@ not the folder itself: with the folder, diffusers silently loads a text encoder 
 finds none in the file, and the comparison would prove nothing.
 """
 
-import json
 import shutil
 import socket
 from pathlib import Path
@@ -14,10 +13,8 @@ import numpy as np
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
-from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint, load_single_file_checkpoint
 from PIL import Image
 from safetensors import safe_open
-from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
 from tests.single_file_checkpoint import write_single_file
 
@@ -54,19 +51,6 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
-def _equal_width_text_encoders(model_dir: Path) -> bool:
-    width = [json.loads((model_dir / sub / "config.json").read_text())["hidden_size"] for sub in COMPONENTS[2:]]
-    return width[0] == width[1]
-
-
-def _open_clip_from_file(file: Path, model_dir: Path) -> CLIPTextModelWithProjection:
-    """text_encoder_2 through diffusers' own OpenCLIP converter, for when its dispatcher picks the wrong one."""
-    model = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(model_dir / "text_encoder_2"))
-    checkpoint = load_single_file_checkpoint(str(file))
-    model.load_state_dict(convert_open_clip_checkpoint(model, checkpoint, prefix="conditioner.embedders.1.model."))
-    return model.eval()
-
-
 def _generate(pipe, name: str) -> np.ndarray:
     kwargs = dict(prompt="a cat", num_inference_steps=2, height=256, width=256, output_type="np")
     if name == "sdxl_refiner":  # image-to-image: 4 steps at strength 0.5 run 2
@@ -81,12 +65,9 @@ def test_single_file_loads_like_the_folder(name, tiny_models, single_files):
     pipeline_class, kwargs = PIPELINES[name]
     model_dir = Path(tiny_models[name])
     file, config_dir = single_files[name]
-    extra = {}
-    if name == "sdxl" and _equal_width_text_encoders(model_dir):
-        extra["text_encoder_2"] = _open_clip_from_file(file, model_dir)  # see the test below
 
     folder = pipeline_class.from_pretrained(model_dir, **kwargs)
-    single = pipeline_class.from_single_file(str(file), config=str(config_dir), local_files_only=True, **kwargs, **extra)
+    single = pipeline_class.from_single_file(str(file), config=str(config_dir), local_files_only=True, **kwargs)
 
     compared = []
     for component in COMPONENTS:
@@ -128,16 +109,3 @@ def test_file_uses_the_original_ldm_layout(single_files):
     assert not any(k.startswith("conditioner.embedders.1.") for k in refiner)
     with safe_open(single_files["sd15"][0], "pt") as f:  # the VAE attention is stored as 1x1 convs, as in LDM
         assert f.get_tensor("first_stage_model.decoder.mid.attn_1.q.weight").ndim == 4
-
-
-def test_sdxl_equal_width_text_encoders_confuse_diffusers(tiny_models, single_files):
-    """Why the SDXL round trip passes text_encoder_2 in. diffusers (0.42.1) picks text_encoder_2's converter by
-    asking whether the CLIP-L position embedding (conditioner.embedders.0...) is as wide as the model being built;
-    the tiny encoders are both 32 wide, so it loads CLIP-L's weights into text_encoder_2 and leaves text_projection
-    on the meta device, with no error, and the images come out NaN. Real SDXL (768 vs 1280) is not affected."""
-    model_dir = Path(tiny_models["sdxl"])
-    if not _equal_width_text_encoders(model_dir):
-        pytest.skip("the tiny SDXL text encoders differ in width; nothing to work around")
-    file, config_dir = single_files["sdxl"]
-    pipe = StableDiffusionXLPipeline.from_single_file(str(file), config=str(config_dir), local_files_only=True)
-    assert pipe.text_encoder_2.text_projection.weight.is_meta, "diffusers fixed this: drop the text_encoder_2 workaround"
