@@ -26,6 +26,7 @@ const envSchema = z.object({
   S3_PREFIX: z.preprocess(emptyToUndefined, z.string().default("images/")),
   MODELS_YAML: optionalString,
   HF_HOME: optionalString,
+  HF_HUB_CACHE: optionalString,
   PYTORCH_MPS_HIGH_WATERMARK_RATIO: optionalString,
   KITTY_IMAGES_HOME: optionalString,
   KITTY_IMAGES_STORAGE: z.preprocess(emptyToUndefined, z.enum(["auto", "s3", "local"]).default("auto")),
@@ -151,7 +152,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
       : { kind: "local" },
     keyPrefix,
     presignTtlSeconds: e.KITTY_IMAGES_PRESIGN_TTL_SECONDS,
-    models: loadModelsYaml(modelsYaml, e.KITTY_IMAGES_DEFAULT_MODEL),
+    models: loadModelsYaml(modelsYaml, e.KITTY_IMAGES_DEFAULT_MODEL, e.HF_HUB_CACHE ?? path.join(e.HF_HOME ?? path.join(homedir(), ".cache", "huggingface"), "hub")),
     runner: {
       python: e.KITTY_IMAGES_PYTHON ?? path.join(PROJECT_ROOT, ".cache", "venv", "bin", "python"),
       packageDir: path.join(PROJECT_ROOT, "python"),

@@ -4,6 +4,7 @@ import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { KittyError } from "../errors.js";
+import { HUB_PREFIX, locateHubModel } from "./hubCache.js";
 import { listLoras, type LoraEntry } from "./loraFiles.js";
 import { LIMITS, MODEL_FAMILIES, SCHEDULERS, type GenerationDefaults, type ModelFamily } from "../generation.js";
 
@@ -90,12 +91,15 @@ export class ModelCatalog {
   }
 }
 
-function expandPath(raw: string, baseDir: string): string {
+function expandPath(raw: string, baseDir: string, hubCache?: string): string {
+  const hub = hubCache === undefined ? null : locateHubModel(raw, hubCache);
+  if (hub !== null || raw.startsWith(HUB_PREFIX)) return hub ?? raw;
   const expanded = raw.startsWith("~/") ? path.join(homedir(), raw.slice(2)) : raw;
   return path.resolve(baseDir, expanded);
 }
 
-export function parseModelsYaml(text: string, sourcePath: string, defaultModel?: string): ModelCatalog {
+/** `hubCache`: the Hugging Face cache that `hf:org/name` entries are looked up in. */
+export function parseModelsYaml(text: string, sourcePath: string, defaultModel?: string, hubCache?: string): ModelCatalog {
   const baseDir = path.dirname(sourcePath);
   let document: unknown;
   try {
@@ -128,7 +132,7 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
     }
     const entry = parsed.data;
     if (typeof entry === "string") {
-      entries.push({ name, path: expandPath(entry, baseDir), declaredFamily: null, refinerPath: null, configPath: null, defaults: {}, description: null });
+      entries.push({ name, path: expandPath(entry, baseDir, hubCache), declaredFamily: null, refinerPath: null, configPath: null, defaults: {}, description: null });
       continue;
     }
     // A refiner may name another entry or give a folder.
@@ -138,12 +142,12 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
       refinerRef === undefined
         ? null
         : typeof refinerTarget === "string"
-          ? expandPath(refinerTarget, baseDir)
-          : expandPath(refinerRef, baseDir);
+          ? expandPath(refinerTarget, baseDir, hubCache)
+          : expandPath(refinerRef, baseDir, hubCache);
     const d = entry.defaults ?? {};
     entries.push({
       name,
-      path: expandPath(entry.path, baseDir),
+      path: expandPath(entry.path, baseDir, hubCache),
       declaredFamily: entry.family ?? null,
       refinerPath,
       configPath: entry.config ? expandPath(entry.config, baseDir) : null,
@@ -167,9 +171,9 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
   return new ModelCatalog(entries, defaultModel ?? entries[0]?.name ?? null, sourcePath, lorasDir);
 }
 
-export function loadModelsYaml(sourcePath: string, defaultModel?: string): ModelCatalog {
+export function loadModelsYaml(sourcePath: string, defaultModel?: string, hubCache?: string): ModelCatalog {
   if (!existsSync(sourcePath)) {
     throw new KittyError("config_invalid", `MODELS_YAML points at ${sourcePath}, which does not exist`);
   }
-  return parseModelsYaml(readFileSync(sourcePath, "utf8"), sourcePath, defaultModel);
+  return parseModelsYaml(readFileSync(sourcePath, "utf8"), sourcePath, defaultModel, hubCache);
 }

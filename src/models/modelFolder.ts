@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { PIPELINE_FAMILIES, type PipelineFamily } from "../generation.js";
+import { HUB_PREFIX } from "./hubCache.js";
 import { readSafetensorsHeader } from "./loraFiles.js";
 
 export interface ModelOnDisk {
@@ -16,6 +17,11 @@ const SINGLE_FILE = /\.(safetensors|ckpt|pt)$/i;
  * checkpoint's family comes from its tensor names (Stability AI's layout): the runner reads them the same way.
  */
 export function inspectModelFolder(folder: string): ModelOnDisk {
+  if (folder.startsWith(HUB_PREFIX)) {
+    // catalog.ts turns a cached repo into its snapshot folder: one still written hf: is not in the cache.
+    const repo = folder.slice(HUB_PREFIX.length);
+    return { present: false, family: null, problem: `Hugging Face repo ${repo} is not in the local cache (HF_HUB_CACHE, else HF_HOME/hub); download it once: hf download ${repo}` };
+  }
   if (SINGLE_FILE.test(folder)) return inspectCheckpoint(folder);
   const indexPath = path.join(folder, "model_index.json");
   if (!existsSync(folder)) return { present: false, family: null, problem: `folder ${folder} does not exist` };

@@ -22,6 +22,24 @@ describe("models.yaml", () => {
     expect(catalog.defaultModel).toBe("sdxl_base");
   });
 
+  it("takes hf:org/name from the local Hugging Face cache, and says how to fetch one that is not there", () => {
+    const hub = mkdtempSync(path.join(tmpdir(), "kitty-hub-"));
+    const repo = path.join(hub, "models--someone--tiny-sd15");
+    mkdirSync(path.join(repo, "refs"), { recursive: true });
+    writeFileSync(path.join(repo, "refs", "main"), "0123abcd\n");
+    const snapshot = modelFolder(path.join(repo, "snapshots"), "0123abcd", "StableDiffusionPipeline");
+    modelFolder(path.join(repo, "snapshots"), "older", "StableDiffusionPipeline");
+    const catalog = parseModelsYaml("cached: hf:someone/tiny-sd15\nabsent: hf:someone/not-downloaded\n", "/etc/models.yaml", undefined, hub);
+    expect(catalog.get("cached").path).toBe(snapshot);
+    expect(inspectModelFolder(catalog.get("cached").path)).toEqual({ present: true, family: "sd15", problem: null });
+    expect(catalog.get("absent").path).toBe("hf:someone/not-downloaded");
+    expect(inspectModelFolder(catalog.get("absent").path)).toMatchObject({
+      present: false,
+      problem: expect.stringContaining("not in the local cache (HF_HUB_CACHE, else HF_HOME/hub); download it once: hf download someone/not-downloaded"),
+    });
+    expect(() => resolveRequest({ prompt: "p", model: "absent" }, catalog)).toThrow(/hf download someone\/not-downloaded/);
+  });
+
   it("reads richer entries beside flat ones, with a refiner given by name", () => {
     const catalog = parseModelsYaml(
       ["refiner_1: /m/refiner", "sdxl:", "  path: /m/base", "  refiner: refiner_1", "  defaults: {steps: 40, cfg_scale: 6, refiner: true}"].join("\n"),
