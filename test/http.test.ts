@@ -56,7 +56,8 @@ function expectStepsInOrder(steps: Array<{ progress: number; total?: number; mes
   for (const [position, step] of steps.entries()) {
     expect(step.total).toBe(total);
     expect(step.message).toBe(`step ${step.progress}/${total}`);
-    if (position > 0) expect(step.progress).toBeGreaterThan(steps[position - 1]!.progress);
+    // Never backwards; a step may repeat when a job outlives one job_status wait and the next call reports it again.
+    if (position > 0) expect(step.progress).toBeGreaterThanOrEqual(steps[position - 1]!.progress);
   }
 }
 
@@ -151,7 +152,7 @@ describe("the HTTP door", () => {
     expect(await jobsNow()).toBe(before);
     // The right token, as either header, is served.
     const mcp = await mcpOverHttp(guarded.url, MODERN, { "x-api-key": TOKEN });
-    expect((await mcp.ok("list_models")).models.length).toBe(3);
+    expect((await mcp.ok("list_models")).models.length).toBe(4);
     await mcp.client.close();
   });
 

@@ -25,7 +25,7 @@ describe("bad input gets an error that names the field and what is allowed; the 
     const listing = await server.ok("list_latest_images", {});
     expect(listing.images).toEqual([]);
     const models = await server.ok("list_models", {});
-    expect(models.models.map((model: { name: string }) => model.name)).toEqual(["tiny_sd15", "tiny_sdxl", "missing_model"]);
+    expect(models.models.map((model: { name: string }) => model.name)).toEqual(["tiny_sd15", "tiny_sdxl", "missing_model", "tiny_sd15_file"]);
     expect(models.models.find((model: { name: string }) => model.name === "missing_model")).toMatchObject({ present: false });
     expect(models.models.find((model: { name: string }) => model.name === "tiny_sdxl")).toMatchObject({ present: true, family: "sdxl", refiner: { present: true } });
   });

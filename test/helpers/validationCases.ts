@@ -22,7 +22,7 @@ export const GENERATE_CASES: Array<[string, Record<string, unknown>, RegExp[]]> 
   ["a width given as a string", { ...valid, width: "512" }, [/width must be a multiple of 8 between 256 and 2048 \(got "512"\)/]],
   ["an unknown scheduler", { ...valid, scheduler: "karras" }, [/scheduler must be one of euler, euler_a, dpmpp_2m/, /got "karras"/]],
   ["an unknown argument", { ...valid, num_steps: 20 }, [/unknown argument\(s\) num_steps/, /accepts prompt, negative_prompt, model, width/]],
-  ["a model not in models.yaml", { ...valid, model: "sdxl" }, [/unknown_model: model 'sdxl' is not in models.yaml \(known: tiny_sd15, tiny_sdxl, missing_model\)/]],
+  ["a model not in models.yaml", { ...valid, model: "sdxl" }, [/unknown_model: model 'sdxl' is not in models.yaml \(known: tiny_sd15, tiny_sdxl, missing_model\b/]],
   ["a model whose folder is missing", { ...valid, model: "missing_model" }, [/model_missing: model 'missing_model' is in models.yaml but folder .* does not exist/]],
   ["a refiner on an SD 1.5 model", { ...valid, refiner: true }, [/refiner applies to SDXL models only; model 'tiny_sd15' is sd15/]],
 ];
