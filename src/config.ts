@@ -33,6 +33,7 @@ const envSchema = z.object({
   KITTY_IMAGES_PRESIGN_TTL_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(604800).default(86400)),
   KITTY_IMAGES_DEFAULT_MODEL: optionalString,
   KITTY_IMAGES_PYTHON: optionalString,
+  KITTY_IMAGES_CLIP_VOCAB: optionalString,
   KITTY_IMAGES_DEVICE: z.preprocess(emptyToUndefined, z.enum(["auto", "cuda", "mps", "cpu"]).default("auto")),
   KITTY_IMAGES_WARM_MODELS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(8).default(1)),
   KITTY_IMAGES_ATTENTION_SLICING: z.preprocess(emptyToUndefined, z.enum(["auto", "on", "off"]).default("auto")),
@@ -91,6 +92,8 @@ export interface Config {
     python: string;
     packageDir: string;
     env: Record<string, string>;
+    /** CLIP's BPE vocabulary, which single-file checkpoints need (scripts/setup-python.sh fetches it). */
+    clipVocab: string;
   };
   logLevel: string;
   /** The HTTP door (`serve --http`). */
@@ -118,6 +121,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
   const useS3 = e.KITTY_IMAGES_STORAGE === "s3" || (e.KITTY_IMAGES_STORAGE === "auto" && e.S3_ENDPOINT_URL !== undefined);
   const keyPrefix = e.S3_PREFIX.replace(/^\/+/, "").replace(/\/*$/, "/");
 
+  const clipVocab = path.resolve(e.KITTY_IMAGES_CLIP_VOCAB ?? path.join(PROJECT_ROOT, ".cache", "clip", "bpe_simple_vocab_16e6.txt.gz"));
   // The runner inherits the environment (PATH, locale, torch and HF settings) but not storage secrets it never needs.
   const runnerEnv: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
@@ -130,6 +134,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
     KITTY_IMAGES_COMPILE: e.KITTY_IMAGES_COMPILE,
     // Where the runner assembles what single-file checkpoints need (configs + CLIP tokenizers), once.
     KITTY_IMAGES_RUNNER_CACHE: path.join(home, "runner-cache"),
+    KITTY_IMAGES_CLIP_VOCAB: clipVocab,
   });
 
   return {
@@ -157,6 +162,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
       python: e.KITTY_IMAGES_PYTHON ?? path.join(PROJECT_ROOT, ".cache", "venv", "bin", "python"),
       packageDir: path.join(PROJECT_ROOT, "python"),
       env: runnerEnv,
+      clipVocab: clipVocab,
     },
     logLevel: e.KITTY_IMAGES_LOG_LEVEL ?? overrides.defaultLogLevel ?? "info",
     http: {

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import type { Config } from "./config.js";
 import { openDatabase } from "./db.js";
 import { DiffusersEngine } from "./engines/diffusers.js";
@@ -36,7 +37,20 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
       if (!onDisk.present || onDisk.problem) throw new Error(onDisk.problem ?? "not usable");
       const refiner = entry.refinerPath ? inspectModelFolder(entry.refinerPath) : null;
       if (refiner && !refiner.present) throw new Error(`refiner: ${refiner.problem}`);
-      return `${onDisk.family} at ${entry.path}${entry.refinerPath ? ` (refiner ${entry.refinerPath})` : ""}`;
+      const singleFile = /\.(safetensors|ckpt|pt)$/i.test(entry.path) && !entry.configPath;
+      if (singleFile && !existsSync(config.runner.clipVocab)) {
+        throw new Error(`a single-file checkpoint needs CLIP's tokenizer vocabulary at ${config.runner.clipVocab}: run npm run setup`);
+      }
+      return `${onDisk.family ?? "family read on load"} at ${entry.path}${entry.refinerPath ? ` (refiner ${entry.refinerPath})` : ""}`;
+    });
+  }
+  if (config.models.lorasDir) {
+    await check("loras", () => {
+      const loras = config.models.loras();
+      if (!existsSync(config.models.lorasDir!)) throw new Error(`folder ${config.models.lorasDir} does not exist`);
+      const unreadable = loras.filter((lora) => lora.problem);
+      if (unreadable.length) throw new Error(unreadable.map((lora) => `${lora.name}: ${lora.problem}`).join("; "));
+      return `${loras.length} LoRA(s) in ${config.models.lorasDir}`;
     });
   }
   await check("database", () => {

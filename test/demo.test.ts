@@ -1,5 +1,6 @@
 import { execa } from "execa";
-import { readFileSync } from "node:fs";
+import { appendFileSync, readFileSync } from "node:fs";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { SERVER_ENTRY } from "./helpers/paths.js";
@@ -21,11 +22,18 @@ describe("kitty-images doctor and serve --demo", () => {
     expect(demo.exitCode, demo.stdout + demo.stderr).toBe(0);
     expect(demo.stdout).toMatch(/^ok {4}model demo_sdxl: sdxl at .*demo-models\/sdxl \(refiner /m);
     expect(demo.stdout).toMatch(/^ok {4}runner: cpu float32; python [\d.]+, torch /m);
+    expect(demo.stdout).toMatch(/^ok {4}loras: 2 LoRA\(s\) in .*demo-models\/loras$/m);
     expect(demo.stdout).not.toMatch(/FAIL/);
 
-    const plain = await execa(process.execPath, [SERVER_ENTRY, "doctor"], { env: serverEnv(home, { KITTY_IMAGES_LOG_LEVEL: "warn" }), extendEnv: false, reject: false });
+    // A single file without its own `config:` needs CLIP's vocabulary; here it is pointed somewhere empty.
+    appendFileSync(home.modelsYaml, `shipped_config_file: ${path.join(inject("tinyModelsDir"), "single", "sd15.safetensors")}\n`);
+    const noVocab = { KITTY_IMAGES_LOG_LEVEL: "warn", KITTY_IMAGES_CLIP_VOCAB: path.join(home.home, "no-vocab.txt.gz") };
+    const plain = await execa(process.execPath, [SERVER_ENTRY, "doctor"], { env: serverEnv(home, noVocab), extendEnv: false, reject: false });
     expect(plain.exitCode).toBe(1);
     expect(plain.stdout).toMatch(/^FAIL {2}model missing_model: folder .* does not exist$/m);
+    expect(plain.stdout).toMatch(/^ok {4}model tiny_sd15_file: sd15 at .*single\/sd15\.safetensors$/m);
+    expect(plain.stdout).toMatch(/^FAIL {2}model shipped_config_file: a single-file checkpoint needs CLIP's tokenizer vocabulary at .*no-vocab\.txt\.gz: run npm run setup$/m);
+    expect(plain.stdout).toMatch(/^ok {4}loras: 2 LoRA\(s\) in /m);
   });
 
   it("serve --demo generates with the family defaults (SD 1.5: 512x512, 30 steps, euler_a)", async () => {
