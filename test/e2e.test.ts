@@ -1,43 +1,15 @@
-import { GetObjectCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { s3ClientFor, startMinio, type MinioServer } from "./helpers/minio.js";
-import { readPng } from "./helpers/png.js";
+import { GetObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
+import { describe, expect, it } from "vitest";
+import { downloadImage, generateDone, serverOnMinio } from "./helpers/jobs.js";
 import { waitUntil } from "./helpers/waitUntil.js";
-import { makeTestHome, s3Env, startServer, waitForJob, waitUntilRunning, type RunningServer } from "./helpers/server.js";
+import { waitForJob, waitUntilRunning } from "./helpers/server.js";
 
 describe("end to end: MCP client -> server -> SQLite queue -> Python runner -> MinIO -> imageRef", () => {
-  let minio: MinioServer;
-  let server: RunningServer;
-  let s3: S3Client;
   const bucket = "kitty-e2e";
+  const servers = serverOnMinio(bucket);
 
-  beforeAll(async () => {
-    minio = await startMinio();
-    const home = await makeTestHome(inject("tinyModelsDir"));
-    server = await startServer(home, s3Env(minio, bucket));
-    s3 = s3ClientFor(minio);
-  });
-
-  afterAll(async () => {
-    await server?.close();
-    s3?.destroy();
-    await minio?.stop();
-  });
-
-  async function generate(args: Record<string, unknown>) {
-    const queued = await server.ok("generate_image", args);
-    expect(queued.status).toBe("queued");
-    const status = await waitForJob(server, queued.jobId);
-    expect(status, JSON.stringify(status)).toMatchObject({ status: "done" });
-    return { queued, status };
-  }
-
-  async function download(key: string) {
-    const selected = await server.ok("select_image", { key });
-    const response = await fetch(selected.imageRef.downloadUrl);
-    expect(response.status).toBe(200);
-    return { selected, png: readPng(Buffer.from(await response.arrayBuffer())) };
-  }
+  const generate = (args: Record<string, unknown>) => generateDone(servers.server, args);
+  const download = (key: string) => downloadImage(servers.server, key);
 
   it("queues a prompt, reports it done, lists it first and hands back an imageRef whose URL downloads the PNG", async () => {
     const { queued, status } = await generate({ prompt: "a red cube on a desk", model: "tiny_sd15", width: 320, height: 256, steps: 4, seed: 1234 });
@@ -47,10 +19,10 @@ describe("end to end: MCP client -> server -> SQLite queue -> Python runner -> M
     expect(key).toMatch(/^images\/\d{8}_\d{6}_[0-9a-f]{8}\.png$/);
     expect(status.images[0]).toMatchObject({ width: 320, height: 256, seed: 1234 });
 
-    const listing = await server.ok("list_latest_images", { limit: 5 });
+    const listing = await servers.server.ok("list_latest_images", { limit: 5 });
     expect(listing.images[0]).toMatchObject({ index: 1, key, prompt: "a red cube on a desk", model: "tiny_sd15", width: 320, height: 256, seed: 1234 });
 
-    const byIndex = await server.ok("select_image", { index: 1 });
+    const byIndex = await servers.server.ok("select_image", { index: 1 });
     expect(Object.keys(byIndex.imageRef).sort()).toEqual(["downloadUrl", "storageUri"]);
     expect(byIndex.imageRef.storageUri).toBe(`s3://${bucket}/${key}`);
     expect(byIndex.imageRef.downloadUrl).toContain("X-Amz-Signature=");
@@ -77,9 +49,9 @@ describe("end to end: MCP client -> server -> SQLite queue -> Python runner -> M
   it("stores the PNG and a JSON sidecar side by side in the bucket", async () => {
     const { status } = await generate({ prompt: "sidecar check", model: "tiny_sd15", width: 256, height: 256, steps: 3, seed: 5 });
     const key: string = status.images[0].key;
-    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    const head = await servers.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
     expect(head.ContentType).toBe("image/png");
-    const sidecarObject = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key.replace(/\.png$/, ".json") }));
+    const sidecarObject = await servers.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key.replace(/\.png$/, ".json") }));
     const sidecar = JSON.parse(await sidecarObject.Body!.transformToString());
     expect(sidecar).toMatchObject({ key, engine: "diffusers", model: "tiny_sd15", family: "sd15", seed: 5, device: "cpu", scheduler: "euler_a" });
     expect(sidecar).toMatchObject({ dtype: "float32", options: { attentionSlicing: false, channelsLast: false, compile: false, vaeUpcast: false } });
@@ -113,39 +85,39 @@ describe("end to end: MCP client -> server -> SQLite queue -> Python runner -> M
   });
 
   it("reports progress as step k of n while a job runs", async () => {
-    const queued = await server.ok("generate_image", { prompt: "slow one", model: "tiny_sd15", width: 512, height: 512, steps: 40, seed: 3 });
+    const queued = await servers.server.ok("generate_image", { prompt: "slow one", model: "tiny_sd15", width: 512, height: 512, steps: 40, seed: 3 });
     const sawProgress = await waitUntil("job_status reports a step, or the job ends", async () => {
-      const status = await server.ok("job_status", { jobId: queued.jobId });
+      const status = await servers.server.ok("job_status", { jobId: queued.jobId });
       if (status.status === "running" && status.progress.step > 0) return status.progress as { step: number; totalSteps: number };
       return status.status === "done" ? { step: 0, totalSteps: 0 } : undefined;
     }, { timeoutMs: 20_000, intervalMs: 50 });
     expect(sawProgress.totalSteps).toBe(40);
     expect(sawProgress.step).toBeGreaterThan(0);
-    await waitForJob(server, queued.jobId);
+    await waitForJob(servers.server, queued.jobId);
   });
 
   it("cancels a queued job and stops a running one", async () => {
-    const running = await server.ok("generate_image", { prompt: "to stop", model: "tiny_sd15", width: 512, height: 512, steps: 150, seed: 1 });
-    await waitUntilRunning(server, running.jobId);
-    const queued = await server.ok("generate_image", { prompt: "to drop", model: "tiny_sd15", width: 256, height: 256, steps: 2, seed: 2 });
+    const running = await servers.server.ok("generate_image", { prompt: "to stop", model: "tiny_sd15", width: 512, height: 512, steps: 150, seed: 1 });
+    await waitUntilRunning(servers.server, running.jobId);
+    const queued = await servers.server.ok("generate_image", { prompt: "to drop", model: "tiny_sd15", width: 256, height: 256, steps: 2, seed: 2 });
     expect(queued.position).toBe(1);
-    expect((await server.ok("cancel_job", { jobId: queued.jobId })).status).toBe("cancelled");
-    expect((await server.ok("job_status", { jobId: running.jobId })).status).toBe("running");
-    expect((await server.ok("cancel_job", { jobId: running.jobId })).status).toBe("cancelled");
-    const after = await server.ok("job_status", { jobId: running.jobId });
+    expect((await servers.server.ok("cancel_job", { jobId: queued.jobId })).status).toBe("cancelled");
+    expect((await servers.server.ok("job_status", { jobId: running.jobId })).status).toBe("running");
+    expect((await servers.server.ok("cancel_job", { jobId: running.jobId })).status).toBe("cancelled");
+    const after = await servers.server.ok("job_status", { jobId: running.jobId });
     expect(after).toMatchObject({ status: "cancelled" });
     expect(after.images).toBeUndefined();
-    const again = await server.call("cancel_job", { jobId: running.jobId });
+    const again = await servers.server.call("cancel_job", { jobId: running.jobId });
     expect(again.isError).toBe(true);
     // The queue keeps going after a cancel.
     await generate({ prompt: "after cancel", model: "tiny_sd15", width: 256, height: 256, steps: 2 });
   });
 
   it("pages list_latest_images newest first with a cursor", async () => {
-    const first = await server.ok("list_latest_images", { limit: 2 });
+    const first = await servers.server.ok("list_latest_images", { limit: 2 });
     expect(first.images.map((image: { index: number }) => image.index)).toEqual([1, 2]);
     expect(first.nextCursor).toEqual(expect.any(String));
-    const second = await server.ok("list_latest_images", { limit: 2, cursor: first.nextCursor });
+    const second = await servers.server.ok("list_latest_images", { limit: 2, cursor: first.nextCursor });
     expect(second.images[0].index).toBe(3);
     expect(second.images[0].createdAt <= first.images[1].createdAt).toBe(true);
     const keys = [...first.images, ...second.images].map((image: { key: string }) => image.key);

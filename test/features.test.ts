@@ -1,41 +1,14 @@
-import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { s3ClientFor, startMinio, type MinioServer } from "./helpers/minio.js";
-import { readPng } from "./helpers/png.js";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { describe, expect, it } from "vitest";
+import { downloadImage, generateDone, serverOnMinio } from "./helpers/jobs.js";
 import { errorText } from "./helpers/toolCalls.js";
-import { makeTestHome, s3Env, startServer, waitForJob, type RunningServer } from "./helpers/server.js";
 
 describe("batches, image-to-image, LoRAs and the polish pass, over MCP with the real runner and MinIO", () => {
-  let minio: MinioServer;
-  let server: RunningServer;
-  let s3: S3Client;
   const bucket = "kitty-features";
+  const servers = serverOnMinio(bucket);
 
-  beforeAll(async () => {
-    minio = await startMinio();
-    server = await startServer(await makeTestHome(inject("tinyModelsDir")), s3Env(minio, bucket));
-    s3 = s3ClientFor(minio);
-  });
-
-  afterAll(async () => {
-    await server?.close();
-    s3?.destroy();
-    await minio?.stop();
-  });
-
-  async function generate(args: Record<string, unknown>) {
-    const queued = await server.ok("generate_image", args);
-    const status = await waitForJob(server, queued.jobId);
-    expect(status, JSON.stringify(status)).toMatchObject({ status: "done" });
-    return { queued, status };
-  }
-
-  async function download(key: string) {
-    const selected = await server.ok("select_image", { key });
-    const response = await fetch(selected.imageRef.downloadUrl);
-    expect(response.status).toBe(200);
-    return { selected, png: readPng(Buffer.from(await response.arrayBuffer())) };
-  }
+  const generate = (args: Record<string, unknown>) => generateDone(servers.server, args);
+  const download = (key: string) => downloadImage(servers.server, key);
 
   const small = { model: "tiny_sd15", width: 256, height: 256, steps: 4 };
 
@@ -47,7 +20,7 @@ describe("batches, image-to-image, LoRAs and the polish pass, over MCP with the 
     expect(new Set(keys).size).toBe(3);
     expect(keys[1]).toBe(keys[0]!.replace(/\.png$/, "_2.png"));
 
-    const listing = await server.ok("list_latest_images", { limit: 3 });
+    const listing = await servers.server.ok("list_latest_images", { limit: 3 });
     expect(listing.images.map((image: { key: string }) => image.key)).toEqual([...keys].reverse());
     const pngs = await Promise.all(keys.map(async (key) => (await download(key)).png));
     expect(new Set(pngs.map((png) => png.pixels.toString("base64"))).size).toBe(3);
@@ -62,7 +35,7 @@ describe("batches, image-to-image, LoRAs and the polish pass, over MCP with the 
   it("starts from an image named by key, by storageUri or by downloadUrl, and records the parent", async () => {
     const parent = await generate({ ...small, prompt: "the parent", seed: 1 });
     const parentKey: string = parent.status.images[0].key;
-    const ref = (await server.ok("select_image", { key: parentKey })).imageRef;
+    const ref = (await servers.server.ok("select_image", { key: parentKey })).imageRef;
     const children = [];
     for (const init_image of [parentKey, ref.storageUri, ref.downloadUrl]) {
       children.push(await generate({ ...small, prompt: "the child", seed: 2, init_image, strength: 0.5 }));
@@ -87,18 +60,18 @@ describe("batches, image-to-image, LoRAs and the polish pass, over MCP with the 
   });
 
   it("refuses an init_image this server does not have, and a strength that runs no step, saying what to give", async () => {
-    const unknown = await server.call("generate_image", { ...small, prompt: "x", init_image: "s3://elsewhere/images/nope.png" });
+    const unknown = await servers.server.call("generate_image", { ...small, prompt: "x", init_image: "s3://elsewhere/images/nope.png" });
     expect(unknown.isError).toBe(true);
     expect(errorText(unknown)).toContain("init_image 's3://elsewhere/images/nope.png' is not an image of this server");
-    const parent = (await server.ok("list_latest_images", { limit: 1 })).images[0].key;
-    const tooLittle = await server.call("generate_image", { ...small, prompt: "x", init_image: parent, strength: 0.1 });
+    const parent = (await servers.server.ok("list_latest_images", { limit: 1 })).images[0].key;
+    const tooLittle = await servers.server.call("generate_image", { ...small, prompt: "x", init_image: parent, strength: 0.1 });
     expect(errorText(tooLittle)).toContain("strength 0.1 of 4 steps runs no step: use strength ≥ 0.25 or more steps");
-    const strayStrength = await server.call("generate_image", { ...small, prompt: "x", strength: 0.5 });
+    const strayStrength = await servers.server.call("generate_image", { ...small, prompt: "x", strength: 0.5 });
     expect(errorText(strayStrength)).toContain("strength applies to image-to-image only");
   });
 
   it("applies LoRAs from the models.yaml folder, lists them with their family and refuses one for another family", async () => {
-    const { loras } = await server.ok("list_models");
+    const { loras } = await servers.server.ok("list_models");
     expect(loras).toEqual([
       { name: "tiny_sd15_detail", family: "sd15" },
       { name: "tiny_sdxl_detail", family: "sdxl" },
@@ -111,11 +84,11 @@ describe("batches, image-to-image, LoRAs and the polish pass, over MCP with the 
     expect(c!.pixels.equals(a!.pixels), "the next job without the LoRA is the plain model's").toBe(true);
     expect(b!.text.parameters).toContain('Lora weights: "tiny_sd15_detail: 1"');
 
-    const wrong = await server.call("generate_image", { ...small, prompt: "x", loras: [{ name: "tiny_sdxl_detail", weight: 1 }] });
+    const wrong = await servers.server.call("generate_image", { ...small, prompt: "x", loras: [{ name: "tiny_sdxl_detail", weight: 1 }] });
     expect(errorText(wrong)).toContain("LoRA 'tiny_sdxl_detail' is for sdxl models; model 'tiny_sd15' is sd15");
-    const missing = await server.call("generate_image", { ...small, prompt: "x", loras: [{ name: "nope", weight: 1 }] });
+    const missing = await servers.server.call("generate_image", { ...small, prompt: "x", loras: [{ name: "nope", weight: 1 }] });
     expect(errorText(missing)).toContain("no LoRA 'nope' in");
-    const tooHeavy = await server.call("generate_image", { ...small, prompt: "x", loras: [{ name: "tiny_sd15_detail", weight: 3 }] });
+    const tooHeavy = await servers.server.call("generate_image", { ...small, prompt: "x", loras: [{ name: "tiny_sd15_detail", weight: 3 }] });
     expect(errorText(tooHeavy)).toContain("loras[].weight must be a number between -2 and 2 (got 3)");
   });
 
@@ -125,12 +98,12 @@ describe("batches, image-to-image, LoRAs and the polish pass, over MCP with the 
     expect(selected.metadata.request.refiner).toMatchObject({ mode: "polish", steps: 1, strength: 0.3 });
     expect(selected.metadata.stepsRun).toBe(11);
     expect(png.text.parameters).toContain("Refiner mode: polish");
-    const sidecar = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: status.images[0].key.replace(/\.png$/, ".json") }));
+    const sidecar = await servers.s3.send(new GetObjectCommand({ Bucket: bucket, Key: status.images[0].key.replace(/\.png$/, ".json") }));
     expect(JSON.parse(await sidecar.Body!.transformToString()).request.refiner.mode).toBe("polish");
   });
 
   it("loads a single-file checkpoint offline and makes the pixels its diffusers folder makes", async () => {
-    const { models } = await server.ok("list_models");
+    const { models } = await servers.server.ok("list_models");
     expect(models.find((model: { name: string }) => model.name === "tiny_sd15_file")).toMatchObject({ family: "sd15", present: true });
     const args = { prompt: "one file", width: 256, height: 256, steps: 3, seed: 21 };
     const folder = await generate({ ...args, model: "tiny_sd15" });
