@@ -7,12 +7,14 @@
 // `node dist/cli.js serve` (MCP over stdio -> SQLite queue -> runner -> PNG -> storage -> index). After one warm-up
 // each, their timed runs alternate (A B B A A B ...), so drift on a shared machine falls on both alike. Prints the
 // medians, the ratio warm end-to-end / bare pipe() (the goal is <= 1.03) and, from the sidecars, how much of the
-// job was the runner's own pipe() and PNG save; also the median of the pairs' ratios and fastest / fastest, which
-// hold up better when something else shares the CPUs. Exits 1 if the runner loaded the model more than once.
+// job was the runner's own pipe() and PNG save; also the median of the pairs' ratios, fastest / fastest, CPU seconds
+// per image, and how much of the machine other processes took during each run (from /proc): on a shared machine
+// only the quiet pairs' ratio means much. Exits 1 if the runner loaded the model more than once.
 import { Client } from "@modelcontextprotocol/client";
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import { execa } from "execa";
 import { spawn } from "node:child_process";
+import { readFileSync, readdirSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
@@ -34,12 +36,53 @@ const { values } = parseArgs({
 });
 const [jobs, size, steps, warmupSteps, guidance] = ["jobs", "size", "steps", "warmup-steps", "guidance"].map((key) => Number(values[key]));
 const model = path.resolve(values.model);
+const QUIET = 0.05; // a pair counts as quiet when other processes used under 5% of the machine during both runs
 const median = (numbers) => [...numbers].sort((a, b) => a - b)[Math.floor(numbers.length / 2)];
 const pyEnv = { PYTHONPATH: path.join(root, "python"), HF_HUB_OFFLINE: "1", PATH: process.env.PATH, KITTY_IMAGES_DEVICE: "cpu" };
 const clock = () => new Date().toTimeString().slice(0, 8);
 const say = (line) => console.error(`[full-size ${clock()}] ${line}`);
 
 await execa(python, [path.join(root, "bench", "sd15_full.py"), "build", model], { env: pyEnv, stdout: "inherit", stderr: "inherit" });
+
+// CPU accounting from /proc (Linux), so a run that shared the CPUs with other work can be told apart: CPU time is
+// what each process used itself, and the machine's busy time minus ours is what everything else took meanwhile.
+const TICK = 100; // USER_HZ: clock ticks per second in /proc, 100 on Linux
+const procCpu = (pid) => {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / TICK; // utime + stime
+  } catch {
+    return 0;
+  }
+};
+const machineBusy = () => {
+  try {
+    const [, ...ticks] = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).map(Number);
+    return (ticks.slice(0, 8).reduce((a, b) => a + b, 0) - ticks[3] - ticks[4]) / TICK; // all but idle and iowait
+  } catch {
+    return 0;
+  }
+};
+const childrenOf = (pid) => {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) => readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number));
+  } catch {
+    return [];
+  }
+};
+let benchPids = () => []; // every process of this benchmark, once they are up
+/** Times `fn` and the CPU seconds that `pids()` used in it, and what the rest of the machine used meanwhile. */
+async function measured(pids, fn) {
+  const all = () => [...new Set([process.pid, ...benchPids(), ...pids()])];
+  const before = { busy: machineBusy(), ours: all().map(procCpu).reduce((a, b) => a + b, 0), mine: pids().map(procCpu).reduce((a, b) => a + b, 0) };
+  const started = performance.now();
+  const value = await fn();
+  const seconds = (performance.now() - started) / 1000;
+  const ours = all().map(procCpu).reduce((a, b) => a + b, 0) - before.ours;
+  const cpu = pids().map(procCpu).reduce((a, b) => a + b, 0) - before.mine;
+  const others = Math.max(0, machineBusy() - before.busy - ours);
+  return { value, seconds, cpu, othersShare: others / (seconds * cpus().length) };
+}
 
 /** bench/sd15_full.py serve: one JSON line per run asked for. */
 function startBare() {
@@ -51,6 +94,7 @@ function startBare() {
     return JSON.parse(value);
   };
   return {
+    pid: child.pid,
     ready: next(),
     async run(seed, runSteps) {
       child.stdin.write(JSON.stringify({ seed, size, steps: runSteps, guidance }) + "\n");
@@ -76,7 +120,6 @@ try {
   client = new Client({ name: "bench-full-size", version: "0" });
   await client.connect(transport);
   const runJob = async (seed, jobSteps) => {
-    const started = performance.now();
     // The bare side runs the folder's own scheduler (PNDM); the server's SD 1.5 default is euler_a, so name it.
     const args = { prompt: "a red cube", width: size, height: size, steps: jobSteps, cfg_scale: guidance, seed, scheduler: "pndm" };
     const queued = await client.callTool({ name: "generate_image", arguments: args });
@@ -84,9 +127,7 @@ try {
     for (;;) {
       const status = (await client.callTool({ name: "job_status", arguments: { jobId: queued.structuredContent.jobId, wait_seconds: 50 } })).structuredContent;
       if (status.status === "done") {
-        const seconds = (performance.now() - started) / 1000;
-        const sidecar = JSON.parse(await readFile(path.join(work, "home", "files", status.images[0].key.replace(/\.png$/, ".json")), "utf8"));
-        return { seconds, sidecar };
+        return JSON.parse(await readFile(path.join(work, "home", "files", status.images[0].key.replace(/\.png$/, ".json")), "utf8"));
       }
       if (status.status !== "queued" && status.status !== "running") throw new Error(JSON.stringify(status));
     }
@@ -94,24 +135,29 @@ try {
 
   say(`warm-ups (${warmupSteps} step${warmupSteps === 1 ? "" : "s"}): bare pipe(), then the server's first job (runner start + load)`);
   const bareWarmup = await bare.run(0, warmupSteps);
-  const first = await runJob(0, warmupSteps);
+  const first = await measured(() => [], () => runJob(0, warmupSteps));
   say(`warm-ups took ${bareWarmup.toFixed(1)} s (bare) and ${first.seconds.toFixed(1)} s (first job)`);
+  // The job's CPU is the server's and the runner's (the server's one child), both counted.
+  const servicePids = () => (transport.pid ? [transport.pid, ...childrenOf(transport.pid)] : []);
+  benchPids = () => [bare.pid, ...servicePids()];
 
-  const bareTimes = [];
-  const jobTimes = [];
-  const sidecars = [];
+  const bareRuns = [];
+  const jobRuns = [];
+  const pct = (share) => `${(100 * share).toFixed(0)}%`;
   for (let i = 1; i <= jobs; i++) {
     const bareFirst = i % 4 === 1 || i % 4 === 0; // A B, B A, A B, B A ...
     for (const side of bareFirst ? ["bare", "job"] : ["job", "bare"]) {
-      if (side === "bare") bareTimes.push(await bare.run(i, steps));
-      else {
-        const job = await runJob(i, steps);
-        jobTimes.push(job.seconds);
-        sidecars.push(job.sidecar);
-      }
+      if (side === "bare") bareRuns.push(await measured(() => [bare.pid], () => bare.run(i, steps)));
+      else jobRuns.push(await measured(servicePids, () => runJob(i, steps)));
     }
-    say(`pair ${i}/${jobs}: bare ${bareTimes.at(-1).toFixed(2)} s, job ${jobTimes.at(-1).toFixed(2)} s (${(jobTimes.at(-1) / bareTimes.at(-1)).toFixed(3)}x)`);
+    const [b, j] = [bareRuns.at(-1), jobRuns.at(-1)];
+    say(`pair ${i}/${jobs}: bare ${b.seconds.toFixed(2)} s (${b.cpu.toFixed(1)} CPU s), job ${j.seconds.toFixed(2)} s (${j.cpu.toFixed(1)} CPU s): ${(j.seconds / b.seconds).toFixed(3)}x; ` +
+      `other processes used ${pct(b.othersShare)} / ${pct(j.othersShare)} of the CPUs meanwhile`);
   }
+  const bareTimes = bareRuns.map((run) => run.seconds);
+  const jobTimes = jobRuns.map((run) => run.seconds);
+  const sidecars = jobRuns.map((run) => run.value);
+  const quiet = bareRuns.map((b, i) => [b, jobRuns[i]]).filter(([b, j]) => b.othersShare < QUIET && j.othersShare < QUIET);
 
   const last = sidecars.at(-1);
   const bareMedian = median(bareTimes);
@@ -132,6 +178,9 @@ try {
   row("warm end-to-end / bare pipe()   (goal <= 1.03)", `${(e2e / bareMedian).toFixed(3)}x`);
   row("median of the pairs' ratios (job / bare, run next to each other)", `${median(jobTimes.map((t, i) => t / bareTimes[i])).toFixed(3)}x`);
   row("fastest job / fastest bare pipe() (other load on the machine only adds)", `${(Math.min(...jobTimes) / Math.min(...bareTimes)).toFixed(3)}x`);
+  row("CPU seconds per image: job (server + runner) / bare", `${median(jobRuns.map((r) => r.cpu)).toFixed(1)} / ${median(bareRuns.map((r) => r.cpu)).toFixed(1)} = ${(median(jobRuns.map((r) => r.cpu)) / median(bareRuns.map((r) => r.cpu))).toFixed(3)}x`);
+  row(`other processes' share of the CPUs during the timed runs`, `median ${pct(median([...bareRuns, ...jobRuns].map((r) => r.othersShare)))}, max ${pct(Math.max(...[...bareRuns, ...jobRuns].map((r) => r.othersShare)))}`);
+  row(`quiet pairs (others under ${pct(QUIET)} in both): ${quiet.length} of ${jobs}; median ratio`, quiet.length ? `${median(quiet.map(([b, j]) => j.seconds / b.seconds)).toFixed(3)}x` : "none");
   row(`model loads over ${jobs + 1} jobs`, String(last.modelLoads));
   if (last.modelLoads !== 1) process.exitCode = 1;
 } finally {

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CARRY=.cache/gpu-carry
 mkdir -p "$CARRY"
-cp ../shared/gpu/sdxl_bare_bench.py "$CARRY/"
+install -m 0644 ../shared/gpu/sdxl_bare_bench.py "$CARRY/"
 diffusers_pin="$(grep -E '^diffusers==' python/requirements.txt)"
 rm -f "$CARRY"/*.whl
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

@@ -114,12 +114,12 @@ def wrap_python(base: str, site: Path, folder: Path) -> str:
 
 def choose_python(args, work: Path, report: Report) -> str:
     """The first that imports torch, diffusers, transformers and the runner: --python / KITTY_IMAGES_PYTHON, the
-    project's .cache/venv, python3 on PATH. One that lacks only some packages gets the wheels in .cache/gpu-carry
+    project's .cache/venv, python3 on PATH (a named one is the only candidate). One that lacks only some packages gets the wheels in .cache/gpu-carry
     (pip --no-index --target: no network needed). Last resort: scripts/setup-python.sh builds .cache/venv, which
     needs the network."""
     named = args.python or os.environ.get("KITTY_IMAGES_PYTHON")
-    candidates = [named] if named else []
-    candidates += [str(ROOT / ".cache" / "venv" / "bin" / "python"), shutil.which("python3"), sys.executable]
+    # A Python named by the caller is the only candidate (wheels may still be added to it).
+    candidates = [named] if named else [str(ROOT / ".cache" / "venv" / "bin" / "python"), shutil.which("python3"), sys.executable]
     seen, failures = set(), []
     for python in candidates:
         if not python or python in seen or not Path(python).exists():
@@ -149,7 +149,7 @@ def choose_python(args, work: Path, report: Report) -> str:
             return wrapped
         log(f"{python} with the wheels still cannot run the bench: {error}")
     venv_python = ROOT / ".cache" / "venv" / "bin" / "python"
-    if not venv_python.exists() and not args.no_venv:
+    if not named and not venv_python.exists() and not args.no_venv:
         log("no usable Python: building .cache/venv with scripts/setup-python.sh (needs the network)")
         done = subprocess.run(["bash", str(ROOT / "scripts" / "setup-python.sh")], env={**os.environ, "PIP_DEFAULT_TIMEOUT": "10", "PIP_RETRIES": "0"})
         if done.returncode == 0:
@@ -286,11 +286,13 @@ def run_service_server(args, node: str, python: str, model: Path, compile_: bool
 
 
 def run_service_runner(args, python: str, model: Path, compile_: bool, deadline: Deadline, work: Path, on_job) -> str | None:
+    started = time.perf_counter()
     child = Child([python, "-m", "diffusers_runner"], service_env(args, python, compile_), stdin=True)
     try:
         ready = json.loads(child.next_line(deadline) or "{}")
         if ready.get("type") != "ready":
             return f"runner did not get ready: {ready}"
+        log(f"runner ready in {time.perf_counter() - started:.1f} s (imports, device); its first job then loads the model")
         for job in range(args.runs + 1):
             job_id = f"bench-{'compile' if compile_ else 'plain'}-{job}"
             out = work / "service-out" / f"{job_id}.png"
@@ -324,14 +326,14 @@ def run_service_runner(args, python: str, model: Path, compile_: bool, deadline:
 
 def run_service(args, via: tuple[str, str | None], python: str, model: Path, compile_: bool, deadline: Deadline, work: Path, report: Report, label: str) -> dict:
     jobs: list[dict] = []
+    kind, node = via
 
     def on_job(job: dict) -> None:
         jobs.append(job)
-        what = "warm-up (runner start + load" + (" + compile" if compile_ else "") + ")" if job["job"] == 0 else f"job {job['job']}/{args.runs}"
+        what = ("warm-up (" + ("runner start + " if kind == "server" else "") + "load" + (" + compile" if compile_ else "") + ")") if job["job"] == 0 else f"job {job['job']}/{args.runs}"
         t = job.get("timings") or {}
         log(f"{label}: {what}: {job['seconds']:.3f} s (runner: load {t.get('loadSeconds')}, pipe {t.get('inferenceSeconds')}, save {t.get('saveSeconds')}; options {job.get('options')})")
 
-    kind, node = via
     if kind == "server":
         error = run_service_server(args, node, python, model, compile_, deadline, on_job)
     else:
@@ -355,6 +357,7 @@ def phase(args, name: str, compile_: bool, ctx: dict, report: Report, deadline: 
     tag = "compile" if compile_ else "plain"
     if deadline.left() < 15:
         report.note(f"{name}: skipped, the overall deadline is reached")
+        report.set("deadline_reached", True)
         return
     save_dir = ctx["model"] if not compile_ and not ctx["model_ready"] else None
     bare = run_bare(args, ctx["python"], ctx["bare_script"], compile_, save_dir, deadline)
@@ -369,6 +372,7 @@ def phase(args, name: str, compile_: bool, ctx: dict, report: Report, deadline: 
         return
     if deadline.left() < 15:
         report.note(f"{name}, service: skipped, the overall deadline is reached")
+        report.set("deadline_reached", True)
         return
     label = f"{name}, service via {ctx['via'][0]}"
     service = run_service(args, ctx["via"], ctx["python"], ctx["model"], compile_, deadline, ctx["work"], report, label)
@@ -379,6 +383,8 @@ def phase(args, name: str, compile_: bool, ctx: dict, report: Report, deadline: 
                   f"runner pipe() {service.get('runner_pipe_median_s')} s, PNG save {service.get('runner_save_median_s')} s; "
                   f"model loads {service.get('model_loads')}; options {service.get('options')}"
                   + (f"  [{service['error']}]" if service.get("error") else ""))
+    if compile_ and service.get("options") and not service["options"].get("compile"):
+        report.note(f"{name}: the runner did not compile (KITTY_IMAGES_COMPILE=1 compiles on CUDA only), so this service figure is uncompiled")
     print(f"{name}: warm service job / bare pipe() = {ratio}x" if ratio else f"{name}: no ratio (a side is missing)", flush=True)
 
 
@@ -453,7 +459,7 @@ def main() -> int:
         summary(report)
         return 1
     summary(report)
-    if deadline.left() <= 0 or any("deadline" in str(f.get("error", "")) for f in report.data["figures"].values()):
+    if report.data.get("deadline_reached") or deadline.left() <= 0 or any("deadline" in str(f.get("error", "")) for f in report.data["figures"].values()):
         return 3
     failed = [name for name, f in report.data["figures"].items() if f.get("error")]
     return 1 if failed else 0
