@@ -74,14 +74,15 @@ let benchPids = () => []; // every process of this benchmark, once they are up
 /** Times `fn` and the CPU seconds that `pids()` used in it, and what the rest of the machine used meanwhile. */
 async function measured(pids, fn) {
   const all = () => [...new Set([process.pid, ...benchPids(), ...pids()])];
-  const before = { busy: machineBusy(), ours: all().map(procCpu).reduce((a, b) => a + b, 0), mine: pids().map(procCpu).reduce((a, b) => a + b, 0) };
+  const before = { busy: machineBusy(), ours: all().map(procCpu).reduce((a, b) => a + b, 0), each: pids().map(procCpu) };
   const started = performance.now();
   const value = await fn();
   const seconds = (performance.now() - started) / 1000;
   const ours = all().map(procCpu).reduce((a, b) => a + b, 0) - before.ours;
-  const cpu = pids().map(procCpu).reduce((a, b) => a + b, 0) - before.mine;
+  const each = pids().map((pid, i) => procCpu(pid) - (before.each[i] ?? 0)); // per process, in pids() order
+  const cpu = each.reduce((a, b) => a + b, 0);
   const others = Math.max(0, machineBusy() - before.busy - ours);
-  return { value, seconds, cpu, othersShare: others / (seconds * cpus().length) };
+  return { value, seconds, cpu, each, othersShare: others / (seconds * cpus().length) };
 }
 
 /** bench/sd15_full.py serve: one JSON line per run asked for. */
@@ -151,7 +152,7 @@ try {
       else jobRuns.push(await measured(servicePids, () => runJob(i, steps)));
     }
     const [b, j] = [bareRuns.at(-1), jobRuns.at(-1)];
-    say(`pair ${i}/${jobs}: bare ${b.seconds.toFixed(2)} s (${b.cpu.toFixed(1)} CPU s), job ${j.seconds.toFixed(2)} s (${j.cpu.toFixed(1)} CPU s): ${(j.seconds / b.seconds).toFixed(3)}x; ` +
+    say(`pair ${i}/${jobs}: bare ${b.seconds.toFixed(2)} s (${b.cpu.toFixed(1)} CPU s), job ${j.seconds.toFixed(2)} s (${j.cpu.toFixed(1)} CPU s: server ${j.each[0].toFixed(1)}, runner ${(j.cpu - j.each[0]).toFixed(1)}): ${(j.seconds / b.seconds).toFixed(3)}x; ` +
       `other processes used ${pct(b.othersShare)} / ${pct(j.othersShare)} of the CPUs meanwhile`);
   }
   const bareTimes = bareRuns.map((run) => run.seconds);
