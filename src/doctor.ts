@@ -4,7 +4,7 @@ import { openDatabase } from "./db.js";
 import { DiffusersEngine } from "./engines/diffusers.js";
 import { messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
-import { inspectModelFolder } from "./models/modelFolder.js";
+import { inspectModelFolder, isSingleFile } from "./models/modelFolder.js";
 import { JobStore } from "./queue/jobStore.js";
 import { WorkerLease } from "./queue/workerLease.js";
 import { createEngine, createStore } from "./server.js";
@@ -37,7 +37,7 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
       if (!onDisk.present || onDisk.problem) throw new Error(onDisk.problem ?? "not usable");
       const refiner = entry.refinerPath ? inspectModelFolder(entry.refinerPath) : null;
       if (refiner && !refiner.present) throw new Error(`refiner: ${refiner.problem}`);
-      const singleFile = /\.(safetensors|ckpt|pt)$/i.test(entry.path) && !entry.configPath;
+      const singleFile = isSingleFile(entry.path) && !entry.configPath;
       if (singleFile && !existsSync(config.runner.clipVocab)) {
         throw new Error(`a single-file checkpoint needs CLIP's tokenizer vocabulary at ${config.runner.clipVocab}: run npm run setup`);
       }

@@ -12,6 +12,11 @@ export interface ModelOnDisk {
 
 const SINGLE_FILE = /\.(safetensors|ckpt|pt)$/i;
 
+/** A single-file checkpoint rather than a diffusers folder (python/diffusers_runner/single_file.py: SUFFIXES). */
+export function isSingleFile(modelPath: string): boolean {
+  return SINGLE_FILE.test(modelPath);
+}
+
 /**
  * Reads the folder's model_index.json, as diffusers does, so users never have to declare the family. A single-file
  * checkpoint's family comes from its tensor names (Stability AI's layout): the runner reads them the same way.
@@ -22,7 +27,7 @@ export function inspectModelFolder(folder: string): ModelOnDisk {
     const repo = folder.slice(HUB_PREFIX.length);
     return { present: false, family: null, problem: `Hugging Face repo ${repo} is not in the local cache (HF_HUB_CACHE, else HF_HOME/hub); download it once: hf download ${repo}` };
   }
-  if (SINGLE_FILE.test(folder)) return inspectCheckpoint(folder);
+  if (isSingleFile(folder)) return inspectCheckpoint(folder);
   const indexPath = path.join(folder, "model_index.json");
   if (!existsSync(folder)) return { present: false, family: null, problem: `folder ${folder} does not exist` };
   if (!existsSync(indexPath)) {
