@@ -125,6 +125,15 @@ export interface GenerationProgress {
   totalSteps: number;
 }
 
+/** A preview the engine wrote beside a PNG. */
+export interface PreviewFile {
+  path: string;
+  mimeType: string;
+  width: number;
+  height: number;
+  bytes: number;
+}
+
 export interface GenerationResult {
   width: number;
   height: number;
@@ -141,6 +150,8 @@ export interface GenerationResult {
   stepsRun: number;
   /** The prompt's CLIP tokens; past 75 the runner encodes it in 75-token chunks rather than dropping the rest. */
   promptTokens: number;
+  /** One per image: its preview in staging, or null where the engine wrote none. Absent in results staged before previews. */
+  previews?: Array<PreviewFile | null>;
   timings: { loadSeconds: number; inferenceSeconds: number; saveSeconds: number };
   versions: Record<string, string>;
 }

@@ -128,7 +128,7 @@ export function createMcpServer(app: App): McpServer {
         "waits for it; select_image turns the result into an imageRef {downloadUrl, storageUri} for downstream tools.",
     },
   );
-  const deps: ToolDeps = { config: app.config, queue: app.queue, index: app.index, links: app.links, log: app.log };
+  const deps: ToolDeps = { config: app.config, queue: app.queue, index: app.index, store: app.store, links: app.links, log: app.log };
   for (const tool of TOOLS) registerTool(server, tool, deps);
   return server;
 }

@@ -1,5 +1,7 @@
 import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { execa } from "execa";
 import { describe, expect, it } from "vitest";
+import { RUNNER_PYTHON } from "./helpers/paths.js";
 import { downloadImage, generateDone, serverOnMinio } from "./helpers/jobs.js";
 import { errorText } from "./helpers/toolCalls.js";
 
@@ -111,5 +113,37 @@ describe("batches, image-to-image, LoRAs and the polish pass, over MCP with the 
     const [a, b] = await Promise.all([folder, file].map(async (run) => (await download(run.status.images[0].key)).png));
     expect(b!.pixels.equals(a!.pixels)).toBe(true);
     expect(b!.text.parameters).toContain("Model: tiny_sd15_file");
+  });
+
+  it("stores a WebP preview beside each PNG and returns it as image content only when asked, well under 150 kB", async () => {
+    // Random weights make noise, a preview's worst case for size.
+    const { status } = await generate({ ...small, width: 768, height: 512, prompt: "a wide preview", seed: 3 });
+    const key: string = status.images[0].key;
+    const stored = await servers.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key.replace(/\.png$/, ".preview.webp") }));
+    expect(stored.ContentType).toBe("image/webp");
+    const storedBytes = Buffer.from(await stored.Body!.transformToByteArray());
+
+    for (const result of [
+      await servers.server.call("select_image", { key, preview: true }),
+      await servers.server.call("job_status", { jobId: status.jobId, preview: true }),
+    ]) {
+      expect(JSON.stringify(result).length).toBeLessThan(150_000);
+      expect(result.structuredContent).toBeDefined();
+      const images = result.content.filter((part: { type: string }) => part.type === "image");
+      expect(images).toHaveLength(1);
+      expect(images[0]).toMatchObject({ mimeType: "image/webp" });
+      const bytes = Buffer.from((images[0] as { data: string }).data, "base64");
+      expect(bytes.equals(storedBytes)).toBe(true);
+      // Pillow decodes it: a real image, scaled to the size the sidecar records.
+      const decoded = await execa(RUNNER_PYTHON, ["-c", "import sys, io; from PIL import Image; im = Image.open(io.BytesIO(sys.stdin.buffer.read())); im.load(); print(im.format, *im.size)"], { input: bytes });
+      const [format, width, height] = decoded.stdout.trim().split(" ");
+      expect(format).toBe("WEBP");
+      expect(Math.max(Number(width), Number(height))).toBeLessThanOrEqual(512);
+      expect(Number(width) / Number(height)).toBeCloseTo(768 / 512, 1);
+      const { metadata } = await servers.server.ok("select_image", { key });
+      expect(metadata.preview).toMatchObject({ width: Number(width), height: Number(height), bytes: bytes.length, mimeType: "image/webp" });
+    }
+    const plain = await servers.server.call("select_image", { key });
+    expect(plain.content.some((part: { type: string }) => part.type === "image")).toBe(false);
   });
 });

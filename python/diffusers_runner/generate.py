@@ -18,8 +18,9 @@ from PIL.PngImagePlugin import PngInfo
 from .infotext import format_parameters, generation_settings
 from .loras import apply_loras
 from .pipelines import LoadedModel, LoadedPipeline, ModelCache, ModelLoadError
+from .previews import write_preview
 from .prompts import PromptEncoder
-from .protocol import DoneEvent, GenerateRequest, JobFailed, ProgressEvent, RefinerSpec
+from .protocol import DoneEvent, GenerateRequest, JobFailed, PreviewInfo, ProgressEvent, RefinerSpec
 
 log = logging.getLogger("diffusers_runner.generate")
 
@@ -129,6 +130,8 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
     if refiner is not None and not refiner_path:
         raise JobFailed("bad_request", f"model {model_spec['name']} has no refiner configured in models.yaml")
     output_paths = request.get("outputPaths") or [request["outputPath"]]
+    preview_paths: list[str | None] = list(request.get("previewPaths") or [])
+    preview_paths += [None] * (len(output_paths) - len(preview_paths))
     init_image = _load_init_image(request)
 
     try:
@@ -151,13 +154,16 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
     job = _Job(request, model, cancel, progress, init_image, {})
     inference_seconds = save_seconds = 0.0
     width = height = 0
-    for index, (seed, path) in enumerate(zip(batch_seeds(request["seed"], len(output_paths)), output_paths)):
+    previews: list[PreviewInfo | None] = []
+    seeds = batch_seeds(request["seed"], len(output_paths))
+    for index, (seed, path, preview_path) in enumerate(zip(seeds, output_paths, preview_paths)):
         progress.next_image(index)
         started = time.perf_counter()
         image = _denoise_within_memory(job, seed, cache)
         inference_seconds += time.perf_counter() - started
         started = time.perf_counter()
         _save_png(image, request, path, seed, model.family, scheduler_name)
+        previews.append(_save_preview(image, preview_path))
         save_seconds += time.perf_counter() - started
         width, height = image.width, image.height
 
@@ -176,6 +182,7 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         modelLoads=cache.loads,
         stepsRun=progress.steps_run,
         promptTokens=job.prompt_kwargs(model.base.pipe)[1],
+        previews=previews,
         timings={
             "loadSeconds": round(load_seconds + lora_seconds, 4),
             "inferenceSeconds": round(inference_seconds, 4),
@@ -313,6 +320,17 @@ def _save_png(image, request: GenerateRequest, output_path: str, seed: int, fami
     image.save(partial_path, format="PNG", pnginfo=info)
     # Rename is atomic: the server never sees half a PNG.
     os.replace(partial_path, output_path)
+
+
+def _save_preview(image: Image.Image, path: str | None) -> PreviewInfo | None:
+    """A preview is a convenience: failing to write one leaves the image without it, never fails the job."""
+    if path is None:
+        return None
+    try:
+        return write_preview(image, path)
+    except OSError as exc:
+        log.warning("could not write the preview %s: %s", path, exc)
+        return None
 
 
 def _parameters_text(request: GenerateRequest, seed: int, scheduler_name: str, width: int, height: int) -> str:

@@ -61,6 +61,8 @@ class GenerateRequest(TypedDict):
     # the first image's PNG; a batch writes one PNG per entry of outputPaths, seeds seed, seed+1, ... (mod 2**32)
     outputPath: str
     outputPaths: NotRequired[list[str]]
+    # a small WebP beside each PNG (same order as outputPaths); none asked, none written
+    previewPaths: NotRequired[list[str]]
     initImage: NotRequired[InitImageSpec | None]
     loras: NotRequired[list[LoraSpec]]
 
@@ -105,6 +107,14 @@ class Timings(TypedDict):
     saveSeconds: float
 
 
+class PreviewInfo(TypedDict):
+    path: str
+    mimeType: str
+    width: int
+    height: int
+    bytes: int
+
+
 class DoneEvent(TypedDict):
     type: Literal["done"]
     jobId: str
@@ -122,6 +132,8 @@ class DoneEvent(TypedDict):
     stepsRun: int
     # The prompt's CLIP tokens (without start and end tokens): past 75 it was encoded in several chunks.
     promptTokens: int
+    # one per image: the preview written, or None where none was asked for or it could not be written
+    previews: list[PreviewInfo | None]
     timings: Timings
 
 

@@ -139,3 +139,18 @@ def test_the_refiner_shares_the_bases_second_text_encoder_and_vae(tiny_models):
     distinct = {id(p): p.numel() for pipe in (base, refiner) for name in ("unet", "vae", "text_encoder", "text_encoder_2") if getattr(pipe, name, None) is not None for p in getattr(pipe, name).parameters()}
     saved = count(base) + count(refiner) - sum(distinct.values())
     assert saved == sum(p.numel() for p in base.text_encoder_2.parameters()) + sum(p.numel() for p in base.vae.parameters())
+
+
+def test_each_image_of_a_batch_gets_the_preview_asked_for(runner, tiny_models, tmp_path):
+    paths = [str(tmp_path / f"shown{index}.png") for index in range(2)]
+    previews = [str(tmp_path / f"shown{index}.preview.webp") for index in range(2)]
+    done, _ = run(runner, generate("shown", tiny_models["sd15"], tmp_path, outputPath=paths[0], outputPaths=paths, previewPaths=previews))
+    assert done["type"] == "done", done
+    assert [info["path"] for info in done["previews"]] == previews
+    for png, info in zip(paths, done["previews"]):
+        with Image.open(info["path"]) as preview:
+            assert preview.format == "WEBP" and preview.size == (info["width"], info["height"]) == Image.open(png).size
+        assert info["mimeType"] == "image/webp" and 0 < info["bytes"] == os.path.getsize(info["path"])
+
+    plain, _ = run(runner, generate("unshown", tiny_models["sd15"], tmp_path))
+    assert plain["previews"] == [None], "no previewPaths, no preview"

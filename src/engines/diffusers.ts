@@ -85,6 +85,7 @@ export class DiffusersEngine implements Engine {
           ...fields,
           outputPath: job.outputPaths[0]!,
           outputPaths: job.outputPaths,
+          previewPaths: job.previewPaths,
           initImage: initImage && job.initImagePath ? { path: job.initImagePath, strength: initImage.strength } : null,
         },
         job,

@@ -6,6 +6,8 @@ export interface GenerationJob {
   jobId: string;
   /** Where the engine writes the PNGs, one per image of the batch; each must appear whole (write then rename). */
   outputPaths: string[];
+  /** Where the engine may write a small WebP preview of each image (same order); an engine that cannot leaves them out. */
+  previewPaths: string[];
   /** Image-to-image: the start image, already on local disk. */
   initImagePath: string | null;
   onProgress(progress: GenerationProgress): void;

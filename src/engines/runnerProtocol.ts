@@ -30,6 +30,8 @@ export const generateRequestSchema = z.object({
   /** The first image's PNG; a batch writes one PNG per outputPaths entry, seeds seed, seed+1, ... */
   outputPath: z.string(),
   outputPaths: z.array(z.string()).min(1).optional(),
+  /** A small WebP beside each PNG, in outputPaths' order; none asked, none written. */
+  previewPaths: z.array(z.string()).optional(),
   /** Image-to-image: a start image on local disk and how much of the schedule runs over it. */
   initImage: z.object({ path: z.string(), strength: z.number() }).nullable().optional(),
   loras: z.array(z.object({ name: z.string(), path: z.string(), weight: z.number() })).optional(),
@@ -55,6 +57,14 @@ export const progressEventSchema = z.object({
   totalSteps: z.number().int(),
 });
 
+export const previewInfoSchema = z.object({
+  path: z.string(),
+  mimeType: z.string(),
+  width: z.number().int(),
+  height: z.number().int(),
+  bytes: z.number().int(),
+});
+
 export const doneEventSchema = z.object({
   type: z.literal("done"),
   jobId: z.string(),
@@ -70,6 +80,7 @@ export const doneEventSchema = z.object({
   modelLoads: z.number().int(),
   stepsRun: z.number().int(),
   promptTokens: z.number().int(),
+  previews: z.array(previewInfoSchema.nullable()),
   timings: z.object({ loadSeconds: z.number(), inferenceSeconds: z.number(), saveSeconds: z.number() }),
 });
 

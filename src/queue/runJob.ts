@@ -1,12 +1,12 @@
 import { stat, writeFile } from "node:fs/promises";
 import { EngineJobError, type Engine } from "../engines/engine.js";
 import { messageOf } from "../errors.js";
-import { batchSeeds, imageCount, type GenerationResult } from "../generation.js";
+import { batchSeeds, imageCount, type GenerationResult, type PreviewFile } from "../generation.js";
 import type { Logger } from "../log.js";
 import type { ImageIndex } from "../storage/imageIndex.js";
 import { batchImageKeys, newImageKey } from "../storage/imageKeys.js";
-import type { ImageStore } from "../storage/imageStore.js";
-import { buildSidecar, type ImageSidecar } from "../storage/sidecar.js";
+import { previewKey, type ImageStore } from "../storage/imageStore.js";
+import { buildSidecar, type ImageSidecar, type StoredPreview } from "../storage/sidecar.js";
 import { pngFileSize } from "../storage/pngInfo.js";
 import type { StagingArea } from "../storage/staging.js";
 import { MAX_ATTEMPTS } from "./jobStates.js";
@@ -105,12 +105,20 @@ async function generateAndStore(job: Job, keys: string[], deps: JobRunDeps, sign
   const result = (await deps.staging.finished(job.id, keys.length)) ?? (await generate(job, deps, signals, log));
   for (const png of pngs) await checkOutput(png, job);
   const seeds = batchSeeds(result.seed, keys.length);
+  const previews = await Promise.all(keys.map((key, index) => stagedPreview(key, result.previews?.[index])));
   const createdAt = Date.now();
   const sidecars = await Promise.all(
     keys.map(async (key, index) =>
       buildSidecar(
-        // A millisecond apart, so newest-first lists a batch in the order it was made.
-        { key, jobId: job.id, engine: deps.engine.name, pngBytes: (await stat(pngs[index]!)).size, createdAt: new Date(createdAt + index) },
+        {
+          key,
+          jobId: job.id,
+          engine: deps.engine.name,
+          pngBytes: (await stat(pngs[index]!)).size,
+          // A millisecond apart, so newest-first lists a batch in the order it was made.
+          createdAt: new Date(createdAt + index),
+          preview: previews[index]?.stored,
+        },
         job.request,
         { ...result, seed: seeds[index]! },
         keys.length > 1 ? { index, count: keys.length } : undefined,
@@ -119,7 +127,7 @@ async function generateAndStore(job: Job, keys: string[], deps: JobRunDeps, sign
   );
   // Storage down must not lose a finished image: the PNGs wait in staging while the upload backs off.
   const putAll = async () => {
-    for (const [index, key] of keys.entries()) await deps.store.put(key, pngs[index]!, sidecars[index]!);
+    for (const [index, key] of keys.entries()) await deps.store.put(key, pngs[index]!, sidecars[index]!, previews[index]?.path);
   };
   await retryWithBackoff(putAll, {
     backoff: deps.backoff,
@@ -133,6 +141,13 @@ async function generateAndStore(job: Job, keys: string[], deps: JobRunDeps, sign
   return sidecars;
 }
 
+/** The preview the engine wrote for an image, when it did and the file is still there: a missing one is no failure. */
+async function stagedPreview(key: string, preview: PreviewFile | null | undefined): Promise<{ path: string; stored: StoredPreview } | undefined> {
+  if (!preview || !(await stat(preview.path).then((info) => info.isFile(), () => false))) return undefined;
+  const { path, ...facts } = preview;
+  return { path, stored: { key: previewKey(key), ...facts } };
+}
+
 async function generate(job: Job, deps: JobRunDeps, signals: JobSignals, log: Logger): Promise<GenerationResult> {
   const { engine, jobs, staging } = deps;
   // Stopped while storage was asked about the key: do not start (perhaps spawn) the engine for nothing.
@@ -142,6 +157,7 @@ async function generate(job: Job, deps: JobRunDeps, signals: JobSignals, log: Lo
   const result = await engine.generate(job.request, {
     jobId: job.id,
     outputPaths: staging.pngPaths(job.id, imageCount(job.request)),
+    previewPaths: staging.previewPaths(job.id, imageCount(job.request)),
     initImagePath,
     onProgress: (progress) => jobs.setProgress(job.id, job.attempts, progress.step, progress.totalSteps),
     signal: signals.stop,

@@ -24,8 +24,8 @@ export class DeferredS3Store implements ImageStore {
     await (await this.store()).ensureReady();
   }
 
-  async put(key: string, pngPath: string, sidecar: ImageSidecar): Promise<void> {
-    await (await this.store()).put(key, pngPath, sidecar);
+  async put(key: string, pngPath: string, sidecar: ImageSidecar, previewPath?: string): Promise<void> {
+    await (await this.store()).put(key, pngPath, sidecar, previewPath);
   }
 
   async readSidecar(key: string): Promise<ImageSidecar | undefined> {

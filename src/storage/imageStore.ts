@@ -5,13 +5,13 @@ export interface ImageStore {
   readonly kind: "s3" | "local";
   /** Creates the bucket or folder when missing; throws a KittyError that says what to fix. */
   ensureReady(): Promise<void>;
-  /** Stores the PNG, then the sidecar: a sidecar present means the image is whole. */
-  put(key: string, pngPath: string, sidecar: ImageSidecar): Promise<void>;
+  /** Stores the PNG, its preview (when there is one), then the sidecar: a sidecar present means the image is whole. */
+  put(key: string, pngPath: string, sidecar: ImageSidecar, previewPath?: string): Promise<void>;
   /** The stored sidecar, or undefined when the image is not (wholly) stored. */
   readSidecar(key: string): Promise<ImageSidecar | undefined>;
   /** Every stored PNG under `prefix`, in pages as storage hands them out (reindex walks them all). */
   listImages(prefix: string): AsyncIterable<StoredImage>;
-  /** A stored PNG's bytes. */
+  /** A stored PNG's or preview's bytes. */
   readImage(key: string): Promise<Buffer>;
   /** True for a refusal that waiting will not fix (access denied, no such bucket, an unwritable folder). */
   isPermanentError(error: unknown): boolean;
@@ -37,4 +37,9 @@ export interface StoredImage {
 
 export function sidecarKey(pngKey: string): string {
   return pngKey.replace(/\.png$/, ".json");
+}
+
+/** A PNG's small WebP, stored beside it and its sidecar. */
+export function previewKey(pngKey: string): string {
+  return pngKey.replace(/\.png$/, ".preview.webp");
 }

@@ -2,7 +2,7 @@ import { copyFile, mkdir, readdir, readFile, rename, stat, writeFile } from "nod
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import type { ImageStore, StoredImage } from "./imageStore.js";
-import { isPermanentFileError, sidecarKey } from "./imageStore.js";
+import { isPermanentFileError, previewKey, sidecarKey } from "./imageStore.js";
 import type { ImageSidecar } from "./sidecar.js";
 
 /** The embedded default: a folder on this machine. URIs are file:// URLs, readable by tools on the same host. */
@@ -20,12 +20,16 @@ export class LocalImageStore implements ImageStore {
     return path.join(this.root, ...key.split("/"));
   }
 
-  async put(key: string, pngPath: string, sidecar: ImageSidecar): Promise<void> {
+  async put(key: string, pngPath: string, sidecar: ImageSidecar, previewPath?: string): Promise<void> {
     const target = this.fileFor(key);
     await mkdir(path.dirname(target), { recursive: true });
     // Copy then rename, so a reader never sees half a file.
-    await copyFile(pngPath, `${target}.partial`);
-    await rename(`${target}.partial`, target);
+    const place = async (source: string, file: string) => {
+      await copyFile(source, `${file}.partial`);
+      await rename(`${file}.partial`, file);
+    };
+    await place(pngPath, target);
+    if (previewPath) await place(previewPath, this.fileFor(previewKey(key)));
     const sidecarPath = this.fileFor(sidecarKey(key));
     await writeFile(`${sidecarPath}.partial`, JSON.stringify(sidecar, null, 2));
     await rename(`${sidecarPath}.partial`, sidecarPath);

@@ -12,7 +12,7 @@ import { readFile } from "node:fs/promises";
 import type { S3Settings } from "../config.js";
 import { KittyError, messageOf } from "../errors.js";
 import type { ImageStore, StoredImage } from "./imageStore.js";
-import { isPermanentFileError, sidecarKey } from "./imageStore.js";
+import { isPermanentFileError, previewKey, sidecarKey } from "./imageStore.js";
 import type { ImageSidecar } from "./sidecar.js";
 
 /** S3 refusals that waiting will not fix; anything else (timeouts, 5xx, SlowDown, RequestTimeout) is retried. */
@@ -88,11 +88,14 @@ export class S3ImageStore implements ImageStore {
     this.bucketReady = true;
   }
 
-  async put(key: string, pngPath: string, sidecar: ImageSidecar): Promise<void> {
+  async put(key: string, pngPath: string, sidecar: ImageSidecar, previewPath?: string): Promise<void> {
     const Bucket = this.settings.bucket;
     // Storage may have been down when the server started: make sure of the bucket before the first upload.
     if (!this.bucketReady) await this.ensureReady();
     await this.client.send(new PutObjectCommand({ Bucket, Key: key, Body: await readFile(pngPath), ContentType: "image/png" }));
+    if (previewPath) {
+      await this.client.send(new PutObjectCommand({ Bucket, Key: previewKey(key), Body: await readFile(previewPath), ContentType: "image/webp" }));
+    }
     await this.client.send(
       new PutObjectCommand({
         Bucket,

@@ -27,12 +27,22 @@ export interface ImageSidecar {
   promptTokens?: number;
   /** This image's place in its job's batch, for a job of more than one image. */
   batch?: { index: number; count: number };
+  /** The small WebP stored beside the PNG; absent for images made without one. */
+  preview?: StoredPreview;
   /** Size of the stored PNG (the REST API's `size`); absent in sidecars written before it was recorded. */
   pngBytes?: number;
 }
 
+export interface StoredPreview {
+  key: string;
+  mimeType: string;
+  width: number;
+  height: number;
+  bytes: number;
+}
+
 export function buildSidecar(
-  image: { key: string; jobId: string; engine: string; pngBytes?: number; createdAt?: Date },
+  image: { key: string; jobId: string; engine: string; pngBytes?: number; createdAt?: Date; preview?: StoredPreview },
   request: GenerationRequest,
   result: GenerationResult,
   batch?: { index: number; count: number },
@@ -59,5 +69,6 @@ export function buildSidecar(
     promptTokens: result.promptTokens,
     ...(batch && { batch }),
     ...(image.pngBytes !== undefined && { pngBytes: image.pngBytes }),
+    ...(image.preview && { preview: image.preview }),
   };
 }

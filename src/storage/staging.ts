@@ -20,6 +20,11 @@ export class StagingArea {
     return Array.from({ length: count }, (_, index) => this.pngPath(jobId, index));
   }
 
+  /** Where the engine writes image `index`'s preview: `<id>.preview.webp`, `<id>.2.preview.webp`... */
+  previewPaths(jobId: string, count: number): string[] {
+    return this.pngPaths(jobId, count).map((png) => png.replace(/\.png$/, ".preview.webp"));
+  }
+
   /** Where an image-to-image job's start image is put for the engine. */
   initImagePath(jobId: string): string {
     return path.join(this.dir, `${jobId}.init`);
@@ -66,8 +71,8 @@ export class StagingArea {
   }
 }
 
-/** `<id>.png`, `<id>.3.png.partial`, `<id>.png.result.json`, `<id>.init` -> `<id>`; null for a file not ours. */
+/** `<id>.png`, `<id>.3.png.partial`, `<id>.png.result.json`, `<id>.init`, `<id>.2.preview.webp` -> `<id>`; null for a file not ours. */
 function jobIdOfFile(name: string): string | null {
-  const match = /^([^.]+)\.(?:\d+\.)?(?:png|init)(?:\.|$)/.exec(name);
+  const match = /^([^.]+)\.(?:\d+\.)?(?:png|init|preview\.webp)(?:\.|$)/.exec(name);
   return match ? match[1]! : null;
 }

@@ -10,7 +10,7 @@ export const generateImage = defineTool({
   name: "generate_image",
   title: "Generate an image",
   description:
-    "Queue an image job (image-to-image with init_image); returns a jobId at once. Next: job_status with " +
+    "Queue an image job; returns a jobId at once. Next: job_status with " +
     "wait_seconds, then select_image. Unset fields take list_models defaults. Long prompts and (word:1.3) emphasis work.",
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   input: {
@@ -26,7 +26,7 @@ export const generateImage = defineTool({
     refiner: z.boolean({ error: "refiner must be true or false" }).describe("SDXL only: finish with the model's refiner.").optional(),
     refiner_mode: oneOf("refiner_mode", REFINER_MODES, "polish: a light refiner pass after the base.").optional(),
     count: boundedInt("count", count.min, count.max, "Images; seeds seed, seed+1...").optional(),
-    init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Image key or imageRef URL.").optional(),
+    init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Start image: key or imageRef URL.").optional(),
     strength: boundedNumber("strength", strength.min, strength.max, `Share of init_image repainted (default ${strength.default}).`).optional(),
     loras: loraList("loras", loras.max, loras.weight).describe("From list_models.").optional(),
   },

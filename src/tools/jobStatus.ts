@@ -2,18 +2,20 @@ import { z } from "zod";
 import { isTerminal, JOB_STATES } from "../queue/jobStates.js";
 import type { Job } from "../queue/jobStore.js";
 import { boundedInt } from "../arguments.js";
+import { previewArgument, previewImages } from "./previewImages.js";
 import { defineTool, type ToolDeps } from "./toolKit.js";
 
 export const jobStatus = defineTool({
   name: "job_status",
   title: "Job status",
   description:
-    "A job's state: queued (position), running (step k of n), done (image key), failed (reason) or cancelled. " +
+    "A job's state: queued, running (step k of n), done (image keys; preview: true adds small images), failed or cancelled. " +
     "wait_seconds waits for the end.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   input: {
     jobId: z.string({ error: "jobId is required: the id generate_image returned" }),
     wait_seconds: boundedInt("wait_seconds", 0, 50).optional(),
+    preview: previewArgument,
   },
   output: {
     jobId: z.string(),
@@ -30,14 +32,17 @@ export const jobStatus = defineTool({
     startedAt: z.string().optional(),
     finishedAt: z.string().optional(),
   },
-  async handler({ jobId, wait_seconds }, deps, call) {
+  async handler({ jobId, wait_seconds, preview }, deps, call) {
     let job = deps.queue.get(jobId);
     if (wait_seconds && !isTerminal(job.state)) {
       job = await deps.queue.waitForEnd(jobId, wait_seconds * 1000, ({ step, totalSteps }) =>
         call.progress(step, totalSteps, `step ${step}/${totalSteps}`),
       );
     }
-    return describeJob(job, deps);
+    const described = describeJob(job, deps);
+    if (!preview || job.state !== "done") return described;
+    const shown = await previewImages(deps.index.ofJob(job.id), deps);
+    return { ...described, summary: `${described.summary}${shown.note ? ` ${shown.note}` : ""}`, images: shown.images };
   },
 });
 

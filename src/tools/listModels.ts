@@ -6,7 +6,7 @@ import { defineTool } from "./toolKit.js";
 export const listModels = defineTool({
   name: "list_models",
   title: "List models",
-  description: "Models and LoRAs for generate_image: family, on disk or not, refiner, and the defaults unset fields take.",
+  description: "Models and LoRAs for generate_image, with the defaults unset fields take.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   input: {},
   output: {

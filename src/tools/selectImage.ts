@@ -2,18 +2,20 @@ import { z } from "zod";
 import { KittyError } from "../errors.js";
 import { checkImageKey } from "../storage/imageKeys.js";
 import { boundedInt } from "../arguments.js";
+import { previewArgument, previewImages } from "./previewImages.js";
 import { defineTool } from "./toolKit.js";
 
 export const selectImage = defineTool({
   name: "select_image",
   title: "Select an image",
   description:
-    "Make an imageRef {downloadUrl, storageUri} for downstream tools from a key, or an index " +
-    "(1 = newest now; a key stays right while other jobs finish).",
+    "Make an imageRef {downloadUrl, storageUri} for downstream tools from a key or an index (1 = newest; a key stays put). " +
+    "preview: true adds a small image.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   input: {
     key: z.string({ error: "key must be a string such as images/20261125_101500_ab12cd34.png" }).optional(),
     index: boundedInt("index", 1, 1_000_000).optional(),
+    preview: previewArgument,
   },
   output: {
     imageRef: z.object({ downloadUrl: z.string(), storageUri: z.string() }),
@@ -21,7 +23,8 @@ export const selectImage = defineTool({
     downloadUrlExpiresAt: z.string().nullable(),
     metadata: z.record(z.string(), z.unknown()),
   },
-  async handler({ key, index: position }, { index, links, config }) {
+  async handler({ key, index: position, preview }, deps) {
+    const { index, links, config } = deps;
     if ((key === undefined) === (position === undefined)) {
       throw new KittyError("invalid_argument", "give exactly one of key or index (index 1 = the newest image in list_latest_images)");
     }
@@ -36,6 +39,7 @@ export const selectImage = defineTool({
     }
     const { expiresAt: expiry, ...imageRef } = await links.imageRef(record.key);
     const expiresAt = expiry?.toISOString() ?? null;
+    const shown = preview ? await previewImages([record], deps) : { images: [], note: "" };
     return {
       structured: {
         imageRef,
@@ -43,7 +47,8 @@ export const selectImage = defineTool({
         downloadUrlExpiresAt: expiresAt,
         metadata: { prompt: record.prompt, model: record.model, width: record.width, height: record.height, seed: record.seed, createdAt: record.createdAt, ...record.metadata },
       },
-      summary: `imageRef for ${record.key}: ${imageRef.storageUri}${expiresAt ? ` (downloadUrl valid until ${expiresAt})` : ""}. Pass imageRef to the downstream tool.`,
+      summary: `imageRef for ${record.key}: ${imageRef.storageUri}${expiresAt ? ` (downloadUrl valid until ${expiresAt})` : ""}. Pass imageRef to the downstream tool.${shown.note ? ` ${shown.note}` : ""}`,
+      images: shown.images,
     };
   },
 });

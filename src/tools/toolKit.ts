@@ -6,13 +6,16 @@ import type { Logger } from "../log.js";
 import type { JobQueue } from "../queue/jobQueue.js";
 import type { ImageIndex } from "../storage/imageIndex.js";
 import type { ImageLinks } from "../storage/imageLinks.js";
+import type { ImageStore } from "../storage/imageStore.js";
 import { leanSchema } from "./leanSchema.js";
+import type { ImageContent } from "./previewImages.js";
 
-/** What a tool handler may use: the queue's door, the image index and links into storage; never the worker or an engine. */
+/** What a tool handler may use: the queue's door, the image index, storage (to read previews) and links into it; never the worker or an engine. */
 export interface ToolDeps {
   config: Config;
   queue: JobQueue;
   index: ImageIndex;
+  store: ImageStore;
   links: ImageLinks;
   log: Logger;
 }
@@ -27,6 +30,8 @@ interface ToolOutput<T> {
   structured: T;
   /** One line that tells the agent what happened and what to call next. */
   summary: string;
+  /** Previews asked for: sent as `image` content after the text, never instead of the structured result. */
+  images?: ImageContent[];
 }
 
 type Shape = z.ZodRawShape;
@@ -83,13 +88,14 @@ export function registerTool<In extends Shape, Out extends Shape>(server: McpSer
     },
     async (args: unknown, context: ServerContext): Promise<CallToolResult> => {
       try {
-        const { structured, summary } = await definition.handler(args as z.infer<z.ZodObject<In>>, deps, progressReporter(context, deps));
+        const { structured, summary, images = [] } = await definition.handler(args as z.infer<z.ZodObject<In>>, deps, progressReporter(context, deps));
         return {
           structuredContent: structured as Record<string, unknown>,
           // The JSON copy is for clients that show the model only text content.
           content: [
             { type: "text", text: summary },
             { type: "text", text: JSON.stringify(structured) },
+            ...images.map((image) => ({ type: "image" as const, ...image })),
           ],
         };
       } catch (error) {

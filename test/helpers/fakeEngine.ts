@@ -12,6 +12,8 @@ export type FakeStep = "ok" | EngineJobError | "hang" | "not-a-png" | "wrong-siz
  * A stand-in Engine for fast worker and tool tests (never shipped): it writes a PNG of the asked size the way the runner does
  * (write, then rename), reports a step every `stepMs`, and honours the job's abort signal at each step.
  */
+const TINY_WEBP = Buffer.from("UklGRjoAAABXRUJQVlA4IC4AAADQAQCdASoIAAgAAUAmJaACdLoB+AADsAD+pNf/TSPGkeNI+Yt/84ljqd3aAAAA", "base64");
+
 export class FakeEngine implements Engine {
   readonly name = "fake";
   /** Every generate() call, in order. */
@@ -56,6 +58,8 @@ export class FakeEngine implements Engine {
         await writeFile(`${outputPath}.partial`, bytes);
         await rename(`${outputPath}.partial`, outputPath);
       }
+      // A fixed 8x8 WebP stands in for the runner's preview (Node has no WebP encoder); the real runner's are tested in its own tests.
+      for (const previewPath of job.previewPaths) await writeFile(previewPath, TINY_WEBP);
       return {
         width: request.width,
         height: request.height,
@@ -69,6 +73,7 @@ export class FakeEngine implements Engine {
         stepsRun: request.steps,
         // A stand-in count, one per word: the real runner counts CLIP tokens.
         promptTokens: request.prompt.split(/\s+/).filter(Boolean).length,
+        previews: job.previewPaths.map((previewPath) => ({ path: previewPath, mimeType: "image/webp", width: 8, height: 8, bytes: TINY_WEBP.length })),
         timings: { loadSeconds: 0, inferenceSeconds: 0.01, saveSeconds: 0 },
         versions: { fake: "1" },
       };

@@ -35,13 +35,13 @@ export class FlakyStore implements ImageStore {
   storageUri = (key: string) => this.inner.storageUri(key);
   downloadUrl = (key: string) => this.inner.downloadUrl(key);
 
-  async put(key: string, pngPath: string, sidecar: ImageSidecar): Promise<void> {
+  async put(key: string, pngPath: string, sidecar: ImageSidecar, previewPath?: string): Promise<void> {
     this.puts++;
     this.beforePut();
     if (this.failForever) throw this.failForever;
     const failure = this.failures.shift();
     if (failure) throw failure;
-    await this.inner.put(key, pngPath, sidecar);
+    await this.inner.put(key, pngPath, sidecar, previewPath);
   }
 }
 

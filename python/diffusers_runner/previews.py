@@ -1,0 +1,41 @@
+"""Small WebP previews written beside each PNG: what a chat client or the gallery shows instead of the full image."""
+
+from __future__ import annotations
+
+import io
+import os
+from PIL import Image
+
+from .protocol import PreviewInfo
+
+# Long side first, then quality: a real picture fits at the first try (20-50 KB at 512 px); noise, the worst case,
+# steps down until it fits. Base64 in an MCP result adds a third, so 64 KB keeps one preview near 86 KB on the wire.
+PREVIEW_MAX_BYTES = 64_000
+PREVIEW_SIDES = (512, 384, 256)
+PREVIEW_QUALITIES = (80, 65, 50)
+
+
+def encode_preview(image: Image.Image, max_bytes: int = PREVIEW_MAX_BYTES) -> tuple[bytes, tuple[int, int]]:
+    """The largest, best preview within max_bytes (the smallest try when none fits) and its size."""
+    encoded, size = b"", (0, 0)
+    for side in PREVIEW_SIDES:
+        small = image.convert("RGB")
+        small.thumbnail((side, side), Image.Resampling.LANCZOS)
+        for quality in PREVIEW_QUALITIES:
+            buffer = io.BytesIO()
+            small.save(buffer, format="WEBP", quality=quality, method=4)
+            encoded, size = buffer.getvalue(), small.size
+            if len(encoded) <= max_bytes:
+                return encoded, size
+    return encoded, size
+
+
+def write_preview(image: Image.Image, path: str) -> PreviewInfo:
+    encoded, (width, height) = encode_preview(image)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    partial = path + ".partial"
+    with open(partial, "wb") as file:
+        file.write(encoded)
+    # Rename, like the PNG: the server never uploads half a preview.
+    os.replace(partial, path)
+    return PreviewInfo(path=path, mimeType="image/webp", width=width, height=height, bytes=len(encoded))
