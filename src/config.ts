@@ -8,7 +8,7 @@ import { loadModelsYaml, type ModelCatalog } from "./models/catalog.js";
 
 /** The one place env is read. Names from the original images-service are kept as they were. */
 
-const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 export const ENGINES = ["diffusers", "invokeai", "a1111", "comfyui"] as const;
 

@@ -6,6 +6,7 @@ import { DiffusersEngine } from "./engines/diffusers.js";
 import type { Engine } from "./engines/engine.js";
 import { KittyError } from "./errors.js";
 import type { Logger } from "./log.js";
+import { ServerMetrics } from "./metrics/serverMetrics.js";
 import { JobQueue } from "./queue/jobQueue.js";
 import { JobStore } from "./queue/jobStore.js";
 import { Worker, type WorkerOptions } from "./queue/worker.js";
@@ -24,7 +25,7 @@ import { listModels } from "./tools/listModels.js";
 import { selectImage } from "./tools/selectImage.js";
 import { registerTool, type AnyTool, type ToolDeps } from "./tools/toolKit.js";
 
-const VERSION = "0.2.0";
+export const VERSION = "0.2.0";
 
 const TOOLS: AnyTool[] = [generateImage, jobStatus, listLatestImages, selectImage, cancelJob, listModels];
 
@@ -39,6 +40,7 @@ export interface App {
   links: ImageLinks;
   engine: Engine;
   worker: Worker;
+  metrics: ServerMetrics;
   /** Stops the worker (the running job stays queued for the next start), the engine and the database. */
   close(): Promise<void>;
 }
@@ -89,6 +91,8 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
     store.ensureReady().catch((error: Error) => log.warn({ error: error.message }, "storage is not reachable yet; uploads will retry"));
   }, STORAGE_CHECK_DELAY_MS).unref();
   const engine = overrides.engine ?? createEngine(config, log);
+  const queue = new JobQueue(jobs, lease);
+  const metrics = new ServerMetrics({ queue, index, engine });
   const worker = new Worker({
     jobs,
     lease,
@@ -97,6 +101,7 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
     index,
     staging: new StagingArea(config.stagingDir),
     keyPrefix: config.keyPrefix,
+    observer: metrics,
     log: log.child({ component: "worker" }),
     timing: { ...DEFAULT_TIMING, ...overrides.timing },
   });
@@ -105,17 +110,23 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
     config,
     log,
     db,
-    queue: new JobQueue(jobs, lease),
+    queue,
     index,
     store,
     links: imageLinks(store, config.presignTtlSeconds, overrides.filesBaseUrl ? { baseUrl: overrides.filesBaseUrl, home: config.home } : undefined),
     engine,
     worker,
+    metrics,
     async close() {
       await worker.stop();
       db.close();
     },
   };
+}
+
+/** What tool handlers get, from whichever door calls them. */
+export function toolDeps(app: App): ToolDeps {
+  return { config: app.config, queue: app.queue, index: app.index, store: app.store, links: app.links, log: app.log };
 }
 
 /** One MCP server over the app: cheap, so each connection (and each protocol era) may get its own. */
@@ -128,7 +139,7 @@ export function createMcpServer(app: App): McpServer {
         "waits for it; select_image turns the result into an imageRef {downloadUrl, storageUri} for downstream tools.",
     },
   );
-  const deps: ToolDeps = { config: app.config, queue: app.queue, index: app.index, store: app.store, links: app.links, log: app.log };
+  const deps = toolDeps(app);
   for (const tool of TOOLS) registerTool(server, tool, deps);
   return server;
 }

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import type { Logger } from "../log.js";
 import type { GenerationRequest, GenerationResult } from "../generation.js";
-import type { Engine, GenerationJob } from "./engine.js";
+import type { Engine, EngineHealth, GenerationJob } from "./engine.js";
 import { EngineJobError } from "./engine.js";
 import type { RunnerOptions, RunnerProcess } from "./diffusersRunner.js";
 import type { ReadyEvent } from "./runnerProtocol.js";
@@ -18,6 +18,7 @@ export class DiffusersEngine implements Engine {
   private spawning: RunnerProcess | null = null;
   private readyInfo: ReadyEvent | null = null;
   private stopped = false;
+  private restarts = 0;
 
   constructor(
     private readonly options: RunnerOptions,
@@ -27,6 +28,11 @@ export class DiffusersEngine implements Engine {
   /** Device and library versions, once the runner has said hello. */
   get info(): ReadyEvent | null {
     return this.readyInfo;
+  }
+
+  health(): EngineHealth {
+    const state = this.stopped ? "stopped" : this.runner?.isAlive ? "ready" : this.starting ? "starting" : "idle";
+    return { state, restarts: this.restarts, ...(this.readyInfo && { device: this.readyInfo.device }) };
   }
 
   async start(): Promise<void> {
@@ -56,7 +62,10 @@ export class DiffusersEngine implements Engine {
     this.spawning = runner;
     this.log.info({ runnerPid: runner.pid }, "starting diffusers runner");
     void runner.exited.then(() => {
-      if (!this.stopped) this.log.warn({ runnerPid: runner.pid }, "diffusers runner exited; it will be restarted for the next job");
+      // release() and stop() let go of the runner before it exits: one still held here died on its own.
+      if (this.stopped || (this.runner !== runner && this.spawning !== runner)) return;
+      this.restarts++;
+      this.log.warn({ runnerPid: runner.pid }, "diffusers runner exited; it will be restarted for the next job");
     });
     try {
       this.readyInfo = await runner.ready;
@@ -98,7 +107,10 @@ export class DiffusersEngine implements Engine {
   }
 
   async release(): Promise<void> {
-    this.spawning?.kill();
+    // Let go first, so that its exit does not count as a crash.
+    const spawning = this.spawning;
+    this.spawning = null;
+    spawning?.kill();
     await this.starting?.catch(() => undefined);
     const runner = this.runner;
     this.runner = null;

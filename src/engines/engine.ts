@@ -30,8 +30,18 @@ export class EngineJobError extends Error {
   }
 }
 
+/** What /healthz and /metrics say about an engine. */
+export interface EngineHealth {
+  /** idle: nothing started yet (or released to another process); starting; ready; stopped for good. */
+  state: "idle" | "starting" | "ready" | "stopped";
+  /** Times the engine's process died on its own and had to be started again. */
+  restarts: number;
+  device?: string;
+}
+
 export interface Engine {
   readonly name: string;
+  health(): EngineHealth;
   start(): Promise<void>;
   /** Rejects with an EngineJobError; with code "cancelled" once `job.signal` is aborted. */
   generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult>;

@@ -5,6 +5,8 @@ import type { Network } from "../config.js";
 /** Who may talk to the HTTP door, decided once from the configuration. */
 export interface AccessPolicy {
   token: string | null;
+  /** What the gallery's cookie holds once the token was given: derived from it, so the cookie never carries the token itself. */
+  session: string | null;
   /** Callers here need no token (KITTY_IMAGES_TRUSTED_NETWORKS). */
   trusted: BlockList;
   /** Host names accepted in the Host header and in an Origin (DNS rebinding). */
@@ -41,7 +43,33 @@ export function accessPolicy(
   const hosts = new Set([...LOOPBACK_HOSTS, ...http.extraAllowedHosts.map((name) => canonicalHost(name.replace(/:\d+$/, "")))]);
   hosts.add(canonicalHost(["0.0.0.0", "::"].includes(bindHost) ? machineName : bindHost));
   if (http.publicUrl) hosts.add(canonicalHost(new URL(http.publicUrl).hostname));
-  return { token: http.token?.trim() ?? null, trusted: toBlockList(http.trustedNetworks), allowedHosts: hosts };
+  const token = http.token?.trim() || null;
+  return { token, session: token && sessionValue(token), trusted: toBlockList(http.trustedNetworks), allowedHosts: hosts };
+}
+
+/** The gallery's login cookie. HttpOnly and SameSite=Strict: page scripts cannot read it, other sites cannot send it. */
+export const SESSION_COOKIE = "kitty_images_session";
+
+function sessionValue(token: string): string {
+  return createHash("sha256").update(`kitty-images gallery session\n${token}`).digest("base64url");
+}
+
+/** True when `given` is the server's token (the gallery's login form and `?token=`). */
+export function isToken(given: string, policy: AccessPolicy): boolean {
+  return policy.token !== null && tokenMatches(given.trim(), policy.token);
+}
+
+/** The Set-Cookie header that logs a browser in for `maxAgeSeconds`. */
+export function sessionCookie(policy: AccessPolicy, maxAgeSeconds: number): string {
+  return `${SESSION_COOKIE}=${policy.session ?? ""}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}`;
+}
+
+function cookieOf(facts: RequestFacts, name: string): string | undefined {
+  for (const part of (header(facts, "cookie") ?? "").split(";")) {
+    const [key, ...value] = part.trim().split("=");
+    if (key === name) return value.join("=");
+  }
+  return undefined;
 }
 
 function toBlockList(networks: Network[]): BlockList {
@@ -123,7 +151,9 @@ export function checkAccess(facts: RequestFacts, policy: AccessPolicy, { tokenRe
   const bearer = header(facts, "authorization")?.match(/^Bearer\s+(.+)$/i)?.[1];
   const given = bearer ?? header(facts, "x-api-key");
   if (given === undefined) {
-    return { status: 401, error: "unauthorized", message: "this server needs its token: send 'Authorization: Bearer <KITTY_IMAGES_TOKEN>' or 'X-API-Key: <KITTY_IMAGES_TOKEN>'" };
+    const cookie = cookieOf(facts, SESSION_COOKIE);
+    if (cookie !== undefined && policy.session !== null && tokenMatches(cookie, policy.session)) return null;
+    return { status: 401, error: "unauthorized", message: "this server needs its token: send 'Authorization: Bearer <KITTY_IMAGES_TOKEN>' or 'X-API-Key: <KITTY_IMAGES_TOKEN>' (a browser logs in at /gallery/login)" };
   }
   if (!tokenMatches(given.trim(), policy.token)) return { status: 401, error: "unauthorized", message: "the token does not match KITTY_IMAGES_TOKEN" };
   return null;

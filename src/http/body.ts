@@ -6,8 +6,8 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 export class BodyTooLarge extends Error {}
 export class BodyNotJson extends Error {}
 
-/** Reads a JSON body, at most `maxBytes` of it; an empty body reads as `{}`. */
-export async function readJsonBody(request: IncomingMessage, maxBytes = MAX_BODY_BYTES): Promise<unknown> {
+/** Reads a body as text, at most `maxBytes` of it. */
+async function readBodyText(request: IncomingMessage, maxBytes: number): Promise<string> {
   const declared = Number(request.headers["content-length"] ?? 0);
   if (declared > maxBytes) throw new BodyTooLarge(`the request body is ${declared} bytes; at most ${maxBytes} are accepted`);
   const chunks: Buffer[] = [];
@@ -17,13 +17,41 @@ export async function readJsonBody(request: IncomingMessage, maxBytes = MAX_BODY
     if (size > maxBytes) throw new BodyTooLarge(`the request body is over ${maxBytes} bytes, the most accepted`);
     chunks.push(chunk as Buffer);
   }
-  const text = Buffer.concat(chunks).toString("utf8").trim();
+  return Buffer.concat(chunks).toString("utf8").trim();
+}
+
+/** Reads an HTML form's body (application/x-www-form-urlencoded). */
+export async function readFormBody(request: IncomingMessage, maxBytes = 64 * 1024): Promise<URLSearchParams> {
+  return new URLSearchParams(await readBodyText(request, maxBytes));
+}
+
+/** Reads a JSON body, at most `maxBytes` of it; an empty body reads as `{}`. */
+export async function readJsonBody(request: IncomingMessage, maxBytes = MAX_BODY_BYTES): Promise<unknown> {
+  const text = await readBodyText(request, maxBytes);
   if (text === "") return {};
   try {
     return JSON.parse(text);
   } catch (error) {
     throw new BodyNotJson(`the request body is not JSON: ${(error as Error).message}`);
   }
+}
+
+export function sendHtml(response: ServerResponse, status: number, page: string, headers: Record<string, string> = {}): void {
+  response.writeHead(status, {
+    "content-type": "text/html; charset=utf-8",
+    "content-length": String(Buffer.byteLength(page)),
+    "cache-control": "no-store",
+    // Inline script and styles nowhere: only our own files, and images from wherever imageRefs point (S3 presigned).
+    "content-security-policy": "default-src 'self'; img-src 'self' data: http: https: file:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "x-content-type-options": "nosniff",
+    ...headers,
+  });
+  response.end(page);
+}
+
+export function redirect(response: ServerResponse, location: string, headers: Record<string, string> = {}): void {
+  response.writeHead(303, { location, "cache-control": "no-store", ...headers });
+  response.end();
 }
 
 export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -13,6 +13,8 @@ import { LocalImageStore } from "../storage/local.js";
 import { LinkSigner } from "../storage/signedLinks.js";
 import { accessPolicy, checkAccess, isLoopbackAddress } from "./accessGuard.js";
 import { decodePath, MAX_BODY_BYTES, sendJson } from "./body.js";
+import { handleGallery, handleGalleryLogin, loginRedirect } from "../gallery/galleryRoutes.js";
+import { HealthCheck } from "./health.js";
 import { handleRest } from "./restApi.js";
 
 export interface HttpDoorOptions {
@@ -47,7 +49,7 @@ export function assertSafeBinding(app: Pick<App, "config">, host: string): void 
 
 /**
  * The HTTP door: MCP (Streamable HTTP, stateless, both protocol eras) at /mcp, the images-service REST API under
- * /api/images, signed file links under /files, /healthz. Every request but /healthz passes the access guard
+ * /api/images, the gallery under /gallery, signed file links under /files, /metrics (Prometheus), /healthz. Every request but /healthz passes the access guard
  * first (a /files link needs the right Host and Origin but no token: its signature is the permission); nothing
  * is read, served or queued for a refused one.
  */
@@ -62,26 +64,38 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
   });
   const mcpNode = toNodeHandler(mcp, { maxRequestBodySize: MAX_BODY_BYTES, onerror: (error) => log.warn({ error: error.message }, "MCP adapter failed") });
   const signer = app.store.kind === "local" ? LinkSigner.forHome(app.config.home) : null;
+  const health = new HealthCheck(app);
 
   const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const url = new URL(request.url ?? "/", "http://door.invalid");
-    if (url.pathname === "/healthz") return sendJson(response, 200, { status: "ok" });
-    const refusal = checkAccess(
-      { headers: request.headers, remoteAddress: request.socket.remoteAddress },
-      policy,
-      { tokenRequired: !url.pathname.startsWith("/files/") },
-    );
+    // Open to a supervisor without the token: states and counts only, nothing from a request or a path.
+    if (url.pathname === "/healthz") {
+      const report = await health.report();
+      return sendJson(response, report.status === "ok" ? 200 : 503, report, { "cache-control": "no-store" });
+    }
+    const facts = { headers: request.headers, remoteAddress: request.socket.remoteAddress };
+    const isGallery = url.pathname === "/gallery" || url.pathname.startsWith("/gallery/");
+    // Logging in to the gallery is how a browser gets past the token check, so it needs only the right Host and Origin.
+    const loggingIn = isGallery && (url.pathname === "/gallery/login" || url.searchParams.has("token"));
+    const refusal = checkAccess(facts, policy, { tokenRequired: !url.pathname.startsWith("/files/") && !loggingIn });
+    if (!refusal && loggingIn && (await handleGalleryLogin(policy, request, response, url))) return;
+    if (refusal?.status === 401 && isGallery && request.method === "GET" && policy.token) return loginRedirect(response, url);
     if (refusal) {
       log.warn({ path: url.pathname, remote: request.socket.remoteAddress, error: refusal.error }, "request refused");
       return sendJson(response, refusal.status, { error: refusal.error, detail: refusal.message }, refusal.status === 401 ? { "www-authenticate": "Bearer" } : {});
     }
     if (url.pathname === "/mcp") return mcpNode(request, response);
+    if (await handleGallery(app, request, response, url)) return;
+    if (url.pathname === "/metrics") {
+      response.writeHead(200, { "content-type": app.metrics.contentType, "cache-control": "no-store" });
+      return void response.end(await app.metrics.text());
+    }
     if (url.pathname.startsWith("/files/")) {
       if (request.method !== "GET" && request.method !== "HEAD") return sendJson(response, 405, { detail: "files are read with GET" }, { allow: "GET, HEAD" });
       return serveFile(app, signer, url, response);
     }
     if (await handleRest(app, request, response, url)) return;
-    sendJson(response, 404, { detail: `no route for ${request.method} ${url.pathname}; MCP is at /mcp, the REST API under /api/images` });
+    sendJson(response, 404, { detail: `no route for ${request.method} ${url.pathname}; MCP is at /mcp, the REST API under /api/images, the gallery at /gallery` });
   };
 
   const server = createServer((request, response) => {

@@ -42,6 +42,11 @@ export class JobQueue {
     return this.jobs.countByState();
   }
 
+  /** What is running and what waits (up to `queuedLimit`), in the order it runs: the gallery's job strip, /metrics. */
+  active(queuedLimit: number): Job[] {
+    return this.jobs.active(queuedLimit);
+  }
+
   /** 1 = next to run; only meaningful for a queued job. */
   position(job: Job): number {
     return this.jobs.position(job);

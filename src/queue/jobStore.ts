@@ -103,6 +103,11 @@ export class JobStore {
       runningAtStart: db.prepare(`SELECT * FROM jobs WHERE state = 'running' ORDER BY seq`),
       leaseOwner: db.prepare(`SELECT owner FROM worker_lease WHERE id = 1`),
       countByState: db.prepare(`SELECT state, COUNT(*) AS n FROM jobs GROUP BY state`),
+      // Running first, then the queue in the order it will run; both walk jobs_by_state.
+      active: db.prepare(
+        `SELECT * FROM (SELECT * FROM jobs WHERE state = 'running' ORDER BY seq)
+         UNION ALL SELECT * FROM (SELECT * FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT ?)`,
+      ),
       insertRecovered: db.prepare(
         `INSERT INTO jobs (id, state, request, attempts, image_key, created_at, finished_at)
          VALUES (?, 'done', ?, 1, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
@@ -135,6 +140,11 @@ export class JobStore {
     const counts = Object.fromEntries(JOB_STATES.map((state) => [state, 0])) as Record<JobState, number>;
     for (const { state, n } of this.statements.countByState.all() as Array<{ state: JobState; n: number }>) counts[state] = n;
     return counts;
+  }
+
+  /** The running job(s), then up to `queuedLimit` queued jobs in the order they will run. */
+  active(queuedLimit: number): Job[] {
+    return (this.statements.active.all(queuedLimit) as JobRow[]).map(toJob);
   }
 
   /** 1 = next to run. Only meaningful for a queued job. */

@@ -38,8 +38,17 @@ export interface JobRunDeps {
   backoff: Backoff;
   /** Why the queue waits, for job_status in every process; null clears it. */
   setNotice(notice: string | null): void;
+  observer: RunObserver;
   log: Logger;
 }
+
+/** What a run tells /metrics: a generation's timings, a storage call tried again. */
+export interface RunObserver {
+  generated(model: string, result: GenerationResult): void;
+  storageRetried(): void;
+}
+
+export const NO_OBSERVER: RunObserver = { generated() {}, storageRetried() {} };
 
 /** `engine_unavailable`: nothing ran, the job keeps its place and the loop waits before trying again. */
 export type RunOutcome = "finished" | "engine_unavailable";
@@ -134,6 +143,7 @@ async function generateAndStore(job: Job, keys: string[], deps: JobRunDeps, sign
     signal: signals.stop,
     giveUp: (error) => (deps.store.isPermanentError(error) ? new StorageRefused(`storage refused the image: ${messageOf(error)}`) : undefined),
     onRetry: (error, retryInMs) => {
+      deps.observer.storageRetried();
       deps.setNotice(`storage is unavailable (${messageOf(error)}); retrying`);
       log.warn({ error: messageOf(error), retryInMs }, "storage failed; will retry");
     },
@@ -163,11 +173,12 @@ async function generate(job: Job, deps: JobRunDeps, signals: JobSignals, log: Lo
     signal: signals.stop,
   });
   await staging.saveResult(job.id, result);
+  deps.observer.generated(job.request.model.name, result);
   return result;
 }
 
 /** Image-to-image: the start image, from storage into staging for the engine. Storage down waits; gone fails the job. */
-async function fetchInitImage(job: Job, { store, staging, backoff, setNotice }: JobRunDeps, signals: JobSignals, log: Logger): Promise<string | null> {
+async function fetchInitImage(job: Job, { store, staging, backoff, setNotice, observer }: JobRunDeps, signals: JobSignals, log: Logger): Promise<string | null> {
   const init = job.request.initImage;
   if (!init) return null;
   const bytes = await retryWithBackoff(() => store.readImage(init.key), {
@@ -178,6 +189,7 @@ async function fetchInitImage(job: Job, { store, staging, backoff, setNotice }: 
         ? new EngineJobError("init_image_unavailable", `the start image ${init.key} could not be read from storage: ${messageOf(error)}`)
         : undefined,
     onRetry: (error, retryInMs) => {
+      observer.storageRetried();
       setNotice(`storage is unavailable (${messageOf(error)}); retrying`);
       log.warn({ error: messageOf(error), retryInMs }, "could not read the start image; will retry");
     },

@@ -6,7 +6,7 @@ import type { ImageStore } from "../storage/imageStore.js";
 import type { StagingArea } from "../storage/staging.js";
 import type { Job, JobStore } from "./jobStore.js";
 import type { Backoff } from "./retry.js";
-import { JobStopped, runJob, type JobRunDeps, type RunOutcome } from "./runJob.js";
+import { JobStopped, NO_OBSERVER, runJob, type JobRunDeps, type RunObserver, type RunOutcome } from "./runJob.js";
 import type { WorkerLease } from "./workerLease.js";
 
 export interface WorkerOptions {
@@ -18,6 +18,8 @@ export interface WorkerOptions {
   staging: StagingArea;
   /** Every stored key starts with this. */
   keyPrefix: string;
+  /** Hears each generation and storage retry (/metrics); nothing listens when left out. */
+  observer?: RunObserver;
   log: Logger;
   timing: {
     /** For an engine that will not start, storage that will not take the image, a database that stays busy. */
@@ -55,12 +57,17 @@ export class Worker {
   private readonly unsubscribe: Array<() => void>;
 
   constructor(private readonly options: WorkerOptions) {
-    const { jobs, engine, store, index, staging, keyPrefix, log, timing } = options;
-    this.runDeps = { jobs, engine, store, index, staging, keyPrefix, backoff: timing.backoff, log, setNotice: (notice) => this.setNotice(notice) };
+    const { jobs, engine, store, index, staging, keyPrefix, log, timing, observer = NO_OBSERVER } = options;
+    this.runDeps = { jobs, engine, store, index, staging, keyPrefix, backoff: timing.backoff, log, observer, setNotice: (notice) => this.setNotice(notice) };
     this.unsubscribe = [
       jobs.events.on("enqueued", () => this.wake()),
       jobs.events.on("cancelRequested", (jobId) => this.checkCancel(jobId)),
     ];
+  }
+
+  /** True while this process holds the worker lease: it is the one running the queue's jobs. */
+  get holdsQueue(): boolean {
+    return this.holdsLease;
   }
 
   start(): void {

@@ -79,6 +79,7 @@ export class ImageIndex {
         `SELECT * FROM images WHERE (created_at, key) < (?, ?) ORDER BY created_at DESC, key DESC LIMIT ?`,
       ),
       byKey: db.prepare(`SELECT * FROM images WHERE key = ?`),
+      count: db.prepare(`SELECT COUNT(*) AS n FROM images`),
       ofJob: db.prepare(`SELECT * FROM images WHERE job_id = ? ORDER BY created_at, key`),
       atIndex: db.prepare(`SELECT * FROM images ORDER BY created_at DESC, key DESC LIMIT 1 OFFSET ?`),
     };
@@ -101,6 +102,11 @@ export class ImageIndex {
     const nextCursor =
       rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, key: last.key, nextIndex: last.index + 1 }) : null;
     return { images, nextCursor };
+  }
+
+  /** Images indexed; a scan of the key index, so for /metrics and the gallery's page count, not per listing. */
+  count(): number {
+    return (this.statements.count.get() as { n: number }).n;
   }
 
   byKey(key: string): ImageRecord | undefined {

@@ -70,13 +70,7 @@ function errorResult(code: string, message: string): CallToolResult {
  * model can read and fix; nothing a tool throws reaches the transport.
  */
 export function registerTool<In extends Shape, Out extends Shape>(server: McpServer, definition: ToolDefinition<In, Out>, deps: ToolDeps): void {
-  const allowed = Object.keys(definition.input);
-  const inputSchema = z.strictObject(definition.input, {
-    error: (issue) =>
-      issue.code === "unrecognized_keys"
-        ? `unknown argument(s) ${issue.keys.join(", ")}; ${definition.name} accepts ${allowed.join(", ") || "no arguments"}`
-        : undefined,
-  });
+  const inputSchema = argumentSchema(definition);
   server.registerTool(
     definition.name,
     {
@@ -105,6 +99,27 @@ export function registerTool<In extends Shape, Out extends Shape>(server: McpSer
       }
     },
   );
+}
+
+/** A tool's arguments as one strict object: the schema MCP clients see, and the one every door checks against. */
+function argumentSchema<In extends Shape, Out extends Shape>(definition: ToolDefinition<In, Out>) {
+  const allowed = Object.keys(definition.input);
+  return z.strictObject(definition.input, {
+    error: (issue) =>
+      issue.code === "unrecognized_keys"
+        ? `unknown argument(s) ${issue.keys.join(", ")}; ${definition.name} accepts ${allowed.join(", ") || "no arguments"}`
+        : undefined,
+  });
+}
+
+/**
+ * A tool called from another door (the gallery page): the same argument rules and handler as over MCP, so a
+ * button's answer is the tool's. Bad arguments throw a KittyError("invalid_argument") listing every problem.
+ */
+export async function invokeTool<In extends Shape, Out extends Shape>(definition: ToolDefinition<In, Out>, args: unknown, deps: ToolDeps) {
+  const parsed = argumentSchema(definition).safeParse(args);
+  if (!parsed.success) throw new KittyError("invalid_argument", parsed.error.issues.map((issue) => issue.message).join("; "));
+  return definition.handler(parsed.data as z.infer<z.ZodObject<In>>, deps, { progress() {} });
 }
 
 function progressReporter(context: ServerContext, deps: ToolDeps): ToolCall {

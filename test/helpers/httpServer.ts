@@ -12,7 +12,7 @@ export interface RunningHttpServer {
   stop(): Promise<void>;
 }
 
-/** The built server with `serve --http` on a free loopback port, ready once /healthz answers. */
+/** The built server with `serve --http` on a free loopback port, ready once /healthz answers (503 too: storage may be down on purpose). */
 export async function startHttpServer(testHome: TestHome, extraEnv: Record<string, string> = {}): Promise<RunningHttpServer> {
   const port = await freePort();
   const logPath = path.join(testHome.home, `http-server-${port}.log`);
@@ -25,7 +25,7 @@ export async function startHttpServer(testHome: TestHome, extraEnv: Record<strin
   });
   child.stderr?.pipe(createWriteStream(logPath));
   const url = `http://127.0.0.1:${port}`;
-  await waitUntil(`the HTTP server on ${url} answers /healthz`, async () => (await fetch(`${url}/healthz`).catch(() => null))?.ok, { timeoutMs: 30_000, intervalMs: 100 });
+  await waitUntil(`the HTTP server on ${url} answers /healthz`, async () => (await fetch(`${url}/healthz`).catch(() => null)) !== null, { timeoutMs: 30_000, intervalMs: 100 });
   return {
     url,
     logPath,

@@ -1,0 +1,59 @@
+import { messageOf } from "../errors.js";
+import type { App } from "../server.js";
+import { VERSION } from "../server.js";
+
+/** How long a storage check answers for, and how long it may take: a supervisor polling every second must not hammer S3. */
+const STORAGE_CHECK_TTL_MS = 5_000;
+const STORAGE_CHECK_TIMEOUT_MS = 2_000;
+
+export interface HealthReport {
+  /** degraded: storage unreachable or the engine stopped; jobs wait rather than fail, but someone should look. */
+  status: "ok" | "degraded";
+  server: { version: string; pid: number; uptimeSeconds: number; runsJobs: boolean };
+  runner: { state: string; restarts: number; device?: string };
+  storage: { kind: "s3" | "local"; reachable: boolean; checkedAt: string };
+  queue: { depth: number; running: number };
+}
+
+/** /healthz for a supervisor: what this process, its engine and its storage are doing, cheap to ask often. */
+export class HealthCheck {
+  private storage: { reachable: boolean; at: number } | null = null;
+  private checking: Promise<void> | null = null;
+
+  constructor(private readonly app: App) {}
+
+  async report(): Promise<HealthReport> {
+    await this.checkStorage();
+    const counts = this.app.queue.counts();
+    const runner = this.app.engine.health();
+    const storage = this.storage!;
+    return {
+      status: storage.reachable && runner.state !== "stopped" ? "ok" : "degraded",
+      server: { version: VERSION, pid: process.pid, uptimeSeconds: Math.round(process.uptime()), runsJobs: this.app.worker.holdsQueue },
+      runner,
+      storage: { kind: this.app.store.kind, reachable: storage.reachable, checkedAt: new Date(storage.at).toISOString() },
+      queue: { depth: counts.queued, running: counts.running },
+    };
+  }
+
+  private async checkStorage(): Promise<void> {
+    if (this.storage && Date.now() - this.storage.at < STORAGE_CHECK_TTL_MS) return;
+    this.checking ??= (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer in ${STORAGE_CHECK_TIMEOUT_MS} ms`)), STORAGE_CHECK_TIMEOUT_MS);
+      });
+      try {
+        await Promise.race([this.app.store.ensureReady(), timeout]);
+        this.storage = { reachable: true, at: Date.now() };
+      } catch (error) {
+        this.storage = { reachable: false, at: Date.now() };
+        this.app.log.warn({ error: messageOf(error) }, "health check: storage is not reachable");
+      } finally {
+        clearTimeout(timer);
+        this.checking = null;
+      }
+    })();
+    await this.checking;
+  }
+}

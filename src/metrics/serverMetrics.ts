@@ -1,0 +1,125 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Engine } from "../engines/engine.js";
+import type { GenerationResult } from "../generation.js";
+import type { ImageIndex } from "../storage/imageIndex.js";
+import type { JobQueue } from "../queue/jobQueue.js";
+import type { RunObserver } from "../queue/runJob.js";
+
+/** Seconds buckets from a warm SD 1.5 step on a GPU to a cold SDXL load on CPU. */
+const SECONDS_BUCKETS = [0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600];
+
+/**
+ * /metrics for Prometheus. Job and image counts are read from the database when scraped, so they hold across
+ * restarts and include jobs other processes ran on this data dir; timings, runner restarts and storage retries
+ * are what this process saw (it runs the jobs while it holds the worker lease).
+ */
+export class ServerMetrics implements RunObserver {
+  readonly registry = new Registry();
+  private readonly generationSeconds: Histogram<"model">;
+  private readonly modelLoadSeconds: Histogram<"model">;
+  private readonly storageRetries: Counter;
+
+  constructor(sources: { queue: JobQueue; index: ImageIndex; engine: Engine }) {
+    const { queue, index, engine } = sources;
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: "kitty_images_process_" });
+
+    new Counter({
+      name: "kitty_images_jobs_finished_total",
+      help: "Jobs that ended, by final state (done, failed, cancelled); read from the queue's database.",
+      labelNames: ["state"] as const,
+      registers,
+      collect() {
+        const counts = queue.counts();
+        this.reset();
+        for (const state of ["done", "failed", "cancelled"] as const) this.inc({ state }, counts[state]);
+      },
+    });
+    new Gauge({
+      name: "kitty_images_queue_depth",
+      help: "Jobs waiting to run.",
+      registers,
+      collect() {
+        this.set(queue.counts().queued);
+      },
+    });
+    new Gauge({
+      name: "kitty_images_jobs_running",
+      help: "Jobs running now (at most one per GPU).",
+      registers,
+      collect() {
+        this.set(queue.counts().running);
+      },
+    });
+    new Gauge({
+      name: "kitty_images_running_job_progress_ratio",
+      help: "Denoising steps done over steps in all, of the running job (0 when none runs).",
+      registers,
+      collect() {
+        const running = queue.active(0).find((job) => job.state === "running");
+        this.set(running?.progress ? running.progress.step / Math.max(1, running.progress.totalSteps) : 0);
+      },
+    });
+    new Gauge({
+      name: "kitty_images_images_indexed",
+      help: "Images in the index (what list_latest_images and the gallery show).",
+      registers,
+      collect() {
+        this.set(index.count());
+      },
+    });
+    new Counter({
+      name: "kitty_images_runner_restarts_total",
+      help: "Times the engine's process (the diffusers runner) died on its own and was started again.",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(engine.health().restarts);
+      },
+    });
+    new Gauge({
+      name: "kitty_images_runner_up",
+      help: "1 while the engine's process is started and ready.",
+      registers,
+      collect() {
+        this.set(engine.health().state === "ready" ? 1 : 0);
+      },
+    });
+    this.storageRetries = new Counter({
+      name: "kitty_images_storage_retries_total",
+      help: "Storage operations (upload, start-image download) that failed and were tried again.",
+      registers,
+    });
+    this.generationSeconds = new Histogram({
+      name: "kitty_images_generation_seconds",
+      help: "Denoising and decoding time of a job (all its images), by model.",
+      labelNames: ["model"] as const,
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    this.modelLoadSeconds = new Histogram({
+      name: "kitty_images_model_load_seconds",
+      help: "Time a job spent loading its model (and LoRAs), by model; jobs on a warm model observe nothing.",
+      labelNames: ["model"] as const,
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+  }
+
+  generated(model: string, result: GenerationResult): void {
+    this.generationSeconds.observe({ model }, result.timings.inferenceSeconds);
+    if (result.timings.loadSeconds > 0) this.modelLoadSeconds.observe({ model }, result.timings.loadSeconds);
+  }
+
+  storageRetried(): void {
+    this.storageRetries.inc();
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
