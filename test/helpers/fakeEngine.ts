@@ -1,6 +1,6 @@
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
-import type { Engine, GenerationJob } from "../../src/engines/engine.js";
+import type { Engine, EngineHealth, GenerationJob } from "../../src/engines/engine.js";
 import { EngineJobError } from "../../src/engines/engine.js";
 import type { GenerationRequest, GenerationResult } from "../../src/generation.js";
 import { makePng } from "./png.js";
@@ -31,6 +31,10 @@ export class FakeEngine implements Engine {
   unavailable: string | null = null;
 
   constructor(private readonly stepMs = 5) {}
+
+  health(): EngineHealth {
+    return { state: this.stopped ? "stopped" : "ready", restarts: 0, device: "fake-device" };
+  }
 
   async start(): Promise<void> {
     await this.ready;
