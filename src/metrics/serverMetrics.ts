@@ -90,20 +90,12 @@ export class ServerMetrics implements RunObserver {
       help: "Storage operations (upload, start-image download) that failed and were tried again.",
       registers,
     });
-    this.generationSeconds = new Histogram({
-      name: "kitty_images_generation_seconds",
-      help: "Denoising and decoding time of a job (all its images), by model.",
-      labelNames: ["model"] as const,
-      buckets: SECONDS_BUCKETS,
-      registers,
-    });
-    this.modelLoadSeconds = new Histogram({
-      name: "kitty_images_model_load_seconds",
-      help: "Time a job spent loading its model (and LoRAs), by model; jobs on a warm model observe nothing.",
-      labelNames: ["model"] as const,
-      buckets: SECONDS_BUCKETS,
-      registers,
-    });
+    const secondsByModel = (name: string, help: string) => new Histogram({ name, help, labelNames: ["model"] as const, buckets: SECONDS_BUCKETS, registers });
+    this.generationSeconds = secondsByModel("kitty_images_generation_seconds", "Denoising and decoding time of a job (all its images), by model.");
+    this.modelLoadSeconds = secondsByModel(
+      "kitty_images_model_load_seconds",
+      "Time a job spent loading its model (and LoRAs), by model; jobs on a warm model observe nothing.",
+    );
   }
 
   generated(model: string, result: GenerationResult): void {
