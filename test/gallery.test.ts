@@ -138,6 +138,20 @@ describe.skipIf(!chromiumPath)("the gallery in a real browser, /metrics and /hea
     await page.screenshot({ path: path.join(SCREENSHOTS, "gallery-select.png"), fullPage: true });
   });
 
+  it("fits a phone: two previews a row, nothing wider than the screen", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      await page.goto(`${server.url}/gallery`);
+      const boxes = await page.locator("article.card").evaluateAll((cards) => cards.slice(0, 3).map((card) => card.getBoundingClientRect().toJSON()));
+      expect(boxes[0].top).toBe(boxes[1].top);
+      expect(boxes[2].top).toBeGreaterThan(boxes[0].top);
+      expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+      await page.screenshot({ path: path.join(SCREENSHOTS, "gallery-phone.png") });
+    } finally {
+      await page.setViewportSize({ width: 1100, height: 900 });
+    }
+  });
+
   it("shows a running job's progress live in the job strip", async () => {
     await page.goto(`${server.url}/gallery`);
     await expect(page.locator("#jobs .idle").textContent()).resolves.toContain("No jobs running or queued");
