@@ -18,6 +18,7 @@ import { DeferredS3Store } from "./storage/deferredS3.js";
 import { LocalImageStore } from "./storage/local.js";
 import { StagingArea } from "./storage/staging.js";
 import { cancelJob } from "./tools/cancelJob.js";
+import { registerGalleryApp } from "./tools/galleryApp.js";
 import { generateImage } from "./tools/generateImage.js";
 import { jobStatus } from "./tools/jobStatus.js";
 import { listLatestImages } from "./tools/listLatestImages.js";
@@ -141,5 +142,6 @@ export function createMcpServer(app: App): McpServer {
   );
   const deps = toolDeps(app);
   for (const tool of TOOLS) registerTool(server, tool, deps);
+  registerGalleryApp(server);
   return server;
 }

@@ -192,6 +192,62 @@ describe.skipIf(!chromiumPath)("the gallery in a real browser, /metrics and /hea
     expect((await mcp.ok("list_latest_images", { limit: 1 })).images[0].key).toBe(before);
   });
 
+  it("runs the MCP App in a sandboxed frame: previews through select_image, and a pick hands its imageRef to the conversation", async () => {
+    const { contents } = await client.readResource({ uri: "ui://kitty-images/gallery.html" });
+    const appHtml = (contents[0] as { text: string }).text;
+    const listing = await client.callTool({ name: "list_latest_images", arguments: { limit: 4 } });
+    const host = await page.context().newPage();
+    try {
+      // A minimal host: the App's requests go to the real server through this test's MCP client.
+      await host.exposeFunction("hostCallTool", (params: { name: string; arguments: Record<string, unknown> }) => client.callTool(params));
+      await host.setContent(`<!doctype html><html><body style="margin:0"><iframe id="app" sandbox="allow-scripts" style="width:720px;height:560px;border:0"></iframe><script>
+        const frame = document.getElementById("app");
+        window.log = { methods: [], messages: [], context: null, sizes: 0 };
+        const send = (message) => frame.contentWindow.postMessage({ jsonrpc: "2.0", ...message }, "*");
+        window.addEventListener("message", async (event) => {
+          if (event.source !== frame.contentWindow) return;
+          const m = event.data;
+          window.log.methods.push(m.method);
+          if (m.method === "ui/initialize") send({ id: m.id, result: { protocolVersion: m.params.protocolVersion, hostInfo: { name: "test-host", version: "0" }, hostCapabilities: {}, hostContext: {} } });
+          else if (m.method === "ui/notifications/initialized") send({ method: "ui/notifications/tool-result", params: window.toolResult });
+          else if (m.method === "tools/call") send({ id: m.id, result: await window.hostCallTool(m.params) });
+          else if (m.method === "ui/message") { window.log.messages.push(m.params); send({ id: m.id, result: {} }); }
+          else if (m.method === "ui/update-model-context") { window.log.context = m.params; send({ id: m.id, result: {} }); }
+          else if (m.method === "ui/notifications/size-changed") window.log.sizes++;
+        });
+      </script></body></html>`);
+      await host.evaluate(({ result, html }) => {
+        (window as any).toolResult = result;
+        (document.getElementById("app") as HTMLIFrameElement).srcdoc = html;
+      }, { result: listing, html: appHtml });
+      const app = host.frameLocator("#app");
+      await app.locator(".tile").nth(3).locator("img").waitFor({ timeout: 30_000 });
+      const tiles = await app.locator(".tile").evaluateAll((elements) => elements.map((tile) => (tile as HTMLElement).dataset.key));
+      expect(tiles).toEqual((listing.structuredContent as { images: Array<{ key: string }> }).images.map((image) => image.key));
+      const widths = await app.locator(".tile img").evaluateAll((images) => images.map((image) => (image as HTMLImageElement).naturalWidth));
+      expect(widths).toEqual([256, 256, 256, 256]);
+      await expect(app.locator(".tile figcaption").first().textContent()).resolves.toBe((listing.structuredContent as { images: Array<{ prompt: string }> }).images[0]!.prompt);
+      await host.screenshot({ path: path.join(SCREENSHOTS, "mcp-app.png") });
+
+      await app.locator(".tile button.pick").nth(1).click();
+      await host.waitForFunction(() => (window as any).log.messages.length === 1);
+      const log = await host.evaluate(() => (window as any).log);
+      const key = tiles[1]!;
+      const message = log.messages[0];
+      expect(message.role).toBe("user");
+      const handed = JSON.parse(/imageRef: (\{.*\})$/.exec(message.content[0].text)![1]!);
+      const fromTool = (await mcp.ok("select_image", { key })).imageRef;
+      expect(handed.storageUri).toBe(fromTool.storageUri);
+      expect(handed.downloadUrl.split("?")[0]).toBe(fromTool.downloadUrl.split("?")[0]);
+      expect(log.context.structuredContent).toEqual({ key, imageRef: handed });
+      expect(log.methods.slice(0, 2)).toEqual(["ui/initialize", "ui/notifications/initialized"]);
+      expect(log.sizes).toBeGreaterThan(0);
+      await expect(app.locator(".tile.picked").getAttribute("data-key")).resolves.toBe(key);
+    } finally {
+      await host.close();
+    }
+  });
+
   it("counts jobs by final state in /metrics as real jobs end done, failed and cancelled", async () => {
     const before = await scrape(server.url);
     const count = (samples: Map<string, number>, state: string) => samples.get(`kitty_images_jobs_finished_total{state="${state}"}`) ?? 0;

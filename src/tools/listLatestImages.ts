@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { boundedInt } from "../arguments.js";
+import { GALLERY_APP_URI } from "./galleryApp.js";
 import { defineTool } from "./toolKit.js";
 
 export const listLatestImages = defineTool({
@@ -7,6 +8,7 @@ export const listLatestImages = defineTool({
   title: "List latest images",
   description: "Images made, newest first, with index (1 = newest) and key for select_image; pass nextCursor as cursor for more.",
   annotations: { readOnlyHint: true, openWorldHint: false },
+  appUri: GALLERY_APP_URI,
   input: {
     limit: boundedInt("limit", 1, 200, "Default 36.").optional(),
     cursor: z.string({ error: "cursor must be the nextCursor string from an earlier list_latest_images" }).optional(),

@@ -7,6 +7,7 @@ import type { JobQueue } from "../queue/jobQueue.js";
 import type { ImageIndex } from "../storage/imageIndex.js";
 import type { ImageLinks } from "../storage/imageLinks.js";
 import type { ImageStore } from "../storage/imageStore.js";
+import { registerAppTool } from "@modelcontextprotocol/ext-apps/server";
 import { leanSchema } from "./leanSchema.js";
 import type { ImageContent } from "./previewImages.js";
 
@@ -49,6 +50,8 @@ export interface ToolDefinition<In extends Shape, Out extends Shape> {
     | Required<Pick<ToolAnnotations, "readOnlyHint" | "destructiveHint" | "idempotentHint" | "openWorldHint">>;
   input: In;
   output: Out;
+  /** An MCP App (`ui://` resource) that clients supporting Apps render with this tool's result; others ignore it. */
+  appUri?: string;
   handler(args: z.infer<z.ZodObject<In>>, deps: ToolDeps, call: ToolCall): Promise<ToolOutput<z.infer<z.ZodObject<Out>>>>;
 }
 
@@ -71,34 +74,33 @@ function errorResult(code: string, message: string): CallToolResult {
  */
 export function registerTool<In extends Shape, Out extends Shape>(server: McpServer, definition: ToolDefinition<In, Out>, deps: ToolDeps): void {
   const inputSchema = argumentSchema(definition);
-  server.registerTool(
-    definition.name,
-    {
-      title: definition.title,
-      description: definition.description,
-      annotations: definition.annotations,
-      inputSchema: leanSchema(inputSchema, { role: "arguments" }),
-      outputSchema: leanSchema(z.object(definition.output), { role: "result" }),
-    },
-    async (args: unknown, context: ServerContext): Promise<CallToolResult> => {
-      try {
-        const { structured, summary, images = [] } = await definition.handler(args as z.infer<z.ZodObject<In>>, deps, progressReporter(context, deps));
-        return {
-          structuredContent: structured as Record<string, unknown>,
-          // The JSON copy is for clients that show the model only text content.
-          content: [
-            { type: "text", text: summary },
-            { type: "text", text: JSON.stringify(structured) },
-            ...images.map((image) => ({ type: "image" as const, ...image })),
-          ],
-        };
-      } catch (error) {
-        if (error instanceof KittyError) return errorResult(error.code, error.message);
-        deps.log.error({ tool: definition.name, error: messageOf(error) }, "tool failed unexpectedly");
-        return errorResult("internal_error", `${definition.name} failed: ${messageOf(error)}`);
-      }
-    },
-  );
+  const config = {
+    title: definition.title,
+    description: definition.description,
+    annotations: definition.annotations,
+    inputSchema: leanSchema(inputSchema, { role: "arguments" }),
+    outputSchema: leanSchema(z.object(definition.output), { role: "result" }),
+  };
+  const callback = async (args: unknown, context: ServerContext): Promise<CallToolResult> => {
+    try {
+      const { structured, summary, images = [] } = await definition.handler(args as z.infer<z.ZodObject<In>>, deps, progressReporter(context, deps));
+      return {
+        structuredContent: structured as Record<string, unknown>,
+        // The JSON copy is for clients that show the model only text content.
+        content: [
+          { type: "text", text: summary },
+          { type: "text", text: JSON.stringify(structured) },
+          ...images.map((image) => ({ type: "image" as const, ...image })),
+        ],
+      };
+    } catch (error) {
+      if (error instanceof KittyError) return errorResult(error.code, error.message);
+      deps.log.error({ tool: definition.name, error: messageOf(error) }, "tool failed unexpectedly");
+      return errorResult("internal_error", `${definition.name} failed: ${messageOf(error)}`);
+    }
+  };
+  if (definition.appUri) registerAppTool(server, definition.name, { ...config, _meta: { ui: { resourceUri: definition.appUri } } }, callback);
+  else server.registerTool(definition.name, config, callback);
 }
 
 /** A tool's arguments as one strict object: the schema MCP clients see, and the one every door checks against. */

@@ -96,6 +96,23 @@ describe("MCP tools in-process: every argument rule, the tool list's size, a job
     expect(textOf(result)).toContain(`No preview is stored for ${record.key}`);
   });
 
+  it("offers the gallery as an MCP App: list_latest_images points at a ui:// resource that is listed and readable", async () => {
+    const { tools } = await server.client.listTools();
+    const listing = tools.find((tool) => tool.name === "list_latest_images")!;
+    expect(listing._meta).toEqual({ ui: { resourceUri: "ui://kitty-images/gallery.html" }, "ui/resourceUri": "ui://kitty-images/gallery.html" });
+    expect(tools.filter((tool) => tool._meta).map((tool) => tool.name)).toEqual(["list_latest_images"]);
+    const { resources } = await server.client.listResources();
+    expect(resources).toContainEqual(expect.objectContaining({ uri: "ui://kitty-images/gallery.html", mimeType: "text/html;profile=mcp-app", name: "Image gallery" }));
+    const { contents } = await server.client.readResource({ uri: "ui://kitty-images/gallery.html" });
+    expect(contents).toHaveLength(1);
+    expect(contents[0]).toMatchObject({ uri: "ui://kitty-images/gallery.html", mimeType: "text/html;profile=mcp-app", _meta: { ui: { prefersBorder: true } } });
+    const page = (contents[0] as { text: string }).text;
+    expect(page).toMatch(/^<!doctype html>/);
+    for (const method of ["ui/initialize", "ui/notifications/initialized", "ui/notifications/tool-result", "tools/call", "ui/message"]) expect(page).toContain(`"${method}"`);
+    // Hosts frame an App with no network: the page loads nothing from elsewhere.
+    expect(page).not.toMatch(/<script[^>]+src=|<link[^>]+href=|https?:\/\//);
+  });
+
   it("lists each model with the defaults an unset field takes", async () => {
     const { models } = await server.ok("list_models");
     expect(models.find((model: { name: string }) => model.name === "tiny_sd15")).toMatchObject({
