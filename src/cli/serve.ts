@@ -81,6 +81,6 @@ async function openHttp(app: App, options: HttpDoorOptions, doorModule: typeof i
       "presigned download URLs point at loopback while this server serves the network: other hosts cannot open them. Set S3_PUBLIC_ENDPOINT_URL to the address they use for S3",
     );
   }
-  log.info({ listening: door.url, publicUrl, mcp: `${publicUrl}/mcp`, token: config.http.token ? "required" : "none", home: config.home, storage: config.storage.kind }, "kitty-images serving HTTP");
+  log.info({ listening: door.url, publicUrl, mcp: `${publicUrl}/mcp`, gallery: `${publicUrl}/gallery`, token: config.http.token ? "required" : "none", home: config.home, storage: config.storage.kind }, "kitty-images serving HTTP");
   return () => door.close();
 }
