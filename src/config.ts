@@ -25,6 +25,9 @@ const envSchema = z.object({
   S3_SECRET_KEY: optionalString,
   S3_PREFIX: z.preprocess(emptyToUndefined, z.string().default("images/")),
   MODELS_YAML: optionalString,
+  A1111_BASE_URL: z.preprocess(emptyToUndefined, z.url().default("http://127.0.0.1:7860")),
+  A1111_API_AUTH: optionalString,
+  A1111_TIMEOUT_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(1).max(86400).default(120)),
   HF_HOME: optionalString,
   HF_HUB_CACHE: optionalString,
   PYTORCH_MPS_HIGH_WATERMARK_RATIO: optionalString,
@@ -80,6 +83,8 @@ export interface S3Settings {
 
 export interface Config {
   engine: (typeof ENGINES)[number];
+  /** AUTOMATIC1111 (or a fork with its API) for models with `engine: a1111`, or all of them under IMAGE_ENGINE=a1111. */
+  a1111: { baseUrl: string; auth: string | null; jobTimeoutMs: number };
   home: string;
   databasePath: string;
   stagingDir: string;
@@ -139,6 +144,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
 
   return {
     engine: e.IMAGE_ENGINE,
+    a1111: { baseUrl: e.A1111_BASE_URL.replace(/\/+$/, ""), auth: e.A1111_API_AUTH ?? null, jobTimeoutMs: e.A1111_TIMEOUT_SECONDS * 1000 },
     home,
     databasePath: path.join(home, "kitty-images.sqlite"),
     stagingDir: path.join(home, "staging"),
@@ -157,7 +163,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
       : { kind: "local" },
     keyPrefix,
     presignTtlSeconds: e.KITTY_IMAGES_PRESIGN_TTL_SECONDS,
-    models: loadModelsYaml(modelsYaml, e.KITTY_IMAGES_DEFAULT_MODEL, e.HF_HUB_CACHE ?? path.join(e.HF_HOME ?? path.join(homedir(), ".cache", "huggingface"), "hub")),
+    models: loadModelsYaml(
+      modelsYaml,
+      e.KITTY_IMAGES_DEFAULT_MODEL,
+      e.HF_HUB_CACHE ?? path.join(e.HF_HOME ?? path.join(homedir(), ".cache", "huggingface"), "hub"),
+      e.IMAGE_ENGINE === "a1111" ? "a1111" : "diffusers",
+    ),
     runner: {
       python: e.KITTY_IMAGES_PYTHON ?? path.join(PROJECT_ROOT, ".cache", "venv", "bin", "python"),
       packageDir: path.join(PROJECT_ROOT, "python"),

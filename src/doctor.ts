@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import type { Config } from "./config.js";
 import { openDatabase } from "./db.js";
+import { A1111Engine } from "./engines/a1111.js";
 import { DiffusersEngine } from "./engines/diffusers.js";
 import { messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
@@ -71,15 +72,20 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
     return store.kind === "s3" ? store.storageUri(config.keyPrefix) : `local folder ${store.storageUri(config.keyPrefix)}`;
   });
   await check("runner", async () => {
-    const engine = createEngine(config, log);
+    const router = createEngine(config, log);
+    const engine = router.engine(router.defaultEngine);
     try {
+      if (engine instanceof A1111Engine) {
+        const models = await engine.models();
+        return `AUTOMATIC1111 at ${config.a1111.baseUrl} answers; ${models.length} checkpoint(s)${models.length ? `: ${models.slice(0, 5).join(", ")}${models.length > 5 ? ", …" : ""}` : ""}`;
+      }
       await engine.start();
       const info = engine instanceof DiffusersEngine ? engine.info : null;
       return info
         ? `${info.device} ${info.dtype}; python ${info.versions.python}, torch ${info.versions.torch}, diffusers ${info.versions.diffusers}, transformers ${info.versions.transformers}`
         : `${engine.name} started`;
     } finally {
-      await engine.stop();
+      await router.stop();
     }
   });
   return checks;

@@ -100,7 +100,11 @@ export interface GenerationRequest {
   prompt: string;
   negativePrompt: string | null;
   /** configPath: for a single-file checkpoint, a diffusers folder whose configs and tokenizers replace the shipped ones. */
-  model: { name: string; path: string; refinerPath: string | null; configPath?: string | null };
+  /**
+   * `engine`: which engine runs it (absent: diffusers, the runner); `engineModel`: that engine's own name for the
+   * model (an AUTOMATIC1111 checkpoint title), where `path` means nothing to it.
+   */
+  model: { name: string; path: string; refinerPath: string | null; configPath?: string | null; engine?: EngineName; engineModel?: string | null };
   width: number;
   height: number;
   steps: number;
@@ -134,6 +138,10 @@ export interface PreviewFile {
   bytes: number;
 }
 
+/** The engines a model can run on. */
+export const ENGINE_NAMES = ["diffusers", "a1111"] as const;
+export type EngineName = (typeof ENGINE_NAMES)[number];
+
 export interface GenerationResult {
   width: number;
   height: number;
@@ -154,4 +162,6 @@ export interface GenerationResult {
   previews?: Array<PreviewFile | null>;
   timings: { loadSeconds: number; inferenceSeconds: number; saveSeconds: number };
   versions: Record<string, string>;
+  /** What another engine said about the job (AUTOMATIC1111's `info`), kept in the sidecar as it came. */
+  engineInfo?: Record<string, unknown>;
 }

@@ -2,9 +2,11 @@ import { McpServer } from "@modelcontextprotocol/server";
 import path from "node:path";
 import type { Config } from "./config.js";
 import { openDatabase, type Db } from "./db.js";
+import { A1111Engine } from "./engines/a1111.js";
 import { DiffusersEngine } from "./engines/diffusers.js";
+import { EngineRouter } from "./engines/engineRouter.js";
 import type { Engine } from "./engines/engine.js";
-import { KittyError } from "./errors.js";
+import { KittyError, messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
 import { ServerMetrics } from "./metrics/serverMetrics.js";
 import { JobQueue } from "./queue/jobQueue.js";
@@ -16,6 +18,7 @@ import { imageLinks, type ImageLinks } from "./storage/imageLinks.js";
 import type { ImageStore } from "./storage/imageStore.js";
 import { DeferredS3Store } from "./storage/deferredS3.js";
 import { LocalImageStore } from "./storage/local.js";
+import { pythonPreviewMaker } from "./storage/previewMaker.js";
 import { StagingArea } from "./storage/staging.js";
 import { cancelJob } from "./tools/cancelJob.js";
 import { registerGalleryApp } from "./tools/galleryApp.js";
@@ -65,13 +68,18 @@ const DEFAULT_TIMING: WorkerOptions["timing"] = {
   leaseHeartbeatMs: 2000,
 };
 
-export function createEngine(config: Config, log: Logger): Engine {
-  if (config.engine !== "diffusers") {
-    throw new KittyError("config_invalid", `IMAGE_ENGINE=${config.engine} is not available yet; this version runs IMAGE_ENGINE=diffusers`);
+export function createEngine(config: Config, log: Logger): EngineRouter {
+  const defaultEngine = config.engine;
+  if (defaultEngine !== "diffusers" && defaultEngine !== "a1111") {
+    throw new KittyError("config_invalid", `IMAGE_ENGINE=${defaultEngine} is not available yet; this version runs IMAGE_ENGINE=diffusers or a1111`);
   }
-  return new DiffusersEngine(
-    { python: config.runner.python, packageDir: config.runner.packageDir, env: config.runner.env, readyTimeoutMs: 300_000 },
-    log.child({ component: "engine" }),
+  return new EngineRouter(defaultEngine, (name) =>
+    name === "a1111"
+      ? new A1111Engine({ baseUrl: config.a1111.baseUrl, auth: config.a1111.auth, timing: { jobBaseMs: config.a1111.jobTimeoutMs } }, log.child({ component: "engine", engine: "a1111" }))
+      : new DiffusersEngine(
+          { python: config.runner.python, packageDir: config.runner.packageDir, env: config.runner.env, readyTimeoutMs: 300_000 },
+          log.child({ component: "engine" }),
+        ),
   );
 }
 
@@ -103,6 +111,7 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
     staging: new StagingArea(config.stagingDir),
     keyPrefix: config.keyPrefix,
     observer: metrics,
+    previewMaker: pythonPreviewMaker(config.runner.python, config.runner.packageDir, log.child({ component: "previews" })),
     log: log.child({ component: "worker" }),
     timing: { ...DEFAULT_TIMING, ...overrides.timing },
   });
@@ -127,7 +136,23 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
 
 /** What tool handlers get, from whichever door calls them. */
 export function toolDeps(app: App): ToolDeps {
-  return { config: app.config, queue: app.queue, index: app.index, store: app.store, links: app.links, log: app.log };
+  return {
+    config: app.config,
+    queue: app.queue,
+    index: app.index,
+    store: app.store,
+    links: app.links,
+    log: app.log,
+    async engineModels(name) {
+      const engine = app.engine instanceof EngineRouter ? app.engine.engine(name) : null;
+      if (!(engine instanceof A1111Engine)) return { reachable: false, problem: `no ${name} engine here` };
+      try {
+        return { reachable: true, models: await engine.models() };
+      } catch (error) {
+        return { reachable: false, problem: messageOf(error) };
+      }
+    },
+  };
 }
 
 /** One MCP server over the app: cheap, so each connection (and each protocol era) may get its own. */

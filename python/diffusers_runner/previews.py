@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import sys
+
 from PIL import Image
 
 from .protocol import PreviewInfo
@@ -39,3 +42,18 @@ def write_preview(image: Image.Image, path: str) -> PreviewInfo:
     # Rename, like the PNG: the server never uploads half a preview.
     os.replace(partial, path)
     return PreviewInfo(path=path, mimeType="image/webp", width=width, height=height, bytes=len(encoded))
+
+
+def main(argv: list[str]) -> int:
+    """`python -m diffusers_runner.previews PNG WEBP`: the preview of an image another engine made (Pillow only, no torch)."""
+    if len(argv) != 2:
+        print("usage: python -m diffusers_runner.previews IMAGE.png PREVIEW.webp", file=sys.stderr)
+        return 2
+    with Image.open(argv[0]) as image:
+        info = write_preview(image, argv[1])
+    print(json.dumps(info))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

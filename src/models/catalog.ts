@@ -6,7 +6,7 @@ import { z } from "zod";
 import { KittyError } from "../errors.js";
 import { HUB_PREFIX, locateHubModel } from "./hubCache.js";
 import { listLoras, type LoraEntry } from "./loraFiles.js";
-import { LIMITS, MODEL_FAMILIES, SCHEDULERS, type GenerationDefaults, type ModelFamily } from "../generation.js";
+import { ENGINE_NAMES, LIMITS, MODEL_FAMILIES, SCHEDULERS, type EngineName, type GenerationDefaults, type ModelFamily } from "../generation.js";
 
 /**
  * models.yaml: the original images-service's flat map (`name: /path/to/diffusers-folder`) with richer
@@ -14,6 +14,11 @@ import { LIMITS, MODEL_FAMILIES, SCHEDULERS, type GenerationDefaults, type Model
  */
 export interface ModelEntry {
   name: string;
+  /** The engine that runs it: `engine:` in models.yaml, else IMAGE_ENGINE. */
+  engine: EngineName;
+  /** The engine's own name for the model (an AUTOMATIC1111 checkpoint title); null: whatever it has loaded. */
+  engineModel: string | null;
+  /** A diffusers folder or checkpoint file; empty for a model another engine keeps. */
   path: string;
   /** Declared in models.yaml; otherwise read from the folder's model_index.json when asked. */
   declaredFamily: ModelFamily | null;
@@ -28,7 +33,10 @@ const size = z.number().int().min(LIMITS.size.min).max(LIMITS.size.max).multiple
 
 const richEntrySchema = z
   .object({
-    path: z.string().min(1),
+    // Required for the diffusers engine, checked below: another engine names its model with `model`.
+    path: z.string().min(1).optional(),
+    engine: z.enum(ENGINE_NAMES).optional(),
+    model: z.string().min(1).optional(),
     family: z.enum(MODEL_FAMILIES).optional(),
     refiner: z.string().min(1).optional(),
     config: z.string().min(1).optional(),
@@ -98,8 +106,11 @@ function expandPath(raw: string, baseDir: string, hubCache?: string): string {
   return path.resolve(baseDir, expanded);
 }
 
-/** `hubCache`: the Hugging Face cache that `hf:org/name` entries are looked up in. */
-export function parseModelsYaml(text: string, sourcePath: string, defaultModel?: string, hubCache?: string): ModelCatalog {
+/**
+ * `hubCache`: the Hugging Face cache that `hf:org/name` entries are looked up in. `defaultEngine` (IMAGE_ENGINE)
+ * runs entries that name none; under another engine a flat entry's value is that engine's model name.
+ */
+export function parseModelsYaml(text: string, sourcePath: string, defaultModel?: string, hubCache?: string, defaultEngine: EngineName = "diffusers"): ModelCatalog {
   const baseDir = path.dirname(sourcePath);
   let document: unknown;
   try {
@@ -127,13 +138,28 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
       const where = issue?.path.length ? `.${issue.path.join(".")}` : "";
       throw new KittyError(
         "config_invalid",
-        `${sourcePath}: entry '${name}${where}' is invalid (${issue?.message}); use 'name: /path/to/diffusers-folder-or-checkpoint' or 'name: {path, family?, refiner?, config?, defaults?}'`,
+        `${sourcePath}: entry '${name}${where}' is invalid (${issue?.message}); use 'name: /path/to/diffusers-folder-or-checkpoint' or 'name: {path, family?, refiner?, config?, defaults?}' or 'name: {engine: a1111, model?, family?, defaults?}'`,
       );
     }
     const entry = parsed.data;
+    const blank = { declaredFamily: null, refinerPath: null, configPath: null, defaults: {}, description: null };
     if (typeof entry === "string") {
-      entries.push({ name, path: expandPath(entry, baseDir, hubCache), declaredFamily: null, refinerPath: null, configPath: null, defaults: {}, description: null });
+      entries.push(
+        defaultEngine === "diffusers"
+          ? { name, engine: defaultEngine, engineModel: null, path: expandPath(entry, baseDir, hubCache), ...blank }
+          : { name, engine: defaultEngine, engineModel: entry, path: "", ...blank },
+      );
       continue;
+    }
+    const engine = entry.engine ?? defaultEngine;
+    if (engine === "diffusers" && entry.model !== undefined) {
+      throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' gives 'model', which names a model another engine keeps; add 'engine: a1111' or drop it`);
+    }
+    if (engine === "diffusers" && entry.path === undefined) {
+      throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' needs a path (a diffusers folder or checkpoint file), or 'engine: a1111' with the web UI's 'model' name`);
+    }
+    if (engine !== "diffusers" && (entry.refiner !== undefined || entry.config !== undefined || entry.path !== undefined)) {
+      throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' runs on ${engine}, which keeps its own models: give 'model' (its name there), not path, refiner or config`);
     }
     // A refiner may name another entry or give a folder.
     const refinerRef = entry.refiner;
@@ -147,7 +173,9 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
     const d = entry.defaults ?? {};
     entries.push({
       name,
-      path: expandPath(entry.path, baseDir, hubCache),
+      engine,
+      engineModel: entry.model ?? null,
+      path: entry.path === undefined ? "" : expandPath(entry.path, baseDir, hubCache),
       declaredFamily: entry.family ?? null,
       refinerPath,
       configPath: entry.config ? expandPath(entry.config, baseDir) : null,
@@ -171,9 +199,9 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
   return new ModelCatalog(entries, defaultModel ?? entries[0]?.name ?? null, sourcePath, lorasDir);
 }
 
-export function loadModelsYaml(sourcePath: string, defaultModel?: string, hubCache?: string): ModelCatalog {
+export function loadModelsYaml(sourcePath: string, defaultModel?: string, hubCache?: string, defaultEngine?: EngineName): ModelCatalog {
   if (!existsSync(sourcePath)) {
     throw new KittyError("config_invalid", `MODELS_YAML points at ${sourcePath}, which does not exist`);
   }
-  return parseModelsYaml(readFileSync(sourcePath, "utf8"), sourcePath, defaultModel, hubCache);
+  return parseModelsYaml(readFileSync(sourcePath, "utf8"), sourcePath, defaultModel, hubCache, defaultEngine);
 }

@@ -54,6 +54,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
   const name = ask.model ?? catalog.defaultModel;
   if (!name) throw new KittyError("unknown_model", `models.yaml (${catalog.sourcePath}) lists no models; add 'name: /path/to/diffusers-folder'`, "model");
   const entry = withField("model", () => catalog.get(name));
+  if (entry.engine !== "diffusers") return resolveElsewhere(ask, entry);
   const onDisk = inspectModelFolder(entry.path);
   if (!onDisk.present) throw new KittyError("model_missing", `model '${name}' is in models.yaml but ${onDisk.problem}`, "model");
   if (onDisk.family === "sdxl_refiner") {
@@ -116,6 +117,38 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
     initImage,
     loras: resolveLoras(ask.loras ?? [], catalog, name, family),
   };
+}
+
+/**
+ * A model another engine keeps: nothing on disk to check, and only what that engine's text-to-image takes.
+ * The family (for the defaults) is declared in models.yaml, else read from the name ("xl" in it: SDXL).
+ */
+function resolveElsewhere(ask: GenerationAsk, entry: ModelEntry): GenerationRequest {
+  for (const [field, given] of [["refiner", ask.refiner || ask.refinerMode], ["init_image", ask.initImage], ["loras", ask.loras?.length]] as const) {
+    if (given) throw new KittyError("invalid_argument", `${field} needs a model the diffusers engine runs; model '${entry.name}' runs on ${entry.engine}`, field);
+  }
+  if (ask.strength !== undefined) throw new KittyError("invalid_argument", "strength applies to image-to-image only: give init_image too", "strength");
+  const family = familyOfElsewhere(entry);
+  const defaults = defaultsFor(entry, family);
+  return {
+    prompt: ask.prompt,
+    negativePrompt: ask.negativePrompt?.trim() ? ask.negativePrompt : null,
+    model: { name: entry.name, path: "", refinerPath: null, engine: entry.engine, engineModel: entry.engineModel },
+    width: ask.width ?? defaults.width,
+    height: ask.height ?? defaults.height,
+    steps: ask.steps ?? defaults.steps,
+    cfgScale: ask.cfgScale ?? defaults.cfgScale,
+    seed: ask.seed ?? randomInt(LIMITS.seed.min, LIMITS.seed.max + 1),
+    scheduler: ask.scheduler ?? defaults.scheduler,
+    refiner: null,
+    count: ask.count ?? 1,
+    initImage: null,
+    loras: [],
+  };
+}
+
+export function familyOfElsewhere(entry: ModelEntry): ModelFamily {
+  return entry.declaredFamily ?? (/xl/i.test(`${entry.engineModel ?? ""} ${entry.name}`) ? "sdxl" : "sd15");
 }
 
 /** A size with the image's aspect ratio inside the limits, each side a multiple of 8. */

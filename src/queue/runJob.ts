@@ -8,6 +8,7 @@ import { batchImageKeys, newImageKey } from "../storage/imageKeys.js";
 import { previewKey, type ImageStore } from "../storage/imageStore.js";
 import { buildSidecar, type ImageSidecar, type StoredPreview } from "../storage/sidecar.js";
 import { pngFileSize } from "../storage/pngInfo.js";
+import type { PreviewMaker } from "../storage/previewMaker.js";
 import type { StagingArea } from "../storage/staging.js";
 import { MAX_ATTEMPTS } from "./jobStates.js";
 import { JobTakenOver, type Job, type JobStore } from "./jobStore.js";
@@ -39,6 +40,8 @@ export interface JobRunDeps {
   /** Why the queue waits, for job_status in every process; null clears it. */
   setNotice(notice: string | null): void;
   observer: RunObserver;
+  /** Makes the previews an engine did not write; without one such images are stored without a preview. */
+  previewMaker?: PreviewMaker;
   log: Logger;
 }
 
@@ -114,7 +117,12 @@ async function generateAndStore(job: Job, keys: string[], deps: JobRunDeps, sign
   const result = (await deps.staging.finished(job.id, keys.length)) ?? (await generate(job, deps, signals, log));
   for (const png of pngs) await checkOutput(png, job);
   const seeds = batchSeeds(result.seed, keys.length);
-  const previews = await Promise.all(keys.map((key, index) => stagedPreview(key, result.previews?.[index])));
+  const previewPaths = deps.staging.previewPaths(job.id, keys.length);
+  const previews: Array<{ path: string; stored: StoredPreview } | undefined> = [];
+  for (const [index, key] of keys.entries()) {
+    const written = result.previews?.[index] ?? (await deps.previewMaker?.make(pngs[index]!, previewPaths[index]!)) ?? null;
+    previews.push(await stagedPreview(key, written));
+  }
   const createdAt = Date.now();
   const sidecars = await Promise.all(
     keys.map(async (key, index) =>
@@ -122,7 +130,7 @@ async function generateAndStore(job: Job, keys: string[], deps: JobRunDeps, sign
         {
           key,
           jobId: job.id,
-          engine: deps.engine.name,
+          engine: job.request.model.engine ?? deps.engine.name,
           pngBytes: (await stat(pngs[index]!)).size,
           // A millisecond apart, so newest-first lists a batch in the order it was made.
           createdAt: new Date(createdAt + index),

@@ -3,6 +3,7 @@ import { messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ImageIndex } from "../storage/imageIndex.js";
 import type { ImageStore } from "../storage/imageStore.js";
+import type { PreviewMaker } from "../storage/previewMaker.js";
 import type { StagingArea } from "../storage/staging.js";
 import type { Job, JobStore } from "./jobStore.js";
 import type { Backoff } from "./retry.js";
@@ -20,6 +21,7 @@ export interface WorkerOptions {
   keyPrefix: string;
   /** Hears each generation and storage retry (/metrics); nothing listens when left out. */
   observer?: RunObserver;
+  previewMaker?: PreviewMaker;
   log: Logger;
   timing: {
     /** For an engine that will not start, storage that will not take the image, a database that stays busy. */
@@ -57,8 +59,8 @@ export class Worker {
   private readonly unsubscribe: Array<() => void>;
 
   constructor(private readonly options: WorkerOptions) {
-    const { jobs, engine, store, index, staging, keyPrefix, log, timing, observer = NO_OBSERVER } = options;
-    this.runDeps = { jobs, engine, store, index, staging, keyPrefix, backoff: timing.backoff, log, observer, setNotice: (notice) => this.setNotice(notice) };
+    const { jobs, engine, store, index, staging, keyPrefix, log, timing, observer = NO_OBSERVER, previewMaker } = options;
+    this.runDeps = { jobs, engine, store, index, staging, keyPrefix, backoff: timing.backoff, log, observer, previewMaker, setNotice: (notice) => this.setNotice(notice) };
     this.unsubscribe = [
       jobs.events.on("enqueued", () => this.wake()),
       jobs.events.on("cancelRequested", (jobId) => this.checkCancel(jobId)),

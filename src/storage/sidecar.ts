@@ -27,6 +27,8 @@ export interface ImageSidecar {
   promptTokens?: number;
   /** This image's place in its job's batch, for a job of more than one image. */
   batch?: { index: number; count: number };
+  /** What another engine said about the image (AUTOMATIC1111's `info`), as it came. */
+  engineInfo?: Record<string, unknown>;
   /** The small WebP stored beside the PNG; absent for images made without one. */
   preview?: StoredPreview;
   /** Size of the stored PNG (the REST API's `size`); absent in sidecars written before it was recorded. */
@@ -68,6 +70,7 @@ export function buildSidecar(
     stepsRun: result.stepsRun,
     promptTokens: result.promptTokens,
     ...(batch && { batch }),
+    ...(result.engineInfo && { engineInfo: result.engineInfo }),
     ...(image.pngBytes !== undefined && { pngBytes: image.pngBytes }),
     ...(image.preview && { preview: image.preview }),
   };

@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { inspectModelFolder } from "../models/modelFolder.js";
-import { defaultsFor, familyOf } from "../models/resolveRequest.js";
-import { defineTool } from "./toolKit.js";
+import { defaultsFor, familyOf, familyOfElsewhere } from "../models/resolveRequest.js";
+import type { EngineName } from "../generation.js";
+import { defineTool, type EngineModels } from "./toolKit.js";
 
 export const listModels = defineTool({
   name: "list_models",
@@ -15,6 +16,7 @@ export const listModels = defineTool({
     models: z.array(
       z.object({
         name: z.string(),
+        engine: z.string(),
         family: z.string().nullable(),
         present: z.boolean(),
         path: z.string(),
@@ -28,13 +30,42 @@ export const listModels = defineTool({
     ),
     loras: z.array(z.object({ name: z.string(), family: z.string().nullable(), problem: z.string().optional() })),
   },
-  async handler(_args, { config }) {
+  async handler(_args, { config, engineModels }) {
     const catalog = config.models;
+    // Each other engine is asked once, in parallel, with its own timeout: a dead web UI answers "not reachable", fast.
+    const elsewhere = new Map<EngineName, EngineModels>(
+      await Promise.all(
+        [...new Set(catalog.entries.map((entry) => entry.engine).filter((engine) => engine !== "diffusers"))].map(
+          async (engine) => [engine, await engineModels(engine)] as const,
+        ),
+      ),
+    );
     const models = catalog.entries.map((entry) => {
+      const offered = elsewhere.get(entry.engine);
+      if (offered) {
+        const problem = !offered.reachable
+          ? offered.problem
+          : entry.engineModel && !offered.models.includes(entry.engineModel)
+            ? `${entry.engine} has no model '${entry.engineModel}' (it has: ${offered.models.join(", ") || "none"})`
+            : undefined;
+        const family = familyOfElsewhere(entry);
+        return {
+          name: entry.name,
+          engine: entry.engine,
+          family,
+          present: problem === undefined,
+          path: entry.engineModel ?? `(${entry.engine}'s loaded model)`,
+          ...(problem && { problem }),
+          ...(entry.description && { description: entry.description }),
+          refiner: null,
+          defaults: defaultsFor(entry, family),
+        };
+      }
       const onDisk = inspectModelFolder(entry.path);
       const family = familyOf(entry, onDisk);
       return {
         name: entry.name,
+        engine: entry.engine,
         family: entry.declaredFamily ?? onDisk.family,
         present: onDisk.present,
         path: entry.path,
@@ -49,9 +80,9 @@ export const listModels = defineTool({
     return {
       structured: { engine: config.engine, defaultModel: catalog.defaultModel, models, loras },
       summary: ready.length
-        ? `${models.length} model(s); on disk: ${ready.join(", ")}. Pass one as generate_image's model.` +
+        ? `${models.length} model(s); ready: ${ready.join(", ")}. Pass one as generate_image's model.` +
           (loras.length ? ` LoRAs: ${loras.map((lora) => `${lora.name} (${lora.family ?? "family unknown"})`).join(", ")}.` : "")
-        : `${models.length} model(s) in ${catalog.sourcePath}, none on disk: fix the paths in models.yaml.`,
+        : `${models.length} model(s) in ${catalog.sourcePath}, none ready: see each model's problem.`,
     };
   },
 });

@@ -1,6 +1,7 @@
 import type { CallToolResult, McpServer, ServerContext, ToolAnnotations } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import type { Config } from "../config.js";
+import type { EngineName } from "../generation.js";
 import { KittyError, messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { JobQueue } from "../queue/jobQueue.js";
@@ -18,8 +19,12 @@ export interface ToolDeps {
   index: ImageIndex;
   store: ImageStore;
   links: ImageLinks;
+  /** What another engine (AUTOMATIC1111) offers now: list_models asks, never the worker's engines themselves. */
+  engineModels(engine: EngineName): Promise<EngineModels>;
   log: Logger;
 }
+
+export type EngineModels = { reachable: true; models: string[] } | { reachable: false; problem: string };
 
 /** What a handler may do within the call it answers. */
 export interface ToolCall {

@@ -1,0 +1,259 @@
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { GenerationRequest, GenerationResult, SchedulerName } from "../generation.js";
+import { imageCount } from "../generation.js";
+import type { Logger } from "../log.js";
+import { pngFileSize } from "../storage/pngInfo.js";
+import { EngineJobError, type Engine, type EngineHealth, type GenerationJob } from "./engine.js";
+
+/**
+ * AUTOMATIC1111 (and the forks that keep its API: SD.Next, Forge) doing the generating: `POST /sdapi/v1/txt2img`
+ * while `/sdapi/v1/progress` is polled for steps, `/sdapi/v1/interrupt` to cancel. Its PNGs, with their own
+ * `parameters` text, go through our storage, previews and index like the runner's.
+ */
+
+export interface A1111Options {
+  baseUrl: string;
+  /** `user:password` for a web UI started with --api-auth. */
+  auth: string | null;
+  timing?: Partial<A1111Timing>;
+}
+
+interface A1111Timing {
+  /** How long a quick call (progress, models, interrupt) may take. */
+  callMs: number;
+  pollMs: number;
+  /** A job's deadline: this much (A1111_TIMEOUT_SECONDS), plus `msPerMegapixelStep` for each step of each megapixel of each image. */
+  jobBaseMs: number;
+  msPerMegapixelStep: number;
+}
+
+const DEFAULT_TIMING: A1111Timing = { callMs: 10_000, pollMs: 250, jobBaseMs: 120_000, msPerMegapixelStep: 3_000 };
+
+/** Our scheduler names as A1111 names its samplers (the same names its `parameters` text uses). */
+export const A1111_SAMPLERS: Record<SchedulerName, string> = {
+  euler: "Euler",
+  euler_a: "Euler a",
+  dpmpp_2m: "DPM++ 2M",
+  dpmpp_2m_karras: "DPM++ 2M Karras",
+  ddim: "DDIM",
+  pndm: "PLMS",
+  heun: "Heun",
+  unipc: "UniPC",
+};
+
+const SD15_SAMPLER = "Euler a";
+
+interface Txt2ImgAnswer {
+  images: string[];
+  info: Record<string, unknown>;
+}
+
+export class A1111Engine implements Engine {
+  readonly name = "a1111";
+  private readonly timing: A1111Timing;
+  private stopped = false;
+  private lastError: string | null = null;
+
+  constructor(
+    private readonly options: A1111Options,
+    private readonly log: Logger,
+  ) {
+    this.timing = { ...DEFAULT_TIMING, ...options.timing };
+  }
+
+  private get where(): string {
+    return `AUTOMATIC1111 at ${this.options.baseUrl}`;
+  }
+
+  health(): EngineHealth {
+    return { state: this.stopped ? "stopped" : this.lastError ? "idle" : "ready", restarts: 0 };
+  }
+
+  async start(): Promise<void> {
+    // Nothing to start: the web UI runs on its own. A job finds out whether it answers.
+  }
+
+  async release(): Promise<void> {}
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+  }
+
+  /** The checkpoints the web UI offers, by the titles `sd_model_checkpoint` takes. */
+  async models(): Promise<string[]> {
+    const answer = await this.call("GET", "/sdapi/v1/sd-models", undefined, this.timing.callMs);
+    if (!Array.isArray(answer)) throw this.nonsense("/sdapi/v1/sd-models", "a list of models", answer);
+    return answer.map((model) => (model as { title?: unknown }).title).filter((title): title is string => typeof title === "string");
+  }
+
+  async generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
+    if (this.stopped) throw new EngineJobError("engine_unavailable", "the server is shutting down", true);
+    if (job.signal.aborted) throw new EngineJobError("cancelled", "cancelled before it started");
+    if (request.initImage || request.refiner || (request.loras?.length ?? 0) > 0) {
+      throw new EngineJobError("bad_request", `${this.where} runs text-to-image only here: init_image, refiner and loras need the diffusers engine`);
+    }
+    const count = imageCount(request);
+    const started = Date.now();
+    const deadlineMs =
+      this.timing.jobBaseMs + ((request.width * request.height) / 1e6) * request.steps * count * this.timing.msPerMegapixelStep;
+    const payload = {
+      prompt: request.prompt,
+      negative_prompt: request.negativePrompt ?? "",
+      steps: request.steps,
+      cfg_scale: request.cfgScale,
+      width: request.width,
+      height: request.height,
+      seed: request.seed,
+      // n_iter images one after another, seeds seed, seed+1...: the same seeds our batches use.
+      batch_size: 1,
+      n_iter: count,
+      sampler_name: request.scheduler ? A1111_SAMPLERS[request.scheduler] : SD15_SAMPLER,
+      send_images: true,
+      save_images: false,
+      ...(request.model.engineModel && {
+        override_settings: { sd_model_checkpoint: request.model.engineModel },
+        // Keep the checkpoint loaded for the next job, as our runner keeps its model warm.
+        override_settings_restore_afterwards: false,
+      }),
+    };
+    const stopPolling = this.pollProgress(request, job, count);
+    const interrupt = () => {
+      this.call("POST", "/sdapi/v1/interrupt", undefined, this.timing.callMs).catch((error: Error) =>
+        this.log.warn({ error: error.message }, "could not ask AUTOMATIC1111 to interrupt"),
+      );
+    };
+    job.signal.addEventListener("abort", interrupt, { once: true });
+    let answer: unknown;
+    try {
+      answer = await this.call("POST", "/sdapi/v1/txt2img", payload, deadlineMs);
+    } finally {
+      stopPolling();
+      job.signal.removeEventListener("abort", interrupt);
+    }
+    // Interrupted, A1111 still answers with what it had: a cancelled job stores none of it.
+    if (job.signal.aborted) throw new EngineJobError("cancelled", "cancelled while running");
+    const { images, info } = this.readAnswer(answer, count);
+    for (const [index, image] of images.entries()) await this.savePng(image, job.outputPaths[index]!, request);
+    this.lastError = null;
+    const seeds = Array.isArray(info.all_seeds) ? info.all_seeds : [];
+    if (seeds.length > 0 && seeds[0] !== request.seed) {
+      this.log.warn({ asked: request.seed, used: seeds[0] }, "AUTOMATIC1111 used another seed than the one asked");
+    }
+    return {
+      width: request.width,
+      height: request.height,
+      seed: typeof seeds[0] === "number" ? seeds[0] : request.seed,
+      family: typeof info.sd_model_name === "string" && /xl/i.test(info.sd_model_name) ? "sdxl" : "sd15",
+      scheduler: typeof info.sampler_name === "string" ? info.sampler_name : payload.sampler_name,
+      device: this.where,
+      dtype: "unknown",
+      options: {},
+      modelLoads: 0,
+      stepsRun: request.steps * count,
+      promptTokens: 0,
+      previews: [],
+      timings: { loadSeconds: 0, inferenceSeconds: (Date.now() - started) / 1000, saveSeconds: 0 },
+      versions: { engine: "a1111", ...(typeof info.version === "string" && { a1111: info.version }) },
+      engineInfo: info,
+    };
+  }
+
+  /** Polls /sdapi/v1/progress while the job runs; returns the function that stops it. */
+  private pollProgress(request: GenerationRequest, job: GenerationJob, count: number): () => void {
+    let stopped = false;
+    let lastStep = 0;
+    const total = request.steps * count;
+    const poll = async () => {
+      while (!stopped) {
+        await new Promise((resolve) => setTimeout(resolve, this.timing.pollMs));
+        if (stopped) return;
+        try {
+          const answer = (await this.call("GET", "/sdapi/v1/progress?skip_current_image=true", undefined, this.timing.callMs)) as {
+            state?: { sampling_step?: unknown; sampling_steps?: unknown; job_no?: unknown };
+          };
+          const state = answer?.state ?? {};
+          const step = typeof state.sampling_step === "number" ? state.sampling_step : null;
+          const jobNo = typeof state.job_no === "number" ? state.job_no : 0;
+          if (step === null) continue;
+          // Steps count across the batch; never backwards (A1111 resets sampling_step between images).
+          const done = Math.min(total, jobNo * request.steps + step);
+          if (done > lastStep) {
+            lastStep = done;
+            job.onProgress({ step: done, totalSteps: total });
+          }
+        } catch (error) {
+          this.log.debug({ error: (error as Error).message }, "AUTOMATIC1111 progress poll failed");
+        }
+      }
+    };
+    void poll();
+    return () => {
+      stopped = true;
+    };
+  }
+
+  private readAnswer(answer: unknown, count: number): Txt2ImgAnswer {
+    const body = answer as { images?: unknown; info?: unknown } | null;
+    if (!body || !Array.isArray(body.images) || body.images.length < count || !body.images.every((image) => typeof image === "string")) {
+      throw this.nonsense("/sdapi/v1/txt2img", `${count} base64 image(s) in 'images'`, answer);
+    }
+    let info: Record<string, unknown> = {};
+    if (typeof body.info === "string") {
+      try {
+        info = JSON.parse(body.info) as Record<string, unknown>;
+      } catch {
+        info = { raw: body.info };
+      }
+    }
+    // A1111 appends grids and extras after the images when asked to; ours are the first `count`.
+    return { images: (body.images as string[]).slice(0, count), info };
+  }
+
+  private async savePng(base64: string, target: string, request: GenerationRequest): Promise<void> {
+    const bytes = Buffer.from(base64.replace(/^data:image\/\w+;base64,/, ""), "base64");
+    await mkdir(path.dirname(target), { recursive: true });
+    await writeFile(`${target}.partial`, bytes);
+    const size = await pngFileSize(`${target}.partial`).catch(() => null);
+    if (!size) throw new EngineJobError("bad_output", `${this.where} sent an image that is not a PNG (${bytes.length} bytes); nothing was stored`);
+    if (size.width !== request.width || size.height !== request.height) {
+      throw new EngineJobError("bad_output", `${this.where} made a ${size.width}x${size.height} image, not the ${request.width}x${request.height} asked for; nothing was stored`);
+    }
+    await rename(`${target}.partial`, target);
+  }
+
+  private nonsense(route: string, expected: string, answer: unknown): EngineJobError {
+    const shown = JSON.stringify(answer)?.slice(0, 200) ?? String(answer);
+    return new EngineJobError("engine_failed", `${this.where} answered ${route} with something other than ${expected}: ${shown}`);
+  }
+
+  /** One JSON call with a deadline; every failure becomes an EngineJobError that names the engine, the URL and what came back. */
+  private async call(method: "GET" | "POST", route: string, body: unknown, timeoutMs: number): Promise<unknown> {
+    const url = `${this.options.baseUrl}${route}`;
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (this.options.auth) headers.authorization = `Basic ${Buffer.from(this.options.auth).toString("base64")}`;
+    let response: Response;
+    try {
+      response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(Math.ceil(timeoutMs)) });
+    } catch (error) {
+      const cause = error as Error & { cause?: { code?: string } };
+      const message =
+        cause.name === "TimeoutError"
+          ? `${this.where} did not answer ${method} ${route} within ${Math.round(timeoutMs / 1000)} s`
+          : `${this.where} could not be reached (${cause.cause?.code ?? cause.message}); is it running with --api?`;
+      this.lastError = message;
+      throw new EngineJobError("engine_unreachable", message);
+    }
+    const text = await response.text();
+    if (!response.ok) {
+      const hint = response.status === 401 ? " (set A1111_API_AUTH=user:password for a web UI started with --api-auth)" : response.status === 404 ? " (start the web UI with --api)" : "";
+      throw new EngineJobError("engine_failed", `${this.where} answered ${method} ${route} with HTTP ${response.status}${hint}: ${text.slice(0, 300)}`);
+    }
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      throw new EngineJobError("engine_failed", `${this.where} answered ${method} ${route} with something other than JSON: ${text.slice(0, 200)}`);
+    }
+  }
+}

@@ -1,0 +1,24 @@
+import { execa } from "execa";
+import { messageOf } from "../errors.js";
+import type { PreviewFile } from "../generation.js";
+import type { Logger } from "../log.js";
+
+/** Makes the WebP preview of a PNG an engine wrote without one (AUTOMATIC1111's): null when it cannot, never an error. */
+export interface PreviewMaker {
+  make(pngPath: string, previewPath: string): Promise<PreviewFile | null>;
+}
+
+/** The runner's own preview code, run alone: Pillow only (no torch), about a tenth of a second. */
+export function pythonPreviewMaker(python: string, packageDir: string, log: Logger): PreviewMaker {
+  return {
+    async make(pngPath, previewPath) {
+      try {
+        const { stdout } = await execa(python, ["-m", "diffusers_runner.previews", pngPath, previewPath], { cwd: packageDir, timeout: 30_000 });
+        return JSON.parse(stdout) as PreviewFile;
+      } catch (error) {
+        log.warn({ png: pngPath, error: messageOf(error).split("\n")[0] }, "could not make a preview; the image is stored without one");
+        return null;
+      }
+    },
+  };
+}

@@ -1,0 +1,192 @@
+import { Client, InMemoryTransport } from "@modelcontextprotocol/client";
+import { serveStdio } from "@modelcontextprotocol/server/stdio";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import pino from "pino";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config.js";
+import { createApp, createMcpServer, type App } from "../../src/server.js";
+import { readPngInfo } from "../../src/storage/pngInfo.js";
+import { startA1111StandIn, STAND_IN_MODELS, type A1111StandIn } from "../helpers/a1111StandIn.js";
+import { RUNNER_PYTHON } from "../helpers/paths.js";
+import { errorText, toolCalls, type ToolCalls } from "../helpers/toolCalls.js";
+import { waitUntil } from "../helpers/waitUntil.js";
+
+/**
+ * The AUTOMATIC1111 engine behind the real app and MCP tools, against a stand-in of its web API: success with
+ * progress and batches, cancel, malformed, failing, slow and dead answers. IMAGE_ENGINE=a1111 so flat entries
+ * are the web UI's checkpoint names, as under the original service.
+ */
+describe("IMAGE_ENGINE=a1111: the web UI generates, our queue, storage, previews and index do the rest", () => {
+  let standIn: A1111StandIn;
+  let home: string;
+  let app: App;
+  let client: Client;
+  let mcp: ToolCalls;
+  const stopStdio: Array<() => Promise<void>> = [];
+
+  beforeAll(async () => {
+    standIn = await startA1111StandIn();
+    home = mkdtempSync(path.join(tmpdir(), "kitty-a1111-"));
+    writeFileSync(
+      path.join(home, "models.yaml"),
+      [
+        `juggernaut: ${STAND_IN_MODELS[0]}`,
+        "webui_sd15:",
+        "  engine: a1111",
+        `  model: ${STAND_IN_MODELS[1]}`,
+        "  family: sd15",
+        "  defaults: {width: 256, height: 256, steps: 6}",
+        "gone:",
+        "  model: not-there.safetensors",
+        "",
+      ].join("\n"),
+    );
+    const config = loadConfig({
+      KITTY_IMAGES_HOME: home,
+      MODELS_YAML: path.join(home, "models.yaml"),
+      KITTY_IMAGES_STORAGE: "local",
+      IMAGE_ENGINE: "a1111",
+      A1111_BASE_URL: standIn.url,
+      A1111_API_AUTH: "kitty:secret",
+      A1111_TIMEOUT_SECONDS: "1",
+      KITTY_IMAGES_PYTHON: RUNNER_PYTHON,
+    });
+    app = await createApp(config, pino({ level: "silent" }), { timing: { backoff: { first: 5, max: 20 }, queuePollMs: 20, cancelPollMs: 10, leaseHeartbeatMs: 100 } });
+    const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
+    const stdio = serveStdio(() => createMcpServer(app), { transport: serverTransport });
+    stopStdio.push(() => stdio.close());
+    client = new Client({ name: "a1111-tests", version: "0" });
+    await client.connect(clientTransport);
+    mcp = toolCalls(client);
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    for (const stop of stopStdio) await stop();
+    await app?.close();
+    await standIn?.close();
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  beforeEach(() => {
+    standIn.mode = "ok";
+    standIn.stepMs = 5;
+  });
+
+  const ended = async (jobId: string) =>
+    waitUntil(`job ${jobId} ends`, async () => {
+      const status = await mcp.ok("job_status", { jobId, wait_seconds: 5 });
+      return ["done", "failed", "cancelled"].includes(status.status) && status;
+    }, { timeoutMs: 20_000, intervalMs: 0 });
+
+  it("lists the web UI's models with their engine, and says which it does not have", async () => {
+    const { models } = await mcp.ok("list_models");
+    expect(models.find((model: { name: string }) => model.name === "webui_sd15")).toMatchObject({
+      engine: "a1111",
+      family: "sd15",
+      present: true,
+      path: STAND_IN_MODELS[1],
+      defaults: { width: 256, height: 256, steps: 6 },
+    });
+    expect(models.find((model: { name: string }) => model.name === "juggernaut")).toMatchObject({ engine: "a1111", family: "sdxl", present: true, defaults: { width: 1024 } });
+    const gone = models.find((model: { name: string }) => model.name === "gone");
+    expect(gone).toMatchObject({ engine: "a1111", present: false });
+    expect(gone.problem).toBe(`a1111 has no model 'not-there.safetensors' (it has: ${STAND_IN_MODELS.join(", ")})`);
+  });
+
+  it("runs a batch on the web UI with its checkpoint, sampler and seeds, reports its steps, and stores its PNGs with their own parameters", async () => {
+    standIn.stepMs = 40;
+    const queued = await mcp.ok("generate_image", { prompt: "a lighthouse", model: "webui_sd15", seed: 42, count: 2, scheduler: "dpmpp_2m", steps: 20 });
+    const steps: number[] = [];
+    const watch = setInterval(() => {
+      const step = app.queue.find(queued.jobId)?.progress?.step;
+      if (step !== undefined && step !== steps.at(-1)) steps.push(step);
+    }, 5);
+    const done = await ended(queued.jobId).finally(() => clearInterval(watch));
+    expect(done, JSON.stringify(done.error)).toMatchObject({ status: "done", images: [{ seed: 42, width: 256, height: 256 }, { seed: 43 }] });
+
+    const { body, authorization } = standIn.requests.at(-1)!;
+    expect(body).toMatchObject({
+      prompt: "a lighthouse",
+      steps: 20,
+      width: 256,
+      height: 256,
+      seed: 42,
+      n_iter: 2,
+      batch_size: 1,
+      sampler_name: "DPM++ 2M",
+      override_settings: { sd_model_checkpoint: STAND_IN_MODELS[1] },
+    });
+    expect(authorization).toBe(`Basic ${Buffer.from("kitty:secret").toString("base64")}`);
+    expect(steps.length).toBeGreaterThan(2);
+    expect([...steps].sort((a, b) => a - b)).toEqual(steps);
+    expect(Math.max(...steps)).toBeGreaterThan(20);
+    expect(Math.max(...steps)).toBeLessThanOrEqual(40);
+
+    const selected = await mcp.ok("select_image", { key: done.images[1].key });
+    const png = readFileSync(fileURLToPath(selected.imageRef.downloadUrl));
+    expect(readPngInfo(png).text.parameters).toContain("Seed: 43, Size: 256x256");
+    expect(selected.metadata).toMatchObject({ engine: "a1111", seed: 43, engineInfo: { all_seeds: [42, 43], version: "v1.10.1-standin" } });
+    if (existsSync(RUNNER_PYTHON)) {
+      // The web UI writes no preview: the runner's preview code makes it, as for our own images.
+      expect(selected.metadata.preview).toMatchObject({ mimeType: "image/webp", width: 256, height: 256 });
+      const shown = await client.callTool({ name: "select_image", arguments: { key: done.images[1].key, preview: true } });
+      expect(shown.content.at(-1)).toMatchObject({ type: "image", mimeType: "image/webp" });
+    }
+  });
+
+  it("cancels a running job by interrupting the web UI, and stores nothing of it", async () => {
+    standIn.stepMs = 50;
+    const before = (await mcp.ok("list_latest_images", { limit: 1 })).images[0]?.key;
+    const queued = await mcp.ok("generate_image", { prompt: "never finished", model: "webui_sd15", steps: 60 });
+    await waitUntil("the job reports a step", () => (app.queue.find(queued.jobId)?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
+    const interrupts = standIn.interrupts;
+    await mcp.ok("cancel_job", { jobId: queued.jobId });
+    expect(await ended(queued.jobId)).toMatchObject({ status: "cancelled" });
+    expect(standIn.interrupts).toBe(interrupts + 1);
+    expect((await mcp.ok("list_latest_images", { limit: 1 })).images[0]?.key).toBe(before);
+  });
+
+  it.each([
+    ["an answer without images", "malformed", "engine_failed", /AUTOMATIC1111 at http:\/\/127\.0\.0\.1:\d+ answered \/sdapi\/v1\/txt2img with something other than 1 base64 image\(s\) in 'images': \{"images":"not a list"/],
+    ["a page that is not JSON", "not-json", "engine_failed", /answered POST \/sdapi\/v1\/txt2img with something other than JSON: <html>Internal Server Error/],
+    ["an HTTP 500", "http-500", "engine_failed", /answered POST \/sdapi\/v1\/txt2img with HTTP 500: .*CUDA out of memory/],
+    ["no answer in time", "hang", "engine_unreachable", /AUTOMATIC1111 at http:\/\/127\.0\.0\.1:\d+ did not answer POST \/sdapi\/v1\/txt2img within \d+ s/],
+    ["an image of another size", "wrong-size", "bad_output", /made a 128x256 image, not the 256x256 asked for; nothing was stored/],
+  ] as const)("fails the job on %s, naming the engine, the URL and what came back; the queue goes on", async (_name, mode, code, message) => {
+    standIn.mode = mode;
+    const queued = await mcp.ok("generate_image", { prompt: `misbehaving: ${mode}`, model: "webui_sd15", steps: 2 });
+    const failed = await ended(queued.jobId);
+    expect(failed).toMatchObject({ status: "failed", error: { code } });
+    expect(failed.error.message).toMatch(message);
+    standIn.mode = "ok";
+    expect(await ended((await mcp.ok("generate_image", { prompt: "and the next one works", model: "webui_sd15", steps: 2 })).jobId)).toMatchObject({ status: "done" });
+  });
+
+  it("refuses what the web UI engine does not take before queueing it", async () => {
+    const existing = (await mcp.ok("list_latest_images", { limit: 1 })).images[0].key;
+    for (const [args, expected] of [
+      [{ init_image: existing }, "init_image needs a model the diffusers engine runs; model 'webui_sd15' runs on a1111"],
+      [{ refiner: true }, "refiner needs a model the diffusers engine runs"],
+      [{ loras: [{ name: "x" }] }, "loras needs a model the diffusers engine runs"],
+    ] as const) {
+      const result = await client.callTool({ name: "generate_image", arguments: { prompt: "x", model: "webui_sd15", ...args } });
+      expect(result.isError).toBe(true);
+      expect(errorText(result as never)).toContain(expected);
+    }
+  });
+
+  it("fails jobs with the engine's address when the web UI is down, says so in list_models, and the server stays up", async () => {
+    await standIn.close();
+    const queued = await mcp.ok("generate_image", { prompt: "nobody home", model: "webui_sd15" });
+    const failed = await ended(queued.jobId);
+    expect(failed).toMatchObject({ status: "failed", error: { code: "engine_unreachable" } });
+    expect(failed.error.message).toMatch(/^AUTOMATIC1111 at http:\/\/127\.0\.0\.1:\d+ could not be reached \(ECONNREFUSED\); is it running with --api\?$/);
+    const { models } = await mcp.ok("list_models");
+    expect(models.find((model: { name: string }) => model.name === "webui_sd15")).toMatchObject({ present: false, problem: expect.stringContaining("could not be reached") });
+    expect((await mcp.ok("list_latest_images", { limit: 1 })).images.length).toBe(1);
+  });
+});
