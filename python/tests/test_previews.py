@@ -36,3 +36,19 @@ def test_a_small_image_is_not_enlarged(tmp_path):
     assert (info["width"], info["height"]) == (64, 48)
     assert info["bytes"] == (tmp_path / "sub" / "p.webp").stat().st_size
     assert not (tmp_path / "sub" / "p.webp.partial").exists()
+
+
+def test_the_command_line_previews_an_image_another_engine_made(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    gradient(800, 600).save(tmp_path / "a1111.png")
+    done = subprocess.run(
+        [sys.executable, "-m", "diffusers_runner.previews", str(tmp_path / "a1111.png"), str(tmp_path / "a1111.preview.webp")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    info = json.loads(done.stdout)
+    assert info == {"path": str(tmp_path / "a1111.preview.webp"), "mimeType": "image/webp", "width": 512, "height": 384, "bytes": (tmp_path / "a1111.preview.webp").stat().st_size}
