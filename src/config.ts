@@ -4,6 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { KittyError } from "./errors.js";
+import type { EngineName } from "./generation.js";
 import { loadModelsYaml, type ModelCatalog } from "./models/catalog.js";
 
 /** The one place env is read. Names from the original images-service are kept as they were. */
@@ -83,6 +84,8 @@ export interface S3Settings {
 
 export interface Config {
   engine: (typeof ENGINES)[number];
+  /** The engine that runs models whose entry names none (IMAGE_ENGINE, once it is one this version has). */
+  defaultEngine: EngineName;
   /** AUTOMATIC1111 (or a fork with its API) for models with `engine: a1111`, or all of them under IMAGE_ENGINE=a1111. */
   a1111: { baseUrl: string; auth: string | null; jobTimeoutMs: number };
   home: string;
@@ -142,8 +145,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
     KITTY_IMAGES_CLIP_VOCAB: clipVocab,
   });
 
+  const defaultEngine: EngineName = e.IMAGE_ENGINE === "a1111" ? "a1111" : "diffusers";
   return {
     engine: e.IMAGE_ENGINE,
+    defaultEngine,
     a1111: { baseUrl: e.A1111_BASE_URL.replace(/\/+$/, ""), auth: e.A1111_API_AUTH ?? null, jobTimeoutMs: e.A1111_TIMEOUT_SECONDS * 1000 },
     home,
     databasePath: path.join(home, "kitty-images.sqlite"),
@@ -167,7 +172,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
       modelsYaml,
       e.KITTY_IMAGES_DEFAULT_MODEL,
       e.HF_HUB_CACHE ?? path.join(e.HF_HOME ?? path.join(homedir(), ".cache", "huggingface"), "hub"),
-      e.IMAGE_ENGINE === "a1111" ? "a1111" : "diffusers",
+      defaultEngine,
     ),
     runner: {
       python: e.KITTY_IMAGES_PYTHON ?? path.join(PROJECT_ROOT, ".cache", "venv", "bin", "python"),

@@ -4,9 +4,10 @@ import { boundedInt, boundedNumber, boundedText } from "../arguments.js";
 import { KittyError } from "../errors.js";
 import { LIMITS } from "../generation.js";
 import type { ModelCatalog } from "../models/catalog.js";
+import { catalogWithEngineModels } from "../models/engineCatalog.js";
 import { resolveRequest } from "../models/resolveRequest.js";
 import type { Job } from "../queue/jobStore.js";
-import type { App } from "../server.js";
+import { toolDeps, type App } from "../server.js";
 import { checkImageKey } from "../storage/imageKeys.js";
 import { sidecarKey } from "../storage/imageStore.js";
 import { BodyNotJson, BodyTooLarge, decodePath, readJsonBody, sendJson } from "./body.js";
@@ -85,7 +86,7 @@ async function generate(app: App, request: IncomingMessage, response: ServerResp
   }
   const { prompt, width, height, steps: stepCount, cfg, seed: seedValue, model, refiner } = parsed.data;
   try {
-    const catalog = app.config.models;
+    const catalog = await catalogWithEngineModels(app.config.models, app.config.defaultEngine, toolDeps(app).engineModels, { model });
     const resolved = resolveRequest(
       { prompt, width, height, steps: stepCount, cfgScale: cfg, seed: seedValue ?? undefined, model, refiner: refinerWanted(refiner, model ?? catalog.defaultModel, catalog) },
       catalog,

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { LIMITS, REFINER_MODES, SCHEDULERS } from "../generation.js";
+import { catalogWithEngineModels } from "../models/engineCatalog.js";
 import { resolveRequest } from "../models/resolveRequest.js";
 import { boundedInt, boundedNumber, boundedText, loraList, oneOf } from "../arguments.js";
 import { defineTool } from "./toolKit.js";
@@ -41,10 +42,10 @@ export const generateImage = defineTool({
     seed: z.number().int(),
     count: z.number().int(),
   },
-  async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, ...rest }, { config, queue, index, log }) {
+  async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, ...rest }, { config, queue, index, log, engineModels }) {
     const request = resolveRequest(
       { ...rest, negativePrompt: negative_prompt, cfgScale: cfg_scale, refinerMode: refiner_mode, initImage: init_image },
-      config.models,
+      await catalogWithEngineModels(config.models, config.defaultEngine, engineModels, { model: rest.model }),
       (reference) => index.byReference(reference, config.keyPrefix) ?? null,
     );
     const { job, position } = queue.enqueue(request);

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { inspectModelFolder } from "../models/modelFolder.js";
+import { catalogWithEngineModels } from "../models/engineCatalog.js";
 import { defaultsFor, familyOf, familyOfElsewhere } from "../models/resolveRequest.js";
 import type { EngineName } from "../generation.js";
 import { defineTool, type EngineModels } from "./toolKit.js";
@@ -31,7 +32,7 @@ export const listModels = defineTool({
     loras: z.array(z.object({ name: z.string(), family: z.string().nullable(), problem: z.string().optional() })),
   },
   async handler(_args, { config, engineModels }) {
-    const catalog = config.models;
+    const catalog = await catalogWithEngineModels(config.models, config.defaultEngine, engineModels, "all");
     // Each other engine is asked once, in parallel, with its own timeout: a dead web UI answers "not reachable", fast.
     const elsewhere = new Map<EngineName, EngineModels>(
       await Promise.all(

@@ -1,0 +1,27 @@
+import type { EngineName } from "../generation.js";
+import type { EngineModels } from "../tools/toolKit.js";
+import { ModelCatalog, type ModelEntry } from "./catalog.js";
+
+/**
+ * Under IMAGE_ENGINE=a1111 every checkpoint the web UI offers is usable by its title, listed in models.yaml or
+ * not, as the original service allowed: the catalog with those added (the first is the default when models.yaml
+ * names none). The web UI is asked for `all` (list_models), or when the wanted model is not in models.yaml.
+ */
+export async function catalogWithEngineModels(
+  catalog: ModelCatalog,
+  defaultEngine: EngineName,
+  engineModels: (engine: EngineName) => Promise<EngineModels>,
+  wanted: { model?: string | undefined } | "all",
+): Promise<ModelCatalog> {
+  if (defaultEngine === "diffusers") return catalog;
+  const known = new Set(catalog.names());
+  const needed = wanted === "all" || (wanted.model === undefined ? catalog.defaultModel === null : !known.has(wanted.model));
+  if (!needed) return catalog;
+  const offered = await engineModels(defaultEngine);
+  if (!offered.reachable) return catalog;
+  const added: ModelEntry[] = offered.models
+    .filter((title) => !known.has(title))
+    .map((title) => ({ name: title, engine: defaultEngine, engineModel: title, path: "", declaredFamily: null, refinerPath: null, configPath: null, defaults: {}, description: null }));
+  if (added.length === 0) return catalog;
+  return new ModelCatalog([...catalog.entries, ...added], catalog.defaultModel ?? added[0]!.name, catalog.sourcePath, catalog.lorasDir);
+}
