@@ -1,10 +1,8 @@
-import { mkdir, rename, writeFile } from "node:fs/promises";
-import path from "node:path";
 import type { GenerationRequest, GenerationResult, SchedulerName } from "../generation.js";
 import { imageCount } from "../generation.js";
 import type { Logger } from "../log.js";
-import { pngFileSize } from "../storage/pngInfo.js";
 import { EngineJobError, type Engine, type EngineHealth, type GenerationJob } from "./engine.js";
+import { EngineHttp, stagePng } from "./engineHttp.js";
 
 /**
  * AUTOMATIC1111 (and the forks that keep its API: SD.Next, Forge) doing the generating: `POST /sdapi/v1/txt2img`
@@ -52,22 +50,23 @@ interface Txt2ImgAnswer {
 export class A1111Engine implements Engine {
   readonly name = "a1111";
   private readonly timing: A1111Timing;
+  private readonly http: EngineHttp;
   private stopped = false;
-  private lastError: string | null = null;
 
   constructor(
-    private readonly options: A1111Options,
+    options: A1111Options,
     private readonly log: Logger,
   ) {
     this.timing = { ...DEFAULT_TIMING, ...options.timing };
+    this.http = new EngineHttp(`AUTOMATIC1111 at ${options.baseUrl}`, options.baseUrl, options.auth, "is it running with --api?");
   }
 
   private get where(): string {
-    return `AUTOMATIC1111 at ${this.options.baseUrl}`;
+    return this.http.where;
   }
 
   health(): EngineHealth {
-    return { state: this.stopped ? "stopped" : this.lastError ? "idle" : "ready", restarts: 0 };
+    return { state: this.stopped ? "stopped" : this.http.lastError ? "idle" : "ready", restarts: 0 };
   }
 
   async start(): Promise<void> {
@@ -82,8 +81,8 @@ export class A1111Engine implements Engine {
 
   /** The checkpoints the web UI offers, by the titles `sd_model_checkpoint` takes. */
   async models(): Promise<string[]> {
-    const answer = await this.call("GET", "/sdapi/v1/sd-models", undefined, this.timing.callMs);
-    if (!Array.isArray(answer)) throw this.nonsense("/sdapi/v1/sd-models", "a list of models", answer);
+    const answer = await this.http.json("GET", "/sdapi/v1/sd-models", undefined, this.timing.callMs);
+    if (!Array.isArray(answer)) throw this.http.nonsense("/sdapi/v1/sd-models", "a list of models", answer);
     return answer.map((model) => (model as { title?: unknown }).title).filter((title): title is string => typeof title === "string");
   }
 
@@ -119,14 +118,14 @@ export class A1111Engine implements Engine {
     };
     const stopPolling = this.pollProgress(request, job, count);
     const interrupt = () => {
-      this.call("POST", "/sdapi/v1/interrupt", undefined, this.timing.callMs).catch((error: Error) =>
+      this.http.json("POST", "/sdapi/v1/interrupt", undefined, this.timing.callMs).catch((error: Error) =>
         this.log.warn({ error: error.message }, "could not ask AUTOMATIC1111 to interrupt"),
       );
     };
     job.signal.addEventListener("abort", interrupt, { once: true });
     let answer: unknown;
     try {
-      answer = await this.call("POST", "/sdapi/v1/txt2img", payload, deadlineMs);
+      answer = await this.http.json("POST", "/sdapi/v1/txt2img", payload, deadlineMs);
     } finally {
       stopPolling();
       job.signal.removeEventListener("abort", interrupt);
@@ -134,8 +133,9 @@ export class A1111Engine implements Engine {
     // Interrupted, A1111 still answers with what it had: a cancelled job stores none of it.
     if (job.signal.aborted) throw new EngineJobError("cancelled", "cancelled while running");
     const { images, info } = this.readAnswer(answer, count);
-    for (const [index, image] of images.entries()) await this.savePng(image, job.outputPaths[index]!, request);
-    this.lastError = null;
+    for (const [index, image] of images.entries()) {
+      await stagePng(Buffer.from(image.replace(/^data:image\/\w+;base64,/, ""), "base64"), job.outputPaths[index]!, request, this.where);
+    }
     const seeds = Array.isArray(info.all_seeds) ? info.all_seeds : [];
     if (seeds.length > 0 && seeds[0] !== request.seed) {
       this.log.warn({ asked: request.seed, used: seeds[0] }, "AUTOMATIC1111 used another seed than the one asked");
@@ -169,7 +169,7 @@ export class A1111Engine implements Engine {
         await new Promise((resolve) => setTimeout(resolve, this.timing.pollMs));
         if (stopped) return;
         try {
-          const answer = (await this.call("GET", "/sdapi/v1/progress?skip_current_image=true", undefined, this.timing.callMs)) as {
+          const answer = (await this.http.json("GET", "/sdapi/v1/progress?skip_current_image=true", undefined, this.timing.callMs)) as {
             state?: { sampling_step?: unknown; sampling_steps?: unknown; job_no?: unknown };
           };
           const state = answer?.state ?? {};
@@ -196,7 +196,7 @@ export class A1111Engine implements Engine {
   private readAnswer(answer: unknown, count: number): Txt2ImgAnswer {
     const body = answer as { images?: unknown; info?: unknown } | null;
     if (!body || !Array.isArray(body.images) || body.images.length < count || !body.images.every((image) => typeof image === "string")) {
-      throw this.nonsense("/sdapi/v1/txt2img", `${count} base64 image(s) in 'images'`, answer);
+      throw this.http.nonsense("/sdapi/v1/txt2img", `${count} base64 image(s) in 'images'`, answer);
     }
     let info: Record<string, unknown> = {};
     if (typeof body.info === "string") {
@@ -208,52 +208,5 @@ export class A1111Engine implements Engine {
     }
     // A1111 appends grids and extras after the images when asked to; ours are the first `count`.
     return { images: (body.images as string[]).slice(0, count), info };
-  }
-
-  private async savePng(base64: string, target: string, request: GenerationRequest): Promise<void> {
-    const bytes = Buffer.from(base64.replace(/^data:image\/\w+;base64,/, ""), "base64");
-    await mkdir(path.dirname(target), { recursive: true });
-    await writeFile(`${target}.partial`, bytes);
-    const size = await pngFileSize(`${target}.partial`).catch(() => null);
-    if (!size) throw new EngineJobError("bad_output", `${this.where} sent an image that is not a PNG (${bytes.length} bytes); nothing was stored`);
-    if (size.width !== request.width || size.height !== request.height) {
-      throw new EngineJobError("bad_output", `${this.where} made a ${size.width}x${size.height} image, not the ${request.width}x${request.height} asked for; nothing was stored`);
-    }
-    await rename(`${target}.partial`, target);
-  }
-
-  private nonsense(route: string, expected: string, answer: unknown): EngineJobError {
-    const shown = JSON.stringify(answer)?.slice(0, 200) ?? String(answer);
-    return new EngineJobError("engine_failed", `${this.where} answered ${route} with something other than ${expected}: ${shown}`);
-  }
-
-  /** One JSON call with a deadline; every failure becomes an EngineJobError that names the engine, the URL and what came back. */
-  private async call(method: "GET" | "POST", route: string, body: unknown, timeoutMs: number): Promise<unknown> {
-    const url = `${this.options.baseUrl}${route}`;
-    const headers: Record<string, string> = { accept: "application/json" };
-    if (body !== undefined) headers["content-type"] = "application/json";
-    if (this.options.auth) headers.authorization = `Basic ${Buffer.from(this.options.auth).toString("base64")}`;
-    let response: Response;
-    try {
-      response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(Math.ceil(timeoutMs)) });
-    } catch (error) {
-      const cause = error as Error & { cause?: { code?: string } };
-      const message =
-        cause.name === "TimeoutError"
-          ? `${this.where} did not answer ${method} ${route} within ${Math.round(timeoutMs / 1000)} s`
-          : `${this.where} could not be reached (${cause.cause?.code ?? cause.message}); is it running with --api?`;
-      this.lastError = message;
-      throw new EngineJobError("engine_unreachable", message);
-    }
-    const text = await response.text();
-    if (!response.ok) {
-      const hint = response.status === 401 ? " (set A1111_API_AUTH=user:password for a web UI started with --api-auth)" : response.status === 404 ? " (start the web UI with --api)" : "";
-      throw new EngineJobError("engine_failed", `${this.where} answered ${method} ${route} with HTTP ${response.status}${hint}: ${text.slice(0, 300)}`);
-    }
-    try {
-      return JSON.parse(text) as unknown;
-    } catch {
-      throw new EngineJobError("engine_failed", `${this.where} answered ${method} ${route} with something other than JSON: ${text.slice(0, 200)}`);
-    }
   }
 }
