@@ -29,6 +29,8 @@ const envSchema = z.object({
   A1111_BASE_URL: z.preprocess(emptyToUndefined, z.url().default("http://127.0.0.1:7860")),
   A1111_API_AUTH: optionalString,
   A1111_TIMEOUT_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(1).max(86400).default(120)),
+  COMFYUI_BASE_URL: z.preprocess(emptyToUndefined, z.url().default("http://127.0.0.1:8188")),
+  COMFYUI_TIMEOUT_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(1).max(86400).default(120)),
   HF_HOME: optionalString,
   HF_HUB_CACHE: optionalString,
   PYTORCH_MPS_HIGH_WATERMARK_RATIO: optionalString,
@@ -88,6 +90,8 @@ export interface Config {
   defaultEngine: EngineName;
   /** AUTOMATIC1111 (or a fork with its API) for models with `engine: a1111`, or all of them under IMAGE_ENGINE=a1111. */
   a1111: { baseUrl: string; auth: string | null; jobTimeoutMs: number };
+  /** ComfyUI for models with `engine: comfyui`, or all of them under IMAGE_ENGINE=comfyui. */
+  comfyui: { baseUrl: string; jobTimeoutMs: number };
   home: string;
   databasePath: string;
   stagingDir: string;
@@ -145,11 +149,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
     KITTY_IMAGES_CLIP_VOCAB: clipVocab,
   });
 
-  const defaultEngine: EngineName = e.IMAGE_ENGINE === "a1111" ? "a1111" : "diffusers";
+  const defaultEngine: EngineName = e.IMAGE_ENGINE === "a1111" || e.IMAGE_ENGINE === "comfyui" ? e.IMAGE_ENGINE : "diffusers";
   return {
     engine: e.IMAGE_ENGINE,
     defaultEngine,
     a1111: { baseUrl: e.A1111_BASE_URL.replace(/\/+$/, ""), auth: e.A1111_API_AUTH ?? null, jobTimeoutMs: e.A1111_TIMEOUT_SECONDS * 1000 },
+    comfyui: { baseUrl: e.COMFYUI_BASE_URL.replace(/\/+$/, ""), jobTimeoutMs: e.COMFYUI_TIMEOUT_SECONDS * 1000 },
     home,
     databasePath: path.join(home, "kitty-images.sqlite"),
     stagingDir: path.join(home, "staging"),

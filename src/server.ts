@@ -3,6 +3,7 @@ import path from "node:path";
 import type { Config } from "./config.js";
 import { openDatabase, type Db } from "./db.js";
 import { A1111Engine } from "./engines/a1111.js";
+import { ComfyUIEngine } from "./engines/comfyui.js";
 import { DiffusersEngine } from "./engines/diffusers.js";
 import { EngineRouter } from "./engines/engineRouter.js";
 import type { Engine } from "./engines/engine.js";
@@ -69,18 +70,15 @@ const DEFAULT_TIMING: WorkerOptions["timing"] = {
 };
 
 export function createEngine(config: Config, log: Logger): EngineRouter {
-  const defaultEngine = config.engine;
-  if (defaultEngine !== "diffusers" && defaultEngine !== "a1111") {
-    throw new KittyError("config_invalid", `IMAGE_ENGINE=${defaultEngine} is not available yet; this version runs IMAGE_ENGINE=diffusers or a1111`);
+  if (config.engine !== config.defaultEngine) {
+    throw new KittyError("config_invalid", `IMAGE_ENGINE=${config.engine} is not available yet; this version runs IMAGE_ENGINE=diffusers, a1111 or comfyui`);
   }
-  return new EngineRouter(defaultEngine, (name) =>
-    name === "a1111"
-      ? new A1111Engine({ baseUrl: config.a1111.baseUrl, auth: config.a1111.auth, timing: { jobBaseMs: config.a1111.jobTimeoutMs } }, log.child({ component: "engine", engine: "a1111" }))
-      : new DiffusersEngine(
-          { python: config.runner.python, packageDir: config.runner.packageDir, env: config.runner.env, readyTimeoutMs: 300_000 },
-          log.child({ component: "engine" }),
-        ),
-  );
+  return new EngineRouter(config.defaultEngine, (name) => {
+    const engineLog = log.child({ component: "engine", engine: name });
+    if (name === "a1111") return new A1111Engine({ baseUrl: config.a1111.baseUrl, auth: config.a1111.auth, timing: { jobBaseMs: config.a1111.jobTimeoutMs } }, engineLog);
+    if (name === "comfyui") return new ComfyUIEngine({ baseUrl: config.comfyui.baseUrl, timing: { jobBaseMs: config.comfyui.jobTimeoutMs } }, engineLog);
+    return new DiffusersEngine({ python: config.runner.python, packageDir: config.runner.packageDir, env: config.runner.env, readyTimeoutMs: 300_000 }, engineLog);
+  });
 }
 
 export function createStore(config: Config): ImageStore {
@@ -145,7 +143,7 @@ export function toolDeps(app: App): ToolDeps {
     log: app.log,
     async engineModels(name) {
       const engine = app.engine instanceof EngineRouter ? app.engine.engine(name) : null;
-      if (!(engine instanceof A1111Engine)) return { reachable: false, problem: `no ${name} engine here` };
+      if (!(engine instanceof A1111Engine || engine instanceof ComfyUIEngine)) return { reachable: false, problem: `no ${name} engine here` };
       try {
         return { reachable: true, models: await engine.models() };
       } catch (error) {

@@ -138,7 +138,7 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
       const where = issue?.path.length ? `.${issue.path.join(".")}` : "";
       throw new KittyError(
         "config_invalid",
-        `${sourcePath}: entry '${name}${where}' is invalid (${issue?.message}); use 'name: /path/to/diffusers-folder-or-checkpoint' or 'name: {path, family?, refiner?, config?, defaults?}' or 'name: {engine: a1111, model?, family?, defaults?}'`,
+        `${sourcePath}: entry '${name}${where}' is invalid (${issue?.message}); use 'name: /path/to/diffusers-folder-or-checkpoint' or 'name: {path, family?, refiner?, config?, defaults?}' or 'name: {engine: a1111|comfyui, model?, family?, defaults?}'`,
       );
     }
     const entry = parsed.data;
@@ -153,10 +153,10 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
     }
     const engine = entry.engine ?? defaultEngine;
     if (engine === "diffusers" && entry.model !== undefined) {
-      throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' gives 'model', which names a model another engine keeps; add 'engine: a1111' or drop it`);
+      throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' gives 'model', which names a model another engine keeps; add 'engine: a1111' (or comfyui) or drop it`);
     }
     if (engine === "diffusers" && entry.path === undefined) {
-      throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' needs a path (a diffusers folder or checkpoint file), or 'engine: a1111' with the web UI's 'model' name`);
+      throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' needs a path (a diffusers folder or checkpoint file), or 'engine: a1111' / 'engine: comfyui' with that app's 'model' name`);
     }
     if (engine !== "diffusers" && (entry.refiner !== undefined || entry.config !== undefined || entry.path !== undefined)) {
       throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' runs on ${engine}, which keeps its own models: give 'model' (its name there), not path, refiner or config`);

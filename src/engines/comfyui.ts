@@ -1,0 +1,269 @@
+import { randomUUID } from "node:crypto";
+import type { GenerationRequest, GenerationResult, SchedulerName } from "../generation.js";
+import { batchSeeds, imageCount } from "../generation.js";
+import type { Logger } from "../log.js";
+import { EngineJobError, type Engine, type EngineHealth, type GenerationJob } from "./engine.js";
+import { EngineHttp, stagePng } from "./engineHttp.js";
+
+/**
+ * ComfyUI doing the generating: a built-in text-to-image graph (checkpoint loader, two CLIP encodes, empty latent,
+ * KSampler, VAE decode, save) queued with `POST /prompt`; steps from the `/ws` websocket, the image from
+ * `/history/{id}` and `/view`; cancel with `/interrupt` (running) or a `/queue` delete (still waiting). A batch is
+ * one prompt per image with seeds seed, seed+1..., so each image is what its seed gives alone, as with our runner.
+ */
+
+export interface ComfyUIOptions {
+  baseUrl: string;
+  timing?: Partial<ComfyTiming>;
+}
+
+interface ComfyTiming {
+  callMs: number;
+  /** How often /history is read while waiting, in case a websocket message was missed. */
+  historyPollMs: number;
+  jobBaseMs: number;
+  msPerMegapixelStep: number;
+}
+
+const DEFAULT_TIMING: ComfyTiming = { callMs: 10_000, historyPollMs: 1_000, jobBaseMs: 120_000, msPerMegapixelStep: 3_000 };
+
+/** Our scheduler names as ComfyUI's KSampler takes them: sampler and noise schedule. */
+export const COMFY_SAMPLERS: Record<SchedulerName, { sampler: string; scheduler: string }> = {
+  euler: { sampler: "euler", scheduler: "normal" },
+  euler_a: { sampler: "euler_ancestral", scheduler: "normal" },
+  dpmpp_2m: { sampler: "dpmpp_2m", scheduler: "normal" },
+  dpmpp_2m_karras: { sampler: "dpmpp_2m", scheduler: "karras" },
+  ddim: { sampler: "ddim", scheduler: "ddim_uniform" },
+  pndm: { sampler: "ipndm", scheduler: "normal" },
+  heun: { sampler: "heun", scheduler: "normal" },
+  unipc: { sampler: "uni_pc", scheduler: "normal" },
+};
+
+const SAVE_NODE = "9";
+
+/** The built-in graph, in ComfyUI's API format. The same nodes serve SD 1.5 and SDXL checkpoints. */
+export function textToImageGraph(request: GenerationRequest, seed: number, checkpoint: string): Record<string, unknown> {
+  const { sampler, scheduler } = COMFY_SAMPLERS[request.scheduler ?? "euler_a"];
+  return {
+    "4": { class_type: "CheckpointLoaderSimple", inputs: { ckpt_name: checkpoint } },
+    "5": { class_type: "EmptyLatentImage", inputs: { width: request.width, height: request.height, batch_size: 1 } },
+    "6": { class_type: "CLIPTextEncode", inputs: { text: request.prompt, clip: ["4", 1] } },
+    "7": { class_type: "CLIPTextEncode", inputs: { text: request.negativePrompt ?? "", clip: ["4", 1] } },
+    "3": {
+      class_type: "KSampler",
+      inputs: {
+        seed,
+        steps: request.steps,
+        cfg: request.cfgScale,
+        sampler_name: sampler,
+        scheduler,
+        denoise: 1,
+        model: ["4", 0],
+        positive: ["6", 0],
+        negative: ["7", 0],
+        latent_image: ["5", 0],
+      },
+    },
+    "8": { class_type: "VAEDecode", inputs: { samples: ["3", 0], vae: ["4", 2] } },
+    [SAVE_NODE]: { class_type: "SaveImage", inputs: { filename_prefix: "kitty-images", images: ["8", 0] } },
+  };
+}
+
+type WaitEnd = { kind: "done" } | { kind: "error"; message: string } | { kind: "interrupted" };
+
+export class ComfyUIEngine implements Engine {
+  readonly name = "comfyui";
+  private readonly timing: ComfyTiming;
+  private readonly http: EngineHttp;
+  private stopped = false;
+
+  constructor(
+    private readonly options: ComfyUIOptions,
+    private readonly log: Logger,
+  ) {
+    this.timing = { ...DEFAULT_TIMING, ...options.timing };
+    this.http = new EngineHttp(`ComfyUI at ${options.baseUrl}`, options.baseUrl, null, "is it running?");
+  }
+
+  private get where(): string {
+    return this.http.where;
+  }
+
+  health(): EngineHealth {
+    return { state: this.stopped ? "stopped" : this.http.lastError ? "idle" : "ready", restarts: 0 };
+  }
+
+  async start(): Promise<void> {}
+
+  async release(): Promise<void> {}
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+  }
+
+  /** The checkpoints CheckpointLoaderSimple offers. */
+  async models(): Promise<string[]> {
+    const answer = (await this.http.json("GET", "/object_info/CheckpointLoaderSimple", undefined, this.timing.callMs)) as Record<string, any>;
+    const names = answer?.CheckpointLoaderSimple?.input?.required?.ckpt_name?.[0];
+    if (!Array.isArray(names)) throw this.http.nonsense("/object_info/CheckpointLoaderSimple", "CheckpointLoaderSimple's ckpt_name list", answer);
+    return names.filter((name): name is string => typeof name === "string");
+  }
+
+  async generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
+    if (this.stopped) throw new EngineJobError("engine_unavailable", "the server is shutting down", true);
+    if (job.signal.aborted) throw new EngineJobError("cancelled", "cancelled before it started");
+    if (request.initImage || request.refiner || (request.loras?.length ?? 0) > 0) {
+      throw new EngineJobError("bad_request", `${this.where} runs the built-in text-to-image graph only: init_image, refiner and loras need the diffusers engine`);
+    }
+    const checkpoint = request.model.engineModel ?? (await this.models())[0];
+    if (!checkpoint) throw new EngineJobError("model_not_found", `${this.where} offers no checkpoint (CheckpointLoaderSimple lists none)`);
+    const count = imageCount(request);
+    const seeds = batchSeeds(request.seed, count);
+    const started = Date.now();
+    const histories: unknown[] = [];
+    for (const [index, seed] of seeds.entries()) {
+      const history = await this.runPrompt(request, job, textToImageGraph(request, seed, checkpoint), (value) =>
+        job.onProgress({ step: index * request.steps + Math.min(value, request.steps), totalSteps: request.steps * count }),
+      );
+      histories.push(history.status ?? null);
+      const image = this.savedImage(history);
+      const query = new URLSearchParams({ filename: image.filename, subfolder: image.subfolder ?? "", type: image.type ?? "output" });
+      await stagePng(await this.http.bytes(`/view?${query}`, this.timing.callMs * 3), job.outputPaths[index]!, request, this.where);
+    }
+    return {
+      width: request.width,
+      height: request.height,
+      seed: request.seed,
+      family: /xl/i.test(checkpoint) ? "sdxl" : "sd15",
+      scheduler: `${COMFY_SAMPLERS[request.scheduler ?? "euler_a"].sampler}/${COMFY_SAMPLERS[request.scheduler ?? "euler_a"].scheduler}`,
+      device: this.where,
+      dtype: "unknown",
+      options: {},
+      modelLoads: 0,
+      stepsRun: request.steps * count,
+      promptTokens: 0,
+      previews: [],
+      timings: { loadSeconds: 0, inferenceSeconds: (Date.now() - started) / 1000, saveSeconds: 0 },
+      versions: { engine: "comfyui" },
+      engineInfo: { checkpoint, graph: "built-in text-to-image", status: histories },
+    };
+  }
+
+  /** Queues one graph and waits for its end; resolves with its /history entry. */
+  private async runPrompt(request: GenerationRequest, job: GenerationJob, graph: Record<string, unknown>, onStep: (value: number) => void): Promise<Record<string, any>> {
+    const clientId = randomUUID();
+    const deadlineMs = this.timing.jobBaseMs + ((request.width * request.height) / 1e6) * request.steps * this.timing.msPerMegapixelStep;
+    // The socket opens before the prompt is queued, so no message about it can be missed.
+    const socket = await this.openSocket(clientId);
+    let promptId: string | null = null;
+    let started = false;
+    let settle: (end: WaitEnd) => void = () => undefined;
+    const ended = new Promise<WaitEnd>((resolve) => (settle = resolve));
+    type Message = { type?: string; data?: Record<string, any> };
+    // ComfyUI may start the prompt before POST /prompt has answered with its id: what comes first waits here.
+    const early: Message[] = [];
+    const handle = (message: Message) => {
+      const data = message.data ?? {};
+      if (data.prompt_id !== undefined && data.prompt_id !== promptId) return;
+      if (message.type === "execution_start") started = true;
+      else if (message.type === "progress" && typeof data.value === "number") onStep(data.value);
+      else if (message.type === "executing" && data.node === null) settle({ kind: "done" });
+      else if (message.type === "execution_success") settle({ kind: "done" });
+      else if (message.type === "execution_error") settle({ kind: "error", message: `${data.exception_type ?? "error"}: ${data.exception_message ?? "no message"} (node ${data.node_id ?? "?"}, ${data.node_type ?? "?"})` });
+      else if (message.type === "execution_interrupted") settle({ kind: "interrupted" });
+    };
+    socket.addEventListener("message", (event) => {
+      let message: Message;
+      try {
+        message = JSON.parse(String(event.data)) as Message;
+      } catch {
+        return; // binary preview frames and the like
+      }
+      if (promptId === null) early.push(message);
+      else handle(message);
+    });
+    let stopping: Promise<unknown> = Promise.resolve();
+    const cancel = () => {
+      // Still waiting in ComfyUI's queue: take it out; running: interrupt it.
+      const stop = started ? this.http.json("POST", "/interrupt", undefined, this.timing.callMs) : this.http.json("POST", "/queue", { delete: [promptId] }, this.timing.callMs);
+      stopping = stop.catch((error: Error) => this.log.warn({ error: error.message }, "could not stop the ComfyUI prompt"));
+      settle({ kind: "interrupted" });
+    };
+    try {
+      const queued = (await this.http.json("POST", "/prompt", { prompt: graph, client_id: clientId }, this.timing.callMs)) as { prompt_id?: unknown };
+      if (typeof queued?.prompt_id !== "string") throw this.http.nonsense("/prompt", "a prompt_id", queued);
+      promptId = queued.prompt_id;
+      for (const message of early.splice(0)) handle(message);
+      job.signal.addEventListener("abort", cancel, { once: true });
+      if (job.signal.aborted) cancel();
+      const end = await Promise.race([ended, this.pollHistory(promptId, settle), this.deadline(deadlineMs)]);
+      if (end.kind === "interrupted" || job.signal.aborted) {
+        // The job ends once ComfyUI has been told, so its GPU is free for the next one.
+        await stopping;
+        throw new EngineJobError("cancelled", "cancelled while running");
+      }
+      if (end.kind === "error") throw new EngineJobError("generation_failed", `${this.where} failed the prompt: ${end.message}`);
+      return await this.history(promptId);
+    } finally {
+      job.signal.removeEventListener("abort", cancel);
+      socket.close();
+    }
+  }
+
+  private deadline(ms: number): Promise<never> {
+    return new Promise((_, reject) => {
+      const timer = setTimeout(() => reject(new EngineJobError("engine_unreachable", `${this.where} did not finish the prompt within ${Math.round(ms / 1000)} s`)), ms);
+      timer.unref();
+    });
+  }
+
+  /** Reads /history now and then: a prompt that ended while a websocket message was lost still ends here. */
+  private async pollHistory(promptId: string, settle: (end: WaitEnd) => void): Promise<WaitEnd> {
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, this.timing.historyPollMs).unref());
+      const entry = await this.history(promptId).catch(() => null);
+      if (entry?.status?.completed === true || entry?.status?.status_str === "success") {
+        settle({ kind: "done" });
+        return { kind: "done" };
+      }
+      if (entry?.status?.status_str === "error") {
+        const end: WaitEnd = { kind: "error", message: JSON.stringify(entry.status.messages ?? entry.status).slice(0, 300) };
+        settle(end);
+        return end;
+      }
+    }
+  }
+
+  private async history(promptId: string): Promise<Record<string, any>> {
+    const answer = (await this.http.json("GET", `/history/${encodeURIComponent(promptId)}`, undefined, this.timing.callMs)) as Record<string, any>;
+    const entry = answer?.[promptId];
+    if (!entry || typeof entry !== "object") throw this.http.nonsense(`/history/${promptId}`, `an entry for prompt ${promptId}`, answer);
+    return entry as Record<string, any>;
+  }
+
+  private savedImage(history: Record<string, any>): { filename: string; subfolder?: string; type?: string } {
+    const images = history.outputs?.[SAVE_NODE]?.images;
+    const image = Array.isArray(images) ? images[0] : undefined;
+    if (!image || typeof image.filename !== "string") throw this.http.nonsense("/history", `an image from the SaveImage node (${SAVE_NODE})`, history.outputs ?? history);
+    return image as { filename: string; subfolder?: string; type?: string };
+  }
+
+  private openSocket(clientId: string): Promise<WebSocket> {
+    const url = `${this.options.baseUrl.replace(/^http/, "ws")}/ws?clientId=${encodeURIComponent(clientId)}`;
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(url);
+      const timer = setTimeout(() => {
+        socket.close();
+        reject(new EngineJobError("engine_unreachable", `${this.where} did not open its websocket (${url}) within ${this.timing.callMs / 1000} s`));
+      }, this.timing.callMs);
+      socket.addEventListener("open", () => {
+        clearTimeout(timer);
+        resolve(socket);
+      }, { once: true });
+      socket.addEventListener("error", () => {
+        clearTimeout(timer);
+        reject(new EngineJobError("engine_unreachable", `${this.where} could not be reached (its websocket ${url} refused); is it running?`));
+      }, { once: true });
+    });
+  }
+}

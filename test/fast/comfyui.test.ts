@@ -1,0 +1,125 @@
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { readPngInfo } from "../../src/storage/pngInfo.js";
+import { COMFY_CHECKPOINTS, startComfyStandIn, type ComfyStandIn } from "../helpers/comfyStandIn.js";
+import { startEngineApp, type EngineApp } from "../helpers/engineApp.js";
+import { RUNNER_PYTHON } from "../helpers/paths.js";
+import { waitUntil } from "../helpers/waitUntil.js";
+
+/**
+ * The ComfyUI engine behind the real app and MCP tools, against a stand-in of ComfyUI's API (HTTP and its /ws
+ * websocket): the built-in graph filled from the request, steps from the socket, batches as one prompt per seed,
+ * cancel of a running and of a waiting prompt, an execution error, a refused graph, a socket that says nothing.
+ */
+describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue, storage, previews and index do the rest", () => {
+  let standIn: ComfyStandIn;
+  let server: EngineApp;
+
+  beforeAll(async () => {
+    standIn = await startComfyStandIn();
+    server = await startEngineApp(
+      [
+        "comfy_sd15:",
+        "  engine: comfyui",
+        `  model: ${COMFY_CHECKPOINTS[1]}`,
+        "  defaults: {width: 256, height: 256, steps: 8}",
+      ],
+      { COMFYUI_BASE_URL: standIn.url, COMFYUI_TIMEOUT_SECONDS: "5" },
+    );
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    await standIn?.close();
+  });
+
+  beforeEach(() => {
+    standIn.mode = "ok";
+    standIn.stepMs = 5;
+  });
+
+  it("lists the checkpoint as present, read from ComfyUI's object_info", async () => {
+    const { models } = await server.ok("list_models");
+    expect(models).toEqual([expect.objectContaining({ name: "comfy_sd15", engine: "comfyui", family: "sd15", present: true, path: COMFY_CHECKPOINTS[1] })]);
+  });
+
+  it("queues one built-in graph per image with seeds seed, seed+1, follows the steps over the websocket, and stores ComfyUI's PNGs", async () => {
+    standIn.stepMs = 30;
+    const queued = await server.ok("generate_image", { prompt: "a red kettle", negative_prompt: "blurry", model: "comfy_sd15", seed: 7, count: 2, steps: 10, cfg_scale: 6.5, scheduler: "dpmpp_2m_karras" });
+    const steps: number[] = [];
+    const watch = setInterval(() => {
+      const step = server.app.queue.find(queued.jobId)?.progress?.step;
+      if (step !== undefined && step !== steps.at(-1)) steps.push(step);
+    }, 5);
+    const done = await server.ended(queued.jobId).finally(() => clearInterval(watch));
+    expect(done, JSON.stringify(done.error)).toMatchObject({ status: "done", images: [{ seed: 7, width: 256, height: 256 }, { seed: 8 }] });
+
+    const graphs = standIn.prompts.slice(-2).map((prompt) => prompt.graph);
+    expect(graphs.map((graph) => graph["3"].inputs.seed)).toEqual([7, 8]);
+    expect(graphs[0]).toMatchObject({
+      "4": { class_type: "CheckpointLoaderSimple", inputs: { ckpt_name: COMFY_CHECKPOINTS[1] } },
+      "5": { class_type: "EmptyLatentImage", inputs: { width: 256, height: 256, batch_size: 1 } },
+      "6": { class_type: "CLIPTextEncode", inputs: { text: "a red kettle", clip: ["4", 1] } },
+      "7": { class_type: "CLIPTextEncode", inputs: { text: "blurry", clip: ["4", 1] } },
+      "3": { class_type: "KSampler", inputs: { steps: 10, cfg: 6.5, sampler_name: "dpmpp_2m", scheduler: "karras", denoise: 1 } },
+      "9": { class_type: "SaveImage" },
+    });
+    expect(steps.length).toBeGreaterThan(3);
+    expect([...steps].sort((a, b) => a - b)).toEqual(steps);
+    expect(steps.some((step) => step > 10)).toBe(true);
+
+    const selected = await server.ok("select_image", { key: done.images[0].key });
+    const png = readFileSync(fileURLToPath(selected.imageRef.downloadUrl));
+    // ComfyUI's own chunks (its graph) are kept as it wrote them.
+    expect(JSON.parse(readPngInfo(png).text.prompt!)["3"].inputs.seed).toBe(7);
+    expect(selected.metadata).toMatchObject({ engine: "comfyui", seed: 7, engineInfo: { checkpoint: COMFY_CHECKPOINTS[1], graph: "built-in text-to-image" } });
+    if (existsSync(RUNNER_PYTHON)) expect(selected.metadata.preview).toMatchObject({ mimeType: "image/webp", width: 256, height: 256 });
+  });
+
+  it("cancels a running prompt with /interrupt and a waiting one by deleting it from ComfyUI's queue", async () => {
+    standIn.stepMs = 40;
+    const running = await server.ok("generate_image", { prompt: "interrupted", model: "comfy_sd15", steps: 50 });
+    await waitUntil("the job reports a step", () => (server.app.queue.find(running.jobId)?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
+    const interrupts = standIn.interrupts;
+    await server.ok("cancel_job", { jobId: running.jobId });
+    expect(await server.ended(running.jobId)).toMatchObject({ status: "cancelled" });
+    expect(standIn.interrupts).toBe(interrupts + 1);
+
+    standIn.holdQueue = true;
+    const waiting = await server.ok("generate_image", { prompt: "never started", model: "comfy_sd15", steps: 3 });
+    await waitUntil("ComfyUI has the prompt", () => standIn.prompts.at(-1)?.graph["6"].inputs.text === "never started", { timeoutMs: 10_000 });
+    await server.ok("cancel_job", { jobId: waiting.jobId });
+    expect(await server.ended(waiting.jobId)).toMatchObject({ status: "cancelled" });
+    expect(standIn.deleted).toEqual([standIn.prompts.at(-1)!.id]);
+    standIn.release();
+  });
+
+  it.each([
+    ["an execution error", "execution-error", "generation_failed", /^ComfyUI at http:\/\/127\.0\.0\.1:\d+ failed the prompt: torch\.OutOfMemoryError: CUDA out of memory\. Tried to allocate 2\.00 GiB \(node 3, KSampler\)$/],
+    ["a graph it refuses", "node-errors", "engine_failed", /answered POST \/prompt with HTTP 400: .*ckpt_name: 'missing\.safetensors' not in/],
+    ["a finished prompt with no image", "no-outputs", "engine_failed", /answered \/history with something other than an image from the SaveImage node \(9\)/],
+  ] as const)("fails the job on %s, naming ComfyUI, its URL and what came back; the queue goes on", async (_name, mode, code, message) => {
+    standIn.mode = mode;
+    const failed = await server.ended((await server.ok("generate_image", { prompt: `misbehaving: ${mode}`, model: "comfy_sd15", steps: 3 })).jobId);
+    expect(failed).toMatchObject({ status: "failed", error: { code } });
+    expect(failed.error.message).toMatch(message);
+    standIn.mode = "ok";
+    expect(await server.ended((await server.ok("generate_image", { prompt: "the next one", model: "comfy_sd15", steps: 3 })).jobId)).toMatchObject({ status: "done" });
+  });
+
+  it("still finishes when the websocket says nothing, by reading /history", async () => {
+    standIn.mode = "silent-socket";
+    const done = await server.ended((await server.ok("generate_image", { prompt: "quiet socket", model: "comfy_sd15", steps: 3 })).jobId);
+    expect(done).toMatchObject({ status: "done", images: [{ width: 256, height: 256 }] });
+  });
+
+  it("fails with ComfyUI's address when it is down, and list_models says why", async () => {
+    await standIn.close();
+    const failed = await server.ended((await server.ok("generate_image", { prompt: "nobody home", model: "comfy_sd15" })).jobId);
+    expect(failed).toMatchObject({ status: "failed", error: { code: "engine_unreachable" } });
+    expect(failed.error.message).toMatch(/^ComfyUI at http:\/\/127\.0\.0\.1:\d+ could not be reached/);
+    const { models } = await server.ok("list_models");
+    expect(models[0]).toMatchObject({ present: false, problem: expect.stringContaining("could not be reached") });
+  });
+});

@@ -1,0 +1,195 @@
+import { createHash, randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { makePng } from "./png.js";
+
+/**
+ * A stand-in for ComfyUI's server API, written from its documented routes: POST /prompt, the /ws websocket
+ * (status, execution_start, progress, executing, execution_error, execution_interrupted), /history/{id}, /view,
+ * /interrupt, POST /queue {delete}, /object_info/CheckpointLoaderSimple. The websocket is a minimal RFC 6455 server
+ * (text frames out, nothing read in), enough for a client that only listens.
+ */
+export type ComfyMode = "ok" | "execution-error" | "node-errors" | "silent-socket" | "no-outputs";
+
+export interface ComfyStandIn {
+  url: string;
+  mode: ComfyMode;
+  stepMs: number;
+  /** Every graph queued, in order. */
+  prompts: Array<{ id: string; graph: Record<string, any>; clientId: string }>;
+  interrupts: number;
+  deleted: string[];
+  /** Hold the next prompts in the queue (not started) until release(). */
+  holdQueue: boolean;
+  release(): void;
+  close(): Promise<void>;
+}
+
+export const COMFY_CHECKPOINTS = ["sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors"];
+
+function frame(text: string): Buffer {
+  const payload = Buffer.from(text, "utf8");
+  const head =
+    payload.length < 126
+      ? Buffer.from([0x81, payload.length])
+      : payload.length < 65536
+        ? Buffer.from([0x81, 126, payload.length >> 8, payload.length & 0xff])
+        : (() => {
+            const long = Buffer.alloc(10);
+            long[0] = 0x81;
+            long[1] = 127;
+            long.writeBigUInt64BE(BigInt(payload.length), 2);
+            return long;
+          })();
+  return Buffer.concat([head, payload]);
+}
+
+async function readBody(request: IncomingMessage): Promise<Record<string, any>> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString("utf8");
+  return text ? (JSON.parse(text) as Record<string, any>) : {};
+}
+
+export async function startComfyStandIn(): Promise<ComfyStandIn> {
+  const sockets = new Map<string, Socket>();
+  const history: Record<string, unknown> = {};
+  const queue: Array<{ id: string; graph: Record<string, any>; clientId: string }> = [];
+  let running: string | null = null;
+  let interrupted = false;
+  let wake: (() => void) | null = null;
+  const standIn: ComfyStandIn = { url: "", mode: "ok", stepMs: 5, prompts: [], interrupts: 0, deleted: [], holdQueue: false, release: () => undefined, close: async () => undefined };
+
+  const tell = (clientId: string, type: string, data: Record<string, unknown>) => {
+    if (standIn.mode === "silent-socket") return;
+    sockets.get(clientId)?.write(frame(JSON.stringify({ type, data })));
+  };
+
+  // ComfyUI runs one prompt at a time, in order.
+  const runQueue = async () => {
+    for (;;) {
+      const next = standIn.holdQueue ? undefined : queue.shift();
+      if (!next) {
+        await new Promise<void>((resolve) => (wake = resolve));
+        continue;
+      }
+      running = next.id;
+      interrupted = false;
+      const { id, graph, clientId } = next;
+      tell(clientId, "execution_start", { prompt_id: id });
+      const sampler = graph["3"].inputs;
+      const steps: number = sampler.steps;
+      tell(clientId, "executing", { node: "3", prompt_id: id });
+      let step = 0;
+      for (step = 1; step <= steps && !interrupted; step++) {
+        await new Promise((resolve) => setTimeout(resolve, standIn.stepMs));
+        tell(clientId, "progress", { value: step, max: steps, prompt_id: id, node: "3" });
+        if (standIn.mode === "execution-error" && step === 2) break;
+      }
+      running = null;
+      if (interrupted) {
+        tell(clientId, "execution_interrupted", { prompt_id: id, node_id: "3", node_type: "KSampler", executed: [] });
+        history[id] = { prompt: [0, id, graph, {}, ["9"]], outputs: {}, status: { status_str: "error", completed: false, messages: [["execution_interrupted", {}]] } };
+        continue;
+      }
+      if (standIn.mode === "execution-error") {
+        tell(clientId, "execution_error", { prompt_id: id, node_id: "3", node_type: "KSampler", exception_type: "torch.OutOfMemoryError", exception_message: "CUDA out of memory. Tried to allocate 2.00 GiB" });
+        history[id] = { outputs: {}, status: { status_str: "error", completed: false, messages: [] } };
+        continue;
+      }
+      const filename = `kitty-images_${String(standIn.prompts.findIndex((prompt) => prompt.id === id) + 1).padStart(5, "0")}_.png`;
+      const latent = graph["5"].inputs;
+      images.set(filename, makePng(latent.width, latent.height, { prompt: JSON.stringify(graph), workflow: "{}" }));
+      history[id] = {
+        prompt: [0, id, graph, {}, ["9"]],
+        outputs: standIn.mode === "no-outputs" ? {} : { "9": { images: [{ filename, subfolder: "", type: "output" }] } },
+        status: { status_str: "success", completed: true, messages: [] },
+      };
+      tell(clientId, "executed", { node: "9", output: { images: [{ filename, subfolder: "", type: "output" }] }, prompt_id: id });
+      tell(clientId, "executing", { node: null, prompt_id: id });
+    }
+  };
+  const images = new Map<string, Buffer>();
+
+  const server: Server = createServer((request, response) => {
+    const send = (status: number, body: unknown) => {
+      response.writeHead(status, { "content-type": "application/json" });
+      response.end(JSON.stringify(body));
+    };
+    const url = new URL(request.url ?? "/", "http://standin.invalid");
+    const route = `${request.method} ${url.pathname}`;
+    void (async () => {
+      if (route === "GET /object_info/CheckpointLoaderSimple") {
+        return send(200, { CheckpointLoaderSimple: { input: { required: { ckpt_name: [COMFY_CHECKPOINTS, {}] } }, output: ["MODEL", "CLIP", "VAE"], name: "CheckpointLoaderSimple" } });
+      }
+      if (route === "POST /prompt") {
+        const body = await readBody(request);
+        if (standIn.mode === "node-errors") {
+          return send(400, {
+            error: { type: "prompt_outputs_failed_validation", message: "Prompt outputs failed validation", details: "", extra_info: {} },
+            node_errors: { "4": { errors: [{ type: "value_not_in_list", message: "Value not in list", details: "ckpt_name: 'missing.safetensors' not in [...]" }], class_type: "CheckpointLoaderSimple" } },
+          });
+        }
+        const id = randomUUID();
+        const entry = { id, graph: body.prompt, clientId: body.client_id };
+        standIn.prompts.push(entry);
+        queue.push(entry);
+        wake?.();
+        return send(200, { prompt_id: id, number: standIn.prompts.length, node_errors: {} });
+      }
+      if (route.startsWith("GET /history/")) {
+        const id = decodeURIComponent(url.pathname.slice("/history/".length));
+        return send(200, history[id] ? { [id]: history[id] } : {});
+      }
+      if (route === "GET /view") {
+        const image = images.get(url.searchParams.get("filename") ?? "");
+        if (!image || url.searchParams.get("type") !== "output") return send(404, {});
+        response.writeHead(200, { "content-type": "image/png" });
+        return response.end(image);
+      }
+      if (route === "POST /interrupt") {
+        standIn.interrupts++;
+        if (running) interrupted = true;
+        return send(200, {});
+      }
+      if (route === "POST /queue") {
+        const body = await readBody(request);
+        for (const id of body.delete ?? []) {
+          const at = queue.findIndex((prompt) => prompt.id === id);
+          if (at >= 0) {
+            queue.splice(at, 1);
+            standIn.deleted.push(id);
+          }
+        }
+        return send(200, {});
+      }
+      send(404, {});
+    })().catch((error: Error) => send(500, { error: error.message }));
+  });
+  server.on("upgrade", (request, socket: Socket) => {
+    const url = new URL(request.url ?? "/", "http://standin.invalid");
+    if (url.pathname !== "/ws") return socket.destroy();
+    const accept = createHash("sha1").update(`${request.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64");
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    const clientId = url.searchParams.get("clientId") ?? randomUUID();
+    sockets.set(clientId, socket);
+    socket.on("data", () => undefined);
+    socket.on("error", () => undefined);
+    socket.on("close", () => sockets.delete(clientId));
+    socket.write(frame(JSON.stringify({ type: "status", data: { status: { exec_info: { queue_remaining: queue.length } }, sid: clientId } })));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  standIn.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  void runQueue();
+  standIn.release = () => {
+    standIn.holdQueue = false;
+    wake?.();
+  };
+  standIn.close = async () => {
+    for (const socket of sockets.values()) socket.destroy();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return standIn;
+}
+
