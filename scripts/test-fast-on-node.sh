@@ -10,8 +10,8 @@ echo "test-fast-on-node: fast suite on Node $(node --version)" >&2
 
 WORK="$PWD/.cache/node/project-$MAJOR"
 mkdir -p "$WORK"
-rm -rf "$WORK/src" "$WORK/test" "$WORK/dist"
-cp -r src test package.json package-lock.json tsconfig.json vitest.config.ts "$WORK/"
+rm -rf "$WORK/src" "$WORK/test" "$WORK/web" "$WORK/dist"
+cp -r src test web package.json package-lock.json tsconfig.json vitest.config.ts "$WORK/"
 cd "$WORK"
 # Reinstall only when the lockfile or the Node version changed.
 stamp="$(sha256sum < package-lock.json | cut -d' ' -f1)-$(node --version)"
