@@ -104,7 +104,16 @@ export interface GenerationRequest {
    * `engine`: which engine runs it (absent: diffusers, the runner); `engineModel`: that engine's own name for the
    * model (an AUTOMATIC1111 checkpoint title), where `path` means nothing to it.
    */
-  model: { name: string; path: string; refinerPath: string | null; configPath?: string | null; engine?: EngineName; engineModel?: string | null };
+  model: {
+    name: string;
+    path: string;
+    refinerPath: string | null;
+    configPath?: string | null;
+    engine?: EngineName;
+    engineModel?: string | null;
+    /** ComfyUI: the user's workflow file, read when the job runs. */
+    workflowPath?: string | null;
+  };
   width: number;
   height: number;
   steps: number;

@@ -3,6 +3,7 @@ import type { GenerationRequest, GenerationResult, SchedulerName } from "../gene
 import { batchSeeds, imageCount } from "../generation.js";
 import type { Logger } from "../log.js";
 import { EngineJobError, type Engine, type EngineHealth, type GenerationJob } from "./engine.js";
+import { fillWorkflow, loadWorkflow, type Workflow } from "../models/comfyWorkflow.js";
 import { EngineHttp, stagePng } from "./engineHttp.js";
 
 /**
@@ -115,18 +116,25 @@ export class ComfyUIEngine implements Engine {
     if (request.initImage || request.refiner || (request.loras?.length ?? 0) > 0) {
       throw new EngineJobError("bad_request", `${this.where} runs the built-in text-to-image graph only: init_image, refiner and loras need the diffusers engine`);
     }
-    const checkpoint = request.model.engineModel ?? (await this.models())[0];
-    if (!checkpoint) throw new EngineJobError("model_not_found", `${this.where} offers no checkpoint (CheckpointLoaderSimple lists none)`);
+    const workflowPath = request.model.workflowPath ?? null;
+    const workflow = workflowPath ? this.readWorkflow(workflowPath) : null;
+    // A workflow of one's own may load its model some other way: it gets a checkpoint only when one is named.
+    const checkpoint = request.model.engineModel ?? (workflow ? null : ((await this.models())[0] ?? null));
+    if (!checkpoint && !workflow) throw new EngineJobError("model_not_found", `${this.where} offers no checkpoint (CheckpointLoaderSimple lists none)`);
+    const sampling = COMFY_SAMPLERS[request.scheduler ?? "euler_a"];
     const count = imageCount(request);
     const seeds = batchSeeds(request.seed, count);
     const started = Date.now();
     const histories: unknown[] = [];
     for (const [index, seed] of seeds.entries()) {
-      const history = await this.runPrompt(request, job, textToImageGraph(request, seed, checkpoint), (value) =>
+      const { graph, outputNode } = workflow
+        ? fillWorkflow(workflow, workflowPath!, request, seed, sampling, checkpoint)
+        : { graph: textToImageGraph(request, seed, checkpoint!), outputNode: SAVE_NODE };
+      const history = await this.runPrompt(request, job, graph, (value) =>
         job.onProgress({ step: index * request.steps + Math.min(value, request.steps), totalSteps: request.steps * count }),
       );
       histories.push(history.status ?? null);
-      const image = this.savedImage(history);
+      const image = this.savedImage(history, outputNode);
       const query = new URLSearchParams({ filename: image.filename, subfolder: image.subfolder ?? "", type: image.type ?? "output" });
       await stagePng(await this.http.bytes(`/view?${query}`, this.timing.callMs * 3), job.outputPaths[index]!, request, this.where);
     }
@@ -134,8 +142,8 @@ export class ComfyUIEngine implements Engine {
       width: request.width,
       height: request.height,
       seed: request.seed,
-      family: /xl/i.test(checkpoint) ? "sdxl" : "sd15",
-      scheduler: `${COMFY_SAMPLERS[request.scheduler ?? "euler_a"].sampler}/${COMFY_SAMPLERS[request.scheduler ?? "euler_a"].scheduler}`,
+      family: /xl/i.test(checkpoint ?? request.model.name) ? "sdxl" : "sd15",
+      scheduler: `${sampling.sampler}/${sampling.scheduler}`,
       device: this.where,
       dtype: "unknown",
       options: {},
@@ -145,7 +153,7 @@ export class ComfyUIEngine implements Engine {
       previews: [],
       timings: { loadSeconds: 0, inferenceSeconds: (Date.now() - started) / 1000, saveSeconds: 0 },
       versions: { engine: "comfyui" },
-      engineInfo: { checkpoint, graph: "built-in text-to-image", status: histories },
+      engineInfo: { checkpoint, graph: workflowPath ?? "built-in text-to-image", status: histories },
     };
   }
 
@@ -241,10 +249,19 @@ export class ComfyUIEngine implements Engine {
     return entry as Record<string, any>;
   }
 
-  private savedImage(history: Record<string, any>): { filename: string; subfolder?: string; type?: string } {
-    const images = history.outputs?.[SAVE_NODE]?.images;
+  /** The workflow file as it is now (edits apply to queued jobs); one that no longer fits fails the job, saying why. */
+  private readWorkflow(file: string): Workflow {
+    try {
+      return loadWorkflow(file);
+    } catch (error) {
+      throw new EngineJobError("bad_request", (error as Error).message);
+    }
+  }
+
+  private savedImage(history: Record<string, any>, outputNode: string): { filename: string; subfolder?: string; type?: string } {
+    const images = history.outputs?.[outputNode]?.images;
     const image = Array.isArray(images) ? images[0] : undefined;
-    if (!image || typeof image.filename !== "string") throw this.http.nonsense("/history", `an image from the SaveImage node (${SAVE_NODE})`, history.outputs ?? history);
+    if (!image || typeof image.filename !== "string") throw this.http.nonsense("/history", `an image from the SaveImage node (${outputNode})`, history.outputs ?? history);
     return image as { filename: string; subfolder?: string; type?: string };
   }
 

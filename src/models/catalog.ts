@@ -4,6 +4,7 @@ import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { KittyError } from "../errors.js";
+import { loadWorkflow } from "./comfyWorkflow.js";
 import { HUB_PREFIX, locateHubModel } from "./hubCache.js";
 import { listLoras, type LoraEntry } from "./loraFiles.js";
 import { ENGINE_NAMES, LIMITS, MODEL_FAMILIES, SCHEDULERS, type EngineName, type GenerationDefaults, type ModelFamily } from "../generation.js";
@@ -25,6 +26,8 @@ export interface ModelEntry {
   refinerPath: string | null;
   /** Single-file checkpoints: a diffusers folder to take configs and tokenizers from (default: the shipped ones). */
   configPath: string | null;
+  /** ComfyUI: an API-format workflow file of the user's own, used instead of the built-in graph. */
+  workflowPath?: string | null;
   defaults: Partial<GenerationDefaults>;
   description: string | null;
 }
@@ -40,6 +43,7 @@ const richEntrySchema = z
     family: z.enum(MODEL_FAMILIES).optional(),
     refiner: z.string().min(1).optional(),
     config: z.string().min(1).optional(),
+    workflow: z.string().min(1).optional(),
     description: z.string().optional(),
     // the same limits generate_image enforces, so a default can never make a job the tool would refuse
     defaults: z
@@ -138,7 +142,7 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
       const where = issue?.path.length ? `.${issue.path.join(".")}` : "";
       throw new KittyError(
         "config_invalid",
-        `${sourcePath}: entry '${name}${where}' is invalid (${issue?.message}); use 'name: /path/to/diffusers-folder-or-checkpoint' or 'name: {path, family?, refiner?, config?, defaults?}' or 'name: {engine: a1111|comfyui, model?, family?, defaults?}'`,
+        `${sourcePath}: entry '${name}${where}' is invalid (${issue?.message}); use 'name: /path/to/diffusers-folder-or-checkpoint' or 'name: {path, family?, refiner?, config?, defaults?}' or 'name: {engine: a1111|comfyui, model?, workflow?, family?, defaults?}'`,
       );
     }
     const entry = parsed.data;
@@ -158,7 +162,12 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
     if (engine === "diffusers" && entry.path === undefined) {
       throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' needs a path (a diffusers folder or checkpoint file), or 'engine: a1111' / 'engine: comfyui' with that app's 'model' name`);
     }
-    if (engine !== "diffusers" && (entry.refiner !== undefined || entry.config !== undefined || entry.path !== undefined)) {
+    if (entry.workflow !== undefined && engine !== "comfyui") {
+      throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' gives a workflow, which only ComfyUI runs: add 'engine: comfyui'`);
+    }
+    // Checked now, so a workflow that cannot be filled is a start-up error, not every job's failure.
+    if (entry.workflow !== undefined) loadWorkflow(expandPath(entry.workflow, baseDir));
+    if (engine !== "diffusers" && (entry.refiner || entry.config !== undefined || entry.path !== undefined)) {
       throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' runs on ${engine}, which keeps its own models: give 'model' (its name there), not path, refiner or config`);
     }
     // A refiner may name another entry or give a folder.
@@ -179,6 +188,7 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
       declaredFamily: entry.family ?? null,
       refinerPath,
       configPath: entry.config ? expandPath(entry.config, baseDir) : null,
+      ...(entry.workflow !== undefined && { workflowPath: expandPath(entry.workflow, baseDir) }),
       description: entry.description ?? null,
       defaults: {
         ...(d.width !== undefined && { width: d.width }),

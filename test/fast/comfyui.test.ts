@@ -1,4 +1,6 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { readPngInfo } from "../../src/storage/pngInfo.js";
@@ -112,6 +114,43 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     standIn.mode = "silent-socket";
     const done = await server.ended((await server.ok("generate_image", { prompt: "quiet socket", model: "comfy_sd15", steps: 3 })).jobId);
     expect(done).toMatchObject({ status: "done", images: [{ width: 256, height: 256 }] });
+  });
+
+  it("fills a workflow of the user's own: titled nodes first, then the graph's shape; other nodes untouched", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "kitty-workflow-"));
+    const workflow = {
+      "10": { class_type: "CheckpointLoaderSimple", inputs: { ckpt_name: "placeholder.safetensors" } },
+      "16": { class_type: "LoraLoader", inputs: { lora_name: "film.safetensors", strength_model: 0.7, strength_clip: 0.7, model: ["10", 0], clip: ["10", 1] } },
+      "11": { class_type: "CLIPTextEncode", inputs: { text: "old prompt", clip: ["16", 1] }, _meta: { title: "Positive" } },
+      "12": { class_type: "CLIPTextEncode", inputs: { text: "old negative", clip: ["16", 1] } },
+      "13": { class_type: "EmptyLatentImage", inputs: { width: 1024, height: 1024, batch_size: 4 } },
+      "14": {
+        class_type: "KSamplerAdvanced",
+        inputs: { add_noise: "enable", noise_seed: 1, steps: 30, cfg: 8, sampler_name: "euler", scheduler: "normal", start_at_step: 0, end_at_step: 10000, return_with_leftover_noise: "disable", model: ["16", 0], positive: ["11", 0], negative: ["12", 0], latent_image: ["13", 0] },
+      },
+      "15": { class_type: "VAEDecode", inputs: { samples: ["14", 0], vae: ["10", 2] } },
+      "17": { class_type: "SaveImage", inputs: { filename_prefix: "mine", images: ["15", 0] }, _meta: { title: "kitty:output" } },
+    };
+    writeFileSync(path.join(dir, "mine_api.json"), JSON.stringify(workflow));
+    const own = await startEngineApp(
+      ["mine:", "  engine: comfyui", `  model: ${COMFY_CHECKPOINTS[0]}`, `  workflow: ${path.join(dir, "mine_api.json")}`, "  defaults: {width: 256, height: 256, steps: 5}"],
+      { COMFYUI_BASE_URL: standIn.url },
+    );
+    try {
+      const done = await own.ended((await own.ok("generate_image", { prompt: "my own graph", negative_prompt: "ugly", model: "mine", seed: 99, scheduler: "euler_a" })).jobId);
+      expect(done, JSON.stringify(done.error)).toMatchObject({ status: "done", images: [{ seed: 99, width: 256, height: 256 }] });
+      const sent = standIn.prompts.at(-1)!.graph;
+      expect(sent["14"].inputs).toMatchObject({ noise_seed: 99, steps: 5, cfg: 7, sampler_name: "euler_ancestral", scheduler: "normal", add_noise: "enable", end_at_step: 10000 });
+      expect(sent["11"].inputs.text).toBe("my own graph");
+      expect(sent["12"].inputs.text).toBe("ugly");
+      expect(sent["13"].inputs).toEqual({ width: 256, height: 256, batch_size: 1 });
+      expect(sent["10"].inputs.ckpt_name).toBe(COMFY_CHECKPOINTS[0]);
+      expect(sent["16"]).toEqual(workflow["16"]);
+      expect((await own.ok("select_image", { key: done.images[0].key })).metadata.engineInfo.graph).toBe(path.join(dir, "mine_api.json"));
+    } finally {
+      await own.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("fails with ComfyUI's address when it is down, and list_models says why", async () => {

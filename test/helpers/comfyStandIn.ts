@@ -77,13 +77,14 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
       interrupted = false;
       const { id, graph, clientId } = next;
       tell(clientId, "execution_start", { prompt_id: id });
-      const sampler = graph["3"].inputs;
-      const steps: number = sampler.steps;
-      tell(clientId, "executing", { node: "3", prompt_id: id });
+      const nodeOf = (...classes: string[]) => Object.keys(graph).find((node) => classes.includes(graph[node].class_type))!;
+      const samplerNode = nodeOf("KSampler", "KSamplerAdvanced");
+      const steps: number = graph[samplerNode].inputs.steps;
+      tell(clientId, "executing", { node: samplerNode, prompt_id: id });
       let step = 0;
       for (step = 1; step <= steps && !interrupted; step++) {
         await new Promise((resolve) => setTimeout(resolve, standIn.stepMs));
-        tell(clientId, "progress", { value: step, max: steps, prompt_id: id, node: "3" });
+        tell(clientId, "progress", { value: step, max: steps, prompt_id: id, node: samplerNode });
         if (standIn.mode === "execution-error" && step === 2) break;
       }
       running = null;
@@ -98,14 +99,15 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
         continue;
       }
       const filename = `kitty-images_${String(standIn.prompts.findIndex((prompt) => prompt.id === id) + 1).padStart(5, "0")}_.png`;
-      const latent = graph["5"].inputs;
+      const latent = graph[nodeOf("EmptyLatentImage")].inputs;
+      const saveNode = nodeOf("SaveImage");
       images.set(filename, makePng(latent.width, latent.height, { prompt: JSON.stringify(graph), workflow: "{}" }));
       history[id] = {
-        prompt: [0, id, graph, {}, ["9"]],
-        outputs: standIn.mode === "no-outputs" ? {} : { "9": { images: [{ filename, subfolder: "", type: "output" }] } },
+        prompt: [0, id, graph, {}, [saveNode]],
+        outputs: standIn.mode === "no-outputs" ? {} : { [saveNode]: { images: [{ filename, subfolder: "", type: "output" }] } },
         status: { status_str: "success", completed: true, messages: [] },
       };
-      tell(clientId, "executed", { node: "9", output: { images: [{ filename, subfolder: "", type: "output" }] }, prompt_id: id });
+      tell(clientId, "executed", { node: saveNode, output: { images: [{ filename, subfolder: "", type: "output" }] }, prompt_id: id });
       tell(clientId, "executing", { node: null, prompt_id: id });
     }
   };

@@ -39,7 +39,24 @@ describe("models.yaml", () => {
     expect(() => parseModelsYaml("x:\n  engine: a1111\n  path: /models/x\n", "/m.yaml")).toThrow("entry 'x' runs on a1111, which keeps its own models: give 'model' (its name there), not path, refiner or config");
     expect(() => parseModelsYaml("x:\n  model: something\n", "/m.yaml")).toThrow("entry 'x' gives 'model', which names a model another engine keeps; add 'engine: a1111' (or comfyui) or drop it");
     expect(() => parseModelsYaml("x:\n  family: sdxl\n", "/m.yaml")).toThrow("entry 'x' needs a path");
-    expect(() => parseModelsYaml("x:\n  engine: comfy\n  model: m\n", "/m.yaml")).toThrow("or 'name: {engine: a1111|comfyui, model?, family?, defaults?}'");
+    expect(() => parseModelsYaml("x:\n  engine: comfy\n  model: m\n", "/m.yaml")).toThrow("or 'name: {engine: a1111|comfyui, model?, workflow?, family?, defaults?}'");
+  });
+
+  it("checks a ComfyUI workflow when models.yaml is read: API format, and a sampler and prompt it can fill", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "kitty-wf-"));
+    const write = (name: string, body: unknown) => writeFileSync(path.join(dir, name), JSON.stringify(body));
+    const entry = (file: string) => `x:\n  engine: comfyui\n  workflow: ${path.join(dir, file)}\n`;
+    write("ui.json", { nodes: [], links: [], version: 0.4 });
+    expect(() => parseModelsYaml(entry("ui.json"), "/m.yaml")).toThrow('is in the editor\'s format; export it with "Save (API Format)"');
+    write("nosampler.json", { "1": { class_type: "SaveImage", inputs: {} } });
+    expect(() => parseModelsYaml(entry("nosampler.json"), "/m.yaml")).toThrow("has no single KSampler or KSamplerAdvanced for the sampler: title the node 'kitty:sampler'");
+    write("ok.json", {
+      "1": { class_type: "KSampler", inputs: { positive: ["2", 0] } },
+      "2": { class_type: "CLIPTextEncode", inputs: { text: "" } },
+      "3": { class_type: "SaveImage", inputs: {} },
+    });
+    expect(parseModelsYaml(entry("ok.json"), "/m.yaml").get("x")).toMatchObject({ engine: "comfyui", workflowPath: path.join(dir, "ok.json") });
+    expect(() => parseModelsYaml(`x:\n  path: /m/x\n  workflow: ${path.join(dir, "ok.json")}\n`, "/m.yaml")).toThrow("gives a workflow, which only ComfyUI runs: add 'engine: comfyui'");
   });
 
   it("takes hf:org/name from the local Hugging Face cache, and says how to fetch one that is not there", () => {
