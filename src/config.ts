@@ -4,20 +4,19 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { KittyError } from "./errors.js";
-import type { EngineName } from "./generation.js";
+import { ENGINE_NAMES, type EngineName } from "./generation.js";
 import { loadModelsYaml, type ModelCatalog } from "./models/catalog.js";
 
 /** The one place env is read. Names from the original images-service are kept as they were. */
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
-export const ENGINES = ["diffusers", "invokeai", "a1111", "comfyui"] as const;
 
 const emptyToUndefined = (value: unknown) => (typeof value === "string" && value.trim() === "" ? undefined : value);
 const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
 
 const envSchema = z.object({
-  IMAGE_ENGINE: z.preprocess(emptyToUndefined, z.enum(ENGINES).default("diffusers")),
+  IMAGE_ENGINE: z.preprocess(emptyToUndefined, z.enum(ENGINE_NAMES).default("diffusers")),
   S3_ENDPOINT_URL: z.preprocess(emptyToUndefined, z.url().optional()),
   S3_PUBLIC_ENDPOINT_URL: z.preprocess(emptyToUndefined, z.url().optional()),
   S3_BUCKET: z.preprocess(emptyToUndefined, z.string().default("kitty-artifacts")),
@@ -31,6 +30,9 @@ const envSchema = z.object({
   A1111_TIMEOUT_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(1).max(86400).default(120)),
   COMFYUI_BASE_URL: z.preprocess(emptyToUndefined, z.url().default("http://127.0.0.1:8188")),
   COMFYUI_TIMEOUT_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(1).max(86400).default(120)),
+  INVOKE_HOST: z.preprocess(emptyToUndefined, z.string().default("127.0.0.1")),
+  INVOKE_PORT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(65535).default(9091)),
+  INVOKEAI_TIMEOUT_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(1).max(86400).default(120)),
   HF_HOME: optionalString,
   HF_HUB_CACHE: optionalString,
   PYTORCH_MPS_HIGH_WATERMARK_RATIO: optionalString,
@@ -85,13 +87,14 @@ export interface S3Settings {
 }
 
 export interface Config {
-  engine: (typeof ENGINES)[number];
-  /** The engine that runs models whose entry names none (IMAGE_ENGINE, once it is one this version has). */
-  defaultEngine: EngineName;
+  /** The engine that runs models whose entry names none (IMAGE_ENGINE). */
+  engine: EngineName;
   /** AUTOMATIC1111 (or a fork with its API) for models with `engine: a1111`, or all of them under IMAGE_ENGINE=a1111. */
   a1111: { baseUrl: string; auth: string | null; jobTimeoutMs: number };
   /** ComfyUI for models with `engine: comfyui`, or all of them under IMAGE_ENGINE=comfyui. */
   comfyui: { baseUrl: string; jobTimeoutMs: number };
+  /** InvokeAI (INVOKE_HOST:INVOKE_PORT, the original service's names) for models with `engine: invokeai`. */
+  invokeai: { baseUrl: string; jobTimeoutMs: number };
   home: string;
   databasePath: string;
   stagingDir: string;
@@ -149,12 +152,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
     KITTY_IMAGES_CLIP_VOCAB: clipVocab,
   });
 
-  const defaultEngine: EngineName = e.IMAGE_ENGINE === "a1111" || e.IMAGE_ENGINE === "comfyui" ? e.IMAGE_ENGINE : "diffusers";
   return {
     engine: e.IMAGE_ENGINE,
-    defaultEngine,
     a1111: { baseUrl: e.A1111_BASE_URL.replace(/\/+$/, ""), auth: e.A1111_API_AUTH ?? null, jobTimeoutMs: e.A1111_TIMEOUT_SECONDS * 1000 },
     comfyui: { baseUrl: e.COMFYUI_BASE_URL.replace(/\/+$/, ""), jobTimeoutMs: e.COMFYUI_TIMEOUT_SECONDS * 1000 },
+    invokeai: { baseUrl: `http://${e.INVOKE_HOST.includes(":") ? `[${e.INVOKE_HOST}]` : e.INVOKE_HOST}:${e.INVOKE_PORT}`, jobTimeoutMs: e.INVOKEAI_TIMEOUT_SECONDS * 1000 },
     home,
     databasePath: path.join(home, "kitty-images.sqlite"),
     stagingDir: path.join(home, "staging"),
@@ -177,7 +179,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
       modelsYaml,
       e.KITTY_IMAGES_DEFAULT_MODEL,
       e.HF_HUB_CACHE ?? path.join(e.HF_HOME ?? path.join(homedir(), ".cache", "huggingface"), "hub"),
-      defaultEngine,
+      e.IMAGE_ENGINE,
     ),
     runner: {
       python: e.KITTY_IMAGES_PYTHON ?? path.join(PROJECT_ROOT, ".cache", "venv", "bin", "python"),

@@ -2,6 +2,8 @@ import { existsSync } from "node:fs";
 import type { Config } from "./config.js";
 import { openDatabase } from "./db.js";
 import { A1111Engine } from "./engines/a1111.js";
+import { ComfyUIEngine } from "./engines/comfyui.js";
+import { InvokeAIEngine } from "./engines/invokeai.js";
 import { DiffusersEngine } from "./engines/diffusers.js";
 import { messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
@@ -75,9 +77,10 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
     const router = createEngine(config, log);
     const engine = router.engine(router.defaultEngine);
     try {
-      if (engine instanceof A1111Engine) {
+      if (engine instanceof A1111Engine || engine instanceof ComfyUIEngine || engine instanceof InvokeAIEngine) {
+        // Another app does the generating: it answers, and offers these models.
         const models = await engine.models();
-        return `AUTOMATIC1111 at ${config.a1111.baseUrl} answers; ${models.length} checkpoint(s)${models.length ? `: ${models.slice(0, 5).join(", ")}${models.length > 5 ? ", …" : ""}` : ""}`;
+        return `${engine.name} answers; ${models.length} model(s)${models.length ? `: ${models.slice(0, 5).join(", ")}${models.length > 5 ? ", …" : ""}` : ""}`;
       }
       await engine.start();
       const info = engine instanceof DiffusersEngine ? engine.info : null;

@@ -148,7 +148,7 @@ export interface PreviewFile {
 }
 
 /** The engines a model can run on. */
-export const ENGINE_NAMES = ["diffusers", "a1111", "comfyui"] as const;
+export const ENGINE_NAMES = ["diffusers", "a1111", "comfyui", "invokeai"] as const;
 export type EngineName = (typeof ENGINE_NAMES)[number];
 
 export interface GenerationResult {

@@ -4,6 +4,7 @@ import type { Config } from "./config.js";
 import { openDatabase, type Db } from "./db.js";
 import { A1111Engine } from "./engines/a1111.js";
 import { ComfyUIEngine } from "./engines/comfyui.js";
+import { InvokeAIEngine } from "./engines/invokeai.js";
 import { DiffusersEngine } from "./engines/diffusers.js";
 import { EngineRouter } from "./engines/engineRouter.js";
 import type { Engine } from "./engines/engine.js";
@@ -70,13 +71,11 @@ const DEFAULT_TIMING: WorkerOptions["timing"] = {
 };
 
 export function createEngine(config: Config, log: Logger): EngineRouter {
-  if (config.engine !== config.defaultEngine) {
-    throw new KittyError("config_invalid", `IMAGE_ENGINE=${config.engine} is not available yet; this version runs IMAGE_ENGINE=diffusers, a1111 or comfyui`);
-  }
-  return new EngineRouter(config.defaultEngine, (name) => {
+  return new EngineRouter(config.engine, (name) => {
     const engineLog = log.child({ component: "engine", engine: name });
     if (name === "a1111") return new A1111Engine({ baseUrl: config.a1111.baseUrl, auth: config.a1111.auth, timing: { jobBaseMs: config.a1111.jobTimeoutMs } }, engineLog);
     if (name === "comfyui") return new ComfyUIEngine({ baseUrl: config.comfyui.baseUrl, timing: { jobBaseMs: config.comfyui.jobTimeoutMs } }, engineLog);
+    if (name === "invokeai") return new InvokeAIEngine({ baseUrl: config.invokeai.baseUrl, timing: { jobBaseMs: config.invokeai.jobTimeoutMs } }, engineLog);
     return new DiffusersEngine({ python: config.runner.python, packageDir: config.runner.packageDir, env: config.runner.env, readyTimeoutMs: 300_000 }, engineLog);
   });
 }
@@ -143,7 +142,7 @@ export function toolDeps(app: App): ToolDeps {
     log: app.log,
     async engineModels(name) {
       const engine = app.engine instanceof EngineRouter ? app.engine.engine(name) : null;
-      if (!(engine instanceof A1111Engine || engine instanceof ComfyUIEngine)) return { reachable: false, problem: `no ${name} engine here` };
+      if (!(engine instanceof A1111Engine || engine instanceof ComfyUIEngine || engine instanceof InvokeAIEngine)) return { reachable: false, problem: `no ${name} engine here` };
       try {
         return { reachable: true, models: await engine.models() };
       } catch (error) {

@@ -21,7 +21,7 @@ export class EngineHttp {
     private readonly unreachableHint: string,
   ) {}
 
-  async json(method: "GET" | "POST", route: string, body: unknown, timeoutMs: number): Promise<unknown> {
+  async json(method: "GET" | "POST" | "PUT", route: string, body: unknown, timeoutMs: number): Promise<unknown> {
     const text = (await this.request(method, route, body, timeoutMs, { accept: "application/json" })).toString("utf8");
     try {
       return JSON.parse(text) as unknown;
@@ -39,7 +39,7 @@ export class EngineHttp {
     return new EngineJobError("engine_failed", `${this.where} answered ${route} with something other than ${expected}: ${shown}`);
   }
 
-  private async request(method: "GET" | "POST", route: string, body: unknown, timeoutMs: number, headers: Record<string, string>): Promise<Buffer> {
+  private async request(method: "GET" | "POST" | "PUT", route: string, body: unknown, timeoutMs: number, headers: Record<string, string>): Promise<Buffer> {
     if (body !== undefined) headers["content-type"] = "application/json";
     if (this.auth) headers.authorization = `Basic ${Buffer.from(this.auth).toString("base64")}`;
     let response: Response;

@@ -86,7 +86,7 @@ async function generate(app: App, request: IncomingMessage, response: ServerResp
   }
   const { prompt, width, height, steps: stepCount, cfg, seed: seedValue, model, refiner } = parsed.data;
   try {
-    const catalog = await catalogWithEngineModels(app.config.models, app.config.defaultEngine, toolDeps(app).engineModels, { model });
+    const catalog = await catalogWithEngineModels(app.config.models, app.config.engine, toolDeps(app).engineModels, { model });
     const resolved = resolveRequest(
       { prompt, width, height, steps: stepCount, cfgScale: cfg, seed: seedValue ?? undefined, model, refiner: refinerWanted(refiner, model ?? catalog.defaultModel, catalog) },
       catalog,

@@ -142,7 +142,7 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
       const where = issue?.path.length ? `.${issue.path.join(".")}` : "";
       throw new KittyError(
         "config_invalid",
-        `${sourcePath}: entry '${name}${where}' is invalid (${issue?.message}); use 'name: /path/to/diffusers-folder-or-checkpoint' or 'name: {path, family?, refiner?, config?, defaults?}' or 'name: {engine: a1111|comfyui, model?, workflow?, family?, defaults?}'`,
+        `${sourcePath}: entry '${name}${where}' is invalid (${issue?.message}); use 'name: /path/to/diffusers-folder-or-checkpoint' or 'name: {path, family?, refiner?, config?, defaults?}' or 'name: {engine: a1111|comfyui|invokeai, model?, workflow?, family?, defaults?}'`,
       );
     }
     const entry = parsed.data;
@@ -157,10 +157,10 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
     }
     const engine = entry.engine ?? defaultEngine;
     if (engine === "diffusers" && entry.model !== undefined) {
-      throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' gives 'model', which names a model another engine keeps; add 'engine: a1111' (or comfyui) or drop it`);
+      throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' gives 'model', which names a model another engine keeps; add 'engine: a1111' (or comfyui, invokeai) or drop it`);
     }
     if (engine === "diffusers" && entry.path === undefined) {
-      throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' needs a path (a diffusers folder or checkpoint file), or 'engine: a1111' / 'engine: comfyui' with that app's 'model' name`);
+      throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' needs a path (a diffusers folder or checkpoint file), or 'engine: a1111|comfyui|invokeai' with that app's 'model' name`);
     }
     if (entry.workflow !== undefined && engine !== "comfyui") {
       throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' gives a workflow, which only ComfyUI runs: add 'engine: comfyui'`);

@@ -45,7 +45,7 @@ export const generateImage = defineTool({
   async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, ...rest }, { config, queue, index, log, engineModels }) {
     const request = resolveRequest(
       { ...rest, negativePrompt: negative_prompt, cfgScale: cfg_scale, refinerMode: refiner_mode, initImage: init_image },
-      await catalogWithEngineModels(config.models, config.defaultEngine, engineModels, { model: rest.model }),
+      await catalogWithEngineModels(config.models, config.engine, engineModels, { model: rest.model }),
       (reference) => index.byReference(reference, config.keyPrefix) ?? null,
     );
     const { job, position } = queue.enqueue(request);

@@ -32,7 +32,7 @@ export const listModels = defineTool({
     loras: z.array(z.object({ name: z.string(), family: z.string().nullable(), problem: z.string().optional() })),
   },
   async handler(_args, { config, engineModels }) {
-    const catalog = await catalogWithEngineModels(config.models, config.defaultEngine, engineModels, "all");
+    const catalog = await catalogWithEngineModels(config.models, config.engine, engineModels, "all");
     // Each other engine is asked once, in parallel, with its own timeout: a dead web UI answers "not reachable", fast.
     const elsewhere = new Map<EngineName, EngineModels>(
       await Promise.all(

@@ -37,9 +37,9 @@ describe("models.yaml", () => {
     // Under IMAGE_ENGINE=a1111 a flat entry names the web UI's checkpoint, as the original service read it.
     expect(parseModelsYaml("webui: v1-5-pruned.safetensors\n", "/m.yaml", undefined, undefined, "a1111").get("webui")).toMatchObject({ engine: "a1111", engineModel: "v1-5-pruned.safetensors", path: "" });
     expect(() => parseModelsYaml("x:\n  engine: a1111\n  path: /models/x\n", "/m.yaml")).toThrow("entry 'x' runs on a1111, which keeps its own models: give 'model' (its name there), not path, refiner or config");
-    expect(() => parseModelsYaml("x:\n  model: something\n", "/m.yaml")).toThrow("entry 'x' gives 'model', which names a model another engine keeps; add 'engine: a1111' (or comfyui) or drop it");
+    expect(() => parseModelsYaml("x:\n  model: something\n", "/m.yaml")).toThrow("entry 'x' gives 'model', which names a model another engine keeps; add 'engine: a1111' (or comfyui, invokeai) or drop it");
     expect(() => parseModelsYaml("x:\n  family: sdxl\n", "/m.yaml")).toThrow("entry 'x' needs a path");
-    expect(() => parseModelsYaml("x:\n  engine: comfy\n  model: m\n", "/m.yaml")).toThrow("or 'name: {engine: a1111|comfyui, model?, workflow?, family?, defaults?}'");
+    expect(() => parseModelsYaml("x:\n  engine: comfy\n  model: m\n", "/m.yaml")).toThrow("or 'name: {engine: a1111|comfyui|invokeai, model?, workflow?, family?, defaults?}'");
   });
 
   it("checks a ComfyUI workflow when models.yaml is read: API format, and a sampler and prompt it can fill", () => {
