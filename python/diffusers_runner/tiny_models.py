@@ -115,6 +115,23 @@ def build_sd15(out: Path, tokenizer: CLIPTokenizer) -> Path:
     return out / "sd15"
 
 
+def build_sd15_clip_width(out: Path, tokenizer: CLIPTokenizer) -> Path:
+    """SD 1.5 with CLIP's real width (768): apps that tell SD 1.5 by its cross-attention size (InvokeAI) accept it."""
+    torch.manual_seed(SEED)
+    pipe = StableDiffusionPipeline(
+        unet=_unet(cross_attention_dim=768),
+        scheduler=PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1),
+        vae=_vae(),
+        text_encoder=CLIPTextModel(_text_config(len(tokenizer), 768)),
+        tokenizer=tokenizer,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out / "sd15_768")
+    return out / "sd15_768"
+
+
 def _sdxl_unet(time_ids: int, cross_attention_dim: int) -> UNet2DConditionModel:
     return _unet(
         use_linear_projection=True,
@@ -189,8 +206,12 @@ def build_all(out: Path) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[1] == "--sd15-768":
+        out = Path(argv[0])
+        print(json.dumps({"sd15_768": str(build_sd15_clip_width(out, write_tokenizer(out / "_tokenizer")))}))
+        return 0
     if len(argv) != 1:
-        print("usage: python -m diffusers_runner.tiny_models OUT_DIR", file=sys.stderr)
+        print("usage: python -m diffusers_runner.tiny_models OUT_DIR [--sd15-768]", file=sys.stderr)
         return 2
     paths = build_all(Path(argv[0]))
     print(json.dumps(paths))

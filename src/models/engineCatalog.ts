@@ -19,8 +19,10 @@ export async function catalogWithEngineModels(
   if (!needed) return catalog;
   const offered = await engineModels(defaultEngine);
   if (!offered.reachable) return catalog;
+  // A checkpoint an entry already names (under another name) is not listed twice.
+  const named = new Set(catalog.entries.filter((entry) => entry.engine === defaultEngine).map((entry) => entry.engineModel));
   const added: ModelEntry[] = offered.models
-    .filter((title) => !known.has(title))
+    .filter((title) => !known.has(title) && !named.has(title))
     .map((title) => ({ name: title, engine: defaultEngine, engineModel: title, path: "", declaredFamily: null, refinerPath: null, configPath: null, defaults: {}, description: null }));
   if (added.length === 0) return catalog;
   return new ModelCatalog([...catalog.entries, ...added], catalog.defaultModel ?? added[0]!.name, catalog.sourcePath, catalog.lorasDir);

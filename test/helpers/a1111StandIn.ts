@@ -19,7 +19,7 @@ export interface A1111StandIn {
   close(): Promise<void>;
 }
 
-export const STAND_IN_MODELS = ["juggernautXL_v9.safetensors [abc123]", "v1-5-pruned-emaonly.safetensors [6ce0161689]"];
+export const STAND_IN_MODELS = ["juggernautXL_v9.safetensors [abc123]", "v1-5-pruned-emaonly.safetensors [6ce0161689]", "dreamshaper_8.safetensors [879db523c3]"];
 
 async function readBody(request: IncomingMessage): Promise<Record<string, any>> {
   const chunks: Buffer[] = [];
