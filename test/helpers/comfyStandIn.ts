@@ -1,6 +1,7 @@
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { acceptWebSocket, type MiniWebSocket } from "./miniWebSocket.js";
 import { makePng } from "./png.js";
 
 /**
@@ -27,23 +28,6 @@ export interface ComfyStandIn {
 
 export const COMFY_CHECKPOINTS = ["sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors"];
 
-function frame(text: string): Buffer {
-  const payload = Buffer.from(text, "utf8");
-  const head =
-    payload.length < 126
-      ? Buffer.from([0x81, payload.length])
-      : payload.length < 65536
-        ? Buffer.from([0x81, 126, payload.length >> 8, payload.length & 0xff])
-        : (() => {
-            const long = Buffer.alloc(10);
-            long[0] = 0x81;
-            long[1] = 127;
-            long.writeBigUInt64BE(BigInt(payload.length), 2);
-            return long;
-          })();
-  return Buffer.concat([head, payload]);
-}
-
 async function readBody(request: IncomingMessage): Promise<Record<string, any>> {
   const chunks: Buffer[] = [];
   for await (const chunk of request) chunks.push(chunk as Buffer);
@@ -52,7 +36,7 @@ async function readBody(request: IncomingMessage): Promise<Record<string, any>> 
 }
 
 export async function startComfyStandIn(): Promise<ComfyStandIn> {
-  const sockets = new Map<string, Socket>();
+  const sockets = new Map<string, MiniWebSocket>();
   const history: Record<string, unknown> = {};
   const queue: Array<{ id: string; graph: Record<string, any>; clientId: string }> = [];
   let running: string | null = null;
@@ -62,7 +46,7 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
 
   const tell = (clientId: string, type: string, data: Record<string, unknown>) => {
     if (standIn.mode === "silent-socket") return;
-    sockets.get(clientId)?.write(frame(JSON.stringify({ type, data })));
+    sockets.get(clientId)?.send(JSON.stringify({ type, data }));
   };
 
   // ComfyUI runs one prompt at a time, in order.
@@ -171,14 +155,11 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
   server.on("upgrade", (request, socket: Socket) => {
     const url = new URL(request.url ?? "/", "http://standin.invalid");
     if (url.pathname !== "/ws") return socket.destroy();
-    const accept = createHash("sha1").update(`${request.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64");
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
     const clientId = url.searchParams.get("clientId") ?? randomUUID();
-    sockets.set(clientId, socket);
-    socket.on("data", () => undefined);
-    socket.on("error", () => undefined);
+    const ws = acceptWebSocket(request, socket);
+    sockets.set(clientId, ws);
     socket.on("close", () => sockets.delete(clientId));
-    socket.write(frame(JSON.stringify({ type: "status", data: { status: { exec_info: { queue_remaining: queue.length } }, sid: clientId } })));
+    ws.send(JSON.stringify({ type: "status", data: { status: { exec_info: { queue_remaining: queue.length } }, sid: clientId } }));
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
   standIn.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -188,7 +169,7 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
     wake?.();
   };
   standIn.close = async () => {
-    for (const socket of sockets.values()) socket.destroy();
+    for (const ws of sockets.values()) ws.close();
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   };
