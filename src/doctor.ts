@@ -1,9 +1,7 @@
 import { existsSync } from "node:fs";
 import type { Config } from "./config.js";
 import { openDatabase } from "./db.js";
-import { A1111Engine } from "./engines/a1111.js";
-import { ComfyUIEngine } from "./engines/comfyui.js";
-import { InvokeAIEngine } from "./engines/invokeai.js";
+import { AppEngine } from "./engines/appEngine.js";
 import { DiffusersEngine } from "./engines/diffusers.js";
 import { messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
@@ -77,7 +75,7 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
     const router = createEngine(config, log);
     const engine = router.engine(router.defaultEngine);
     try {
-      if (engine instanceof A1111Engine || engine instanceof ComfyUIEngine || engine instanceof InvokeAIEngine) {
+      if (engine instanceof AppEngine) {
         // Another app does the generating: it answers, and offers these models.
         const models = await engine.models();
         return `${engine.name} answers; ${models.length} model(s)${models.length ? `: ${models.slice(0, 5).join(", ")}${models.length > 5 ? ", …" : ""}` : ""}`;

@@ -3,6 +3,7 @@ import path from "node:path";
 import type { Config } from "./config.js";
 import { openDatabase, type Db } from "./db.js";
 import { A1111Engine } from "./engines/a1111.js";
+import { AppEngine } from "./engines/appEngine.js";
 import { ComfyUIEngine } from "./engines/comfyui.js";
 import { InvokeAIEngine } from "./engines/invokeai.js";
 import { DiffusersEngine } from "./engines/diffusers.js";
@@ -142,7 +143,7 @@ export function toolDeps(app: App): ToolDeps {
     log: app.log,
     async engineModels(name) {
       const engine = app.engine instanceof EngineRouter ? app.engine.engine(name) : null;
-      if (!(engine instanceof A1111Engine || engine instanceof ComfyUIEngine || engine instanceof InvokeAIEngine)) return { reachable: false, problem: `no ${name} engine here` };
+      if (!(engine instanceof AppEngine)) return { reachable: false, problem: `no ${name} engine here` };
       try {
         return { reachable: true, models: await engine.models() };
       } catch (error) {

@@ -99,37 +99,25 @@ def _sdxl_scheduler() -> EulerDiscreteScheduler:
     )
 
 
-def build_sd15(out: Path, tokenizer: CLIPTokenizer) -> Path:
+def build_sd15(out: Path, tokenizer: CLIPTokenizer, text_width: int = TEXT_HIDDEN, name: str = "sd15") -> Path:
     torch.manual_seed(SEED)
     pipe = StableDiffusionPipeline(
-        unet=_unet(),
+        unet=_unet(cross_attention_dim=text_width),
         scheduler=PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1),
         vae=_vae(),
-        text_encoder=CLIPTextModel(_text_config(len(tokenizer))),
+        text_encoder=CLIPTextModel(_text_config(len(tokenizer), text_width)),
         tokenizer=tokenizer,
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(out / "sd15")
-    return out / "sd15"
+    pipe.save_pretrained(out / name)
+    return out / name
 
 
 def build_sd15_clip_width(out: Path, tokenizer: CLIPTokenizer) -> Path:
     """SD 1.5 with CLIP's real width (768): apps that tell SD 1.5 by its cross-attention size (InvokeAI) accept it."""
-    torch.manual_seed(SEED)
-    pipe = StableDiffusionPipeline(
-        unet=_unet(cross_attention_dim=768),
-        scheduler=PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1),
-        vae=_vae(),
-        text_encoder=CLIPTextModel(_text_config(len(tokenizer), 768)),
-        tokenizer=tokenizer,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(out / "sd15_768")
-    return out / "sd15_768"
+    return build_sd15(out, tokenizer, text_width=768, name="sd15_768")
 
 
 def _sdxl_unet(time_ids: int, cross_attention_dim: int) -> UNet2DConditionModel:

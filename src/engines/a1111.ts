@@ -1,8 +1,9 @@
 import type { GenerationRequest, GenerationResult, SchedulerName } from "../generation.js";
 import { imageCount } from "../generation.js";
 import type { Logger } from "../log.js";
-import { EngineJobError, type Engine, type EngineHealth, type GenerationJob } from "./engine.js";
-import { EngineHttp, stagePng } from "./engineHttp.js";
+import { AppEngine, type AppTiming } from "./appEngine.js";
+import { EngineJobError, type GenerationJob } from "./engine.js";
+import { stagePng } from "./engineHttp.js";
 
 /**
  * AUTOMATIC1111 (and the forks that keep its API: SD.Next, Forge) doing the generating: `POST /sdapi/v1/txt2img`
@@ -17,13 +18,8 @@ export interface A1111Options {
   timing?: Partial<A1111Timing>;
 }
 
-interface A1111Timing {
-  /** How long a quick call (progress, models, interrupt) may take. */
-  callMs: number;
+interface A1111Timing extends AppTiming {
   pollMs: number;
-  /** A job's deadline: this much (A1111_TIMEOUT_SECONDS), plus `msPerMegapixelStep` for each step of each megapixel of each image. */
-  jobBaseMs: number;
-  msPerMegapixelStep: number;
 }
 
 const DEFAULT_TIMING: A1111Timing = { callMs: 10_000, pollMs: 250, jobBaseMs: 120_000, msPerMegapixelStep: 3_000 };
@@ -47,36 +43,11 @@ interface Txt2ImgAnswer {
   info: Record<string, unknown>;
 }
 
-export class A1111Engine implements Engine {
+export class A1111Engine extends AppEngine<A1111Timing> {
   readonly name = "a1111";
-  private readonly timing: A1111Timing;
-  private readonly http: EngineHttp;
-  private stopped = false;
 
-  constructor(
-    options: A1111Options,
-    private readonly log: Logger,
-  ) {
-    this.timing = { ...DEFAULT_TIMING, ...options.timing };
-    this.http = new EngineHttp(`AUTOMATIC1111 at ${options.baseUrl}`, options.baseUrl, options.auth, "is it running with --api?");
-  }
-
-  private get where(): string {
-    return this.http.where;
-  }
-
-  health(): EngineHealth {
-    return { state: this.stopped ? "stopped" : this.http.lastError ? "idle" : "ready", restarts: 0 };
-  }
-
-  async start(): Promise<void> {
-    // Nothing to start: the web UI runs on its own. A job finds out whether it answers.
-  }
-
-  async release(): Promise<void> {}
-
-  async stop(): Promise<void> {
-    this.stopped = true;
+  constructor(options: A1111Options, log: Logger) {
+    super({ label: "AUTOMATIC1111", baseUrl: options.baseUrl, auth: options.auth, unreachableHint: "is it running with --api?" }, { ...DEFAULT_TIMING, ...options.timing }, log);
   }
 
   /** The checkpoints the web UI offers, by the titles `sd_model_checkpoint` takes. */
@@ -87,15 +58,10 @@ export class A1111Engine implements Engine {
   }
 
   async generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
-    if (this.stopped) throw new EngineJobError("engine_unavailable", "the server is shutting down", true);
-    if (job.signal.aborted) throw new EngineJobError("cancelled", "cancelled before it started");
-    if (request.initImage || request.refiner || (request.loras?.length ?? 0) > 0) {
-      throw new EngineJobError("bad_request", `${this.where} runs text-to-image only here: init_image, refiner and loras need the diffusers engine`);
-    }
+    this.checkRunnable(request, job);
     const count = imageCount(request);
     const started = Date.now();
-    const deadlineMs =
-      this.timing.jobBaseMs + ((request.width * request.height) / 1e6) * request.steps * count * this.timing.msPerMegapixelStep;
+    const deadlineMs = this.deadlineMs(request, count);
     const payload = {
       prompt: request.prompt,
       negative_prompt: request.negativePrompt ?? "",
@@ -140,34 +106,24 @@ export class A1111Engine implements Engine {
     if (seeds.length > 0 && seeds[0] !== request.seed) {
       this.log.warn({ asked: request.seed, used: seeds[0] }, "AUTOMATIC1111 used another seed than the one asked");
     }
-    return {
-      width: request.width,
-      height: request.height,
+    return this.result(request, started, {
       seed: typeof seeds[0] === "number" ? seeds[0] : request.seed,
       family: typeof info.sd_model_name === "string" && /xl/i.test(info.sd_model_name) ? "sdxl" : "sd15",
       scheduler: typeof info.sampler_name === "string" ? info.sampler_name : payload.sampler_name,
-      device: this.where,
-      dtype: "unknown",
-      options: {},
-      modelLoads: 0,
-      stepsRun: request.steps * count,
-      promptTokens: 0,
-      previews: [],
-      timings: { loadSeconds: 0, inferenceSeconds: (Date.now() - started) / 1000, saveSeconds: 0 },
       versions: { engine: "a1111", ...(typeof info.version === "string" && { a1111: info.version }) },
       engineInfo: info,
-    };
+    });
   }
 
   /** Polls /sdapi/v1/progress while the job runs; returns the function that stops it. */
   private pollProgress(request: GenerationRequest, job: GenerationJob, count: number): () => void {
-    let stopped = false;
+    let finished = false;
     let lastStep = 0;
     const total = request.steps * count;
     const poll = async () => {
-      while (!stopped) {
+      while (!finished) {
         await new Promise((resolve) => setTimeout(resolve, this.timing.pollMs));
-        if (stopped) return;
+        if (finished) return;
         try {
           const answer = (await this.http.json("GET", "/sdapi/v1/progress?skip_current_image=true", undefined, this.timing.callMs)) as {
             state?: { sampling_step?: unknown; sampling_steps?: unknown; job_no?: unknown };
@@ -189,7 +145,7 @@ export class A1111Engine implements Engine {
     };
     void poll();
     return () => {
-      stopped = true;
+      finished = true;
     };
   }
 

@@ -2,9 +2,10 @@ import { randomUUID } from "node:crypto";
 import type { GenerationRequest, GenerationResult, SchedulerName } from "../generation.js";
 import { batchSeeds, imageCount } from "../generation.js";
 import type { Logger } from "../log.js";
-import { EngineJobError, type Engine, type EngineHealth, type GenerationJob } from "./engine.js";
+import { AppEngine, type AppTiming } from "./appEngine.js";
+import { EngineJobError, type GenerationJob } from "./engine.js";
 import { fillWorkflow, loadWorkflow, type Workflow } from "../models/comfyWorkflow.js";
-import { EngineHttp, stagePng } from "./engineHttp.js";
+import { stagePng } from "./engineHttp.js";
 
 /**
  * ComfyUI doing the generating: a built-in text-to-image graph (checkpoint loader, two CLIP encodes, empty latent,
@@ -18,12 +19,9 @@ export interface ComfyUIOptions {
   timing?: Partial<ComfyTiming>;
 }
 
-interface ComfyTiming {
-  callMs: number;
+interface ComfyTiming extends AppTiming {
   /** How often /history is read while waiting, in case a websocket message was missed. */
   historyPollMs: number;
-  jobBaseMs: number;
-  msPerMegapixelStep: number;
 }
 
 const DEFAULT_TIMING: ComfyTiming = { callMs: 10_000, historyPollMs: 1_000, jobBaseMs: 120_000, msPerMegapixelStep: 3_000 };
@@ -72,34 +70,14 @@ export function textToImageGraph(request: GenerationRequest, seed: number, check
 
 type WaitEnd = { kind: "done" } | { kind: "error"; message: string } | { kind: "interrupted" };
 
-export class ComfyUIEngine implements Engine {
+export class ComfyUIEngine extends AppEngine<ComfyTiming> {
   readonly name = "comfyui";
-  private readonly timing: ComfyTiming;
-  private readonly http: EngineHttp;
-  private stopped = false;
 
   constructor(
     private readonly options: ComfyUIOptions,
-    private readonly log: Logger,
+    log: Logger,
   ) {
-    this.timing = { ...DEFAULT_TIMING, ...options.timing };
-    this.http = new EngineHttp(`ComfyUI at ${options.baseUrl}`, options.baseUrl, null, "is it running?");
-  }
-
-  private get where(): string {
-    return this.http.where;
-  }
-
-  health(): EngineHealth {
-    return { state: this.stopped ? "stopped" : this.http.lastError ? "idle" : "ready", restarts: 0 };
-  }
-
-  async start(): Promise<void> {}
-
-  async release(): Promise<void> {}
-
-  async stop(): Promise<void> {
-    this.stopped = true;
+    super({ label: "ComfyUI", baseUrl: options.baseUrl, unreachableHint: "is it running?" }, { ...DEFAULT_TIMING, ...options.timing }, log);
   }
 
   /** The checkpoints CheckpointLoaderSimple offers. */
@@ -111,11 +89,7 @@ export class ComfyUIEngine implements Engine {
   }
 
   async generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
-    if (this.stopped) throw new EngineJobError("engine_unavailable", "the server is shutting down", true);
-    if (job.signal.aborted) throw new EngineJobError("cancelled", "cancelled before it started");
-    if (request.initImage || request.refiner || (request.loras?.length ?? 0) > 0) {
-      throw new EngineJobError("bad_request", `${this.where} runs the built-in text-to-image graph only: init_image, refiner and loras need the diffusers engine`);
-    }
+    this.checkRunnable(request, job);
     const workflowPath = request.model.workflowPath ?? null;
     const workflow = workflowPath ? this.readWorkflow(workflowPath) : null;
     // A workflow of one's own may load its model some other way: it gets a checkpoint only when one is named.
@@ -138,29 +112,19 @@ export class ComfyUIEngine implements Engine {
       const query = new URLSearchParams({ filename: image.filename, subfolder: image.subfolder ?? "", type: image.type ?? "output" });
       await stagePng(await this.http.bytes(`/view?${query}`, this.timing.callMs * 3), job.outputPaths[index]!, request, this.where);
     }
-    return {
-      width: request.width,
-      height: request.height,
+    return this.result(request, started, {
       seed: request.seed,
       family: /xl/i.test(checkpoint ?? request.model.name) ? "sdxl" : "sd15",
       scheduler: `${sampling.sampler}/${sampling.scheduler}`,
-      device: this.where,
-      dtype: "unknown",
-      options: {},
-      modelLoads: 0,
-      stepsRun: request.steps * count,
-      promptTokens: 0,
-      previews: [],
-      timings: { loadSeconds: 0, inferenceSeconds: (Date.now() - started) / 1000, saveSeconds: 0 },
       versions: { engine: "comfyui" },
       engineInfo: { checkpoint, graph: workflowPath ?? "built-in text-to-image", status: histories },
-    };
+    });
   }
 
   /** Queues one graph and waits for its end; resolves with its /history entry. */
   private async runPrompt(request: GenerationRequest, job: GenerationJob, graph: Record<string, unknown>, onStep: (value: number) => void): Promise<Record<string, any>> {
     const clientId = randomUUID();
-    const deadlineMs = this.timing.jobBaseMs + ((request.width * request.height) / 1e6) * request.steps * this.timing.msPerMegapixelStep;
+    const deadlineMs = this.deadlineMs(request);
     // The socket opens before the prompt is queued, so no message about it can be missed.
     const socket = await this.openSocket(clientId);
     let promptId: string | null = null;

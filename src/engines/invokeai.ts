@@ -1,8 +1,9 @@
 import type { GenerationRequest, GenerationResult, SchedulerName } from "../generation.js";
 import { batchSeeds, imageCount } from "../generation.js";
 import type { Logger } from "../log.js";
-import { EngineJobError, type Engine, type EngineHealth, type GenerationJob } from "./engine.js";
-import { EngineHttp, stagePng } from "./engineHttp.js";
+import { AppEngine, type AppTiming } from "./appEngine.js";
+import { EngineJobError, type GenerationJob } from "./engine.js";
+import { stagePng } from "./engineHttp.js";
 
 /**
  * InvokeAI doing the generating, through its session queue: a text-to-image graph (SD 1.5 or SDXL, by the model's
@@ -16,11 +17,8 @@ export interface InvokeAIOptions {
   timing?: Partial<InvokeTiming>;
 }
 
-interface InvokeTiming {
-  callMs: number;
+interface InvokeTiming extends AppTiming {
   pollMs: number;
-  jobBaseMs: number;
-  msPerMegapixelStep: number;
 }
 
 const DEFAULT_TIMING: InvokeTiming = { callMs: 10_000, pollMs: 500, jobBaseMs: 120_000, msPerMegapixelStep: 3_000 };
@@ -90,34 +88,14 @@ export function invokeGraph(request: GenerationRequest, seed: number, model: Mod
   };
 }
 
-export class InvokeAIEngine implements Engine {
+export class InvokeAIEngine extends AppEngine<InvokeTiming> {
   readonly name = "invokeai";
-  private readonly timing: InvokeTiming;
-  private readonly http: EngineHttp;
-  private stopped = false;
 
   constructor(
     private readonly options: InvokeAIOptions,
-    private readonly log: Logger,
+    log: Logger,
   ) {
-    this.timing = { ...DEFAULT_TIMING, ...options.timing };
-    this.http = new EngineHttp(`InvokeAI at ${options.baseUrl}`, options.baseUrl, null, "is invokeai-web running?");
-  }
-
-  private get where(): string {
-    return this.http.where;
-  }
-
-  health(): EngineHealth {
-    return { state: this.stopped ? "stopped" : this.http.lastError ? "idle" : "ready", restarts: 0 };
-  }
-
-  async start(): Promise<void> {}
-
-  async release(): Promise<void> {}
-
-  async stop(): Promise<void> {
-    this.stopped = true;
+    super({ label: "InvokeAI", baseUrl: options.baseUrl, unreachableHint: "is invokeai-web running?" }, { ...DEFAULT_TIMING, ...options.timing }, log);
   }
 
   private async mainModels(): Promise<ModelIdentifier[]> {
@@ -134,11 +112,7 @@ export class InvokeAIEngine implements Engine {
   }
 
   async generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
-    if (this.stopped) throw new EngineJobError("engine_unavailable", "the server is shutting down", true);
-    if (job.signal.aborted) throw new EngineJobError("cancelled", "cancelled before it started");
-    if (request.initImage || request.refiner || (request.loras?.length ?? 0) > 0) {
-      throw new EngineJobError("bad_request", `${this.where} runs text-to-image only here: init_image, refiner and loras need the diffusers engine`);
-    }
+    this.checkRunnable(request, job);
     const models = await this.mainModels();
     const model = request.model.engineModel ? models.find((candidate) => candidate.name === request.model.engineModel) : models[0];
     if (!model) {
@@ -155,28 +129,18 @@ export class InvokeAIEngine implements Engine {
       const bytes = await this.http.bytes(`/api/v1/images/i/${encodeURIComponent(image)}/full`, this.timing.callMs * 3);
       await stagePng(bytes, job.outputPaths[index]!, request, this.where);
     }
-    return {
-      width: request.width,
-      height: request.height,
+    return this.result(request, started, {
       seed: request.seed,
       family: model.base === "sdxl" ? "sdxl" : "sd15",
       scheduler: INVOKE_SCHEDULERS[request.scheduler ?? "euler_a"],
-      device: this.where,
-      dtype: "unknown",
-      options: {},
-      modelLoads: 0,
-      stepsRun: request.steps * count,
-      promptTokens: 0,
-      previews: [],
-      timings: { loadSeconds: 0, inferenceSeconds: (Date.now() - started) / 1000, saveSeconds: 0 },
       versions: { engine: "invokeai" },
       engineInfo: { model, queueItems: items },
-    };
+    });
   }
 
   /** Enqueues one graph and polls its queue item to the end; resolves with the item id and the image it made. */
   private async runItem(request: GenerationRequest, job: GenerationJob, graph: Record<string, unknown>, onFraction: (fraction: number) => void): Promise<{ itemId: number; image: string }> {
-    const deadline = Date.now() + this.timing.jobBaseMs + ((request.width * request.height) / 1e6) * request.steps * this.timing.msPerMegapixelStep;
+    const deadline = Date.now() + this.deadlineMs(request);
     const queued = (await this.http.json("POST", `${QUEUE}/enqueue_batch`, { batch: { graph, runs: 1 }, prepend: false }, this.timing.callMs)) as { item_ids?: unknown };
     const itemId = Array.isArray(queued?.item_ids) ? queued.item_ids[0] : undefined;
     if (typeof itemId !== "number") throw this.http.nonsense(`${QUEUE}/enqueue_batch`, "the enqueued item_ids", queued);

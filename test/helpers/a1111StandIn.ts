@@ -1,6 +1,7 @@
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { makePng } from "./png.js";
+import { readJson } from "./standInHttp.js";
 
 /**
  * A stand-in for AUTOMATIC1111's web API (`--api`), written from its documented routes: txt2img with steps that take
@@ -20,13 +21,6 @@ export interface A1111StandIn {
 }
 
 export const STAND_IN_MODELS = ["juggernautXL_v9.safetensors [abc123]", "v1-5-pruned-emaonly.safetensors [6ce0161689]", "dreamshaper_8.safetensors [879db523c3]"];
-
-async function readBody(request: IncomingMessage): Promise<Record<string, any>> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of request) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString("utf8");
-  return text ? (JSON.parse(text) as Record<string, any>) : {};
-}
 
 export async function startA1111StandIn(): Promise<A1111StandIn> {
   const progress = { sampling_step: 0, sampling_steps: 0, job_no: 0, job_count: 0 };
@@ -52,7 +46,7 @@ export async function startA1111StandIn(): Promise<A1111StandIn> {
         return send(200, {});
       }
       if (route !== "POST /sdapi/v1/txt2img") return send(404, { detail: "Not Found" });
-      const body = await readBody(request);
+      const body = await readJson(request);
       standIn.requests.push({ body, authorization: request.headers.authorization });
       if (standIn.mode === "hang") return; // never answers
       if (standIn.mode === "http-500") return send(500, { error: "RuntimeError", detail: "CUDA out of memory", body: "", errors: "" });

@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { acceptWebSocket, type MiniWebSocket } from "./miniWebSocket.js";
 import { makePng } from "./png.js";
+import { readJson } from "./standInHttp.js";
 
 /**
  * A stand-in for ComfyUI's server API, written from its documented routes: POST /prompt, the /ws websocket
@@ -27,13 +28,6 @@ export interface ComfyStandIn {
 }
 
 export const COMFY_CHECKPOINTS = ["sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors"];
-
-async function readBody(request: IncomingMessage): Promise<Record<string, any>> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of request) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString("utf8");
-  return text ? (JSON.parse(text) as Record<string, any>) : {};
-}
 
 export async function startComfyStandIn(): Promise<ComfyStandIn> {
   const sockets = new Map<string, MiniWebSocket>();
@@ -109,7 +103,7 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
         return send(200, { CheckpointLoaderSimple: { input: { required: { ckpt_name: [COMFY_CHECKPOINTS, {}] } }, output: ["MODEL", "CLIP", "VAE"], name: "CheckpointLoaderSimple" } });
       }
       if (route === "POST /prompt") {
-        const body = await readBody(request);
+        const body = await readJson(request);
         if (standIn.mode === "node-errors") {
           return send(400, {
             error: { type: "prompt_outputs_failed_validation", message: "Prompt outputs failed validation", details: "", extra_info: {} },
@@ -139,7 +133,7 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
         return send(200, {});
       }
       if (route === "POST /queue") {
-        const body = await readBody(request);
+        const body = await readJson(request);
         for (const id of body.delete ?? []) {
           const at = queue.findIndex((prompt) => prompt.id === id);
           if (at >= 0) {

@@ -1,7 +1,8 @@
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { acceptWebSocket, type MiniWebSocket } from "./miniWebSocket.js";
 import { makePng } from "./png.js";
+import { readJson } from "./standInHttp.js";
 
 /**
  * A stand-in for InvokeAI's API, written from its routes (checked against invokeai 6.14.2): the model manager's
@@ -25,13 +26,6 @@ export const INVOKE_MODELS = [
   { key: "k-sdxl", hash: "blake3:bb", name: "juggernaut_xl", base: "sdxl", type: "main" },
   { key: "k-flux", hash: "blake3:cc", name: "flux_dev", base: "flux", type: "main" },
 ];
-
-async function readBody(request: IncomingMessage): Promise<Record<string, any>> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of request) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString("utf8");
-  return text ? (JSON.parse(text) as Record<string, any>) : {};
-}
 
 export async function startInvokeStandIn(): Promise<InvokeStandIn> {
   const items = new Map<number, Record<string, any>>();
@@ -76,7 +70,7 @@ export async function startInvokeStandIn(): Promise<InvokeStandIn> {
     void (async () => {
       if (route === "GET /api/v2/models/") return send(200, { models: INVOKE_MODELS.map((model) => ({ ...model, format: "diffusers", path: `/models/${model.name}` })) });
       if (route === "POST /api/v1/queue/default/enqueue_batch") {
-        const body = await readBody(request);
+        const body = await readJson(request);
         const itemId = nextItem++;
         const item = { item_id: itemId, status: "pending", graph: body.batch.graph, session: { results: {} } };
         items.set(itemId, item);
