@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { readPngInfo } from "../../src/storage/pngInfo.js";
-import { startA1111StandIn, STAND_IN_MODELS, type A1111StandIn } from "../helpers/a1111StandIn.js";
-import { startEngineApp, type EngineApp } from "../helpers/engineApp.js";
+import { startA1111StandIn, STAND_IN_MODELS } from "../helpers/a1111StandIn.js";
+import { useEngineApp } from "../helpers/engineApp.js";
 import { RUNNER_PYTHON } from "../helpers/paths.js";
 import { errorText } from "../helpers/toolCalls.js";
 import { waitUntil } from "../helpers/waitUntil.js";
@@ -14,40 +14,21 @@ import { waitUntil } from "../helpers/waitUntil.js";
  * are the web UI's checkpoint names, as under the original service.
  */
 describe("IMAGE_ENGINE=a1111: the web UI generates, our queue, storage, previews and index do the rest", () => {
-  let standIn: A1111StandIn;
-  let server: EngineApp;
+  const context = useEngineApp(startA1111StandIn, [
+    `juggernaut: ${STAND_IN_MODELS[0]}`,
+    "webui_sd15:",
+    "  engine: a1111",
+    `  model: ${STAND_IN_MODELS[1]}`,
+    "  family: sd15",
+    "  defaults: {width: 256, height: 256, steps: 6}",
+    "gone:",
+    "  model: not-there.safetensors",
+  ], (standIn) => ({ IMAGE_ENGINE: "a1111", A1111_BASE_URL: standIn.url, A1111_API_AUTH: "kitty:secret", A1111_TIMEOUT_SECONDS: "1" }));
 
-  beforeAll(async () => {
-    standIn = await startA1111StandIn();
-    server = await startEngineApp(
-      [
-        `juggernaut: ${STAND_IN_MODELS[0]}`,
-        "webui_sd15:",
-        "  engine: a1111",
-        `  model: ${STAND_IN_MODELS[1]}`,
-        "  family: sd15",
-        "  defaults: {width: 256, height: 256, steps: 6}",
-        "gone:",
-        "  model: not-there.safetensors",
-      ],
-      { IMAGE_ENGINE: "a1111", A1111_BASE_URL: standIn.url, A1111_API_AUTH: "kitty:secret", A1111_TIMEOUT_SECONDS: "1" },
-    );
-  });
-
-  afterAll(async () => {
-    await server?.close();
-    await standIn?.close();
-  });
-
-  beforeEach(() => {
-    standIn.mode = "ok";
-    standIn.stepMs = 5;
-  });
-
-  const ended = (jobId: string) => server.ended(jobId);
+  const ended = (jobId: string) => context.server.ended(jobId);
 
   it("lists the web UI's models with their engine, and says which it does not have", async () => {
-    const { models } = await server.ok("list_models");
+    const { models } = await context.server.ok("list_models");
     expect(models.find((model: { name: string }) => model.name === "webui_sd15")).toMatchObject({
       engine: "a1111",
       family: "sd15",
@@ -62,32 +43,32 @@ describe("IMAGE_ENGINE=a1111: the web UI generates, our queue, storage, previews
   });
 
   it("takes any checkpoint the web UI offers by its title, unless an entry already names it, as the original service did", async () => {
-    const { models } = await server.ok("list_models");
+    const { models } = await context.server.ok("list_models");
     expect(models.map((model: { name: string; engine: string; present: boolean }) => [model.name, model.engine, model.present])).toEqual([
       ["juggernaut", "a1111", true],
       ["webui_sd15", "a1111", true],
       ["gone", "a1111", false],
       [STAND_IN_MODELS[2], "a1111", true],
     ]);
-    const queued = await server.ok("generate_image", { prompt: "by title", model: STAND_IN_MODELS[2], width: 256, height: 256, steps: 2 });
+    const queued = await context.server.ok("generate_image", { prompt: "by title", model: STAND_IN_MODELS[2], width: 256, height: 256, steps: 2 });
     expect(await ended(queued.jobId)).toMatchObject({ status: "done", model: STAND_IN_MODELS[2] });
-    expect(standIn.requests.at(-1)!.body.override_settings).toEqual({ sd_model_checkpoint: STAND_IN_MODELS[2] });
-    const unknown = await server.client.callTool({ name: "generate_image", arguments: { prompt: "x", model: "nowhere.safetensors" } });
+    expect(context.standIn.requests.at(-1)!.body.override_settings).toEqual({ sd_model_checkpoint: STAND_IN_MODELS[2] });
+    const unknown = await context.server.client.callTool({ name: "generate_image", arguments: { prompt: "x", model: "nowhere.safetensors" } });
     expect(errorText(unknown as never)).toContain(`model 'nowhere.safetensors' is not in models.yaml (known: juggernaut, webui_sd15, gone, ${STAND_IN_MODELS[2]})`);
   });
 
   it("runs a batch on the web UI with its checkpoint, sampler and seeds, reports its steps, and stores its PNGs with their own parameters", async () => {
-    standIn.stepMs = 40;
-    const queued = await server.ok("generate_image", { prompt: "a lighthouse", model: "webui_sd15", seed: 42, count: 2, scheduler: "dpmpp_2m", steps: 20 });
+    context.standIn.stepMs = 40;
+    const queued = await context.server.ok("generate_image", { prompt: "a lighthouse", model: "webui_sd15", seed: 42, count: 2, scheduler: "dpmpp_2m", steps: 20 });
     const steps: number[] = [];
     const watch = setInterval(() => {
-      const step = server.app.queue.find(queued.jobId)?.progress?.step;
+      const step = context.server.app.queue.find(queued.jobId)?.progress?.step;
       if (step !== undefined && step !== steps.at(-1)) steps.push(step);
     }, 5);
     const done = await ended(queued.jobId).finally(() => clearInterval(watch));
     expect(done, JSON.stringify(done.error)).toMatchObject({ status: "done", images: [{ seed: 42, width: 256, height: 256 }, { seed: 43 }] });
 
-    const { body, authorization } = standIn.requests.at(-1)!;
+    const { body, authorization } = context.standIn.requests.at(-1)!;
     expect(body).toMatchObject({
       prompt: "a lighthouse",
       steps: 20,
@@ -105,28 +86,28 @@ describe("IMAGE_ENGINE=a1111: the web UI generates, our queue, storage, previews
     expect(Math.max(...steps)).toBeGreaterThan(20);
     expect(Math.max(...steps)).toBeLessThanOrEqual(40);
 
-    const selected = await server.ok("select_image", { key: done.images[1].key });
+    const selected = await context.server.ok("select_image", { key: done.images[1].key });
     const png = readFileSync(fileURLToPath(selected.imageRef.downloadUrl));
     expect(readPngInfo(png).text.parameters).toContain("Seed: 43, Size: 256x256");
     expect(selected.metadata).toMatchObject({ engine: "a1111", seed: 43, engineInfo: { all_seeds: [42, 43], version: "v1.10.1-standin" } });
     if (existsSync(RUNNER_PYTHON)) {
       // The web UI writes no preview: the runner's preview code makes it, as for our own images.
       expect(selected.metadata.preview).toMatchObject({ mimeType: "image/webp", width: 256, height: 256 });
-      const shown = await server.client.callTool({ name: "select_image", arguments: { key: done.images[1].key, preview: true } });
+      const shown = await context.server.client.callTool({ name: "select_image", arguments: { key: done.images[1].key, preview: true } });
       expect(shown.content.at(-1)).toMatchObject({ type: "image", mimeType: "image/webp" });
     }
   });
 
   it("cancels a running job by interrupting the web UI, and stores nothing of it", async () => {
-    standIn.stepMs = 50;
-    const before = (await server.ok("list_latest_images", { limit: 1 })).images[0]?.key;
-    const queued = await server.ok("generate_image", { prompt: "never finished", model: "webui_sd15", steps: 60 });
-    await waitUntil("the job reports a step", () => (server.app.queue.find(queued.jobId)?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
-    const interrupts = standIn.interrupts;
-    await server.ok("cancel_job", { jobId: queued.jobId });
+    context.standIn.stepMs = 50;
+    const before = (await context.server.ok("list_latest_images", { limit: 1 })).images[0]?.key;
+    const queued = await context.server.ok("generate_image", { prompt: "never finished", model: "webui_sd15", steps: 60 });
+    await waitUntil("the job reports a step", () => (context.server.app.queue.find(queued.jobId)?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
+    const interrupts = context.standIn.interrupts;
+    await context.server.ok("cancel_job", { jobId: queued.jobId });
     expect(await ended(queued.jobId)).toMatchObject({ status: "cancelled" });
-    expect(standIn.interrupts).toBe(interrupts + 1);
-    expect((await server.ok("list_latest_images", { limit: 1 })).images[0]?.key).toBe(before);
+    expect(context.standIn.interrupts).toBe(interrupts + 1);
+    expect((await context.server.ok("list_latest_images", { limit: 1 })).images[0]?.key).toBe(before);
   });
 
   it.each([
@@ -136,36 +117,36 @@ describe("IMAGE_ENGINE=a1111: the web UI generates, our queue, storage, previews
     ["no answer in time", "hang", "engine_unreachable", /AUTOMATIC1111 at http:\/\/127\.0\.0\.1:\d+ did not answer POST \/sdapi\/v1\/txt2img within \d+ s/],
     ["an image of another size", "wrong-size", "bad_output", /made a 128x256 image, not the 256x256 asked for; nothing was stored/],
   ] as const)("fails the job on %s, naming the engine, the URL and what came back; the queue goes on", async (_name, mode, code, message) => {
-    standIn.mode = mode;
-    const queued = await server.ok("generate_image", { prompt: `misbehaving: ${mode}`, model: "webui_sd15", steps: 2 });
+    context.standIn.mode = mode;
+    const queued = await context.server.ok("generate_image", { prompt: `misbehaving: ${mode}`, model: "webui_sd15", steps: 2 });
     const failed = await ended(queued.jobId);
     expect(failed).toMatchObject({ status: "failed", error: { code } });
     expect(failed.error.message).toMatch(message);
-    standIn.mode = "ok";
-    expect(await ended((await server.ok("generate_image", { prompt: "and the next one works", model: "webui_sd15", steps: 2 })).jobId)).toMatchObject({ status: "done" });
+    context.standIn.mode = "ok";
+    expect(await ended((await context.server.ok("generate_image", { prompt: "and the next one works", model: "webui_sd15", steps: 2 })).jobId)).toMatchObject({ status: "done" });
   });
 
   it("refuses what the web UI engine does not take before queueing it", async () => {
-    const existing = (await server.ok("list_latest_images", { limit: 1 })).images[0].key;
+    const existing = (await context.server.ok("list_latest_images", { limit: 1 })).images[0].key;
     for (const [args, expected] of [
       [{ init_image: existing }, "init_image needs a model the diffusers engine runs; model 'webui_sd15' runs on a1111"],
       [{ refiner: true }, "refiner needs a model the diffusers engine runs"],
       [{ loras: [{ name: "x" }] }, "loras needs a model the diffusers engine runs"],
     ] as const) {
-      const result = await server.client.callTool({ name: "generate_image", arguments: { prompt: "x", model: "webui_sd15", ...args } });
+      const result = await context.server.client.callTool({ name: "generate_image", arguments: { prompt: "x", model: "webui_sd15", ...args } });
       expect(result.isError).toBe(true);
       expect(errorText(result as never)).toContain(expected);
     }
   });
 
   it("fails jobs with the engine's address when the web UI is down, says so in list_models, and the server stays up", async () => {
-    await standIn.close();
-    const queued = await server.ok("generate_image", { prompt: "nobody home", model: "webui_sd15" });
+    await context.standIn.close();
+    const queued = await context.server.ok("generate_image", { prompt: "nobody home", model: "webui_sd15" });
     const failed = await ended(queued.jobId);
     expect(failed).toMatchObject({ status: "failed", error: { code: "engine_unreachable" } });
     expect(failed.error.message).toMatch(/^AUTOMATIC1111 at http:\/\/127\.0\.0\.1:\d+ could not be reached \(ECONNREFUSED\); is it running with --api\?$/);
-    const { models } = await server.ok("list_models");
+    const { models } = await context.server.ok("list_models");
     expect(models.find((model: { name: string }) => model.name === "webui_sd15")).toMatchObject({ present: false, problem: expect.stringContaining("could not be reached") });
-    expect((await server.ok("list_latest_images", { limit: 1 })).images.length).toBe(1);
+    expect((await context.server.ok("list_latest_images", { limit: 1 })).images.length).toBe(1);
   });
 });

@@ -2,10 +2,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { readPngInfo } from "../../src/storage/pngInfo.js";
-import { COMFY_CHECKPOINTS, startComfyStandIn, type ComfyStandIn } from "../helpers/comfyStandIn.js";
-import { startEngineApp, type EngineApp } from "../helpers/engineApp.js";
+import { COMFY_CHECKPOINTS, startComfyStandIn } from "../helpers/comfyStandIn.js";
+import { startEngineApp, useEngineApp } from "../helpers/engineApp.js";
 import { RUNNER_PYTHON } from "../helpers/paths.js";
 import { waitUntil } from "../helpers/waitUntil.js";
 
@@ -15,49 +15,30 @@ import { waitUntil } from "../helpers/waitUntil.js";
  * cancel of a running and of a waiting prompt, an execution error, a refused graph, a socket that says nothing.
  */
 describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue, storage, previews and index do the rest", () => {
-  let standIn: ComfyStandIn;
-  let server: EngineApp;
-
-  beforeAll(async () => {
-    standIn = await startComfyStandIn();
-    server = await startEngineApp(
-      [
-        "comfy_sd15:",
-        "  engine: comfyui",
-        `  model: ${COMFY_CHECKPOINTS[1]}`,
-        "  defaults: {width: 256, height: 256, steps: 8}",
-      ],
-      { COMFYUI_BASE_URL: standIn.url, COMFYUI_TIMEOUT_SECONDS: "5" },
-    );
-  });
-
-  afterAll(async () => {
-    await server?.close();
-    await standIn?.close();
-  });
-
-  beforeEach(() => {
-    standIn.mode = "ok";
-    standIn.stepMs = 5;
-  });
+  const context = useEngineApp(startComfyStandIn, [
+    "comfy_sd15:",
+    "  engine: comfyui",
+    `  model: ${COMFY_CHECKPOINTS[1]}`,
+    "  defaults: {width: 256, height: 256, steps: 8}",
+  ], (standIn) => ({ COMFYUI_BASE_URL: standIn.url, COMFYUI_TIMEOUT_SECONDS: "5" }));
 
   it("lists the checkpoint as present, read from ComfyUI's object_info", async () => {
-    const { models } = await server.ok("list_models");
+    const { models } = await context.server.ok("list_models");
     expect(models).toEqual([expect.objectContaining({ name: "comfy_sd15", engine: "comfyui", family: "sd15", present: true, path: COMFY_CHECKPOINTS[1] })]);
   });
 
   it("queues one built-in graph per image with seeds seed, seed+1, follows the steps over the websocket, and stores ComfyUI's PNGs", async () => {
-    standIn.stepMs = 30;
-    const queued = await server.ok("generate_image", { prompt: "a red kettle", negative_prompt: "blurry", model: "comfy_sd15", seed: 7, count: 2, steps: 10, cfg_scale: 6.5, scheduler: "dpmpp_2m_karras" });
+    context.standIn.stepMs = 30;
+    const queued = await context.server.ok("generate_image", { prompt: "a red kettle", negative_prompt: "blurry", model: "comfy_sd15", seed: 7, count: 2, steps: 10, cfg_scale: 6.5, scheduler: "dpmpp_2m_karras" });
     const steps: number[] = [];
     const watch = setInterval(() => {
-      const step = server.app.queue.find(queued.jobId)?.progress?.step;
+      const step = context.server.app.queue.find(queued.jobId)?.progress?.step;
       if (step !== undefined && step !== steps.at(-1)) steps.push(step);
     }, 5);
-    const done = await server.ended(queued.jobId).finally(() => clearInterval(watch));
+    const done = await context.server.ended(queued.jobId).finally(() => clearInterval(watch));
     expect(done, JSON.stringify(done.error)).toMatchObject({ status: "done", images: [{ seed: 7, width: 256, height: 256 }, { seed: 8 }] });
 
-    const graphs = standIn.prompts.slice(-2).map((prompt) => prompt.graph);
+    const graphs = context.standIn.prompts.slice(-2).map((prompt) => prompt.graph);
     expect(graphs.map((graph) => graph["3"].inputs.seed)).toEqual([7, 8]);
     expect(graphs[0]).toMatchObject({
       "4": { class_type: "CheckpointLoaderSimple", inputs: { ckpt_name: COMFY_CHECKPOINTS[1] } },
@@ -71,7 +52,7 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     expect([...steps].sort((a, b) => a - b)).toEqual(steps);
     expect(steps.some((step) => step > 10)).toBe(true);
 
-    const selected = await server.ok("select_image", { key: done.images[0].key });
+    const selected = await context.server.ok("select_image", { key: done.images[0].key });
     const png = readFileSync(fileURLToPath(selected.imageRef.downloadUrl));
     // ComfyUI's own chunks (its graph) are kept as it wrote them.
     expect(JSON.parse(readPngInfo(png).text.prompt!)["3"].inputs.seed).toBe(7);
@@ -80,21 +61,21 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
   });
 
   it("cancels a running prompt with /interrupt and a waiting one by deleting it from ComfyUI's queue", async () => {
-    standIn.stepMs = 40;
-    const running = await server.ok("generate_image", { prompt: "interrupted", model: "comfy_sd15", steps: 50 });
-    await waitUntil("the job reports a step", () => (server.app.queue.find(running.jobId)?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
-    const interrupts = standIn.interrupts;
-    await server.ok("cancel_job", { jobId: running.jobId });
-    expect(await server.ended(running.jobId)).toMatchObject({ status: "cancelled" });
-    expect(standIn.interrupts).toBe(interrupts + 1);
+    context.standIn.stepMs = 40;
+    const running = await context.server.ok("generate_image", { prompt: "interrupted", model: "comfy_sd15", steps: 50 });
+    await waitUntil("the job reports a step", () => (context.server.app.queue.find(running.jobId)?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
+    const interrupts = context.standIn.interrupts;
+    await context.server.ok("cancel_job", { jobId: running.jobId });
+    expect(await context.server.ended(running.jobId)).toMatchObject({ status: "cancelled" });
+    expect(context.standIn.interrupts).toBe(interrupts + 1);
 
-    standIn.holdQueue = true;
-    const waiting = await server.ok("generate_image", { prompt: "never started", model: "comfy_sd15", steps: 3 });
-    await waitUntil("ComfyUI has the prompt", () => standIn.prompts.at(-1)?.graph["6"].inputs.text === "never started", { timeoutMs: 10_000 });
-    await server.ok("cancel_job", { jobId: waiting.jobId });
-    expect(await server.ended(waiting.jobId)).toMatchObject({ status: "cancelled" });
-    expect(standIn.deleted).toEqual([standIn.prompts.at(-1)!.id]);
-    standIn.release();
+    context.standIn.holdQueue = true;
+    const waiting = await context.server.ok("generate_image", { prompt: "never started", model: "comfy_sd15", steps: 3 });
+    await waitUntil("ComfyUI has the prompt", () => context.standIn.prompts.at(-1)?.graph["6"].inputs.text === "never started", { timeoutMs: 10_000 });
+    await context.server.ok("cancel_job", { jobId: waiting.jobId });
+    expect(await context.server.ended(waiting.jobId)).toMatchObject({ status: "cancelled" });
+    expect(context.standIn.deleted).toEqual([context.standIn.prompts.at(-1)!.id]);
+    context.standIn.release();
   });
 
   it.each([
@@ -102,17 +83,17 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     ["a graph it refuses", "node-errors", "engine_failed", /answered POST \/prompt with HTTP 400: .*ckpt_name: 'missing\.safetensors' not in/],
     ["a finished prompt with no image", "no-outputs", "engine_failed", /answered \/history with something other than an image from the SaveImage node \(9\)/],
   ] as const)("fails the job on %s, naming ComfyUI, its URL and what came back; the queue goes on", async (_name, mode, code, message) => {
-    standIn.mode = mode;
-    const failed = await server.ended((await server.ok("generate_image", { prompt: `misbehaving: ${mode}`, model: "comfy_sd15", steps: 3 })).jobId);
+    context.standIn.mode = mode;
+    const failed = await context.server.ended((await context.server.ok("generate_image", { prompt: `misbehaving: ${mode}`, model: "comfy_sd15", steps: 3 })).jobId);
     expect(failed).toMatchObject({ status: "failed", error: { code } });
     expect(failed.error.message).toMatch(message);
-    standIn.mode = "ok";
-    expect(await server.ended((await server.ok("generate_image", { prompt: "the next one", model: "comfy_sd15", steps: 3 })).jobId)).toMatchObject({ status: "done" });
+    context.standIn.mode = "ok";
+    expect(await context.server.ended((await context.server.ok("generate_image", { prompt: "the next one", model: "comfy_sd15", steps: 3 })).jobId)).toMatchObject({ status: "done" });
   });
 
   it("still finishes when the websocket says nothing, by reading /history", async () => {
-    standIn.mode = "silent-socket";
-    const done = await server.ended((await server.ok("generate_image", { prompt: "quiet socket", model: "comfy_sd15", steps: 3 })).jobId);
+    context.standIn.mode = "silent-socket";
+    const done = await context.server.ended((await context.server.ok("generate_image", { prompt: "quiet socket", model: "comfy_sd15", steps: 3 })).jobId);
     expect(done).toMatchObject({ status: "done", images: [{ width: 256, height: 256 }] });
   });
 
@@ -134,12 +115,12 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     writeFileSync(path.join(dir, "mine_api.json"), JSON.stringify(workflow));
     const own = await startEngineApp(
       ["mine:", "  engine: comfyui", `  model: ${COMFY_CHECKPOINTS[0]}`, `  workflow: ${path.join(dir, "mine_api.json")}`, "  defaults: {width: 256, height: 256, steps: 5}"],
-      { COMFYUI_BASE_URL: standIn.url },
+      { COMFYUI_BASE_URL: context.standIn.url },
     );
     try {
       const done = await own.ended((await own.ok("generate_image", { prompt: "my own graph", negative_prompt: "ugly", model: "mine", seed: 99, scheduler: "euler_a" })).jobId);
       expect(done, JSON.stringify(done.error)).toMatchObject({ status: "done", images: [{ seed: 99, width: 256, height: 256 }] });
-      const sent = standIn.prompts.at(-1)!.graph;
+      const sent = context.standIn.prompts.at(-1)!.graph;
       expect(sent["14"].inputs).toMatchObject({ noise_seed: 99, steps: 5, cfg: 7, sampler_name: "euler_ancestral", scheduler: "normal", add_noise: "enable", end_at_step: 10000 });
       expect(sent["11"].inputs.text).toBe("my own graph");
       expect(sent["12"].inputs.text).toBe("ugly");
@@ -154,11 +135,11 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
   });
 
   it("fails with ComfyUI's address when it is down, and list_models says why", async () => {
-    await standIn.close();
-    const failed = await server.ended((await server.ok("generate_image", { prompt: "nobody home", model: "comfy_sd15" })).jobId);
+    await context.standIn.close();
+    const failed = await context.server.ended((await context.server.ok("generate_image", { prompt: "nobody home", model: "comfy_sd15" })).jobId);
     expect(failed).toMatchObject({ status: "failed", error: { code: "engine_unreachable" } });
     expect(failed.error.message).toMatch(/^ComfyUI at http:\/\/127\.0\.0\.1:\d+ could not be reached/);
-    const { models } = await server.ok("list_models");
+    const { models } = await context.server.ok("list_models");
     expect(models[0]).toMatchObject({ present: false, problem: expect.stringContaining("could not be reached") });
   });
 });

@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { INVOKE_MODELS, startInvokeStandIn, type InvokeStandIn } from "../helpers/invokeStandIn.js";
-import { startEngineApp, type EngineApp } from "../helpers/engineApp.js";
+import { describe, expect, it } from "vitest";
+import { INVOKE_MODELS, startInvokeStandIn } from "../helpers/invokeStandIn.js";
+import { useEngineApp } from "../helpers/engineApp.js";
 import { waitUntil } from "../helpers/waitUntil.js";
 
 /**
@@ -9,30 +9,14 @@ import { waitUntil } from "../helpers/waitUntil.js";
  * item, no socket, InvokeAI down. IMAGE_ENGINE=invokeai: flat entries name InvokeAI's models.
  */
 describe("IMAGE_ENGINE=invokeai: InvokeAI's session queue generates, our queue, storage and index do the rest", () => {
-  let standIn: InvokeStandIn;
-  let server: EngineApp;
-
-  beforeAll(async () => {
-    standIn = await startInvokeStandIn();
-    server = await startEngineApp(["dream: dreamshaper_8", "jugg:", "  model: juggernaut_xl", "  defaults: {width: 256, height: 256, steps: 6}"], {
-      IMAGE_ENGINE: "invokeai",
-      INVOKE_HOST: "127.0.0.1",
-      INVOKE_PORT: new URL(standIn.url).port,
-    });
-  });
-
-  afterAll(async () => {
-    await server?.close();
-    await standIn?.close();
-  });
-
-  beforeEach(() => {
-    standIn.mode = "ok";
-    standIn.stepMs = 5;
-  });
+  const context = useEngineApp(startInvokeStandIn, ["dream: dreamshaper_8", "jugg:", "  model: juggernaut_xl", "  defaults: {width: 256, height: 256, steps: 6}"], (standIn) => ({
+    IMAGE_ENGINE: "invokeai",
+    INVOKE_HOST: "127.0.0.1",
+    INVOKE_PORT: new URL(standIn.url).port,
+  }));
 
   it("lists InvokeAI's SD 1.5 and SDXL models (not the ones this engine cannot drive)", async () => {
-    const { models } = await server.ok("list_models");
+    const { models } = await context.server.ok("list_models");
     expect(models.map((model: { name: string; engine: string; family: string; present: boolean }) => [model.name, model.engine, model.family, model.present])).toEqual([
       ["dream", "invokeai", "sd15", true],
       ["jugg", "invokeai", "sdxl", true],
@@ -41,16 +25,16 @@ describe("IMAGE_ENGINE=invokeai: InvokeAI's session queue generates, our queue, 
   });
 
   it("enqueues an SD 1.5 graph per image with seeds seed, seed+1, shows its steps from socket.io, and stores InvokeAI's PNGs", async () => {
-    standIn.stepMs = 20;
-    const queued = await server.ok("generate_image", { prompt: "a lantern", negative_prompt: "dark", model: "dream", width: 256, height: 256, steps: 10, seed: 3, count: 2, scheduler: "dpmpp_2m_karras" });
+    context.standIn.stepMs = 20;
+    const queued = await context.server.ok("generate_image", { prompt: "a lantern", negative_prompt: "dark", model: "dream", width: 256, height: 256, steps: 10, seed: 3, count: 2, scheduler: "dpmpp_2m_karras" });
     const steps: number[] = [];
     const watch = setInterval(() => {
-      const step = server.app.queue.find(queued.jobId)?.progress?.step;
+      const step = context.server.app.queue.find(queued.jobId)?.progress?.step;
       if (step !== undefined && step !== steps.at(-1)) steps.push(step);
     }, 5);
-    const done = await server.ended(queued.jobId).finally(() => clearInterval(watch));
+    const done = await context.server.ended(queued.jobId).finally(() => clearInterval(watch));
     expect(done, JSON.stringify(done.error)).toMatchObject({ status: "done", images: [{ seed: 3, width: 256, height: 256 }, { seed: 4 }] });
-    const [first, second] = standIn.graphs.slice(-2);
+    const [first, second] = context.standIn.graphs.slice(-2);
     expect(first!.nodes).toMatchObject({
       model: { type: "main_model_loader", model: { key: "k-sd15", name: "dreamshaper_8", base: "sd-1" } },
       positive: { type: "compel", prompt: "a lantern" },
@@ -61,41 +45,41 @@ describe("IMAGE_ENGINE=invokeai: InvokeAI's session queue generates, our queue, 
     });
     expect(second!.nodes.noise.seed).toBe(4);
     expect(first!.edges).toContainEqual({ source: { node_id: "noise", field: "noise" }, destination: { node_id: "denoise", field: "noise" } });
-    expect(standIn.subscribed).toBeGreaterThan(0);
+    expect(context.standIn.subscribed).toBeGreaterThan(0);
     expect(steps.length).toBeGreaterThan(2);
     expect([...steps].sort((a, b) => a - b)).toEqual(steps);
-    expect((await server.ok("select_image", { key: done.images[1].key })).metadata).toMatchObject({ engine: "invokeai", seed: 4, engineInfo: { model: { name: "dreamshaper_8" } } });
+    expect((await context.server.ok("select_image", { key: done.images[1].key })).metadata).toMatchObject({ engine: "invokeai", seed: 4, engineInfo: { model: { name: "dreamshaper_8" } } });
   });
 
   it("builds the SDXL graph for an SDXL model: both CLIPs, the SDXL prompt node with the target size", async () => {
-    const done = await server.ended((await server.ok("generate_image", { prompt: "xl", model: "jugg" })).jobId);
+    const done = await context.server.ended((await context.server.ok("generate_image", { prompt: "xl", model: "jugg" })).jobId);
     expect(done).toMatchObject({ status: "done", images: [{ width: 256, height: 256 }] });
-    const graph = standIn.graphs.at(-1)!;
+    const graph = context.standIn.graphs.at(-1)!;
     expect(graph.nodes).toMatchObject({ model: { type: "sdxl_model_loader" }, positive: { type: "sdxl_compel_prompt", prompt: "xl", style: "xl", target_width: 256, target_height: 256 } });
     expect(graph.edges).toContainEqual({ source: { node_id: "model", field: "clip2" }, destination: { node_id: "positive", field: "clip2" } });
   });
 
   it("cancels through InvokeAI's queue; a failed item fails the job with its error; no socket still finishes", async () => {
-    standIn.stepMs = 40;
-    const running = await server.ok("generate_image", { prompt: "stop me", model: "dream", width: 256, height: 256, steps: 60 });
-    await waitUntil("the job reports a step", () => (server.app.queue.find(running.jobId)?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
-    await server.ok("cancel_job", { jobId: running.jobId });
-    expect(await server.ended(running.jobId)).toMatchObject({ status: "cancelled" });
-    expect(standIn.cancels.length).toBe(1);
+    context.standIn.stepMs = 40;
+    const running = await context.server.ok("generate_image", { prompt: "stop me", model: "dream", width: 256, height: 256, steps: 60 });
+    await waitUntil("the job reports a step", () => (context.server.app.queue.find(running.jobId)?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
+    await context.server.ok("cancel_job", { jobId: running.jobId });
+    expect(await context.server.ended(running.jobId)).toMatchObject({ status: "cancelled" });
+    expect(context.standIn.cancels.length).toBe(1);
 
-    standIn.stepMs = 5;
-    standIn.mode = "fails";
-    const failed = await server.ended((await server.ok("generate_image", { prompt: "breaks", model: "dream", width: 256, height: 256, steps: 3 })).jobId);
+    context.standIn.stepMs = 5;
+    context.standIn.mode = "fails";
+    const failed = await context.server.ended((await context.server.ok("generate_image", { prompt: "breaks", model: "dream", width: 256, height: 256, steps: 3 })).jobId);
     expect(failed).toMatchObject({ status: "failed", error: { code: "generation_failed" } });
     expect(failed.error.message).toMatch(/^InvokeAI at http:\/\/127\.0\.0\.1:\d+ failed queue item \d+: RuntimeError: Expected all tensors to be on the same device$/);
 
-    standIn.mode = "no-socket";
-    expect(await server.ended((await server.ok("generate_image", { prompt: "quiet", model: "dream", width: 256, height: 256, steps: 3 })).jobId)).toMatchObject({ status: "done" });
+    context.standIn.mode = "no-socket";
+    expect(await context.server.ended((await context.server.ok("generate_image", { prompt: "quiet", model: "dream", width: 256, height: 256, steps: 3 })).jobId)).toMatchObject({ status: "done" });
   });
 
   it("fails with InvokeAI's address when it is down", async () => {
-    await standIn.close();
-    const failed = await server.ended((await server.ok("generate_image", { prompt: "nobody", model: "dream", width: 256, height: 256 })).jobId);
+    await context.standIn.close();
+    const failed = await context.server.ended((await context.server.ok("generate_image", { prompt: "nobody", model: "dream", width: 256, height: 256 })).jobId);
     expect(failed).toMatchObject({ status: "failed", error: { code: "engine_unreachable" } });
     expect(failed.error.message).toMatch(/^InvokeAI at http:\/\/127\.0\.0\.1:\d+ could not be reached .*is invokeai-web running\?$/);
   });

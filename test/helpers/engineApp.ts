@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pino from "pino";
+import { afterAll, beforeAll, beforeEach } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { createApp, createMcpServer, type App } from "../../src/server.js";
 import { RUNNER_PYTHON } from "./paths.js";
@@ -48,4 +49,33 @@ export async function startEngineApp(modelsYaml: string[], env: Record<string, s
       rmSync(home, { recursive: true, force: true });
     },
   };
+}
+
+/** What each engine test resets between tests: a stand-in that can be told to misbehave, and how slow its steps are. */
+interface StandIn {
+  url: string;
+  mode: string;
+  stepMs: number;
+  close(): Promise<void>;
+}
+
+/**
+ * For a describe block: a stand-in of another app's API and the real app pointed at it, started before the block's
+ * tests and stopped after them; the stand-in is reset to behave (fast steps) before each test. Read the fields in tests.
+ */
+export function useEngineApp<S extends StandIn>(start: () => Promise<S>, modelsYaml: string[], env: (standIn: S) => Record<string, string>) {
+  const context = {} as { standIn: S; server: EngineApp };
+  beforeAll(async () => {
+    context.standIn = await start();
+    context.server = await startEngineApp(modelsYaml, env(context.standIn));
+  });
+  afterAll(async () => {
+    await context.server?.close();
+    await context.standIn?.close();
+  });
+  beforeEach(() => {
+    context.standIn.mode = "ok";
+    context.standIn.stepMs = 5;
+  });
+  return context;
 }
