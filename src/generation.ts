@@ -111,6 +111,8 @@ export interface GenerationRequest {
     configPath?: string | null;
     engine?: EngineName;
     engineModel?: string | null;
+    /** Another engine's model: the family models.yaml declares or its name suggests (graphs differ for SDXL). */
+    family?: ModelFamily;
     /** ComfyUI: the user's workflow file, read when the job runs. */
     workflowPath?: string | null;
   };

@@ -45,9 +45,36 @@ interface Txt2ImgAnswer {
 
 export class A1111Engine extends AppEngine<A1111Timing> {
   readonly name = "a1111";
+  private samplers: Promise<string[]> | null = null;
 
   constructor(options: A1111Options, log: Logger) {
     super({ label: "AUTOMATIC1111", baseUrl: options.baseUrl, auth: options.auth, unreachableHint: "is it running with --api?" }, { ...DEFAULT_TIMING, ...options.timing }, log);
+  }
+
+  /**
+   * The sampler as this web UI names it, checked against /sdapi/v1/samplers (asked once): A1111 1.9 and Forge
+   * name the Karras schedule apart ("DPM++ 2M" + scheduler "Karras"), older ones in the sampler's name.
+   */
+  private async samplerFor(scheduler: SchedulerName | null): Promise<{ sampler_name: string; scheduler?: string }> {
+    const wanted = scheduler ? A1111_SAMPLERS[scheduler] : SD15_SAMPLER;
+    let offered: string[];
+    try {
+      offered = await (this.samplers ??= this.fetchSamplers());
+    } catch (error) {
+      this.samplers = null;
+      this.log.debug({ error: (error as Error).message }, "could not list AUTOMATIC1111's samplers; sending the name as is");
+      return { sampler_name: wanted };
+    }
+    if (offered.includes(wanted)) return { sampler_name: wanted };
+    const karras = /^(.*) Karras$/.exec(wanted);
+    if (karras && offered.includes(karras[1]!)) return { sampler_name: karras[1]!, scheduler: "Karras" };
+    throw new EngineJobError("bad_request", `${this.where} offers no sampler '${wanted}' (it has: ${offered.join(", ")}); pick another scheduler`);
+  }
+
+  private async fetchSamplers(): Promise<string[]> {
+    const answer = await this.http.json("GET", "/sdapi/v1/samplers", undefined, this.timing.callMs);
+    if (!Array.isArray(answer)) throw this.http.nonsense("/sdapi/v1/samplers", "a list of samplers", answer);
+    return answer.map((sampler) => (sampler as { name?: unknown }).name).filter((name): name is string => typeof name === "string");
   }
 
   /** The checkpoints the web UI offers, by the titles `sd_model_checkpoint` takes. */
@@ -73,7 +100,7 @@ export class A1111Engine extends AppEngine<A1111Timing> {
       // n_iter images one after another, seeds seed, seed+1...: the same seeds our batches use.
       batch_size: 1,
       n_iter: count,
-      sampler_name: request.scheduler ? A1111_SAMPLERS[request.scheduler] : SD15_SAMPLER,
+      ...(await this.samplerFor(request.scheduler)),
       send_images: true,
       save_images: false,
       ...(request.model.engineModel && {
@@ -109,7 +136,7 @@ export class A1111Engine extends AppEngine<A1111Timing> {
     return this.result(request, started, {
       seed: typeof seeds[0] === "number" ? seeds[0] : request.seed,
       family: typeof info.sd_model_name === "string" && /xl/i.test(info.sd_model_name) ? "sdxl" : "sd15",
-      scheduler: typeof info.sampler_name === "string" ? info.sampler_name : payload.sampler_name,
+      scheduler: typeof info.sampler_name === "string" ? info.sampler_name : `${payload.sampler_name}${payload.scheduler ? ` ${payload.scheduler}` : ""}`,
       versions: { engine: "a1111", ...(typeof info.version === "string" && { a1111: info.version }) },
       engineInfo: info,
     });

@@ -40,14 +40,23 @@ export const COMFY_SAMPLERS: Record<SchedulerName, { sampler: string; scheduler:
 
 const SAVE_NODE = "9";
 
-/** The built-in graph, in ComfyUI's API format. The same nodes serve SD 1.5 and SDXL checkpoints. */
+/**
+ * The built-in graph, in ComfyUI's API format. For SDXL the prompts go through CLIPTextEncodeSDXL with the image's
+ * size as its size conditioning (both encoders get the whole prompt), as ComfyUI's own SDXL example does.
+ */
 export function textToImageGraph(request: GenerationRequest, seed: number, checkpoint: string): Record<string, unknown> {
   const { sampler, scheduler } = COMFY_SAMPLERS[request.scheduler ?? "euler_a"];
+  const sdxl = (request.model.family ?? (/xl/i.test(checkpoint) ? "sdxl" : "sd15")) === "sdxl";
+  const { width, height } = request;
+  const encode = (text: string) =>
+    sdxl
+      ? { class_type: "CLIPTextEncodeSDXL", inputs: { width, height, crop_w: 0, crop_h: 0, target_width: width, target_height: height, text_g: text, text_l: text, clip: ["4", 1] } }
+      : { class_type: "CLIPTextEncode", inputs: { text, clip: ["4", 1] } };
   return {
     "4": { class_type: "CheckpointLoaderSimple", inputs: { ckpt_name: checkpoint } },
-    "5": { class_type: "EmptyLatentImage", inputs: { width: request.width, height: request.height, batch_size: 1 } },
-    "6": { class_type: "CLIPTextEncode", inputs: { text: request.prompt, clip: ["4", 1] } },
-    "7": { class_type: "CLIPTextEncode", inputs: { text: request.negativePrompt ?? "", clip: ["4", 1] } },
+    "5": { class_type: "EmptyLatentImage", inputs: { width, height, batch_size: 1 } },
+    "6": encode(request.prompt),
+    "7": encode(request.negativePrompt ?? ""),
     "3": {
       class_type: "KSampler",
       inputs: {
@@ -114,7 +123,7 @@ export class ComfyUIEngine extends AppEngine<ComfyTiming> {
     }
     return this.result(request, started, {
       seed: request.seed,
-      family: /xl/i.test(checkpoint ?? request.model.name) ? "sdxl" : "sd15",
+      family: request.model.family ?? (/xl/i.test(checkpoint ?? request.model.name) ? "sdxl" : "sd15"),
       scheduler: `${sampling.sampler}/${sampling.scheduler}`,
       versions: { engine: "comfyui" },
       engineInfo: { checkpoint, graph: workflowPath ?? "built-in text-to-image", status: histories },
@@ -155,6 +164,8 @@ export class ComfyUIEngine extends AppEngine<ComfyTiming> {
       else handle(message);
     });
     let stopping: Promise<unknown> = Promise.resolve();
+    // Ends the /history polling once this prompt is settled, whichever way.
+    let over = false;
     const cancel = () => {
       // Still waiting in ComfyUI's queue: take it out; running: interrupt it.
       const stop = started ? this.http.json("POST", "/interrupt", undefined, this.timing.callMs) : this.http.json("POST", "/queue", { delete: [promptId] }, this.timing.callMs);
@@ -168,7 +179,12 @@ export class ComfyUIEngine extends AppEngine<ComfyTiming> {
       for (const message of early.splice(0)) handle(message);
       job.signal.addEventListener("abort", cancel, { once: true });
       if (job.signal.aborted) cancel();
-      const end = await Promise.race([ended, this.pollHistory(promptId, settle), this.deadline(deadlineMs)]);
+      const end = await Promise.race([ended, this.pollHistory(promptId, settle, () => over), this.deadline(deadlineMs, () => over)]).catch(async (error: unknown) => {
+        // Past its deadline: free ComfyUI of it too, so the next job does not queue behind a stuck prompt.
+        cancel();
+        await stopping;
+        throw error;
+      });
       if (end.kind === "interrupted" || job.signal.aborted) {
         // The job ends once ComfyUI has been told, so its GPU is free for the next one.
         await stopping;
@@ -177,22 +193,28 @@ export class ComfyUIEngine extends AppEngine<ComfyTiming> {
       if (end.kind === "error") throw new EngineJobError("generation_failed", `${this.where} failed the prompt: ${end.message}`);
       return await this.history(promptId);
     } finally {
+      over = true;
       job.signal.removeEventListener("abort", cancel);
       socket.close();
     }
   }
 
-  private deadline(ms: number): Promise<never> {
+  /** Rejects after `ms` unless `isOver()` by then. */
+  private deadline(ms: number, isOver: () => boolean): Promise<never> {
     return new Promise((_, reject) => {
-      const timer = setTimeout(() => reject(new EngineJobError("engine_unreachable", `${this.where} did not finish the prompt within ${Math.round(ms / 1000)} s`)), ms);
+      const timer = setTimeout(() => {
+        if (!isOver()) reject(new EngineJobError("engine_unreachable", `${this.where} did not finish the prompt within ${Math.round(ms / 1000)} s`));
+      }, ms);
       timer.unref();
     });
   }
 
   /** Reads /history now and then: a prompt that ended while a websocket message was lost still ends here. */
-  private async pollHistory(promptId: string, settle: (end: WaitEnd) => void): Promise<WaitEnd> {
+  private async pollHistory(promptId: string, settle: (end: WaitEnd) => void, isOver: () => boolean): Promise<WaitEnd> {
     for (;;) {
       await new Promise((resolve) => setTimeout(resolve, this.timing.historyPollMs).unref());
+      // Never resolves once over: the race it was in has been decided.
+      if (isOver()) return new Promise<WaitEnd>(() => undefined);
       const entry = await this.history(promptId).catch(() => null);
       if (entry?.status?.completed === true || entry?.status?.status_str === "success") {
         settle({ kind: "done" });

@@ -133,7 +133,15 @@ function resolveElsewhere(ask: GenerationAsk, entry: ModelEntry): GenerationRequ
   return {
     prompt: ask.prompt,
     negativePrompt: ask.negativePrompt?.trim() ? ask.negativePrompt : null,
-    model: { name: entry.name, path: "", refinerPath: null, engine: entry.engine, engineModel: entry.engineModel, ...(entry.workflowPath && { workflowPath: entry.workflowPath }) },
+    model: {
+      name: entry.name,
+      path: "",
+      refinerPath: null,
+      engine: entry.engine,
+      engineModel: entry.engineModel,
+      family,
+      ...(entry.workflowPath && { workflowPath: entry.workflowPath }),
+    },
     width: ask.width ?? defaults.width,
     height: ask.height ?? defaults.height,
     steps: ask.steps ?? defaults.steps,

@@ -98,6 +98,15 @@ describe("IMAGE_ENGINE=a1111: the web UI generates, our queue, storage, previews
     }
   });
 
+  it("names samplers as this web UI does: the Karras schedule apart when it lists no 'DPM++ 2M Karras', and refuses one it lacks", async () => {
+    const karras = await ended((await context.server.ok("generate_image", { prompt: "karras", model: "webui_sd15", steps: 2, scheduler: "dpmpp_2m_karras" })).jobId);
+    expect(karras).toMatchObject({ status: "done" });
+    expect(context.standIn.requests.at(-1)!.body).toMatchObject({ sampler_name: "DPM++ 2M", scheduler: "Karras" });
+    const missing = await ended((await context.server.ok("generate_image", { prompt: "unipc", model: "webui_sd15", steps: 2, scheduler: "unipc" })).jobId);
+    expect(missing).toMatchObject({ status: "failed", error: { code: "bad_request" } });
+    expect(missing.error.message).toMatch(/offers no sampler 'UniPC' \(it has: Euler a, Euler, DPM\+\+ 2M, DDIM, PLMS, Heun\); pick another scheduler$/);
+  });
+
   it("cancels a running job by interrupting the web UI, and stores nothing of it", async () => {
     context.standIn.stepMs = 50;
     const before = (await context.server.ok("list_latest_images", { limit: 1 })).images[0]?.key;

@@ -20,11 +20,26 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     "  engine: comfyui",
     `  model: ${COMFY_CHECKPOINTS[1]}`,
     "  defaults: {width: 256, height: 256, steps: 8}",
+    "comfy_xl:",
+    "  engine: comfyui",
+    `  model: ${COMFY_CHECKPOINTS[0]}`,
+    "  defaults: {width: 256, height: 256, steps: 4}",
   ], (standIn) => ({ COMFYUI_BASE_URL: standIn.url, COMFYUI_TIMEOUT_SECONDS: "5" }));
 
-  it("lists the checkpoint as present, read from ComfyUI's object_info", async () => {
+  it("lists the checkpoints as present, read from ComfyUI's object_info", async () => {
     const { models } = await context.server.ok("list_models");
-    expect(models).toEqual([expect.objectContaining({ name: "comfy_sd15", engine: "comfyui", family: "sd15", present: true, path: COMFY_CHECKPOINTS[1] })]);
+    expect(models).toEqual([
+      expect.objectContaining({ name: "comfy_sd15", engine: "comfyui", family: "sd15", present: true, path: COMFY_CHECKPOINTS[1] }),
+      expect.objectContaining({ name: "comfy_xl", engine: "comfyui", family: "sdxl", present: true, path: COMFY_CHECKPOINTS[0] }),
+    ]);
+  });
+
+  it("encodes an SDXL model's prompts with CLIPTextEncodeSDXL and the image's size", async () => {
+    const done = await context.server.ended((await context.server.ok("generate_image", { prompt: "xl kettle", negative_prompt: "noise", model: "comfy_xl" })).jobId);
+    expect(done).toMatchObject({ status: "done", images: [{ width: 256, height: 256 }] });
+    const graph = context.standIn.prompts.at(-1)!.graph;
+    expect(graph["6"]).toEqual({ class_type: "CLIPTextEncodeSDXL", inputs: { width: 256, height: 256, crop_w: 0, crop_h: 0, target_width: 256, target_height: 256, text_g: "xl kettle", text_l: "xl kettle", clip: ["4", 1] } });
+    expect(graph["7"].inputs).toMatchObject({ text_g: "noise", text_l: "noise" });
   });
 
   it("queues one built-in graph per image with seeds seed, seed+1, follows the steps over the websocket, and stores ComfyUI's PNGs", async () => {
@@ -82,6 +97,7 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     ["an execution error", "execution-error", "generation_failed", /^ComfyUI at http:\/\/127\.0\.0\.1:\d+ failed the prompt: torch\.OutOfMemoryError: CUDA out of memory\. Tried to allocate 2\.00 GiB \(node 3, KSampler\)$/],
     ["a graph it refuses", "node-errors", "engine_failed", /answered POST \/prompt with HTTP 400: .*ckpt_name: 'missing\.safetensors' not in/],
     ["a finished prompt with no image", "no-outputs", "engine_failed", /answered \/history with something other than an image from the SaveImage node \(9\)/],
+    ["a prompt that never finishes", "never-finishes", "engine_unreachable", /^ComfyUI at http:\/\/127\.0\.0\.1:\d+ did not finish the prompt within \d+ s$/],
   ] as const)("fails the job on %s, naming ComfyUI, its URL and what came back; the queue goes on", async (_name, mode, code, message) => {
     context.standIn.mode = mode;
     const failed = await context.server.ended((await context.server.ok("generate_image", { prompt: `misbehaving: ${mode}`, model: "comfy_sd15", steps: 3 })).jobId);

@@ -59,7 +59,7 @@ describe("IMAGE_ENGINE=invokeai: InvokeAI's session queue generates, our queue, 
     expect(graph.edges).toContainEqual({ source: { node_id: "model", field: "clip2" }, destination: { node_id: "positive", field: "clip2" } });
   });
 
-  it("cancels through InvokeAI's queue; a failed item fails the job with its error; no socket still finishes", async () => {
+  it("cancels through InvokeAI's queue; a failed item or a nonsense answer fails the job, saying what came back; no socket still finishes", async () => {
     context.standIn.stepMs = 40;
     const running = await context.server.ok("generate_image", { prompt: "stop me", model: "dream", width: 256, height: 256, steps: 60 });
     await waitUntil("the job reports a step", () => (context.server.app.queue.find(running.jobId)?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
@@ -72,6 +72,11 @@ describe("IMAGE_ENGINE=invokeai: InvokeAI's session queue generates, our queue, 
     const failed = await context.server.ended((await context.server.ok("generate_image", { prompt: "breaks", model: "dream", width: 256, height: 256, steps: 3 })).jobId);
     expect(failed).toMatchObject({ status: "failed", error: { code: "generation_failed" } });
     expect(failed.error.message).toMatch(/^InvokeAI at http:\/\/127\.0\.0\.1:\d+ failed queue item \d+: RuntimeError: Expected all tensors to be on the same device$/);
+
+    context.standIn.mode = "nonsense";
+    const confused = await context.server.ended((await context.server.ok("generate_image", { prompt: "what", model: "dream", width: 256, height: 256, steps: 3 })).jobId);
+    expect(confused).toMatchObject({ status: "failed", error: { code: "engine_failed" } });
+    expect(confused.error.message).toMatch(/answered \/api\/v1\/queue\/default\/i\/\d+ with something other than a queue item status: \{"detail":"<html>gateway<\/html>"\}$/);
 
     context.standIn.mode = "no-socket";
     expect(await context.server.ended((await context.server.ok("generate_image", { prompt: "quiet", model: "dream", width: 256, height: 256, steps: 3 })).jobId)).toMatchObject({ status: "done" });

@@ -35,7 +35,7 @@ export async function startA1111StandIn(): Promise<A1111StandIn> {
     const route = `${request.method} ${request.url?.split("?")[0]}`;
     void (async () => {
       if (route === "GET /sdapi/v1/sd-models") return send(200, STAND_IN_MODELS.map((title) => ({ title, model_name: title.split(".")[0], filename: `/models/${title.split(" ")[0]}` })));
-      if (route === "GET /sdapi/v1/samplers") return send(200, ["Euler a", "Euler", "DPM++ 2M", "DDIM", "PLMS", "Heun", "UniPC"].map((name) => ({ name, aliases: [], options: {} })));
+      if (route === "GET /sdapi/v1/samplers") return send(200, ["Euler a", "Euler", "DPM++ 2M", "DDIM", "PLMS", "Heun"].map((name) => ({ name, aliases: [], options: {} })));
       if (route === "GET /sdapi/v1/progress") {
         standIn.progressPolls++;
         return send(200, { progress: 0, eta_relative: 0, state: { ...progress, interrupted }, current_image: null, textinfo: null });

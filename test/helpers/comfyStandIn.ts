@@ -11,7 +11,7 @@ import { readJson } from "./standInHttp.js";
  * /interrupt, POST /queue {delete}, /object_info/CheckpointLoaderSimple. The websocket is a minimal RFC 6455 server
  * (text frames out, nothing read in), enough for a client that only listens.
  */
-export type ComfyMode = "ok" | "execution-error" | "node-errors" | "silent-socket" | "no-outputs";
+export type ComfyMode = "ok" | "execution-error" | "node-errors" | "silent-socket" | "no-outputs" | "never-finishes";
 
 export interface ComfyStandIn {
   url: string;
@@ -51,6 +51,8 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
         await new Promise<void>((resolve) => (wake = resolve));
         continue;
       }
+      // Taken and then forgotten: no event, no history, as a ComfyUI stuck on a node would look.
+      if (standIn.mode === "never-finishes") continue;
       running = next.id;
       interrupted = false;
       const { id, graph, clientId } = next;

@@ -9,7 +9,7 @@ import { readJson } from "./standInHttp.js";
  * main models, the default session queue (enqueue_batch, item status, cancel), full images, and its socket.io
  * events over a websocket (Engine.IO 4 framing) with `invocation_progress` while an item runs.
  */
-export type InvokeMode = "ok" | "fails" | "no-socket";
+export type InvokeMode = "ok" | "fails" | "no-socket" | "nonsense";
 
 export interface InvokeStandIn {
   url: string;
@@ -88,7 +88,7 @@ export async function startInvokeStandIn(): Promise<InvokeStandIn> {
           if (item.status === "pending" || item.status === "in_progress") item.status = "canceled";
         }
         const { graph: _graph, ...shown } = item;
-        return send(200, shown);
+        return send(200, standIn.mode === "nonsense" ? { detail: "<html>gateway</html>" } : shown);
       }
       const imageRoute = /^GET \/api\/v1\/images\/i\/([^/]+)\/full$/.exec(route);
       if (imageRoute) {
@@ -100,7 +100,10 @@ export async function startInvokeStandIn(): Promise<InvokeStandIn> {
       send(404, { detail: "Not Found" });
     })().catch((error: Error) => send(500, { detail: error.message }));
   });
+  const upgraded = new Set<Socket>();
   server.on("upgrade", (request, socket: Socket) => {
+    upgraded.add(socket);
+    socket.on("close", () => upgraded.delete(socket));
     if (standIn.mode === "no-socket" || !request.url?.startsWith("/ws/socket.io/")) return socket.destroy();
     const ws = acceptWebSocket(request, socket, (text) => {
       if (text === "40") ws.send(`40${JSON.stringify({ sid: "namespace-sid" })}`);
@@ -115,7 +118,7 @@ export async function startInvokeStandIn(): Promise<InvokeStandIn> {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
   standIn.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   standIn.close = async () => {
-    for (const subscriber of subscribers) subscriber.close();
+    for (const socket of upgraded) socket.destroy();
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   };

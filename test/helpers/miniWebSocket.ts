@@ -26,8 +26,9 @@ function frame(text: string): Buffer {
 }
 
 /** Reads whole client frames from `buffer`; returns the texts and what is left over. */
-function readFrames(buffer: Buffer): { texts: string[]; rest: Buffer } {
+function readFrames(buffer: Buffer): { texts: string[]; closed: boolean; rest: Buffer } {
   const texts: string[] = [];
+  let closed = false;
   let offset = 0;
   while (buffer.length - offset >= 6) {
     const opcode = buffer[offset]! & 0x0f;
@@ -44,9 +45,10 @@ function readFrames(buffer: Buffer): { texts: string[]; rest: Buffer } {
     const mask = buffer.subarray(at, at + 4);
     const payload = Buffer.from(buffer.subarray(at + 4, at + 4 + length).map((byte, index) => byte ^ mask[index % 4]!));
     if (opcode === 0x1) texts.push(payload.toString("utf8"));
+    if (opcode === 0x8) closed = true;
     offset = at + 4 + length;
   }
-  return { texts, rest: buffer.subarray(offset) };
+  return { texts, closed, rest: buffer.subarray(offset) };
 }
 
 export function acceptWebSocket(request: IncomingMessage, socket: Socket, onText: (text: string) => void = () => undefined): MiniWebSocket {
@@ -54,9 +56,11 @@ export function acceptWebSocket(request: IncomingMessage, socket: Socket, onText
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
   let pending: Buffer = Buffer.alloc(0);
   socket.on("data", (chunk: Buffer) => {
-    const { texts, rest } = readFrames(Buffer.concat([pending, chunk]));
+    const { texts, closed, rest } = readFrames(Buffer.concat([pending, chunk]));
     pending = rest;
     for (const text of texts) onText(text);
+    // The client said goodbye: answer by closing, so no half-open socket keeps the stand-in's server from stopping.
+    if (closed) socket.end(Buffer.from([0x88, 0]));
   });
   socket.on("error", () => undefined);
   return {
