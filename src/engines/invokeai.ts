@@ -145,11 +145,10 @@ export class InvokeAIEngine extends AppEngine<InvokeTiming> {
     const itemId = Array.isArray(queued?.item_ids) ? queued.item_ids[0] : undefined;
     if (typeof itemId !== "number") throw this.http.nonsense(`${QUEUE}/enqueue_batch`, "the enqueued item_ids", queued);
     const progress = this.followProgress(itemId, onFraction);
-    const cancel = () => {
+    const cancel = () =>
       this.http.json("PUT", `${QUEUE}/i/${itemId}/cancel`, undefined, this.timing.callMs).catch((error: Error) =>
         this.log.warn({ error: error.message }, "could not cancel the InvokeAI queue item"),
       );
-    };
     job.signal.addEventListener("abort", cancel, { once: true });
     try {
       for (;;) {
@@ -165,7 +164,7 @@ export class InvokeAIEngine extends AppEngine<InvokeTiming> {
         }
         if (status !== "pending" && status !== "in_progress") throw this.http.nonsense(`${QUEUE}/i/${itemId}`, "a queue item status", item);
         if (Date.now() > deadline) {
-          cancel();
+          await cancel();
           throw new EngineJobError("engine_unreachable", `${this.where} did not finish queue item ${itemId} in time; it was cancelled there`);
         }
         await new Promise((resolve) => setTimeout(resolve, this.timing.pollMs));

@@ -13,6 +13,7 @@ describe("IMAGE_ENGINE=invokeai: InvokeAI's session queue generates, our queue, 
     IMAGE_ENGINE: "invokeai",
     INVOKE_HOST: "127.0.0.1",
     INVOKE_PORT: new URL(standIn.url).port,
+    INVOKEAI_TIMEOUT_SECONDS: "3",
   }));
 
   it("lists InvokeAI's SD 1.5 and SDXL models (not the ones this engine cannot drive)", async () => {
@@ -80,6 +81,15 @@ describe("IMAGE_ENGINE=invokeai: InvokeAI's session queue generates, our queue, 
 
     context.standIn.mode = "no-socket";
     expect(await context.server.ended((await context.server.ok("generate_image", { prompt: "quiet", model: "dream", width: 256, height: 256, steps: 3 })).jobId)).toMatchObject({ status: "done" });
+  });
+
+  it("gives up on an item that never runs at its deadline, cancelling it in InvokeAI", async () => {
+    context.standIn.mode = "stuck";
+    const cancels = context.standIn.cancels.length;
+    const failed = await context.server.ended((await context.server.ok("generate_image", { prompt: "waits forever", model: "dream", width: 256, height: 256, steps: 2 })).jobId);
+    expect(failed).toMatchObject({ status: "failed", error: { code: "engine_unreachable" } });
+    expect(failed.error.message).toMatch(/^InvokeAI at http:\/\/127\.0\.0\.1:\d+ did not finish queue item \d+ in time; it was cancelled there$/);
+    expect(context.standIn.cancels.length).toBe(cancels + 1);
   });
 
   it("fails with InvokeAI's address when it is down", async () => {

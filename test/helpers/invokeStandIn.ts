@@ -9,7 +9,7 @@ import { readJson } from "./standInHttp.js";
  * main models, the default session queue (enqueue_batch, item status, cancel), full images, and its socket.io
  * events over a websocket (Engine.IO 4 framing) with `invocation_progress` while an item runs.
  */
-export type InvokeMode = "ok" | "fails" | "no-socket" | "nonsense";
+export type InvokeMode = "ok" | "fails" | "no-socket" | "nonsense" | "stuck";
 
 export interface InvokeStandIn {
   url: string;
@@ -76,7 +76,8 @@ export async function startInvokeStandIn(): Promise<InvokeStandIn> {
         items.set(itemId, item);
         standIn.graphs.push(body.batch.graph);
         // InvokeAI runs one item at a time, in order.
-        chain = chain.then(() => (item.status === "pending" ? run(item) : undefined));
+        // "stuck": the item stays pending for good, as behind a queue that never moves.
+        if (standIn.mode !== "stuck") chain = chain.then(() => (item.status === "pending" ? run(item) : undefined));
         return send(200, { queue_id: "default", enqueued: 1, requested: 1, batch: { batch_id: `b${itemId}` }, priority: 0, item_ids: [itemId] });
       }
       const itemRoute = /^(GET|PUT) \/api\/v1\/queue\/default\/i\/(\d+)(\/cancel)?$/.exec(route);
