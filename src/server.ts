@@ -11,7 +11,6 @@ import { EngineRouter } from "./engines/engineRouter.js";
 import type { Engine } from "./engines/engine.js";
 import { KittyError, messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
-import { ServerMetrics } from "./metrics/serverMetrics.js";
 import { JobQueue } from "./queue/jobQueue.js";
 import { JobStore } from "./queue/jobStore.js";
 import { Worker, type WorkerOptions } from "./queue/worker.js";
@@ -47,7 +46,6 @@ export interface App {
   links: ImageLinks;
   engine: Engine;
   worker: Worker;
-  metrics: ServerMetrics;
   /** Stops the worker (the running job stays queued for the next start), the engine and the database. */
   close(): Promise<void>;
 }
@@ -99,7 +97,6 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
   }, STORAGE_CHECK_DELAY_MS).unref();
   const engine = overrides.engine ?? createEngine(config, log);
   const queue = new JobQueue(jobs, lease);
-  const metrics = new ServerMetrics({ queue, index, engine });
   const worker = new Worker({
     jobs,
     lease,
@@ -108,7 +105,6 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
     index,
     staging: new StagingArea(config.stagingDir),
     keyPrefix: config.keyPrefix,
-    observer: metrics,
     previewMaker: pythonPreviewMaker(config.runner.python, config.runner.packageDir, log.child({ component: "previews" })),
     log: log.child({ component: "worker" }),
     timing: { ...DEFAULT_TIMING, ...overrides.timing },
@@ -124,7 +120,6 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
     links: imageLinks(store, config.presignTtlSeconds, overrides.filesBaseUrl ? { baseUrl: overrides.filesBaseUrl, home: config.home } : undefined),
     engine,
     worker,
-    metrics,
     async close() {
       await worker.stop();
       db.close();

@@ -14,6 +14,7 @@ import { LinkSigner } from "../storage/signedLinks.js";
 import { accessPolicy, checkAccess, isLoopbackAddress } from "./accessGuard.js";
 import { decodePath, MAX_BODY_BYTES, sendJson } from "./body.js";
 import { handleGallery, handleGalleryLogin, loginRedirect } from "../gallery/galleryRoutes.js";
+import { ServerMetrics } from "../metrics/serverMetrics.js";
 import { HealthCheck } from "./health.js";
 import { handleRest } from "./restApi.js";
 
@@ -65,6 +66,8 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
   const mcpNode = toNodeHandler(mcp, { maxRequestBodySize: MAX_BODY_BYTES, onerror: (error) => log.warn({ error: error.message }, "MCP adapter failed") });
   const signer = app.store.kind === "local" ? LinkSigner.forHome(app.config.home) : null;
   const health = new HealthCheck(app);
+  const metrics = new ServerMetrics({ queue: app.queue, index: app.index, engine: app.engine });
+  app.worker.observe(metrics);
 
   const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const url = new URL(request.url ?? "/", "http://door.invalid");
@@ -87,8 +90,8 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
     if (url.pathname === "/mcp") return mcpNode(request, response);
     if (await handleGallery(app, request, response, url)) return;
     if (url.pathname === "/metrics") {
-      response.writeHead(200, { "content-type": app.metrics.contentType, "cache-control": "no-store" });
-      return void response.end(await app.metrics.text());
+      response.writeHead(200, { "content-type": metrics.contentType, "cache-control": "no-store" });
+      return void response.end(await metrics.text());
     }
     if (url.pathname.startsWith("/files/")) {
       if (request.method !== "GET" && request.method !== "HEAD") return sendJson(response, 405, { detail: "files are read with GET" }, { allow: "GET, HEAD" });

@@ -19,8 +19,6 @@ export interface WorkerOptions {
   staging: StagingArea;
   /** Every stored key starts with this. */
   keyPrefix: string;
-  /** Hears each generation and storage retry (/metrics); nothing listens when left out. */
-  observer?: RunObserver;
   previewMaker?: PreviewMaker;
   log: Logger;
   timing: {
@@ -59,12 +57,20 @@ export class Worker {
   private readonly unsubscribe: Array<() => void>;
 
   constructor(private readonly options: WorkerOptions) {
-    const { jobs, engine, store, index, staging, keyPrefix, log, timing, observer = NO_OBSERVER, previewMaker } = options;
-    this.runDeps = { jobs, engine, store, index, staging, keyPrefix, backoff: timing.backoff, log, observer, previewMaker, setNotice: (notice) => this.setNotice(notice) };
+    const { jobs, engine, store, index, staging, keyPrefix, log, timing, previewMaker } = options;
+    this.runDeps = { jobs, engine, store, index, staging, keyPrefix, backoff: timing.backoff, log, observer: NO_OBSERVER, previewMaker, setNotice: (notice) => this.setNotice(notice) };
     this.unsubscribe = [
       jobs.events.on("enqueued", () => this.wake()),
       jobs.events.on("cancelRequested", (jobId) => this.checkCancel(jobId)),
     ];
+  }
+
+  /**
+   * Who hears each generation and storage retry from now on: /metrics, set by the HTTP door. A stdio server has
+   * no /metrics, so it never loads prom-client (tens of milliseconds of start-up) for nothing.
+   */
+  observe(observer: RunObserver): void {
+    this.runDeps.observer = observer;
   }
 
   /** True while this process holds the worker lease: it is the one running the queue's jobs. */
