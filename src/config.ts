@@ -46,6 +46,9 @@ const envSchema = z.object({
   KITTY_IMAGES_WARM_MODELS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(8).default(1)),
   KITTY_IMAGES_ATTENTION_SLICING: z.preprocess(emptyToUndefined, z.enum(["auto", "on", "off"]).default("auto")),
   KITTY_IMAGES_COMPILE: z.preprocess(emptyToUndefined, z.enum(["0", "1"]).default("0")),
+  KITTY_IMAGES_JOB_TIMEOUT_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(1).max(86400).default(600)),
+  KITTY_IMAGES_STEP_TIMEOUT_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(0).max(86400).optional()),
+  KITTY_IMAGES_RUNNER_RETRY_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(1).max(86400).default(60)),
   KITTY_IMAGES_LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(["trace", "debug", "info", "warn", "error", "silent"]).optional()),
   KITTY_IMAGES_TOKEN: z.preprocess(emptyToUndefined, z.string().min(16, { error: "must be at least 16 characters (try: openssl rand -hex 24)" }).optional()),
   KITTY_IMAGES_TRUSTED_NETWORKS: z.preprocess(emptyToUndefined, z.string().optional()),
@@ -109,6 +112,10 @@ export interface Config {
     env: Record<string, string>;
     /** CLIP's BPE vocabulary, which single-file checkpoints need (scripts/setup-python.sh fetches it). */
     clipVocab: string;
+    /** A job's deadline before its runner counts as hung; msPerMegapixelStep null: the device's own allowance. */
+    jobDeadline: { baseMs: number; msPerMegapixelStep: number | null };
+    /** How long a runner that keeps failing to start rests between tries. */
+    brokenRetryMs: number;
   };
   logLevel: string;
   /** The HTTP door (`serve --http`). */
@@ -186,6 +193,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
       packageDir: path.join(PROJECT_ROOT, "python"),
       env: runnerEnv,
       clipVocab: clipVocab,
+      jobDeadline: {
+        baseMs: e.KITTY_IMAGES_JOB_TIMEOUT_SECONDS * 1000,
+        msPerMegapixelStep: e.KITTY_IMAGES_STEP_TIMEOUT_SECONDS === undefined ? null : e.KITTY_IMAGES_STEP_TIMEOUT_SECONDS * 1000,
+      },
+      brokenRetryMs: e.KITTY_IMAGES_RUNNER_RETRY_SECONDS * 1000,
     },
     logLevel: e.KITTY_IMAGES_LOG_LEVEL ?? overrides.defaultLogLevel ?? "info",
     http: {

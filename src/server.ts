@@ -61,6 +61,8 @@ export interface AppOverrides {
 }
 
 const STORAGE_CHECK_DELAY_MS = 300;
+/** Starts in a row (backed off 1, 2, 4, 8 s by the worker) before a runner that will not start counts as broken. */
+const RUNNER_START_ATTEMPTS = 5;
 
 const DEFAULT_TIMING: WorkerOptions["timing"] = {
   backoff: { first: 1000, max: 30_000 },
@@ -75,7 +77,8 @@ export function createEngine(config: Config, log: Logger): EngineRouter {
     if (name === "a1111") return new A1111Engine({ baseUrl: config.a1111.baseUrl, auth: config.a1111.auth, timing: { jobBaseMs: config.a1111.jobTimeoutMs } }, engineLog);
     if (name === "comfyui") return new ComfyUIEngine({ baseUrl: config.comfyui.baseUrl, timing: { jobBaseMs: config.comfyui.jobTimeoutMs } }, engineLog);
     if (name === "invokeai") return new InvokeAIEngine({ baseUrl: config.invokeai.baseUrl, timing: { jobBaseMs: config.invokeai.jobTimeoutMs } }, engineLog);
-    return new DiffusersEngine({ python: config.runner.python, packageDir: config.runner.packageDir, env: config.runner.env, readyTimeoutMs: 300_000 }, engineLog);
+    const { python, packageDir, env, jobDeadline, brokenRetryMs } = config.runner;
+    return new DiffusersEngine({ python, packageDir, env, readyTimeoutMs: 300_000, jobDeadline, startAttempts: RUNNER_START_ATTEMPTS, brokenRetryMs }, engineLog);
   });
 }
 

@@ -3,6 +3,7 @@ import { createInterface } from "node:readline";
 import type { Logger } from "../log.js";
 import type { GenerationJob } from "./engine.js";
 import { EngineJobError } from "./engine.js";
+import { runnerFix } from "./runnerFixes.js";
 import { runnerEventSchema, type DoneEvent, type ReadyEvent, type RunnerRequest } from "./runnerProtocol.js";
 
 export interface RunnerOptions {
@@ -10,6 +11,12 @@ export interface RunnerOptions {
   packageDir: string;
   env: Record<string, string>;
   readyTimeoutMs: number;
+}
+
+/** How long a job may take before its runner counts as hung, and how that figure was reached (for the message). */
+export interface JobDeadline {
+  ms: number;
+  why: string;
 }
 
 interface PendingJob {
@@ -52,7 +59,7 @@ export class RunnerProcess {
     });
     this.ready.catch(() => {}); // observed by whoever awaits it; never an unhandled rejection
     const readyTimer = setTimeout(() => {
-      failReady(new EngineJobError("engine_unavailable", `the diffusers runner did not become ready in ${options.readyTimeoutMs / 1000}s${this.stderrSummary()}`, true));
+      failReady(new EngineJobError("engine_unavailable", `the diffusers runner did not become ready in ${options.readyTimeoutMs / 1000}s${this.stderrSummary()}${this.fix()}`, true));
       this.kill();
     }, options.readyTimeoutMs);
 
@@ -91,7 +98,7 @@ export class RunnerProcess {
       clearTimeout(readyTimer);
       const how = result.signal ? `signal ${result.signal}` : `exit code ${result.exitCode}`;
       // Dying before "ready" is a broken install (venv, device, imports), not a bad job: jobs wait for a fix.
-      failReady(new EngineJobError("engine_unavailable", `the diffusers runner exited before it was ready (${how})${this.stderrSummary()}`, true));
+      failReady(new EngineJobError("engine_unavailable", `the diffusers runner exited before it was ready (${how})${this.stderrSummary()}${this.fix()}`, true));
       const error = new EngineJobError("runner_crashed", `the diffusers runner stopped (${how})${isReady ? "" : " before it was ready"}${this.stderrSummary()}`, true);
       for (const [jobId, pending] of this.pending) {
         this.pending.delete(jobId);
@@ -108,10 +115,27 @@ export class RunnerProcess {
     return this.alive;
   }
 
-  generate(request: RunnerRequest & { type: "generate" }, job: GenerationJob): Promise<DoneEvent> {
+  /**
+   * Runs one job. Past its deadline the runner counts as hung (alive but silent: a driver stuck in a kernel, a
+   * deadlock): the job is rejected as retryable and the process killed, so the next job gets a fresh one.
+   */
+  generate(request: RunnerRequest & { type: "generate" }, job: GenerationJob, deadline: JobDeadline): Promise<DoneEvent> {
     if (!this.alive) return Promise.reject(new EngineJobError("runner_crashed", "the diffusers runner is not running", true));
     return new Promise<DoneEvent>((resolve, reject) => {
-      this.pending.set(job.jobId, { job, resolve, reject });
+      const timer = setTimeout(() => {
+        this.log.error({ jobId: job.jobId, runnerPid: this.pid, deadlineMs: deadline.ms }, "runner hung: no answer by the job's deadline; killing it");
+        // Not alive from now on: the next job must not be sent to a process that is only waiting for its SIGKILL.
+        this.alive = false;
+        this.settle(job.jobId, (pending) =>
+          pending.reject(new EngineJobError("runner_hung", `the diffusers runner gave no answer within the job's deadline of ${Math.round(deadline.ms / 1000)}s (${deadline.why}), so it was killed and a new one started`, true)),
+        );
+        this.kill();
+      }, deadline.ms);
+      const settled = <T>(action: (value: T) => void) => (value: T) => {
+        clearTimeout(timer);
+        action(value);
+      };
+      this.pending.set(job.jobId, { job, resolve: settled(resolve), reject: settled(reject) });
       this.send(request);
     });
   }
@@ -154,6 +178,10 @@ export class RunnerProcess {
       this.log.error({ line }, "runner wrote a non-JSON line to stdout");
     }
     return undefined;
+  }
+
+  private fix(): string {
+    return `\nFix: ${runnerFix(this.options.python, this.stderrTail.join("\n"))}`;
   }
 
   private stderrSummary(): string {

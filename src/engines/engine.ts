@@ -32,8 +32,8 @@ export class EngineJobError extends Error {
 
 /** What /healthz and /metrics say about an engine. */
 export interface EngineHealth {
-  /** idle: nothing started yet (or released to another process); starting; ready; stopped for good. */
-  state: "idle" | "starting" | "ready" | "stopped";
+  /** idle: nothing started yet (or released to another process); starting; ready; broken: failed to start again and again, jobs fail; stopped for good. */
+  state: "idle" | "starting" | "ready" | "broken" | "stopped";
   /** Times the engine's process died on its own and had to be started again. */
   restarts: number;
   device?: string;

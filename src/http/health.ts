@@ -28,7 +28,7 @@ export class HealthCheck {
     const runner = this.app.engine.health();
     const storage = this.storage!;
     return {
-      status: storage.reachable && runner.state !== "stopped" ? "ok" : "degraded",
+      status: storage.reachable && runner.state !== "stopped" && runner.state !== "broken" ? "ok" : "degraded",
       server: { version: VERSION, pid: process.pid, uptimeSeconds: Math.round(process.uptime()), runsJobs: this.app.worker.holdsQueue },
       runner,
       storage: { kind: this.app.store.kind, reachable: storage.reachable, checkedAt: new Date(storage.at).toISOString() },
