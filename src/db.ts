@@ -1,6 +1,7 @@
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
+import { KittyError } from "./errors.js";
 
 export type Db = Database.Database;
 
@@ -73,11 +74,27 @@ export const MIGRATIONS: readonly string[] = [
   `,
 ];
 
+/** How long a statement waits for another process's write lock before SQLite gives up with SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 10_000;
+
+/**
+ * SQLite's "locked by another connection", once busy_timeout has run out (a backup tool, a `sqlite3` shell left
+ * in a transaction), as an error a person can act on; null for any other error.
+ */
+export function databaseBusy(error: unknown, doing: string): KittyError | null {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== "string" || !/^SQLITE_(BUSY|LOCKED)/.test(code)) return null;
+  return new KittyError(
+    "database_busy",
+    `${doing}: another process has held the job database locked for over ${BUSY_TIMEOUT_MS / 1000}s (${code}), so nothing was changed; try again in a moment, and look for a program holding kitty-images.sqlite open in a transaction`,
+  );
+}
+
 export function openDatabase(file: string): Db {
   if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
   const db = new Database(file);
   // First, so that servers starting together on a new data dir wait for each other instead of failing.
-  db.pragma("busy_timeout = 10000");
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = NORMAL");
   db.pragma("foreign_keys = ON");

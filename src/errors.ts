@@ -8,7 +8,8 @@ export type ErrorCode =
   | "invalid_state"
   | "config_invalid"
   | "engine_unavailable"
-  | "storage_unavailable";
+  | "storage_unavailable"
+  | "database_busy";
 
 export class KittyError extends Error {
   constructor(

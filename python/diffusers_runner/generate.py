@@ -15,6 +15,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
+from .files import output_failed, write_whole
 from .infotext import format_parameters, generation_settings
 from .loras import apply_loras
 from .pipelines import LoadedModel, LoadedPipeline, ModelCache, ModelLoadError
@@ -315,11 +316,11 @@ def _save_png(image, request: GenerateRequest, output_path: str, seed: int, fami
             }
         ),
     )
-    os.makedirs(os.path.dirname(output_path) or ".", exist_ok=True)
-    partial_path = output_path + ".partial"
-    image.save(partial_path, format="PNG", pnginfo=info)
-    # Rename is atomic: the server never sees half a PNG.
-    os.replace(partial_path, output_path)
+    try:
+        # Rename is atomic: the server never sees half a PNG.
+        write_whole(output_path, lambda partial: image.save(partial, format="PNG", pnginfo=info))
+    except OSError as exc:
+        raise output_failed(exc, output_path) from exc
 
 
 def _save_preview(image: Image.Image, path: str | None) -> PreviewInfo | None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
+from pathlib import Path
 
 from PIL import Image
 
+from .files import write_whole
 from .protocol import PreviewInfo
 
 # Long side first, then quality: a real picture fits at the first try (20-50 KB at 512 px); noise, the worst case,
@@ -35,12 +36,8 @@ def encode_preview(image: Image.Image, max_bytes: int = PREVIEW_MAX_BYTES) -> tu
 
 def write_preview(image: Image.Image, path: str) -> PreviewInfo:
     encoded, (width, height) = encode_preview(image)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    partial = path + ".partial"
-    with open(partial, "wb") as file:
-        file.write(encoded)
-    # Rename, like the PNG: the server never uploads half a preview.
-    os.replace(partial, path)
+    # Whole, like the PNG: the server never uploads half a preview.
+    write_whole(path, lambda partial: Path(partial).write_bytes(encoded))
     return PreviewInfo(path=path, mimeType="image/webp", width=width, height=height, bytes=len(encoded))
 
 

@@ -138,7 +138,7 @@ class DoneEvent(TypedDict):
 
 
 # Codes the server maps to job errors. "cancelled" is not a failure: the server marks the job cancelled.
-ErrorCode = Literal["bad_request", "model_not_found", "model_load_failed", "out_of_memory", "generation_failed", "cancelled"]
+ErrorCode = Literal["bad_request", "model_not_found", "model_load_failed", "out_of_memory", "disk_full", "generation_failed", "cancelled"]
 
 
 class ErrorEvent(TypedDict):

@@ -89,6 +89,7 @@ export const RUNNER_ERROR_CODES = [
   "model_not_found",
   "model_load_failed",
   "out_of_memory",
+  "disk_full",
   "generation_failed",
   "cancelled",
 ] as const;

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import { KittyError, messageOf } from "../errors.js";
+import { databaseBusy } from "../db.js";
 import { createMcpServer, type App } from "../server.js";
 import { checkImageKey } from "../storage/imageKeys.js";
 import { LocalImageStore } from "../storage/local.js";
@@ -104,9 +105,12 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
   const server = createServer((request, response) => {
     route(request, response).catch((error: unknown) => {
       // The path only: a /files query carries a signature that must not end up in logs.
-      log.error({ error: messageOf(error), path: request.url?.split("?")[0] }, "HTTP request failed");
-      if (!response.headersSent) sendJson(response, 500, { detail: "internal error; the server's log has the details" });
-      else response.end();
+      const where = request.url?.split("?")[0];
+      const busy = databaseBusy(error, `${request.method} ${where}`);
+      log.error({ error: messageOf(error), path: where }, "HTTP request failed");
+      if (response.headersSent) response.end();
+      else if (busy) sendJson(response, 503, { error: busy.code, detail: busy.message }, { "retry-after": "5" });
+      else sendJson(response, 500, { detail: "internal error; the server's log has the details" });
     });
   });
   await listen(server, options);

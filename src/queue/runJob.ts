@@ -260,10 +260,21 @@ async function settleFailure(job: Job, error: unknown, deps: JobRunDeps, signals
     const where = kept.length === 1 ? `; the image is kept at ${kept[0]}` : kept.length > 1 ? `; the images are kept at ${kept.join(", ")}` : "";
     fail("storage_refused", `${error.message}${where}`);
     log.error({ error: error.message }, "job failed");
+  } else if (isNoRoom(error)) {
+    // Our own writes to staging (the result file, a start image): the same words as the runner's disk_full.
+    await staging.remove(job.id);
+    fail("disk_full", `no room to write in ${staging.dir} (${messageOf(error)}): free space on that disk, or set KITTY_IMAGES_HOME to a folder on a disk with room; nothing was stored`);
+    log.error({ error: messageOf(error) }, "job failed: disk full");
   } else {
     await staging.remove(job.id);
     fail(error instanceof EngineJobError ? error.code : "internal_error", messageOf(error));
     log.error({ error: messageOf(error) }, "job failed");
   }
   return "finished";
+}
+
+/** A full disk or quota under Node's own file writes. */
+function isNoRoom(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return code === "ENOSPC" || code === "EDQUOT" || code === "EFBIG";
 }

@@ -1,6 +1,7 @@
 import type { CallToolResult, McpServer, ServerContext, ToolAnnotations } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import type { Config } from "../config.js";
+import { databaseBusy } from "../db.js";
 import type { EngineName } from "../generation.js";
 import { KittyError, messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -100,6 +101,11 @@ export function registerTool<In extends Shape, Out extends Shape>(server: McpSer
       };
     } catch (error) {
       if (error instanceof KittyError) return errorResult(error.code, error.message);
+      const busy = databaseBusy(error, `${definition.name} failed`);
+      if (busy) {
+        deps.log.warn({ tool: definition.name }, "database locked by another process; call refused");
+        return errorResult(busy.code, busy.message);
+      }
       deps.log.error({ tool: definition.name, error: messageOf(error) }, "tool failed unexpectedly");
       return errorResult("internal_error", `${definition.name} failed: ${messageOf(error)}`);
     }
