@@ -101,7 +101,8 @@ async function generate(app: App, request: IncomingMessage, response: ServerResp
 
 async function select(app: App, request: IncomingMessage, response: ServerResponse): Promise<void> {
   const body = (await readJsonBody(request)) as { key?: unknown };
-  if (typeof body?.key !== "string" || body.key === "") {
+  // An empty key is checked like any other, so its 422 says what a key may be.
+  if (typeof body?.key !== "string") {
     return unprocessable(response, [{ field: "key", message: "key is required: an image key from /api/images/latest", type: "missing" }]);
   }
   try {

@@ -1,6 +1,7 @@
 import { copyFile, mkdir, readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { KittyError } from "../errors.js";
 import type { ImageStore, StoredImage } from "./imageStore.js";
 import { isPermanentFileError, previewKey, sidecarKey } from "./imageStore.js";
 import type { ImageSidecar } from "./sidecar.js";
@@ -15,9 +16,14 @@ export class LocalImageStore implements ImageStore {
     await mkdir(this.root, { recursive: true });
   }
 
-  /** The file a key is stored in. */
+  /** The file a key is stored in; never outside the folder, even for a key no door checked (an index row, a listing). */
   fileFor(key: string): string {
-    return path.join(this.root, ...key.split("/"));
+    const file = path.join(this.root, ...key.split("/"));
+    const inside = path.relative(this.root, file);
+    if (inside === ".." || inside.startsWith(`..${path.sep}`) || path.isAbsolute(inside)) {
+      throw new KittyError("invalid_argument", `key ${JSON.stringify(key.slice(0, 80))} would lead outside the image folder ${this.root}`, "key");
+    }
+    return file;
   }
 
   async put(key: string, pngPath: string, sidecar: ImageSidecar, previewPath?: string): Promise<void> {

@@ -41,3 +41,33 @@ export const OTHER_TOOL_CASES: Array<[string, string, Record<string, unknown>, R
   ["select_image", "an index past the end", { index: 5 }, /not_found: there is no image #5/],
   ["cancel_job", "an unknown job id", { jobId: "nope" }, /not_found: no job with id 'nope'/],
 ];
+
+/**
+ * Keys every door that takes one (select_image, REST select, the signed /files route) must refuse before the index
+ * or storage sees them: climbing out, other prefixes, encodings a decoder might undo, aliases, lookalikes, junk.
+ */
+export const HOSTILE_KEYS: Array<[string, string]> = [
+  ["a '..' part", "images/../secret.png"],
+  ["'..' parts deeper in", "images/a/../../x.png"],
+  ["an absolute path under the prefix", "/images/x.png"],
+  ["an absolute path elsewhere", "/etc/passwd"],
+  ["a climb before the prefix", "../images/x.png"],
+  ["another prefix", "secrets/x.png"],
+  ["slashes and dots URL-encoded", "images%2F..%2Fx.png"],
+  ["a '..' with an encoded slash", "images/..%2Fx.png"],
+  ["encoded dots", "images/%2e%2e/x.png"],
+  ["backslashes", "images\\..\\x.png"],
+  ["a '.' part (an alias on a local folder)", "images/./x.png"],
+  ["an empty part", "images//x.png"],
+  ["a NUL byte", "images/x.png\0.png"],
+  ["a newline", "images/x\n.png"],
+  ["one-dot leaders for dots (U+2024)", "images/\u2024\u2024/x.png"],
+  ["fullwidth dots (U+FF0E)", "images/\uff0e\uff0e/x.png"],
+  ["a trailing slash", "images/x.png/"],
+  ["another extension after .PNG", "images/x.PNG.exe"],
+  ["an empty string", ""],
+  ["a 1 MB key", `images/${"a".repeat(1_000_000 - 11)}.png`],
+];
+
+/** What every refusal of a hostile key says: the field, and what a key may be. */
+export const HOSTILE_KEY_REFUSAL = /key must be an image key under 'images\/' ending in \.png.*letters, digits.*no '\.' or '\.\.' parts, at most 1024 characters/;
