@@ -7,7 +7,7 @@ import type { ImageIndex } from "../storage/imageIndex.js";
 import { batchImageKeys, newImageKey } from "../storage/imageKeys.js";
 import { previewKey, type ImageStore } from "../storage/imageStore.js";
 import { buildSidecar, type ImageSidecar, type StoredPreview } from "../storage/sidecar.js";
-import { pngFileSize } from "../storage/pngInfo.js";
+import { checkPngFile } from "../storage/pngInfo.js";
 import type { PreviewMaker } from "../storage/previewMaker.js";
 import type { StagingArea } from "../storage/staging.js";
 import { MAX_ATTEMPTS } from "./jobStates.js";
@@ -210,8 +210,8 @@ async function fetchInitImage(job: Job, { store, staging, backoff, setNotice, ob
 /** An engine that wrote no PNG, or one of another size, fails the job with what it made: nothing wrong is stored. */
 async function checkOutput(file: string, job: Job): Promise<void> {
   const { width, height } = job.request;
-  const size = await pngFileSize(file).catch(() => null);
-  if (!size) throw new EngineJobError("bad_output", `the engine's output for this job is not a PNG (${file}); nothing was stored`);
+  const size = await checkPngFile(file).catch((error: Error) => ({ problem: `it cannot be read (${error.message})` }));
+  if ("problem" in size) throw new EngineJobError("bad_output", `the engine's output for this job is not a whole PNG (${file}): ${size.problem}; nothing was stored`);
   if (size.width !== width || size.height !== height) {
     throw new EngineJobError("bad_output", `the engine made a ${size.width}x${size.height} image, not the ${width}x${height} asked for; nothing was stored`);
   }

@@ -1,4 +1,4 @@
-import { open } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 import { inflateSync } from "node:zlib";
 
 /** What a PNG says about itself: its size and its text chunks (tEXt, zTXt, iTXt). */
@@ -48,3 +48,42 @@ export async function pngFileSize(file: string): Promise<{ width: number; height
     await handle.close();
   }
 }
+
+/**
+ * Walks a whole PNG file: signature, IHDR first, every chunk inside the file with a matching CRC, image data, and
+ * IEND last. An engine that died mid-write, a disk that lost a block or a stray byte shows here, before anything
+ * is stored. Returns the declared size, or what is wrong.
+ */
+export async function checkPngFile(file: string): Promise<{ width: number; height: number } | { problem: string }> {
+  const bytes = await readFile(file);
+  if (bytes.length < 8 || !bytes.subarray(0, 8).equals(SIGNATURE)) return { problem: "it does not start as a PNG does" };
+  let sawImageData = false;
+  for (let offset = 8, index = 0; ; index++) {
+    if (offset + 12 > bytes.length) return { problem: `it ends after ${bytes.length} bytes, inside its chunk list (no IEND): cut short` };
+    const length = bytes.readUInt32BE(offset);
+    const type = bytes.toString("latin1", offset + 4, offset + 8);
+    if (index === 0 && type !== "IHDR") return { problem: `its first chunk is ${JSON.stringify(type)}, not IHDR` };
+    const end = offset + 8 + length;
+    if (end + 4 > bytes.length) return { problem: `its ${type} chunk runs past the end of the file (${bytes.length} bytes): cut short` };
+    if (crc32(bytes.subarray(offset + 4, end)) !== bytes.readUInt32BE(end)) return { problem: `its ${type} chunk at byte ${offset} fails its CRC: damaged` };
+    if (type === "IDAT") sawImageData = true;
+    if (type === "IEND") {
+      if (!sawImageData) return { problem: "it has no image data (IDAT)" };
+      return { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20) };
+    }
+    offset = end + 4;
+  }
+}
+
+/** PNG's CRC-32 (ISO 3309), over a chunk's type and data. */
+function crc32(bytes: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const byte of bytes) crc = CRC_TABLE[(crc ^ byte) & 0xff]! ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});

@@ -41,14 +41,18 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     expect(readdirSync(h.staging.dir)).toEqual([]);
   });
 
-  it("fails a job whose engine wrote no PNG, or one of another size, storing nothing; the queue goes on", async () => {
+  it("fails a job whose engine wrote no PNG, a cut-short or damaged one, or one of another size, storing nothing; the queue goes on", async () => {
     const h = setUpWorker();
-    h.engine.script.push("not-a-png", "wrong-size");
+    h.engine.script.push("not-a-png", "truncated", "damaged", "wrong-size");
     h.worker.start();
     const junk = h.queue.enqueue(makeRequest({ prompt: "junk" })).job;
+    const cut = h.queue.enqueue(makeRequest({ prompt: "cut short" })).job;
+    const damaged = h.queue.enqueue(makeRequest({ prompt: "damaged" })).job;
     const small = h.queue.enqueue(makeRequest({ prompt: "half", width: 512, height: 384 })).job;
     const fine = h.queue.enqueue(makeRequest({ prompt: "fine" })).job;
-    expect(await h.ended(junk.id)).toMatchObject({ state: "failed", error: { code: "bad_output", message: expect.stringContaining("is not a PNG") } });
+    expect(await h.ended(junk.id)).toMatchObject({ state: "failed", error: { code: "bad_output", message: expect.stringContaining("does not start as a PNG does") } });
+    expect(await h.ended(cut.id)).toMatchObject({ state: "failed", error: { code: "bad_output", message: expect.stringMatching(/is not a whole PNG .*: its IDAT chunk runs past the end of the file .*cut short; nothing was stored/) } });
+    expect(await h.ended(damaged.id)).toMatchObject({ state: "failed", error: { code: "bad_output", message: expect.stringMatching(/its IDAT chunk at byte \d+ fails its CRC: damaged/) } });
     expect(await h.ended(small.id)).toMatchObject({ state: "failed", error: { code: "bad_output", message: expect.stringContaining("made a 256x384 image, not the 512x384 asked for") } });
     expect(await h.ended(fine.id)).toMatchObject({ state: "done" });
     expect(h.store.puts).toBe(1);

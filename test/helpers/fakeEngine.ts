@@ -6,7 +6,7 @@ import type { GenerationRequest, GenerationResult } from "../../src/generation.j
 import { makePng } from "./png.js";
 
 /** What the next generate() does: finish normally, throw an error, wait until the job is aborted, or write bad output. */
-export type FakeStep = "ok" | EngineJobError | "hang" | "not-a-png" | "wrong-size";
+export type FakeStep = "ok" | EngineJobError | "hang" | "not-a-png" | "wrong-size" | "truncated" | "damaged";
 
 /**
  * A stand-in Engine for fast worker and tool tests (never shipped): it writes a PNG of the asked size the way the runner does
@@ -57,8 +57,7 @@ export class FakeEngine implements Engine {
       }
       for (const outputPath of job.outputPaths) {
         await mkdir(path.dirname(outputPath), { recursive: true });
-        const bytes =
-          step === "not-a-png" ? Buffer.from("this is not a PNG") : makePng(step === "wrong-size" ? request.width / 2 : request.width, request.height);
+        const bytes = outputFor(step, request.width, request.height);
         await writeFile(`${outputPath}.partial`, bytes);
         await rename(`${outputPath}.partial`, outputPath);
       }
@@ -93,4 +92,19 @@ export class FakeEngine implements Engine {
   async stop(): Promise<void> {
     this.stopped = true;
   }
+}
+
+/** What the stand-in writes for each step: a good PNG, or one of the ways an engine's output goes wrong. */
+function outputFor(step: FakeStep, width: number, height: number): Buffer {
+  if (step === "not-a-png") return Buffer.from("this is not a PNG");
+  if (step === "wrong-size") return makePng(width / 2, height);
+  const png = makePng(width, height);
+  // Cut short inside the image data, as a writer that died mid-file leaves it.
+  if (step === "truncated") return png.subarray(0, Math.floor(png.length * 0.6));
+  if (step === "damaged") {
+    const flipped = Buffer.from(png);
+    flipped[flipped.length - 20] ^= 0xff; // one byte of the last IDAT, so its CRC no longer matches
+    return flipped;
+  }
+  return png;
 }
