@@ -6,7 +6,7 @@ import type { ImageStore } from "../storage/imageStore.js";
 import type { PreviewMaker } from "../storage/previewMaker.js";
 import type { StagingArea } from "../storage/staging.js";
 import type { Job, JobStore } from "./jobStore.js";
-import type { Backoff } from "./retry.js";
+import { retryWithBackoff, type Backoff } from "./retry.js";
 import { JobStopped, NO_OBSERVER, runJob, type JobRunDeps, type RunObserver, type RunOutcome } from "./runJob.js";
 import type { WorkerLease } from "./workerLease.js";
 
@@ -159,6 +159,18 @@ export class Worker {
     try {
       const stop = AbortSignal.any([current.cancel.signal, current.letGo.signal]);
       return await runJob(job, this.runDeps, { stop, letGo: current.letGo.signal });
+    } catch (error) {
+      // runJob settles every ending itself; reaching here means the database refused even that (locked past its
+      // busy timeout). A job left `running` with no run would wait for the next start: put it back once it answers.
+      const { jobs, log, timing } = this.options;
+      log.error({ jobId: job.id, error: messageOf(error) }, "could not record how the job ended; putting it back in the queue");
+      await retryWithBackoff(() => jobs.requeue(job.id, { countAttempt: false, attempt: job.attempts }), {
+        backoff: timing.backoff,
+        signal: current.letGo.signal,
+        giveUp: () => undefined,
+        onRetry: (retryError, retryInMs) => log.warn({ jobId: job.id, error: messageOf(retryError), retryInMs }, "could not put the job back; will retry"),
+      });
+      return "finished";
     } finally {
       clearInterval(cancelWatch);
       this.current = null;

@@ -117,6 +117,30 @@ describe("worker: losing the job to another run, and shutting down", () => {
     expect(h.index.ofJob(job.id)).toEqual([]);
   });
 
+  it("puts a job back when the database will not take how it ended, rather than leave it running with no run", async () => {
+    const h = setUpWorker();
+    h.db.pragma("busy_timeout = 20");
+    // Another process holds the write lock from the upload on: storage refuses, and recording that fails too.
+    const other = openDatabase(path.join(h.dir, "kitty.sqlite"));
+    h.store.failForever = fileError("EACCES");
+    let locked = false;
+    h.store.beforePut = () => {
+      if (!locked) other.exec("BEGIN IMMEDIATE");
+      locked = true;
+    };
+    h.worker.start();
+    const { job } = h.queue.enqueue(makeRequest());
+    await waitUntil("storage was tried under the lock", () => locked);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(h.jobs.get(job.id)?.state, "nothing could be recorded under the lock").toBe("running");
+    h.store.failForever = null;
+    other.exec("ROLLBACK");
+    other.close();
+    // Put back once the database answered, uncounted, and run again: done, once.
+    expect(await h.ended(job.id)).toMatchObject({ state: "done", attempts: 1 });
+    expect(h.index.ofJob(job.id)).toHaveLength(1);
+  });
+
   it("puts the running job back without counting an attempt when the server stops", async () => {
     const h = setUpWorker();
     h.engine.script.push("hang");
