@@ -1,0 +1,120 @@
+import pg from "pg";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { JOBS_CHANNEL, migratePostgres, PG_MIGRATIONS, PgJobStore } from "../src/queue/pgJobStore.js";
+import { jobStoreContract, type StoreUnderTest } from "./helpers/jobStoreContract.js";
+import { startPostgres, whyNoPostgres, type PostgresServer } from "./helpers/postgres.js";
+import { makeRequest } from "./helpers/requests.js";
+import { waitUntil } from "./helpers/waitUntil.js";
+
+/** The Postgres job store (scale-out) on a throwaway cluster: the same contract as SQLite's, then what many workers need. */
+const noPostgres = whyNoPostgres();
+if (noPostgres) console.warn(`pgJobStore: skipped, ${noPostgres}`);
+
+describe.skipIf(noPostgres !== null)("PgJobStore on a real Postgres", () => {
+  let server: PostgresServer;
+  let pool: pg.Pool;
+  let store: StoreUnderTest & { jobs: PgJobStore };
+
+  beforeAll(async () => {
+    server = await startPostgres();
+    pool = new pg.Pool({ connectionString: server.url, max: 8 });
+    await migratePostgres(pool);
+  });
+  afterAll(async () => {
+    await pool?.end();
+    await server?.stop();
+  });
+  beforeEach(async () => {
+    await pool.query(`TRUNCATE images, jobs, workers RESTART IDENTITY CASCADE`);
+    const jobs = new PgJobStore(pool);
+    store = {
+      jobs,
+      completeWithImage: (jobId, attempt, key) =>
+        jobs.complete(jobId, attempt, async (client) => {
+          await client.query(
+            `INSERT INTO images (key, job_id, created_at, prompt, model, width, height, seed, metadata) VALUES ($1, $2, $3, 'p', 'm', 1, 1, 1, '{}')`,
+            [key, jobId, new Date().toISOString()],
+          );
+        }),
+      imageCount: async () => Number((await pool.query(`SELECT count(*) AS n FROM images`)).rows[0].n),
+    };
+  });
+
+  jobStoreContract("Postgres", () => store);
+
+  it("applies its migrations once when several processes start together, and again is a no-op", async () => {
+    const pools = [1, 2, 3].map(() => new pg.Pool({ connectionString: server.url, max: 1 }));
+    try {
+      await Promise.all(pools.map((each) => migratePostgres(each)));
+      await migratePostgres(pool);
+      expect((await pool.query(`SELECT version FROM kitty_schema`)).rows).toEqual([{ version: PG_MIGRATIONS.length }]);
+    } finally {
+      await Promise.all(pools.map((each) => each.end()));
+    }
+  });
+
+  it("hands each of 200 jobs to exactly one of four workers taking at once (FOR UPDATE SKIP LOCKED)", async () => {
+    const ids = [];
+    for (let n = 0; n < 200; n++) ids.push((await store.jobs.enqueue(makeRequest({ prompt: `job ${n}` }))).id);
+    const pools = [1, 2, 3, 4].map(() => new pg.Pool({ connectionString: server.url, max: 1 }));
+    try {
+      const perWorker = await Promise.all(
+        pools.map(async (each, worker) => {
+          const jobs = new PgJobStore(each);
+          const taken: string[] = [];
+          for (let job; (job = await jobs.takeNext(`worker-${worker}`)); ) taken.push(job.id);
+          return taken;
+        }),
+      );
+      expect(perWorker.flat().sort()).toEqual([...ids].sort());
+      expect(perWorker.filter((taken) => taken.length > 0).length).toBeGreaterThan(1);
+    } finally {
+      await Promise.all(pools.map((each) => each.end()));
+    }
+  });
+
+  it("routes by model: a worker takes, oldest first, only the jobs whose model it has", async () => {
+    const { jobs } = store;
+    const sdxl = await jobs.enqueue(makeRequest({ prompt: "big", model: { name: "sdxl", path: "/m/sdxl", refinerPath: null } }));
+    const sd15 = await jobs.enqueue(makeRequest({ prompt: "small", model: { name: "sd15", path: "/m/sd15", refinerPath: null } }));
+    const sd15Again = await jobs.enqueue(makeRequest({ prompt: "small again", model: { name: "sd15", path: "/m/sd15", refinerPath: null } }));
+    expect((await jobs.takeNext("mac", ["sd15"]))?.id).toBe(sd15.id);
+    expect((await jobs.takeNext("mac", ["sd15"]))?.id).toBe(sd15Again.id);
+    expect(await jobs.takeNext("mac", ["sd15"])).toBeUndefined();
+    expect((await jobs.takeNext("cuda-box", ["sd15", "sdxl"]))?.id).toBe(sdxl.id);
+  });
+
+  it("recovers only the jobs of workers that stopped heartbeating", async () => {
+    const { jobs } = store;
+    await pool.query(`INSERT INTO workers (id, host, models, heartbeat_at) VALUES ('alive', 'a', '{m}', now()), ('silent', 'b', '{m}', now() - interval '5 minutes')`);
+    const held = await jobs.enqueue(makeRequest({ prompt: "held by a live worker" }));
+    const orphaned = await jobs.enqueue(makeRequest({ prompt: "held by a silent one" }));
+    await jobs.takeNext("alive");
+    await jobs.takeNext("silent");
+    expect(await jobs.recoverInterrupted(60_000)).toEqual({ resumed: [orphaned.id], failed: [] });
+    expect((await jobs.get(held.id))?.state).toBe("running");
+    expect(await jobs.get(orphaned.id)).toMatchObject({ state: "queued", attempts: 1 });
+  });
+
+  it("announces every change on the NOTIFY channel, for front-ends and workers on other hosts", async () => {
+    const listener = new pg.Client({ connectionString: server.url });
+    await listener.connect();
+    const heard: string[] = [];
+    listener.on("notification", (message) => heard.push(message.payload ?? ""));
+    await listener.query(`LISTEN ${JOBS_CHANNEL}`);
+    try {
+      const { jobs } = store;
+      const job = await jobs.enqueue(makeRequest({ prompt: "heard elsewhere" }));
+      await jobs.takeNext();
+      await jobs.setProgress(job.id, 1, 1, 4);
+      await jobs.setProgress(job.id, 9, 2, 4); // stale: nothing changes, nothing is heard
+      await jobs.requestCancel(job.id);
+      await jobs.finish(job.id, "running", "cancelled");
+      const expected = ["enqueued", "progress", "cancelRequested", "ended"].map((event) => `${event} ${job.id}`);
+      await waitUntil("the listener heard every change", () => heard.length >= expected.length, { timeoutMs: 5_000 });
+      expect(heard).toEqual(expected);
+    } finally {
+      await listener.end();
+    }
+  });
+});
