@@ -5,17 +5,39 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import select
 import signal
 import sys
+import threading
 
 from .protocol import ReadyEvent, claim_stdout
 from .session import RunnerSession
+
+
+def exit_when_stdin_hangs_up() -> None:
+    """
+    Exits once the server's end of stdin is gone (the server was killed), even while torch still imports and no one
+    reads stdin yet: an orphan would import for seconds on CPU the next runner needs. It polls without reading, so
+    requests stay for the session; where poll reports no hang-up, the session sees stdin close after the imports.
+    """
+    if not hasattr(select, "poll"):
+        return
+    hang_up = select.poll()
+    hang_up.register(sys.stdin.fileno(), 0)  # no events asked: poll still reports POLLHUP and POLLERR
+
+    def watch() -> None:
+        while not any(flags & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, flags in hang_up.poll()):
+            pass
+        os._exit(0)
+
+    threading.Thread(target=watch, name="stdin-hang-up", daemon=True).start()
 
 
 def main() -> int:
     # Ctrl-C at a terminal reaches the whole process group; the server decides what happens to the job and tells
     # the runner over stdin (or closes it), so the runner must not die under the job on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_when_stdin_hangs_up()
     events = claim_stdout()
     logging.basicConfig(
         stream=sys.stderr,

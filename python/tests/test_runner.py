@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,40 @@ def test_closing_stdin_mid_job_makes_the_runner_exit_promptly(runner, tiny_model
     runner.process.stdin.close()
     assert exited.wait(timeout=30), "runner kept running after its server went away"
     assert not (tmp_path / "orphan.png").exists()
+
+
+def test_a_runner_whose_server_is_killed_while_it_imports_torch_exits_before_it_is_ready(tmp_path):
+    """kill -9 of the server while its runner imports: no one reads stdin yet, so its hang-up alone must end the runner."""
+    events = tmp_path / "events.ndjson"
+    # A stand-in server: starts the runner as the server does, says its pid, and is killed at once.
+    server = (
+        "import os, subprocess, sys, time\n"
+        "runner = subprocess.Popen([sys.executable, '-m', 'diffusers_runner'], stdin=subprocess.PIPE,"
+        " stdout=open(sys.argv[1], 'w'), stderr=subprocess.DEVNULL)\n"
+        "print(runner.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PYTHON_DIR), "KITTY_IMAGES_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
+    parent = subprocess.Popen([sys.executable, "-c", server, str(events)], cwd=PYTHON_DIR, env=env, stdout=subprocess.PIPE, text=True)
+    runner_pid = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    parent.stdout.close()
+
+    def gone() -> bool:
+        try:
+            os.kill(runner_pid, 0)
+        except ProcessLookupError:
+            return True
+        # Reparented to an init that has not reaped it yet: a zombie has exited all the same.
+        stat = Path(f"/proc/{runner_pid}/stat")
+        return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+    deadline = time.monotonic() + 30
+    while not gone() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(), "the runner outlived its server"
+    assert "ready" not in events.read_text(), "the runner finished importing first: only stdin closing ended it"
 
 
 def test_claimed_stdout_carries_only_protocol_whatever_else_prints():

@@ -63,8 +63,11 @@ class StorageRefused extends Error {}
  * One job's run: generate (or pick up what an earlier run left in staging), store PNG and sidecar, then index
  * the image and mark the job done together. Every way it can end is settled here, once.
  */
-export async function runJob(job: Job, deps: JobRunDeps, signals: JobSignals): Promise<RunOutcome> {
-  const log = deps.log.child({ jobId: job.id });
+export async function runJob(job: Job, runDeps: JobRunDeps, signals: JobSignals): Promise<RunOutcome> {
+  const log = runDeps.log.child({ jobId: job.id });
+  // A database another process held locked past the busy timeout made clearing the notice throw just after the
+  // upload: the stored image went unindexed and its job stayed running, with no run, until the next start.
+  const deps: JobRunDeps = { ...runDeps, setNotice: noticeOrWarn(runDeps.setNotice, log) };
   if (job.cancelRequested) {
     // Marked while its earlier run was cut off (a crash): it ends here, and whatever that run staged goes too.
     await deps.staging.remove(job.id);
@@ -92,6 +95,17 @@ export async function runJob(job: Job, deps: JobRunDeps, signals: JobSignals): P
   } catch (error) {
     return settleFailure(job, error, deps, signals, log);
   }
+}
+
+/** The notice is words for job_status: one the database is too busy to take is logged, never how a job ends. */
+function noticeOrWarn(setNotice: JobRunDeps["setNotice"], log: Logger): JobRunDeps["setNotice"] {
+  return (notice) => {
+    try {
+      setNotice(notice);
+    } catch (error) {
+      log.warn({ notice, error: messageOf(error) }, "could not update the queue's notice");
+    }
+  };
 }
 
 /**

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { openDatabase } from "../../src/db.js";
 import { EngineJobError } from "../../src/engines/engine.js";
 import { buildSidecar } from "../../src/storage/sidecar.js";
 import { makePng } from "../helpers/png.js";
@@ -94,6 +95,29 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     h.store.failForever = null;
     expect(await h.ended(job.id)).toMatchObject({ state: "done", attempts: 1 });
     expect(h.queue.waitingReason()).toBeNull();
+  });
+
+  it("records a stored job once another process lets go of the database it held locked past the busy timeout", async () => {
+    const h = setUpWorker();
+    h.db.pragma("busy_timeout = 20");
+    const other = openDatabase(path.join(h.dir, "kitty.sqlite"));
+    h.store.beforePut = () => {
+      if (!other.inTransaction) other.exec("BEGIN IMMEDIATE");
+    };
+    const add = h.index.add.bind(h.index);
+    let indexTries = 0;
+    h.index.add = (record) => {
+      indexTries++;
+      add(record);
+    };
+    h.worker.start();
+    const { job } = h.queue.enqueue(makeRequest());
+    // Clearing the queue's notice comes first and meets the lock too: it must not end the run.
+    await waitUntil("recording the job meets the lock again and again", () => indexTries >= 3, { timeoutMs: 5_000 });
+    other.exec("ROLLBACK");
+    other.close();
+    expect(await h.ended(job.id)).toMatchObject({ state: "done", attempts: 1 });
+    expect(h.index.ofJob(job.id)).toHaveLength(1);
   });
 
   it("fails a job storage refuses for good, saying where the finished PNG is kept", async () => {

@@ -16,6 +16,9 @@ export interface MinioServer {
   /** Stops the process but keeps its data, so start() brings the same bucket back (an S3 outage). */
   pause(): Promise<void>;
   resume(): Promise<void>;
+  /** SIGSTOP: MinIO keeps its port and sockets but answers nothing, so a request in flight hangs until thaw(). */
+  freeze(): void;
+  thaw(): void;
 }
 
 export function freePort(): Promise<number> {
@@ -60,6 +63,10 @@ export async function startMinio(): Promise<MinioServer> {
     });
     await waitHealthy(endpoint, 60_000);
   };
+  const signal = (name: "SIGSTOP" | "SIGCONT") => {
+    if (child?.pid === undefined) throw new Error("MinIO is not running");
+    process.kill(child.pid, name);
+  };
   const halt = async () => {
     if (!child) return;
     child.kill("SIGKILL");
@@ -74,6 +81,8 @@ export async function startMinio(): Promise<MinioServer> {
     secretKey,
     pause: halt,
     resume: launch,
+    freeze: () => signal("SIGSTOP"),
+    thaw: () => signal("SIGCONT"),
     async stop() {
       await halt();
       await rm(dataDir, { recursive: true, force: true });
