@@ -1,6 +1,8 @@
 import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { JOBS_CHANNEL, migratePostgres, PG_MIGRATIONS, PgJobStore } from "../src/queue/pgJobStore.js";
+import { PgImageIndex } from "../src/storage/pgImageIndex.js";
+import { imageIndexContract } from "./helpers/imageIndexContract.js";
 import { jobStoreContract, type StoreUnderTest } from "./helpers/jobStoreContract.js";
 import { startPostgres, whyNoPostgres, type PostgresServer } from "./helpers/postgres.js";
 import { makeRequest } from "./helpers/requests.js";
@@ -10,7 +12,7 @@ import { waitUntil } from "./helpers/waitUntil.js";
 const noPostgres = whyNoPostgres();
 if (noPostgres) console.warn(`pgJobStore: skipped, ${noPostgres}`);
 
-describe.skipIf(noPostgres !== null)("PgJobStore on a real Postgres", () => {
+describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Postgres", () => {
   let server: PostgresServer;
   let pool: pg.Pool;
   let store: StoreUnderTest & { jobs: PgJobStore };
@@ -30,17 +32,15 @@ describe.skipIf(noPostgres !== null)("PgJobStore on a real Postgres", () => {
     store = {
       jobs,
       completeWithImage: (jobId, attempt, key) =>
-        jobs.complete(jobId, attempt, async (client) => {
-          await client.query(
-            `INSERT INTO images (key, job_id, created_at, prompt, model, width, height, seed, metadata) VALUES ($1, $2, $3, 'p', 'm', 1, 1, 1, '{}')`,
-            [key, jobId, new Date().toISOString()],
-          );
-        }),
+        jobs.complete(jobId, attempt, (client) =>
+          new PgImageIndex(pool).add({ key, jobId, createdAt: new Date().toISOString(), prompt: "p", model: "m", width: 1, height: 1, seed: 1, metadata: {} }, client),
+        ),
       imageCount: async () => Number((await pool.query(`SELECT count(*) AS n FROM images`)).rows[0].n),
     };
   });
 
   jobStoreContract("Postgres", () => store);
+  imageIndexContract("Postgres", () => ({ index: new PgImageIndex(pool), newJob: async () => (await store.jobs.enqueue(makeRequest())).id }));
 
   it("applies its migrations once when several processes start together, and again is a no-op", async () => {
     const pools = [1, 2, 3].map(() => new pg.Pool({ connectionString: server.url, max: 1 }));

@@ -39,10 +39,11 @@ export const PG_MIGRATIONS: readonly string[] = [
     heartbeat_at timestamptz NOT NULL
   );
 
+  -- Byte order ("C") for keys and times, whatever the database's locale: keyset paging compares them as tuples.
   CREATE TABLE images (
-    key        text PRIMARY KEY,
+    key        text COLLATE "C" PRIMARY KEY,
     job_id     text NOT NULL REFERENCES jobs (id),
-    created_at text NOT NULL,
+    created_at text COLLATE "C" NOT NULL,
     prompt     text NOT NULL,
     model      text NOT NULL,
     width      integer NOT NULL,

@@ -38,17 +38,17 @@ const toRecord = (row: ImageRow): ImageRecord => ({
 });
 
 /** Where a page ends: the last row shown, and the listing index the next page starts at. */
-interface Cursor {
+export interface Cursor {
   createdAt: string;
   key: string;
   nextIndex: number;
 }
 
-function encodeCursor(cursor: Cursor): string {
+export function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify([cursor.createdAt, cursor.key, cursor.nextIndex])).toString("base64url");
 }
 
-function decodeCursor(raw: string): Cursor {
+export function decodeCursor(raw: string): Cursor {
   try {
     const [createdAt, key, nextIndex] = JSON.parse(Buffer.from(raw, "base64url").toString("utf8")) as unknown[];
     if (typeof createdAt === "string" && typeof key === "string" && Number.isInteger(nextIndex)) {
@@ -124,15 +124,8 @@ export class ImageIndex {
    * each place the key prefix occurs is tried (a bucket may be called `images` too), and only a key indexed here counts.
    */
   byReference(reference: string, keyPrefix: string): ImageRecord | undefined {
-    let text = reference.trim();
-    try {
-      text = decodeURIComponent(new URL(text).pathname);
-    } catch {
-      // not a URL: a key
-    }
-    for (let at = text.indexOf(keyPrefix); at >= 0; at = text.indexOf(keyPrefix, at + 1)) {
-      const key = /^[A-Za-z0-9._/-]+?\.png/.exec(text.slice(at))?.[0];
-      const record = key === undefined ? undefined : this.byKey(key);
+    for (const key of keysIn(reference, keyPrefix)) {
+      const record = this.byKey(key);
       if (record) return record;
     }
     return undefined;
@@ -143,4 +136,20 @@ export class ImageIndex {
     const row = this.statements.atIndex.get(index - 1) as ImageRow | undefined;
     return row && toRecord(row);
   }
+}
+
+/** The keys a reference may name, most likely first: the key itself, or each place the prefix occurs in a URL's path. */
+export function keysIn(reference: string, keyPrefix: string): string[] {
+  let text = reference.trim();
+  try {
+    text = decodeURIComponent(new URL(text).pathname);
+  } catch {
+    // not a URL: a key
+  }
+  const keys: string[] = [];
+  for (let at = text.indexOf(keyPrefix); at >= 0; at = text.indexOf(keyPrefix, at + 1)) {
+    const key = /^[A-Za-z0-9._/-]+?\.png/.exec(text.slice(at))?.[0];
+    if (key !== undefined) keys.push(key);
+  }
+  return keys;
 }

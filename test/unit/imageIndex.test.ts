@@ -3,6 +3,21 @@ import { openDatabase, type Db } from "../../src/db.js";
 import { JobStore } from "../../src/queue/jobStore.js";
 import { ImageIndex } from "../../src/storage/imageIndex.js";
 import { checkImageKey, newImageKey } from "../../src/storage/imageKeys.js";
+import { imageIndexContract, type IndexUnderTest } from "../helpers/imageIndexContract.js";
+import { makeRequest } from "../helpers/requests.js";
+
+describe("ImageIndex (SQLite)", () => {
+  let db: Db;
+  let under: IndexUnderTest;
+  beforeEach(() => {
+    db = openDatabase(":memory:");
+    const jobs = new JobStore(db);
+    under = { index: new ImageIndex(db), newJob: async () => jobs.enqueue(makeRequest()).id };
+  });
+  afterEach(() => db.close());
+
+  imageIndexContract("SQLite", () => under);
+});
 
 describe("ImageIndex", () => {
   let db: Db;
