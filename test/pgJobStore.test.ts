@@ -84,6 +84,24 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     expect((await jobs.takeNext("cuda-box", ["sd15", "sdxl"]))?.id).toBe(sdxl.id);
   });
 
+  it("keeps a registry of workers: models, device, heartbeat, the job each runs; a goodbye removes one", async () => {
+    const { jobs } = store;
+    await jobs.registerWorker({ id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], device: "mps" });
+    await jobs.registerWorker({ id: "cuda-box", host: "rack-1", models: ["sdxl"], device: "cuda" });
+    await pool.query(`UPDATE workers SET heartbeat_at = now() - interval '1 minute' WHERE id = 'cuda-box'`);
+    const job = await jobs.enqueue(makeRequest({ model: { name: "sd15", path: "/m/sd15", refinerPath: null } }));
+    await jobs.takeNext("mac-studio", ["sdxl", "sd15"]);
+    expect(await jobs.workers(30_000)).toEqual([
+      { id: "cuda-box", host: "rack-1", models: ["sdxl"], device: "cuda", heartbeatAt: expect.any(String), alive: false, runningJobId: null },
+      { id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], device: "mps", heartbeatAt: expect.any(String), alive: true, runningJobId: job.id },
+    ]);
+    expect(await jobs.heartbeatWorker("cuda-box")).toBe(true);
+    expect((await jobs.workers(30_000)).find((worker) => worker.id === "cuda-box")?.alive).toBe(true);
+    await jobs.forgetWorker("cuda-box");
+    expect(await jobs.heartbeatWorker("cuda-box")).toBe(false);
+    expect((await jobs.workers(30_000)).map((worker) => worker.id)).toEqual(["mac-studio"]);
+  });
+
   it("recovers only the jobs of workers that stopped heartbeating", async () => {
     const { jobs } = store;
     await pool.query(`INSERT INTO workers (id, host, models, heartbeat_at) VALUES ('alive', 'a', '{m}', now()), ('silent', 'b', '{m}', now() - interval '5 minutes')`);

@@ -134,6 +134,19 @@ interface FinishOptions {
   attempt?: number;
 }
 
+/** A GPU worker as it registered: what list_models shows about who serves which model. */
+export interface WorkerInfo {
+  id: string;
+  host: string;
+  models: string[];
+  device: string | null;
+  heartbeatAt: string;
+  /** Heartbeat within the staleness window asked for. */
+  alive: boolean;
+  /** The job it runs now, if any. */
+  runningJobId: string | null;
+}
+
 /**
  * The durable FIFO on Postgres. The same contract as the SQLite JobStore (one test-suite runs against both), async,
  * for many workers: takeNext hands each job to exactly one of them, only to a worker that has the job's model.
@@ -270,6 +283,45 @@ export class PgJobStore {
       [jobId, countAttempt ? 0 : 1, attempt ?? null],
     );
     return result.rowCount === 1;
+  }
+
+  /** A worker announces itself, its models and device (again after a restart: same id, fresh heartbeat). */
+  async registerWorker(worker: { id: string; host: string; models: readonly string[]; device: string | null }): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO workers (id, host, models, device, heartbeat_at) VALUES ($1, $2, $3, $4, now())
+       ON CONFLICT (id) DO UPDATE SET host = $2, models = $3, device = $4, heartbeat_at = now()`,
+      [worker.id, worker.host, [...worker.models], worker.device],
+    );
+  }
+
+  /** False when the worker is no longer registered (it said goodbye, or was removed): it must register again. */
+  async heartbeatWorker(workerId: string): Promise<boolean> {
+    return (await this.pool.query(`UPDATE workers SET heartbeat_at = now() WHERE id = $1`, [workerId])).rowCount === 1;
+  }
+
+  /** A clean shutdown: the worker's row goes, so nobody waits for its heartbeat to go stale. */
+  async forgetWorker(workerId: string): Promise<void> {
+    await this.pool.query(`DELETE FROM workers WHERE id = $1`, [workerId]);
+  }
+
+  /** Every registered worker, whether it heartbeat within `staleMs`, and what it runs now. */
+  async workers(staleMs: number): Promise<WorkerInfo[]> {
+    const { rows } = await this.pool.query<{ id: string; host: string; models: string[]; device: string | null; heartbeat_at: Date; alive: boolean; running_job_id: string | null }>(
+      `SELECT w.id, w.host, w.models, w.device, w.heartbeat_at,
+              w.heartbeat_at > now() - make_interval(secs => $1::double precision / 1000) AS alive,
+              (SELECT j.id FROM jobs j WHERE j.worker_id = w.id AND j.state = 'running' ORDER BY j.seq LIMIT 1) AS running_job_id
+       FROM workers w ORDER BY w.id`,
+      [staleMs],
+    );
+    return rows.map((row) => ({
+      id: row.id,
+      host: row.host,
+      models: row.models,
+      device: row.device,
+      heartbeatAt: row.heartbeat_at.toISOString(),
+      alive: row.alive,
+      runningJobId: row.running_job_id,
+    }));
   }
 
   /**
