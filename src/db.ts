@@ -90,11 +90,16 @@ export function databaseBusy(error: unknown, doing: string): KittyError | null {
   );
 }
 
-export function openDatabase(file: string): Db {
+/**
+ * `busyTimeoutMs`: how long a statement waits for another process's lock. better-sqlite3 waits synchronously, so
+ * the whole server stands still meanwhile: writes that may be skipped (heartbeats, progress, notices) get their own
+ * connection with a short wait.
+ */
+export function openDatabase(file: string, { busyTimeoutMs = BUSY_TIMEOUT_MS }: { busyTimeoutMs?: number } = {}): Db {
   if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
   const db = new Database(file);
   // First, so that servers starting together on a new data dir wait for each other instead of failing.
-  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  db.pragma(`busy_timeout = ${busyTimeoutMs}`);
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = NORMAL");
   db.pragma("foreign_keys = ON");

@@ -61,6 +61,7 @@ export interface AppOverrides {
 }
 
 const STORAGE_CHECK_DELAY_MS = 300;
+const QUICK_BUSY_TIMEOUT_MS = 250;
 /** Starts in a row (backed off 1, 2, 4, 8 s by the worker) before a runner that will not start counts as broken. */
 const RUNNER_START_ATTEMPTS = 5;
 
@@ -89,8 +90,11 @@ export function createStore(config: Config): ImageStore {
 /** The composition root: queue → worker → engine → storage → index, wired once here and started. */
 export async function createApp(config: Config, log: Logger, overrides: AppOverrides = {}): Promise<App> {
   const db = openDatabase(config.databasePath);
-  const jobs = new JobStore(db);
-  const lease = new WorkerLease(db);
+  // Heartbeats, progress and notices wait briefly for another process's lock, then skip a beat, rather than stop
+  // the whole server for the full busy timeout every two seconds while, say, a backup holds the file.
+  const quickDb = openDatabase(config.databasePath, { busyTimeoutMs: QUICK_BUSY_TIMEOUT_MS });
+  const jobs = new JobStore(db, quickDb);
+  const lease = new WorkerLease(quickDb);
   const index = new ImageIndex(db);
   const store = createStore(config);
   // Checked in the background, after the client's first requests: storage down or slow at start (MinIO still
@@ -125,6 +129,7 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
     worker,
     async close() {
       await worker.stop();
+      quickDb.close();
       db.close();
     },
   };

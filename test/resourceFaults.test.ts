@@ -5,6 +5,7 @@ import path from "node:path";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { startHttpServer, type RunningHttpServer } from "./helpers/httpServer.js";
 import { errorText } from "./helpers/toolCalls.js";
+import { waitUntil } from "./helpers/waitUntil.js";
 import { makeTestHome, startServer, waitForJob, waitUntilRunning, type RunningServer, type TestHome } from "./helpers/server.js";
 
 /** A size-capped disk for the staging folder: a small tmpfs, which needs root (as in CI); elsewhere the test says why it is skipped. */
@@ -48,6 +49,8 @@ describe("the disk and the database under pressure", () => {
     const before = await server.ok("generate_image", { ...tiny, prompt: "made while there is room", seed: 1 });
     expect((await waitForJob(server, before.jobId)).status).toBe("done");
 
+    // The done job's staged files go just after it is recorded: measure the free space once they are gone.
+    await waitUntil("the first job's staged files are cleared", () => readdirSync(staging).length === 0, { timeoutMs: 10_000 });
     // Leave 16 KB: far less than a 256x256 PNG of the tiny model's noise (about 200 KB).
     const filler = path.join(staging, "filler");
     const { bavail, bsize } = statfsSync(staging);

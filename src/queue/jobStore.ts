@@ -78,7 +78,11 @@ export class JobStore {
   readonly events = new JobEvents();
   private readonly statements;
 
-  constructor(private readonly db: Db) {
+  /** `progressDb`: where progress is written, a connection with a short busy wait (progress may be skipped). */
+  constructor(
+    private readonly db: Db,
+    progressDb: Db = db,
+  ) {
     this.statements = {
       insert: db.prepare(`INSERT INTO jobs (id, state, request, created_at) VALUES (?, 'queued', ?, ?)`),
       byId: db.prepare(`SELECT * FROM jobs WHERE id = ?`),
@@ -97,7 +101,7 @@ export class JobStore {
         `UPDATE jobs SET state = 'queued', started_at = NULL, progress_step = NULL, progress_total = NULL, attempts = attempts - @uncount
          WHERE id = @id AND state = 'running' AND (@attempt IS NULL OR attempts = @attempt)`,
       ),
-      progress: db.prepare(`UPDATE jobs SET progress_step = ?, progress_total = ? WHERE id = ? AND state = 'running' AND attempts = ?`),
+      progress: progressDb.prepare(`UPDATE jobs SET progress_step = ?, progress_total = ? WHERE id = ? AND state = 'running' AND attempts = ?`),
       requestCancel: db.prepare(`UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'`),
       cancelRequested: db.prepare(`SELECT cancel_requested FROM jobs WHERE id = ?`),
       runningAtStart: db.prepare(`SELECT * FROM jobs WHERE state = 'running' ORDER BY seq`),

@@ -90,7 +90,13 @@ export class Worker {
     await this.loop;
     for (const stopListening of this.unsubscribe) stopListening();
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    if (this.holdsLease) this.options.lease.release();
+    if (!this.holdsLease) return;
+    try {
+      this.options.lease.release();
+    } catch (error) {
+      // Another process holds the database: the lease is found abandoned anyway (this pid is gone, or it goes stale).
+      this.options.log.warn({ error: messageOf(error) }, "could not release the worker lease");
+    }
   }
 
   private wake(): void {
