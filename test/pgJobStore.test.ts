@@ -1,5 +1,8 @@
 import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import pino from "pino";
+import { PgJobListener } from "../src/queue/pgJobListener.js";
+import { createPgPool } from "../src/queue/pgPool.js";
 import { JOBS_CHANNEL, migratePostgres, PG_MIGRATIONS, PgJobStore } from "../src/queue/pgJobStore.js";
 import { PgImageIndex } from "../src/storage/pgImageIndex.js";
 import { imageIndexContract } from "./helpers/imageIndexContract.js";
@@ -10,6 +13,7 @@ import { waitUntil } from "./helpers/waitUntil.js";
 
 /** The Postgres job store (scale-out) on a throwaway cluster: the same contract as SQLite's, then what many workers need. */
 const noPostgres = whyNoPostgres();
+const quiet = pino({ level: "silent" });
 if (noPostgres) console.warn(`pgJobStore: skipped, ${noPostgres}`);
 
 describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Postgres", () => {
@@ -19,7 +23,7 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
 
   beforeAll(async () => {
     server = await startPostgres();
-    pool = new pg.Pool({ connectionString: server.url, max: 8 });
+    pool = createPgPool(server.url, quiet);
     await migratePostgres(pool);
   });
   afterAll(async () => {
@@ -43,7 +47,7 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
   imageIndexContract("Postgres", () => ({ index: new PgImageIndex(pool), newJob: async () => (await store.jobs.enqueue(makeRequest())).id }));
 
   it("applies its migrations once when several processes start together, and again is a no-op", async () => {
-    const pools = [1, 2, 3].map(() => new pg.Pool({ connectionString: server.url, max: 1 }));
+    const pools = [1, 2, 3].map(() => createPgPool(server.url, quiet, 1));
     try {
       await Promise.all(pools.map((each) => migratePostgres(each)));
       await migratePostgres(pool);
@@ -56,7 +60,7 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
   it("hands each of 200 jobs to exactly one of four workers taking at once (FOR UPDATE SKIP LOCKED)", async () => {
     const ids = [];
     for (let n = 0; n < 200; n++) ids.push((await store.jobs.enqueue(makeRequest({ prompt: `job ${n}` }))).id);
-    const pools = [1, 2, 3, 4].map(() => new pg.Pool({ connectionString: server.url, max: 1 }));
+    const pools = [1, 2, 3, 4].map(() => createPgPool(server.url, quiet, 1));
     try {
       const perWorker = await Promise.all(
         pools.map(async (each, worker) => {
@@ -133,6 +137,49 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
       expect(heard).toEqual(expected);
     } finally {
       await listener.end();
+    }
+  });
+});
+
+describe.skipIf(noPostgres !== null)("PgJobListener: the job channel across a Postgres restart", () => {
+  let server: PostgresServer;
+  let pool: pg.Pool;
+
+  beforeAll(async () => {
+    server = await startPostgres();
+    pool = createPgPool(server.url, quiet, 2);
+    await migratePostgres(pool);
+  });
+  afterAll(async () => {
+    await pool?.end();
+    await server?.stop();
+  });
+
+  it("hears what another process changes, reconnects with backoff when Postgres restarts, says so, and hears again", async () => {
+    const heard: string[] = [];
+    let reconnects = 0;
+    const listener = new PgJobListener(
+      server.url,
+      { onEvent: (name, jobId) => heard.push(`${name} ${jobId}`), onReconnect: () => reconnects++ },
+      { first: 50, max: 400 },
+      pino({ level: "silent" }),
+    );
+    await listener.start();
+    try {
+      const elsewhere = new PgJobStore(pool); // another process's store: its own local events are not ours
+      const before = await elsewhere.enqueue(makeRequest({ prompt: "before the restart" }));
+      await waitUntil("the first change is heard", () => heard.includes(`enqueued ${before.id}`), { timeoutMs: 5_000 });
+
+      await server.restart();
+      await waitUntil("the listener is back", () => reconnects === 1, { timeoutMs: 20_000, intervalMs: 50 });
+      const after = await elsewhere.enqueue(makeRequest({ prompt: "after the restart" }));
+      await elsewhere.takeNext();
+      await elsewhere.requestCancel(before.id);
+      await waitUntil("changes after the restart are heard", () => heard.includes(`cancelRequested ${before.id}`), { timeoutMs: 5_000 });
+      expect(heard).toEqual([`enqueued ${before.id}`, `enqueued ${after.id}`, `cancelRequested ${before.id}`]);
+      expect((await elsewhere.get(before.id))?.state, "the job acknowledged before the restart is still there").toBe("running");
+    } finally {
+      await listener.stop();
     }
   });
 });

@@ -1,0 +1,16 @@
+import pg from "pg";
+import { messageOf } from "../errors.js";
+import type { Logger } from "../log.js";
+
+/**
+ * A connection pool that outlives Postgres restarts. Idle connections die with the server; without a listener
+ * their error would crash the process. pg-pool can also see a second error on a connection it is already closing,
+ * after it let go of it: every connection gets its own listener, so neither can be unhandled. The next query opens
+ * a fresh connection; the store's callers retry what failed.
+ */
+export function createPgPool(connectionString: string, log: Logger, max = 8): pg.Pool {
+  const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 5_000 });
+  pool.on("error", (error) => log.warn({ error: messageOf(error) }, "a pooled Postgres connection dropped"));
+  pool.on("connect", (client) => client.on("error", () => undefined));
+  return pool;
+}
