@@ -4,16 +4,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { s3ClientFor, startMinio, type MinioServer } from "./helpers/minio.js";
 import { waitUntil } from "./helpers/waitUntil.js";
-import { childPids, makeTestHome, s3Env, startServer, waitForJob, waitUntilRunning, type RunningServer, type TestHome } from "./helpers/server.js";
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { childPids, isAlive, makeTestHome, s3Env, startServer, waitForJob, waitUntilRunning, type RunningServer, type TestHome } from "./helpers/server.js";
 
 describe("faults lose no queued job and no finished image", () => {
   let minio: MinioServer;

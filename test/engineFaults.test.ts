@@ -3,17 +3,8 @@ import { chmodSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { RUNNER_PYTHON, SERVER_ENTRY } from "./helpers/paths.js";
-import { childPids, makeTestHome, serverEnv, startServer, waitForJob, type RunningServer } from "./helpers/server.js";
+import { childPids, isAlive, makeTestHome, serverEnv, startServer, waitForJob, type RunningServer } from "./helpers/server.js";
 import { waitUntil } from "./helpers/waitUntil.js";
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe("an engine that is broken or slow to start", () => {
   const servers: RunningServer[] = [];

@@ -5,7 +5,8 @@ import { rm } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { s3ClientFor, startMinio, type MinioServer } from "./helpers/minio.js";
-import { childPids, makeTestHome, s3Env, startServer, waitForJob, type RunningServer, type TestHome } from "./helpers/server.js";
+import { childPids, isAlive, makeTestHome, s3Env, startServer, waitForJob, type RunningServer, type TestHome } from "./helpers/server.js";
+import { seededRandom } from "./helpers/soakPlan.js";
 import { waitUntil } from "./helpers/waitUntil.js";
 
 const SEED = Number(process.env.KITTY_KILL_SEED ?? 20260311);
@@ -17,26 +18,6 @@ const BUCKET = "kitty-kill-rounds";
 /** The job the queued ones wait behind: long enough to outlast two enqueues after its first step. */
 const BUSY_STEPS = 12;
 
-/** mulberry32: a tiny seeded generator, so a failing order of kills replays exactly from its printed seed. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 interface JobAsked {
   jobId: string;

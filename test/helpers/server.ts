@@ -127,3 +127,13 @@ export function childPids(pid: number): number[] {
     return [];
   }
 }
+
+/** Whether a process still exists (signal 0 checks without sending anything). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

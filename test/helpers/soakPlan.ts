@@ -1,4 +1,4 @@
-/** mulberry32: a tiny seeded PRNG, so a soak that failed can be replayed exactly with its seed. */
+/** mulberry32: a tiny seeded PRNG, so a soak or a kill round that failed replays exactly from its printed seed. */
 export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
