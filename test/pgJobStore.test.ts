@@ -3,6 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import pino from "pino";
 import { PgJobListener } from "../src/queue/pgJobListener.js";
 import { createPgPool } from "../src/queue/pgPool.js";
+import { PgWorkerPresence } from "../src/queue/pgWorkerPresence.js";
 import { JOBS_CHANNEL, migratePostgres, PG_MIGRATIONS, PgJobStore } from "../src/queue/pgJobStore.js";
 import { PgImageIndex } from "../src/storage/pgImageIndex.js";
 import { imageIndexContract } from "./helpers/imageIndexContract.js";
@@ -104,6 +105,23 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     await jobs.forgetWorker("cuda-box");
     expect(await jobs.heartbeatWorker("cuda-box")).toBe(false);
     expect((await jobs.workers(30_000)).map((worker) => worker.id)).toEqual(["mac-studio"]);
+  });
+
+  it("a worker that goes silent mid-job loses it to the next beat of a live one; the late finish is fenced out; a goodbye unregisters", async () => {
+    const { jobs } = store;
+    const timing = { heartbeatMs: 40, staleMs: 400 };
+    // The doomed host registered, took a job, and then beat no more: a kill -9, as far as the registry can tell.
+    await jobs.registerWorker({ id: "doomed", host: "doomed", models: ["m"], device: "cpu" });
+    const survivor = new PgWorkerPresence(new PgJobStore(pool), { id: "survivor", host: "survivor", models: ["m"], device: "cpu" }, timing, quiet);
+    await survivor.start();
+    const job = await jobs.enqueue(makeRequest({ prompt: "its host dies" }));
+    expect((await jobs.takeNext("doomed"))?.attempts).toBe(1);
+    await waitUntil("a live worker put the job back", async () => (await jobs.get(job.id))?.state === "queued", { timeoutMs: 5_000, intervalMs: 20 });
+    expect((await jobs.takeNext("survivor"))?.attempts).toBe(2);
+    expect(await jobs.finish(job.id, "running", "done", { attempt: 1 }), "the dead host's late finish").toBe(false);
+    expect(await jobs.finish(job.id, "running", "done", { attempt: 2 })).toBe(true);
+    await survivor.stop();
+    expect((await jobs.workers(60_000)).map((worker) => worker.id)).toEqual(["doomed"]);
   });
 
   it("recovers only the jobs of workers that stopped heartbeating", async () => {
