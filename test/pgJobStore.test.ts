@@ -1,11 +1,20 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import pino from "pino";
+import { EngineJobError } from "../src/engines/engine.js";
 import { PgJobListener } from "../src/queue/pgJobListener.js";
 import { createPgPool } from "../src/queue/pgPool.js";
 import { PgWorkerPresence } from "../src/queue/pgWorkerPresence.js";
+import { NO_OBSERVER, runJob } from "../src/queue/runJob.js";
 import { JOBS_CHANNEL, migratePostgres, PG_MIGRATIONS, PgJobStore } from "../src/queue/pgJobStore.js";
+import { pgRunStore } from "../src/queue/runJobStore.js";
+import { LocalImageStore } from "../src/storage/local.js";
 import { PgImageIndex } from "../src/storage/pgImageIndex.js";
+import { StagingArea } from "../src/storage/staging.js";
+import { FakeEngine } from "./helpers/fakeEngine.js";
 import { imageIndexContract } from "./helpers/imageIndexContract.js";
 import { jobStoreContract, type StoreUnderTest } from "./helpers/jobStoreContract.js";
 import { startPostgres, whyNoPostgres, type PostgresServer } from "./helpers/postgres.js";
@@ -122,6 +131,37 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     expect(await jobs.finish(job.id, "running", "done", { attempt: 2 })).toBe(true);
     await survivor.stop();
     expect((await jobs.workers(60_000)).map((worker) => worker.id)).toEqual(["doomed"]);
+  });
+
+  it("runs a job through runJob on Postgres: stored, done and indexed together; a crashed engine's job gets its one retry", async () => {
+    const { jobs } = store;
+    const index = new PgImageIndex(pool);
+    const dir = mkdtempSync(path.join(tmpdir(), "kitty-pg-run-"));
+    // The stand-in engine (a test double of the runner) is enough here: what is under test is the run's use of the database.
+    const engine = new FakeEngine();
+    engine.script.push(new EngineJobError("runner_crashed", "the diffusers runner stopped (signal SIGKILL)", true));
+    const deps = {
+      jobs: pgRunStore(jobs, index),
+      engine,
+      store: new LocalImageStore(path.join(dir, "files")),
+      staging: new StagingArea(path.join(dir, "staging")),
+      keyPrefix: "images/",
+      backoff: { first: 5, max: 20 },
+      setNotice: () => undefined,
+      observer: NO_OBSERVER,
+      log: quiet,
+    };
+    const signals = () => ({ stop: new AbortController().signal, letGo: new AbortController().signal });
+    const job = await jobs.enqueue(makeRequest({ prompt: "on Postgres", width: 256, height: 256, count: 2 }));
+
+    expect(await runJob((await jobs.takeNext("w1"))!, deps, signals())).toBe("finished");
+    expect(await jobs.get(job.id)).toMatchObject({ state: "queued", attempts: 1 });
+    expect(await runJob((await jobs.takeNext("w1"))!, deps, signals())).toBe("finished");
+    const done = await jobs.get(job.id);
+    expect(done).toMatchObject({ state: "done", attempts: 2 });
+    const images = await index.ofJob(job.id);
+    expect(images.map((image) => image.key)).toEqual([done!.imageKey, done!.imageKey!.replace(/\.png$/, "_2.png")]);
+    expect((await index.latest(10)).images.map((image) => image.key)).toEqual(images.map((image) => image.key).reverse());
   });
 
   it("recovers only the jobs of workers that stopped heartbeating", async () => {

@@ -3,7 +3,6 @@ import { EngineJobError, type Engine } from "../engines/engine.js";
 import { messageOf } from "../errors.js";
 import { batchSeeds, imageCount, type GenerationResult, type PreviewFile } from "../generation.js";
 import type { Logger } from "../log.js";
-import type { ImageIndex } from "../storage/imageIndex.js";
 import { batchImageKeys, newImageKey } from "../storage/imageKeys.js";
 import { previewKey, type ImageStore } from "../storage/imageStore.js";
 import { buildSidecar, type ImageSidecar, type StoredPreview } from "../storage/sidecar.js";
@@ -11,8 +10,9 @@ import { checkPngFile } from "../storage/pngInfo.js";
 import type { PreviewMaker } from "../storage/previewMaker.js";
 import type { StagingArea } from "../storage/staging.js";
 import { MAX_ATTEMPTS } from "./jobStates.js";
-import { JobTakenOver, type Job, type JobStore } from "./jobStore.js";
+import { JobTakenOver, type Job } from "./jobStore.js";
 import { retryWithBackoff, type Backoff } from "./retry.js";
+import type { RunJobStore } from "./runJobStore.js";
 
 /** Why a job was stopped from outside before it ended; the abort reason of a job's signals. */
 export class JobStopped extends Error {
@@ -30,10 +30,10 @@ export interface JobSignals {
 }
 
 export interface JobRunDeps {
-  jobs: JobStore;
+  /** The job's row and the image index, on SQLite or Postgres. */
+  jobs: RunJobStore;
   engine: Engine;
   store: ImageStore;
-  index: ImageIndex;
   staging: StagingArea;
   keyPrefix: string;
   backoff: Backoff;
@@ -71,19 +71,19 @@ export async function runJob(job: Job, runDeps: JobRunDeps, signals: JobSignals)
   if (job.cancelRequested) {
     // Marked while its earlier run was cut off (a crash): it ends here, and whatever that run staged goes too.
     await deps.staging.remove(job.id);
-    deps.jobs.finish(job.id, "running", "cancelled", { attempt: job.attempts });
+    await deps.jobs.finish(job.id, "running", "cancelled", { attempt: job.attempts });
     log.info("job cancelled before this run");
     return "finished";
   }
   log.info({ attempt: job.attempts, model: job.request.model.name }, "job running");
   try {
-    const keys = batchImageKeys(deps.jobs.fixImageKey(job.id, newImageKey(deps.keyPrefix, job.id)), imageCount(job.request));
+    const keys = batchImageKeys(await deps.jobs.fixImageKey(job.id, newImageKey(deps.keyPrefix, job.id)), imageCount(job.request));
     const sidecars = (await storedByEarlierRun(keys, job.id, deps, log)) ?? (await generateAndStore(job, keys, deps, signals, log));
     // Engine and storage both worked: whatever the queue was waiting for is over.
     deps.setNotice(null);
-    const indexAll = () => sidecars.forEach((sidecar) => deps.index.add(indexRecordOf(sidecar)));
+    const records = sidecars.map(indexRecordOf);
     // The images are stored: a busy or full database must not turn that into a failed job. Safe to repeat.
-    await retryWithBackoff(() => deps.jobs.complete(job.id, job.attempts, indexAll), {
+    await retryWithBackoff(() => deps.jobs.completeWithImages(job.id, job.attempts, records), {
       backoff: deps.backoff,
       signal: signals.letGo,
       giveUp: (error) => (error instanceof JobTakenOver ? error : undefined),
@@ -191,7 +191,11 @@ async function generate(job: Job, deps: JobRunDeps, signals: JobSignals, log: Lo
     outputPaths: staging.pngPaths(job.id, imageCount(job.request)),
     previewPaths: staging.previewPaths(job.id, imageCount(job.request)),
     initImagePath,
-    onProgress: (progress) => jobs.setProgress(job.id, job.attempts, progress.step, progress.totalSteps),
+    onProgress: (progress) => {
+      // SQLite throws here, and the engine's stream handler logs it; Postgres answers later, so its refusal is logged here.
+      const written = jobs.setProgress(job.id, job.attempts, progress.step, progress.totalSteps);
+      if (written instanceof Promise) written.catch((error: unknown) => log.warn({ error: messageOf(error) }, "could not record progress"));
+    },
     signal: signals.stop,
   });
   await staging.saveResult(job.id, result);
@@ -247,41 +251,41 @@ async function settleFailure(job: Job, error: unknown, deps: JobRunDeps, signals
   const fail = (code: string, message: string) => jobs.finish(job.id, "running", "failed", { error: { code, message }, attempt: job.attempts });
 
   if (error instanceof JobTakenOver || stopped === "lease_lost") {
-    putBack();
+    await putBack();
     log.warn("lease lost mid-job; the job is left to the process that holds the queue now");
   } else if (stopped === "shutdown") {
     // Not the job's fault: it keeps its retry and runs again at the next start (a staged PNG is uploaded then).
-    putBack();
+    await putBack();
     log.info("server stopping; job put back in the queue");
   } else if (stopped === "cancelled" || (error instanceof EngineJobError && error.code === "cancelled")) {
     await staging.remove(job.id);
     // A "storage is unavailable" notice belonged to this job's upload; the next job sets its own.
     deps.setNotice(null);
-    jobs.finish(job.id, "running", "cancelled", { attempt: job.attempts });
+    await jobs.finish(job.id, "running", "cancelled", { attempt: job.attempts });
     log.info("job cancelled");
   } else if (error instanceof EngineJobError && error.code === "engine_unavailable") {
-    putBack();
+    await putBack();
     deps.setNotice(`the image engine is not available: ${error.message}`);
     log.warn({ reason: error.message }, "engine unavailable; job stays queued");
     return "engine_unavailable";
   } else if (error instanceof EngineJobError && error.retryable && job.attempts < MAX_ATTEMPTS) {
-    jobs.requeue(job.id, { attempt: job.attempts });
+    await jobs.requeue(job.id, { attempt: job.attempts });
     log.warn({ error: error.message }, "engine failed mid-job; job requeued for its one retry");
   } else if (error instanceof StorageRefused) {
     // The image exists; say where, so nothing finished is lost even though storage would not take it.
     const kept = staging.keptPngs(job.id, imageCount(job.request));
     deps.setNotice(null);
     const where = kept.length === 1 ? `; the image is kept at ${kept[0]}` : kept.length > 1 ? `; the images are kept at ${kept.join(", ")}` : "";
-    fail("storage_refused", `${error.message}${where}`);
+    await fail("storage_refused", `${error.message}${where}`);
     log.error({ error: error.message }, "job failed");
   } else if (isNoRoom(error)) {
     // Our own writes to staging (the result file, a start image): the same words as the runner's disk_full.
     await staging.remove(job.id);
-    fail("disk_full", `no room to write in ${staging.dir} (${messageOf(error)}): free space on that disk, or set KITTY_IMAGES_HOME to a folder on a disk with room; nothing was stored`);
+    await fail("disk_full", `no room to write in ${staging.dir} (${messageOf(error)}): free space on that disk, or set KITTY_IMAGES_HOME to a folder on a disk with room; nothing was stored`);
     log.error({ error: messageOf(error) }, "job failed: disk full");
   } else {
     await staging.remove(job.id);
-    fail(error instanceof EngineJobError ? error.code : "internal_error", messageOf(error));
+    await fail(error instanceof EngineJobError ? error.code : "internal_error", messageOf(error));
     log.error({ error: messageOf(error) }, "job failed");
   }
   return "finished";

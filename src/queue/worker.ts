@@ -8,6 +8,7 @@ import type { StagingArea } from "../storage/staging.js";
 import type { Job, JobStore } from "./jobStore.js";
 import { retryWithBackoff, type Backoff } from "./retry.js";
 import { JobStopped, NO_OBSERVER, runJob, type JobRunDeps, type RunObserver, type RunOutcome } from "./runJob.js";
+import { sqliteRunStore } from "./runJobStore.js";
 import type { WorkerLease } from "./workerLease.js";
 
 export interface WorkerOptions {
@@ -58,7 +59,18 @@ export class Worker {
 
   constructor(private readonly options: WorkerOptions) {
     const { jobs, engine, store, index, staging, keyPrefix, log, timing, previewMaker } = options;
-    this.runDeps = { jobs, engine, store, index, staging, keyPrefix, backoff: timing.backoff, log, observer: NO_OBSERVER, previewMaker, setNotice: (notice) => this.setNotice(notice) };
+    this.runDeps = {
+      jobs: sqliteRunStore(jobs, index),
+      engine,
+      store,
+      staging,
+      keyPrefix,
+      backoff: timing.backoff,
+      log,
+      observer: NO_OBSERVER,
+      previewMaker,
+      setNotice: (notice) => this.setNotice(notice),
+    };
     this.unsubscribe = [
       jobs.events.on("enqueued", () => this.wake()),
       jobs.events.on("cancelRequested", (jobId) => this.checkCancel(jobId)),
