@@ -7,6 +7,7 @@ import pino from "pino";
 import { EngineJobError } from "../src/engines/engine.js";
 import { PgJobListener } from "../src/queue/pgJobListener.js";
 import { createPgPool } from "../src/queue/pgPool.js";
+import { PgWorker } from "../src/queue/pgWorker.js";
 import { PgWorkerPresence } from "../src/queue/pgWorkerPresence.js";
 import { NO_OBSERVER, runJob } from "../src/queue/runJob.js";
 import { JOBS_CHANNEL, migratePostgres, PG_MIGRATIONS, PgJobStore } from "../src/queue/pgJobStore.js";
@@ -162,6 +163,58 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     const images = await index.ofJob(job.id);
     expect(images.map((image) => image.key)).toEqual([done!.imageKey, done!.imageKey!.replace(/\.png$/, "_2.png")]);
     expect((await index.latest(10)).images.map((image) => image.key)).toEqual(images.map((image) => image.key).reverse());
+  });
+
+  it("two workers share the queue: each job runs once, a model only one has runs only there, and a cancel from a front-end reaches the running job over the channel", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "kitty-pg-workers-"));
+    const files = new LocalImageStore(path.join(dir, "files"));
+    const frontEnd = new PgJobStore(pool);
+    const workers = (["small-box", "big-box"] as const).map((workerId) => {
+      const engine = new FakeEngine(2);
+      const ownPool = createPgPool(server.url, quiet, 2);
+      const worker = new PgWorker({
+        jobs: new PgJobStore(ownPool),
+        index: new PgImageIndex(ownPool),
+        engine,
+        store: files,
+        staging: new StagingArea(path.join(dir, `staging-${workerId}`)),
+        keyPrefix: "images/",
+        log: quiet,
+        workerId,
+        models: workerId === "big-box" ? ["m", "xl"] : ["m"],
+        // Polls far apart: what wakes them and brings the cancel is the channel.
+        timing: { backoff: { first: 5, max: 50 }, queuePollMs: 30_000, cancelPollMs: 30_000 },
+      });
+      return { workerId, engine, worker, ownPool };
+    });
+    const listener = new PgJobListener(server.url, { onEvent: (name, jobId) => workers.forEach(({ worker }) => worker.heard(name, jobId)), onReconnect: () => undefined }, { first: 50, max: 400 }, quiet);
+    await listener.start();
+    workers.forEach(({ worker }) => worker.start());
+    try {
+      const xl = { name: "xl", path: "/m/xl", refinerPath: null };
+      const queued = [];
+      for (let n = 0; n < 20; n++) queued.push(await frontEnd.enqueue(makeRequest({ prompt: `job ${n}`, width: 256, height: 256, ...(n % 5 === 0 && { model: xl }) })));
+      await waitUntil("all 20 jobs are done", async () => (await frontEnd.countByState()).done === 20, { timeoutMs: 30_000, intervalMs: 50 });
+      const index = new PgImageIndex(pool);
+      expect(await index.count()).toBe(20);
+      for (const job of queued) expect(await index.ofJob(job.id)).toHaveLength(1);
+      const ran = Object.fromEntries(workers.map(({ workerId, engine }) => [workerId, engine.calls.map((request) => request.model.name)]));
+      expect(ran["small-box"]!.filter((model) => model === "xl")).toEqual([]);
+      expect(ran["big-box"]!.filter((model) => model === "xl")).toHaveLength(4);
+      expect(ran["small-box"]!.length + ran["big-box"]!.length).toBe(20);
+
+      workers[1]!.engine.script.push("hang");
+      const long = await frontEnd.enqueue(makeRequest({ prompt: "cancelled from a front-end", model: xl }));
+      await waitUntil("the big box runs it", async () => ((await frontEnd.get(long.id))?.progress?.step ?? 0) > 0, { timeoutMs: 10_000, intervalMs: 20 });
+      const asked = Date.now();
+      expect(await frontEnd.requestCancel(long.id)).toBe(true);
+      await waitUntil("the job ends cancelled", async () => (await frontEnd.get(long.id))?.state === "cancelled", { timeoutMs: 5_000, intervalMs: 10 });
+      expect(Date.now() - asked, "heard on the channel, not by polling every 30 s").toBeLessThan(2_000);
+    } finally {
+      await Promise.all(workers.map(({ worker }) => worker.stop()));
+      await listener.stop();
+      await Promise.all(workers.map(({ ownPool }) => ownPool.end()));
+    }
   });
 
   it("recovers only the jobs of workers that stopped heartbeating", async () => {

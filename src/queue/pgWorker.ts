@@ -1,0 +1,141 @@
+import type { Engine } from "../engines/engine.js";
+import { messageOf } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { ImageStore } from "../storage/imageStore.js";
+import type { PgImageIndex } from "../storage/pgImageIndex.js";
+import type { PreviewMaker } from "../storage/previewMaker.js";
+import type { StagingArea } from "../storage/staging.js";
+import type { JobEventName } from "./jobEvents.js";
+import type { Job } from "./jobStore.js";
+import type { PgJobStore } from "./pgJobStore.js";
+import { pause, retryWithBackoff, type Backoff } from "./retry.js";
+import { JobStopped, NO_OBSERVER, runJob, type JobRunDeps } from "./runJob.js";
+import { pgRunStore } from "./runJobStore.js";
+
+export interface PgWorkerOptions {
+  jobs: PgJobStore;
+  index: PgImageIndex;
+  engine: Engine;
+  store: ImageStore;
+  staging: StagingArea;
+  keyPrefix: string;
+  previewMaker?: PreviewMaker;
+  log: Logger;
+  /** Who this worker is in the registry, and the models it has: it takes only jobs for those. */
+  workerId: string;
+  models: readonly string[];
+  timing: {
+    backoff: Backoff;
+    /** Looks for jobs this often even without a notification (one lost while the channel was down). */
+    queuePollMs: number;
+    /** Reads the running job's cancel mark this often, besides hearing it on the channel. */
+    cancelPollMs: number;
+  };
+}
+
+/**
+ * A GPU worker on the shared Postgres queue: one job at a time, only jobs for its models, woken by the jobs channel
+ * (feed it PgJobListener's events) and polling slowly besides. One job's run is runJob's, as on SQLite; there is no
+ * lease (many workers run at once) and recovery belongs to PgWorkerPresence.
+ */
+export class PgWorker {
+  private readonly runDeps: JobRunDeps;
+  private stopping = new AbortController();
+  private wakeUp = new AbortController();
+  private loop: Promise<void> | null = null;
+  private current: { job: Job; cancel: AbortController; letGo: AbortController } | null = null;
+
+  constructor(private readonly options: PgWorkerOptions) {
+    const { jobs, index, engine, store, staging, keyPrefix, previewMaker, log, timing } = options;
+    this.runDeps = { jobs: pgRunStore(jobs, index), engine, store, staging, keyPrefix, previewMaker, log, backoff: timing.backoff, observer: NO_OBSERVER, setNotice: () => undefined };
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    this.current?.letGo.abort(new JobStopped("shutdown"));
+    this.wakeUp.abort();
+    await this.options.engine.stop();
+    await this.loop;
+  }
+
+  /** A change heard on the jobs channel (from any host). */
+  heard(name: JobEventName, jobId: string): void {
+    if (name === "enqueued") this.wakeUp.abort();
+    else if (name === "cancelRequested") void this.checkCancel(jobId);
+  }
+
+  /** The channel was down: whatever was announced meanwhile is read from the rows instead. */
+  channelBack(): void {
+    this.wakeUp.abort();
+    if (this.current) void this.checkCancel(this.current.job.id);
+  }
+
+  private async run(): Promise<void> {
+    const { jobs, log, timing, workerId, models } = this.options;
+    let engineDelay = timing.backoff.first;
+    while (!this.stopping.signal.aborted) {
+      try {
+        const job = await jobs.takeNext(workerId, models);
+        if (!job) {
+          await this.idle(timing.queuePollMs);
+          continue;
+        }
+        if ((await this.runOne(job)) === "engine_unavailable") {
+          await this.idle(engineDelay);
+          engineDelay = Math.min(engineDelay * 2, timing.backoff.max);
+        } else {
+          engineDelay = timing.backoff.first;
+        }
+      } catch (error) {
+        // Postgres restarting or out of reach: wait and try again; the pool reconnects by itself.
+        log.warn({ error: messageOf(error) }, "worker loop failed; retrying");
+        await this.idle(timing.backoff.max);
+      }
+    }
+  }
+
+  private async idle(ms: number): Promise<void> {
+    await pause(ms, AbortSignal.any([this.wakeUp.signal, this.stopping.signal]));
+    if (this.wakeUp.signal.aborted) this.wakeUp = new AbortController();
+  }
+
+  private async runOne(job: Job) {
+    const current = { job, cancel: new AbortController(), letGo: new AbortController() };
+    this.current = current;
+    const cancelWatch = setInterval(() => void this.checkCancel(job.id), this.options.timing.cancelPollMs);
+    try {
+      if (this.stopping.signal.aborted) current.letGo.abort(new JobStopped("shutdown"));
+      const stop = AbortSignal.any([current.cancel.signal, current.letGo.signal]);
+      return await runJob(job, this.runDeps, { stop, letGo: current.letGo.signal });
+    } catch (error) {
+      // Postgres refused even recording how the job ended: put it back once it answers (fenced by attempt), or it
+      // would stay running on a worker that is alive and so never recovered.
+      const { jobs, log, timing } = this.options;
+      log.error({ jobId: job.id, error: messageOf(error) }, "could not record how the job ended; putting it back in the queue");
+      await retryWithBackoff(() => jobs.requeue(job.id, { countAttempt: false, attempt: job.attempts }), {
+        backoff: timing.backoff,
+        signal: this.stopping.signal,
+        giveUp: () => undefined,
+        onRetry: (retryError, retryInMs) => log.warn({ jobId: job.id, error: messageOf(retryError), retryInMs }, "could not put the job back; will retry"),
+      });
+      return "finished" as const;
+    } finally {
+      clearInterval(cancelWatch);
+      this.current = null;
+    }
+  }
+
+  private async checkCancel(jobId: string): Promise<void> {
+    const current = this.current;
+    if (!current || current.job.id !== jobId || current.cancel.signal.aborted) return;
+    try {
+      if (await this.options.jobs.isCancelRequested(jobId)) current.cancel.abort(new JobStopped("cancelled"));
+    } catch (error) {
+      this.options.log.warn({ jobId, error: messageOf(error) }, "could not read the cancel mark");
+    }
+  }
+}
