@@ -1,5 +1,5 @@
 import { isIP } from "node:net";
-import { homedir } from "node:os";
+import { homedir, hostname } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
@@ -48,6 +48,8 @@ const envSchema = z.object({
   KITTY_IMAGES_COMPILE: z.preprocess(emptyToUndefined, z.enum(["0", "1"]).default("0")),
   KITTY_IMAGES_JOB_TIMEOUT_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(1).max(86400).default(600)),
   KITTY_IMAGES_STEP_TIMEOUT_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(0).max(86400).optional()),
+  KITTY_IMAGES_DATABASE_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^postgres(ql)?$/, error: "must be a postgres:// URL, e.g. postgres://kitty@db.local:5432/kitty" }).optional()),
+  KITTY_IMAGES_WORKER_ID: optionalString,
   KITTY_IMAGES_RUNNER_RETRY_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(1).max(86400).default(60)),
   KITTY_IMAGES_LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(["trace", "debug", "info", "warn", "error", "silent"]).optional()),
   KITTY_IMAGES_TOKEN: z.preprocess(emptyToUndefined, z.string().min(16, { error: "must be at least 16 characters (try: openssl rand -hex 24)" }).optional()),
@@ -118,6 +120,10 @@ export interface Config {
     brokenRetryMs: number;
   };
   logLevel: string;
+  /** Postgres for several hosts (scale-out); null: the embedded SQLite file. */
+  databaseUrl: string | null;
+  /** This host's name in the worker registry (`kitty-images worker`). */
+  workerId: string;
   /** The HTTP door (`serve --http`). */
   http: {
     /** Required on every request when set (Authorization: Bearer, or X-API-Key), except from trusted networks. */
@@ -200,6 +206,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
       brokenRetryMs: e.KITTY_IMAGES_RUNNER_RETRY_SECONDS * 1000,
     },
     logLevel: e.KITTY_IMAGES_LOG_LEVEL ?? overrides.defaultLogLevel ?? "info",
+    databaseUrl: e.KITTY_IMAGES_DATABASE_URL ?? null,
+    workerId: e.KITTY_IMAGES_WORKER_ID ?? hostname(),
     http: {
       token: e.KITTY_IMAGES_TOKEN ?? null,
       trustedNetworks: parseNetworks(e.KITTY_IMAGES_TRUSTED_NETWORKS),

@@ -12,6 +12,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   models: async () => (await import("./models.js")).modelsCommand,
   doctor: async () => (await import("./doctor.js")).doctorCommand,
   reindex: async () => (await import("./reindex.js")).reindexCommand,
+  worker: async () => (await import("./worker.js")).workerCommand,
 };
 
 /** Runs one command line; exit codes: 0 done, 1 a failed job or a refused request, 2 bad usage, 130 stopped waiting. */

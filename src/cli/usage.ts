@@ -20,6 +20,8 @@ usage:
   kitty-images models           print models.yaml as the server sees it
   kitty-images doctor [--demo]  check models, database, storage and the Python runner; say what to fix
   kitty-images reindex          rebuild the image index from storage (its JSON sidecars, else the PNGs themselves)
+  kitty-images worker           a GPU host on the shared Postgres queue (KITTY_IMAGES_DATABASE_URL): runs jobs for
+                                the models it has, no MCP door (scale-out, in progress)
   kitty-images help
 
 generate, latest and select talk to the server at KITTY_IMAGES_URL (e.g. http://127.0.0.1:8089, with
