@@ -8,8 +8,8 @@ import type { StagingArea } from "../storage/staging.js";
 import type { JobEventName } from "./jobEvents.js";
 import type { Job } from "./jobStore.js";
 import type { PgJobStore } from "./pgJobStore.js";
-import { pause, retryWithBackoff, type Backoff } from "./retry.js";
-import { JobStopped, NO_OBSERVER, runJob, type JobRunDeps } from "./runJob.js";
+import { pause, type Backoff } from "./retry.js";
+import { JobStopped, NO_OBSERVER, runTakenJob, type CurrentJob, type JobRunDeps } from "./runJob.js";
 import { pgRunStore } from "./runJobStore.js";
 
 export interface PgWorkerOptions {
@@ -43,7 +43,7 @@ export class PgWorker {
   private stopping = new AbortController();
   private wakeUp = new AbortController();
   private loop: Promise<void> | null = null;
-  private current: { job: Job; cancel: AbortController; letGo: AbortController } | null = null;
+  private current: CurrentJob | null = null;
 
   constructor(private readonly options: PgWorkerOptions) {
     const { jobs, index, engine, store, staging, keyPrefix, previewMaker, log, timing } = options;
@@ -104,27 +104,12 @@ export class PgWorker {
   }
 
   private async runOne(job: Job) {
-    const current = { job, cancel: new AbortController(), letGo: new AbortController() };
+    const current: CurrentJob = { job, cancel: new AbortController(), letGo: new AbortController() };
     this.current = current;
-    const cancelWatch = setInterval(() => void this.checkCancel(job.id), this.options.timing.cancelPollMs);
     try {
       if (this.stopping.signal.aborted) current.letGo.abort(new JobStopped("shutdown"));
-      const stop = AbortSignal.any([current.cancel.signal, current.letGo.signal]);
-      return await runJob(job, this.runDeps, { stop, letGo: current.letGo.signal });
-    } catch (error) {
-      // Postgres refused even recording how the job ended: put it back once it answers (fenced by attempt), or it
-      // would stay running on a worker that is alive and so never recovered.
-      const { jobs, log, timing } = this.options;
-      log.error({ jobId: job.id, error: messageOf(error) }, "could not record how the job ended; putting it back in the queue");
-      await retryWithBackoff(() => jobs.requeue(job.id, { countAttempt: false, attempt: job.attempts }), {
-        backoff: timing.backoff,
-        signal: this.stopping.signal,
-        giveUp: () => undefined,
-        onRetry: (retryError, retryInMs) => log.warn({ jobId: job.id, error: messageOf(retryError), retryInMs }, "could not put the job back; will retry"),
-      });
-      return "finished" as const;
+      return await runTakenJob(current, this.runDeps, { checkCancel: () => void this.checkCancel(job.id), cancelPollMs: this.options.timing.cancelPollMs, stopRetrying: this.stopping.signal });
     } finally {
-      clearInterval(cancelWatch);
       this.current = null;
     }
   }

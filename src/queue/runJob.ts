@@ -97,6 +97,43 @@ export async function runJob(job: Job, runDeps: JobRunDeps, signals: JobSignals)
   }
 }
 
+/** The job a worker runs now, with the two ways to stop it (see JobSignals). */
+export interface CurrentJob {
+  job: Job;
+  cancel: AbortController;
+  letGo: AbortController;
+}
+
+/**
+ * A taken job's run as every worker does it (the SQLite queue's and a Postgres host's): the cancel mark is read every
+ * `cancelPollMs` besides whatever pushes it sooner, and a run whose ending the database refused to record is put back
+ * once it answers (fenced by attempt): a job left running by a live worker would never be recovered.
+ */
+export async function runTakenJob(
+  current: CurrentJob,
+  deps: JobRunDeps,
+  watch: { checkCancel(): void; cancelPollMs: number; stopRetrying: AbortSignal },
+): Promise<RunOutcome> {
+  const { job } = current;
+  const cancelWatch = setInterval(() => watch.checkCancel(), watch.cancelPollMs);
+  try {
+    const stop = AbortSignal.any([current.cancel.signal, current.letGo.signal]);
+    return await runJob(job, deps, { stop, letGo: current.letGo.signal });
+  } catch (error) {
+    const { jobs, log, backoff } = deps;
+    log.error({ jobId: job.id, error: messageOf(error) }, "could not record how the job ended; putting it back in the queue");
+    await retryWithBackoff(() => jobs.requeue(job.id, { countAttempt: false, attempt: job.attempts }), {
+      backoff,
+      signal: watch.stopRetrying,
+      giveUp: () => undefined,
+      onRetry: (retryError, retryInMs) => log.warn({ jobId: job.id, error: messageOf(retryError), retryInMs }, "could not put the job back; will retry"),
+    });
+    return "finished";
+  } finally {
+    clearInterval(cancelWatch);
+  }
+}
+
 /** The notice is words for job_status: one the database is too busy to take is logged, never how a job ends. */
 function noticeOrWarn(setNotice: JobRunDeps["setNotice"], log: Logger): JobRunDeps["setNotice"] {
   return (notice) => {

@@ -6,8 +6,8 @@ import type { ImageStore } from "../storage/imageStore.js";
 import type { PreviewMaker } from "../storage/previewMaker.js";
 import type { StagingArea } from "../storage/staging.js";
 import type { Job, JobStore } from "./jobStore.js";
-import { retryWithBackoff, type Backoff } from "./retry.js";
-import { JobStopped, NO_OBSERVER, runJob, type JobRunDeps, type RunObserver, type RunOutcome } from "./runJob.js";
+import type { Backoff } from "./retry.js";
+import { JobStopped, NO_OBSERVER, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver, type RunOutcome } from "./runJob.js";
 import { sqliteRunStore } from "./runJobStore.js";
 import type { WorkerLease } from "./workerLease.js";
 
@@ -35,12 +35,6 @@ export interface WorkerOptions {
 
 const ENGINE_WARM_START_DELAY_MS = 300;
 
-/** The job this process runs now, with the two ways to stop it (see JobSignals). */
-interface CurrentJob {
-  job: Job;
-  cancel: AbortController;
-  letGo: AbortController;
-}
 
 /**
  * The one loop that runs jobs: strictly one at a time, oldest first, in the one process holding the lease.
@@ -172,25 +166,10 @@ export class Worker {
   private async runOne(job: Job): Promise<RunOutcome> {
     const current: CurrentJob = { job, cancel: new AbortController(), letGo: new AbortController() };
     this.current = current;
-    // cancel_job may come from any process: it marks the row, and this watch turns the mark into an abort.
-    const cancelWatch = setInterval(() => this.checkCancel(job.id), this.options.timing.cancelPollMs);
     try {
-      const stop = AbortSignal.any([current.cancel.signal, current.letGo.signal]);
-      return await runJob(job, this.runDeps, { stop, letGo: current.letGo.signal });
-    } catch (error) {
-      // runJob settles every ending itself; reaching here means the database refused even that (locked past its
-      // busy timeout). A job left `running` with no run would wait for the next start: put it back once it answers.
-      const { jobs, log, timing } = this.options;
-      log.error({ jobId: job.id, error: messageOf(error) }, "could not record how the job ended; putting it back in the queue");
-      await retryWithBackoff(() => jobs.requeue(job.id, { countAttempt: false, attempt: job.attempts }), {
-        backoff: timing.backoff,
-        signal: current.letGo.signal,
-        giveUp: () => undefined,
-        onRetry: (retryError, retryInMs) => log.warn({ jobId: job.id, error: messageOf(retryError), retryInMs }, "could not put the job back; will retry"),
-      });
-      return "finished";
+      // cancel_job may come from any process: it marks the row, and the watch turns the mark into an abort.
+      return await runTakenJob(current, this.runDeps, { checkCancel: () => this.checkCancel(job.id), cancelPollMs: this.options.timing.cancelPollMs, stopRetrying: current.letGo.signal });
     } finally {
-      clearInterval(cancelWatch);
       this.current = null;
     }
   }
