@@ -5,6 +5,7 @@ import path from "node:path";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { GenerationRequest } from "../src/generation.js";
+import type { Job } from "../src/queue/jobStore.js";
 import { createPgPool } from "../src/queue/pgPool.js";
 import { migratePostgres, PgJobStore } from "../src/queue/pgJobStore.js";
 import { PgImageIndex } from "../src/storage/pgImageIndex.js";
@@ -79,7 +80,7 @@ describe.skipIf(noPostgres !== null)("GPU workers on several hosts, one Postgres
     return ((await pool.query(`SELECT worker_id FROM jobs WHERE id = $1`, [jobId])).rows[0]?.worker_id as string | null) ?? null;
   }
 
-  it("spreads jobs over the workers, each done once; a model only one host has runs only there; a worker killed mid-job loses it to another, which finishes it once", async () => {
+  it("spreads jobs over the workers, each done once; a model only one host has runs only there; a worker killed mid-job loses it to another, which finishes it once; a Postgres restart mid-run loses nothing", async () => {
     const tiny = inject("tinyModelsDir");
     await startWorker("big-box");
     await startWorker("small-box", `tiny_sd15: ${path.join(tiny, "sd15")}\n`);
@@ -110,10 +111,20 @@ describe.skipIf(noPostgres !== null)("GPU workers on several hosts, one Postgres
     expect(await queue.get(long.id)).toMatchObject({ attempts: 2 });
     expect(await ranOn(long.id)).not.toBe(victim);
 
+    // Postgres restarted while jobs are queued and running: the workers reconnect and every job ends done, once.
+    const duringRestart: Job[] = [];
+    for (let n = 0; n < 4; n++) duringRestart.push(await queue.enqueue(request("tiny_sd15", `through a restart ${n}`, 40)));
+    await waitUntil("a job runs", async () => ((await queue.get(duringRestart[0]!.id))?.progress?.step ?? 0) > 0, { timeoutMs: 60_000, intervalMs: 50 });
+    await postgres.restart();
+    await waitUntil("the jobs queued before the restart are done", async () => {
+      const states = await Promise.all(duringRestart.map(async (job) => (await queue.get(job.id))?.state));
+      return states.every((state) => state === "done");
+    }, { timeoutMs: 120_000, intervalMs: 250 });
+
     // Exactly once: every job done has one image, in the index and in the bucket, and nothing else is there.
     const index = new PgImageIndex(pool);
     const keys: string[] = [];
-    for (const job of [...all, long]) {
+    for (const job of [...all, long, ...duringRestart]) {
       const images = await index.ofJob(job.id);
       expect(images, `job ${job.request.prompt}`).toHaveLength(1);
       keys.push(images[0]!.key);

@@ -77,9 +77,11 @@ export class PgWorker {
   private async run(): Promise<void> {
     const { jobs, log, timing, workerId, models } = this.options;
     let engineDelay = timing.backoff.first;
+    let databaseDelay = timing.backoff.first;
     while (!this.stopping.signal.aborted) {
       try {
         const job = await jobs.takeNext(workerId, models);
+        databaseDelay = timing.backoff.first;
         if (!job) {
           await this.idle(timing.queuePollMs);
           continue;
@@ -91,9 +93,10 @@ export class PgWorker {
           engineDelay = timing.backoff.first;
         }
       } catch (error) {
-        // Postgres restarting or out of reach: wait and try again; the pool reconnects by itself.
-        log.warn({ error: messageOf(error) }, "worker loop failed; retrying");
-        await this.idle(timing.backoff.max);
+        // Postgres restarting or out of reach: back off and try again (a restart takes seconds); the pool reconnects.
+        log.warn({ error: messageOf(error), retryInMs: databaseDelay }, "cannot take jobs from Postgres; retrying");
+        await this.idle(databaseDelay);
+        databaseDelay = Math.min(databaseDelay * 2, timing.backoff.max);
       }
     }
   }
