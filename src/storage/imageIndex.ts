@@ -44,8 +44,22 @@ export interface Cursor {
   nextIndex: number;
 }
 
-export function encodeCursor(cursor: Cursor): string {
+function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify([cursor.createdAt, cursor.key, cursor.nextIndex])).toString("base64url");
+}
+
+/** A page of a newest-first listing from up to `limit + 1` rows (the extra one only says another page exists). */
+export function pageOf<Row>(
+  rows: Row[],
+  limit: number,
+  start: Cursor | null,
+  toRecord: (row: Row) => ImageRecord,
+): { images: Array<ImageRecord & { index: number }>; nextCursor: string | null } {
+  const firstIndex = start?.nextIndex ?? 1;
+  const images = rows.slice(0, limit).map((row, offset) => ({ ...toRecord(row), index: firstIndex + offset }));
+  const last = images.at(-1);
+  const nextCursor = rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, key: last.key, nextIndex: last.index + 1 }) : null;
+  return { images, nextCursor };
 }
 
 export function decodeCursor(raw: string): Cursor {
@@ -96,12 +110,7 @@ export class ImageIndex {
     const rows = (start
       ? this.statements.nextPage.all(start.createdAt, start.key, limit + 1)
       : this.statements.firstPage.all(limit + 1)) as ImageRow[];
-    const firstIndex = start?.nextIndex ?? 1;
-    const images = rows.slice(0, limit).map((row, offset) => ({ ...toRecord(row), index: firstIndex + offset }));
-    const last = images.at(-1);
-    const nextCursor =
-      rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, key: last.key, nextIndex: last.index + 1 }) : null;
-    return { images, nextCursor };
+    return pageOf(rows, limit, start, toRecord);
   }
 
   /** Images indexed; a scan of the key index, so for /metrics and the gallery's page count, not per listing. */

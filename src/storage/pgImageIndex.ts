@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { decodeCursor, encodeCursor, keysIn, type ImageRecord } from "./imageIndex.js";
+import { decodeCursor, keysIn, pageOf, type ImageRecord } from "./imageIndex.js";
 
 interface PgImageRow {
   key: string;
@@ -50,11 +50,7 @@ export class PgImageIndex {
           [start.createdAt, start.key, limit + 1],
         )
       : await this.pool.query<PgImageRow>(`SELECT * FROM images ORDER BY created_at DESC, key DESC LIMIT $1`, [limit + 1]);
-    const firstIndex = start?.nextIndex ?? 1;
-    const images = rows.slice(0, limit).map((row, offset) => ({ ...toRecord(row), index: firstIndex + offset }));
-    const last = images.at(-1);
-    const nextCursor = rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, key: last.key, nextIndex: last.index + 1 }) : null;
-    return { images, nextCursor };
+    return pageOf(rows, limit, start, toRecord);
   }
 
   async count(): Promise<number> {
