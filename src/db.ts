@@ -93,9 +93,9 @@ export function databaseBusy(error: unknown, doing: string): KittyError | null {
 /**
  * `busyTimeoutMs`: how long a statement waits for another process's lock. better-sqlite3 waits synchronously, so
  * the whole server stands still meanwhile: writes that may be skipped (heartbeats, progress, notices) get their own
- * connection with a short wait.
+ * connection with a short wait. `migrate: false` for a second connection to a file the first has just migrated.
  */
-export function openDatabase(file: string, { busyTimeoutMs = BUSY_TIMEOUT_MS }: { busyTimeoutMs?: number } = {}): Db {
+export function openDatabase(file: string, { busyTimeoutMs = BUSY_TIMEOUT_MS, migrate: applyMigrations = true }: { busyTimeoutMs?: number; migrate?: boolean } = {}): Db {
   if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
   const db = new Database(file);
   // First, so that servers starting together on a new data dir wait for each other instead of failing.
@@ -103,7 +103,7 @@ export function openDatabase(file: string, { busyTimeoutMs = BUSY_TIMEOUT_MS }: 
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = NORMAL");
   db.pragma("foreign_keys = ON");
-  migrate(db);
+  if (applyMigrations) migrate(db);
   return db;
 }
 

@@ -92,7 +92,7 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
   const db = openDatabase(config.databasePath);
   // Heartbeats, progress and notices wait briefly for another process's lock, then skip a beat, rather than stop
   // the whole server for the full busy timeout every two seconds while, say, a backup holds the file.
-  const quickDb = openDatabase(config.databasePath, { busyTimeoutMs: QUICK_BUSY_TIMEOUT_MS });
+  const quickDb = openDatabase(config.databasePath, { busyTimeoutMs: QUICK_BUSY_TIMEOUT_MS, migrate: false });
   const jobs = new JobStore(db, quickDb);
   const lease = new WorkerLease(quickDb);
   const index = new ImageIndex(db);
