@@ -13,9 +13,12 @@ import { KittyError, messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
 import { JobQueue } from "./queue/jobQueue.js";
 import { JobStore } from "./queue/jobStore.js";
+import type { WorkerInfo } from "./queue/pgJobStore.js";
+import { sqliteQueueStore } from "./queue/queueStore.js";
+import type { RunObserver } from "./queue/runJob.js";
 import { Worker, type WorkerOptions } from "./queue/worker.js";
 import { WorkerLease } from "./queue/workerLease.js";
-import { ImageIndex } from "./storage/imageIndex.js";
+import { ImageIndex, type ImageIndexReader } from "./storage/imageIndex.js";
 import { imageLinks, type ImageLinks } from "./storage/imageLinks.js";
 import type { ImageStore } from "./storage/imageStore.js";
 import { DeferredS3Store } from "./storage/deferredS3.js";
@@ -35,23 +38,36 @@ export const VERSION = "0.2.0";
 
 const TOOLS: AnyTool[] = [generateImage, jobStatus, listLatestImages, selectImage, cancelJob, listModels];
 
+/** What runs jobs in this process, as the doors see it: /healthz asks whether it holds the queue, /metrics listens. */
+export interface JobRunner {
+  readonly holdsQueue: boolean;
+  observe(observer: RunObserver): void;
+}
+
 /** Everything one process runs, whatever door it serves: queue, worker, engine, storage, index. */
 export interface App {
   config: Config;
   log: Logger;
-  db: Db;
+  /** The embedded SQLite database; null when the queue is on Postgres. */
+  db: Db | null;
   queue: JobQueue;
-  index: ImageIndex;
+  index: ImageIndexReader;
   store: ImageStore;
   links: ImageLinks;
   engine: Engine;
-  worker: Worker;
+  /** null: this process runs no jobs (a Postgres front-end without --worker). */
+  worker: JobRunner | null;
+  /** The GPU workers in the shared registry (Postgres), for list_models and /healthz; null on SQLite. */
+  workers: (() => Promise<WorkerInfo[]>) | null;
   /** Stops the worker (the running job stays queued for the next start), the engine and the database. */
   close(): Promise<void>;
 }
 
 export interface AppOverrides {
-  /** false: queue, report and list only; jobs run in whichever process runs the queue (a CLI that only asks). */
+  /**
+   * Whether this process runs jobs. SQLite: yes unless false, while it holds the lease (a CLI that only asks passes
+   * false). Postgres: only when true (`serve --worker`, `kitty-images worker`); front-ends only queue, report and list.
+   */
   runWorker?: boolean;
   /** Set by the HTTP door: local images get signed links to its /files route instead of file:// URLs. */
   filesBaseUrl?: string;
@@ -87,8 +103,24 @@ export function createStore(config: Config): ImageStore {
   return config.storage.kind === "s3" ? new DeferredS3Store(config.storage.s3) : new LocalImageStore(path.join(config.home, "files"));
 }
 
-/** The composition root: queue → worker → engine → storage → index, wired once here and started. */
+export function checkStoreSoon(store: ImageStore, log: Logger): void {
+  // Checked in the background, after the client's first requests: storage down or slow at start (MinIO still
+  // booting at login) must not keep the tools away; an upload makes sure of the bucket first and retries.
+  setTimeout(() => {
+    store.ensureReady().catch((error: Error) => log.warn({ error: error.message }, "storage is not reachable yet; uploads will retry"));
+  }, STORAGE_CHECK_DELAY_MS).unref();
+}
+
+export function linksFor(config: Config, store: ImageStore, overrides: AppOverrides): ImageLinks {
+  return imageLinks(store, config.presignTtlSeconds, overrides.filesBaseUrl ? { baseUrl: overrides.filesBaseUrl, home: config.home } : undefined);
+}
+
+/**
+ * The composition root: queue → worker → engine → storage → index, wired once here and started. With a database
+ * URL the queue and index are on Postgres (pgApp.ts, loaded only then); otherwise the embedded SQLite file.
+ */
 export async function createApp(config: Config, log: Logger, overrides: AppOverrides = {}): Promise<App> {
+  if (config.databaseUrl) return (await import("./pgApp.js")).createPgApp(config, config.databaseUrl, log, overrides);
   const db = openDatabase(config.databasePath);
   // Heartbeats, progress and notices wait briefly for another process's lock, then skip a beat, rather than stop
   // the whole server for the full busy timeout every two seconds while, say, a backup holds the file.
@@ -97,13 +129,9 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
   const lease = new WorkerLease(quickDb);
   const index = new ImageIndex(db);
   const store = createStore(config);
-  // Checked in the background, after the client's first requests: storage down or slow at start (MinIO still
-  // booting at login) must not keep the tools away; an upload makes sure of the bucket first and retries.
-  setTimeout(() => {
-    store.ensureReady().catch((error: Error) => log.warn({ error: error.message }, "storage is not reachable yet; uploads will retry"));
-  }, STORAGE_CHECK_DELAY_MS).unref();
+  checkStoreSoon(store, log);
   const engine = overrides.engine ?? createEngine(config, log);
-  const queue = new JobQueue(jobs, lease);
+  const queue = new JobQueue(sqliteQueueStore(jobs, lease));
   const worker = new Worker({
     jobs,
     lease,
@@ -124,9 +152,10 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
     queue,
     index,
     store,
-    links: imageLinks(store, config.presignTtlSeconds, overrides.filesBaseUrl ? { baseUrl: overrides.filesBaseUrl, home: config.home } : undefined),
+    links: linksFor(config, store, overrides),
     engine,
     worker,
+    workers: null,
     async close() {
       await worker.stop();
       quickDb.close();
@@ -144,6 +173,7 @@ export function toolDeps(app: App): ToolDeps {
     store: app.store,
     links: app.links,
     log: app.log,
+    workers: app.workers,
     async engineModels(name) {
       const engine = app.engine instanceof EngineRouter ? app.engine.engine(name) : null;
       if (!(engine instanceof AppEngine)) return { reachable: false, problem: `no ${name} engine here` };

@@ -122,7 +122,7 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     const timing = { heartbeatMs: 40, staleMs: 400 };
     // The doomed host registered, took a job, and then beat no more: a kill -9, as far as the registry can tell.
     await jobs.registerWorker({ id: "doomed", host: "doomed", models: ["m"], device: "cpu" });
-    const survivor = new PgWorkerPresence(new PgJobStore(pool), { id: "survivor", host: "survivor", models: ["m"], device: "cpu" }, timing, quiet);
+    const survivor = new PgWorkerPresence(new PgJobStore(pool), { id: "survivor", host: "survivor", models: ["m"], device: () => "cpu" }, timing, quiet);
     await survivor.start();
     const job = await jobs.enqueue(makeRequest({ prompt: "its host dies" }));
     expect((await jobs.takeNext("doomed"))?.attempts).toBe(1);

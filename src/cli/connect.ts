@@ -55,7 +55,8 @@ async function connectRemote(endpoint: URL, token: string | undefined): Promise<
 async function connectInProcess(runWorker: boolean): Promise<Connection> {
   const { config, log } = await loadSetup("person");
   // runWorker: this process runs jobs only while no server holds the queue's lease; otherwise the server runs them.
-  const app = await createApp(config, log, { runWorker });
+  // On Postgres the GPU workers run them: a command never becomes one.
+  const app = await createApp(config, log, { runWorker: runWorker && !config.databaseUrl });
   const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
   const stdio = serveStdio(() => createMcpServer(app), { transport: serverTransport });
   const client = new Client(CLIENT_INFO);

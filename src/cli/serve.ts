@@ -8,13 +8,18 @@ import { DeferredS3Store } from "../storage/deferredS3.js";
 import { loadSetup } from "./setup.js";
 import { numberFlag, parseCommand, UsageError } from "./usage.js";
 
-/** `kitty-images serve [--demo] [--http --host H --port P]`: MCP on stdio, or every door over HTTP. */
+/**
+ * `kitty-images serve [--demo] [--http --host H --port P] [--worker]`: MCP on stdio, or every door over HTTP. On
+ * SQLite the server runs the jobs too; on Postgres (KITTY_IMAGES_DATABASE_URL) it only queues, reports and lists,
+ * unless --worker makes it a GPU worker as well.
+ */
 export async function serveCommand(args: string[]): Promise<void> {
   const { values } = parseCommand("serve", args, {
     demo: { type: "boolean" },
     http: { type: "boolean" },
     host: { type: "string" },
     port: { type: "string" },
+    worker: { type: "boolean" },
   }, { min: 0, max: 0, name: "" });
   if (!values.http && (values.host !== undefined || values.port !== undefined)) throw new UsageError("--host and --port go with --http");
   const port = numberFlag("port", values.port ?? "8089");
@@ -23,6 +28,9 @@ export async function serveCommand(args: string[]): Promise<void> {
   const http = values.http ? { host: values.host ?? "127.0.0.1", port } : null;
 
   const { config, log } = await loadSetup("server", { demo: values.demo ?? false });
+  if (values.worker && !config.databaseUrl) {
+    throw new UsageError("--worker goes with a shared Postgres queue (KITTY_IMAGES_DATABASE_URL); on the embedded SQLite queue serve runs the jobs itself");
+  }
   for (const entry of config.models.entries) {
     const onDisk = inspectModelFolder(entry.path);
     if (!onDisk.present) log.warn({ model: entry.name, problem: onDisk.problem }, "model in models.yaml is not on disk; generate_image will refuse it");
@@ -31,7 +39,10 @@ export async function serveCommand(args: string[]): Promise<void> {
   const door = http ? await import("../http/httpDoor.js") : null;
   if (http && door) door.assertSafeBinding({ config }, http.host);
   // Over HTTP, local images are linked through this server, so other hosts can open them.
-  const app = await createApp(config, log, http && door && config.storage.kind === "local" ? { filesBaseUrl: door.publicBaseUrl({ config }, http) } : {});
+  const app = await createApp(config, log, {
+    ...(values.worker && { runWorker: true }),
+    ...(http && door && config.storage.kind === "local" && { filesBaseUrl: door.publicBaseUrl({ config }, http) }),
+  });
   let closeDoor: () => Promise<void>;
   try {
     closeDoor = http && door ? await openHttp(app, http, door) : openStdio(app);

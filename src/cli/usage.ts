@@ -8,6 +8,9 @@ usage:
   kitty-images serve --http [--host 127.0.0.1] [--port 8089]
                                 serve HTTP instead: MCP at /mcp (both protocol eras), the images-service REST
                                 API under /api/images; KITTY_IMAGES_TOKEN guards it
+  kitty-images serve ... --worker
+                                on a shared Postgres queue (KITTY_IMAGES_DATABASE_URL) serve only queues, reports
+                                and lists; --worker makes it run jobs too, like kitty-images worker
   kitty-images generate "prompt" [--model M] [--width N] [--height N] [--steps N] [--cfg X] [--seed N]
                                 [--scheduler S] [--refiner] [--refiner-mode ensemble|polish] [--negative TEXT]
                                 [--count 1-4] [--init KEY|URI|URL] [--strength 0-1] [--lora NAME[:WEIGHT]]...
@@ -21,7 +24,7 @@ usage:
   kitty-images doctor [--demo]  check models, database, storage and the Python runner; say what to fix
   kitty-images reindex          rebuild the image index from storage (its JSON sidecars, else the PNGs themselves)
   kitty-images worker           a GPU host on the shared Postgres queue (KITTY_IMAGES_DATABASE_URL): runs jobs for
-                                the models it has, no MCP door (scale-out, in progress)
+                                the models it has on disk, no door; start one per GPU host
   kitty-images help
 
 generate, latest and select talk to the server at KITTY_IMAGES_URL (e.g. http://127.0.0.1:8089, with

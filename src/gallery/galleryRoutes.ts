@@ -71,7 +71,8 @@ export async function handleGallery(app: App, request: IncomingMessage, response
   switch (route) {
     case "GET /gallery":
     case "GET /gallery/":
-      return void showGallery(app, response, url), true;
+      await showGallery(app, response, url);
+      return true;
     case "GET /gallery/image/*":
       await showImage(app, response, pathname.slice("/gallery/image/".length));
       return true;
@@ -96,17 +97,18 @@ export async function handleGallery(app: App, request: IncomingMessage, response
   }
 }
 
-function showGallery(app: App, response: ServerResponse, url: URL): void {
+async function showGallery(app: App, response: ServerResponse, url: URL): Promise<void> {
   const cursor = url.searchParams.get("cursor") ?? undefined;
   const asked = Number(url.searchParams.get("per_page") ?? PAGE_SIZE);
   const perPage = Number.isInteger(asked) ? Math.min(Math.max(asked, 1), MAX_PAGE_SIZE) : PAGE_SIZE;
   let page;
   try {
-    page = app.index.latest(perPage, cursor);
+    page = await app.index.latest(perPage, cursor);
   } catch (error) {
     if (!(error instanceof KittyError)) throw error;
     return sendHtml(response, 400, messagePage("Bad page", html`<p>${error.message}</p><p><a href="/gallery">Newest images</a></p>`));
   }
+  const [jobs, total, newest] = await Promise.all([app.queue.active(STRIP_QUEUED), app.index.count(), app.index.latest(1)]);
   sendHtml(
     response,
     200,
@@ -115,9 +117,9 @@ function showGallery(app: App, response: ServerResponse, url: URL): void {
       nextCursor: page.nextCursor,
       perPage: perPage === PAGE_SIZE ? null : perPage,
       paged: cursor !== undefined,
-      jobs: app.queue.active(STRIP_QUEUED),
-      total: app.index.count(),
-      newestKey: app.index.latest(1).images[0]?.key ?? null,
+      jobs,
+      total,
+      newestKey: newest.images[0]?.key ?? null,
     }),
   );
 }
@@ -138,7 +140,7 @@ function keyFrom(app: App, response: ServerResponse, encoded: string): string | 
 async function showImage(app: App, response: ServerResponse, encoded: string): Promise<void> {
   const key = keyFrom(app, response, encoded);
   if (key === null) return;
-  const record = app.index.byKey(key);
+  const record = await app.index.byKey(key);
   if (!record) return sendHtml(response, 404, messagePage("No such image", html`<p>No image ${key} here. <a href="/gallery">Back to the gallery</a></p>`));
   const { downloadUrl, storageUri } = await app.links.imageRef(key);
   sendHtml(response, 200, detailPage(record, { downloadUrl, storageUri }, app.config.models.names()));
@@ -147,7 +149,7 @@ async function showImage(app: App, response: ServerResponse, encoded: string): P
 /** The stored WebP preview; an image made without one is sent as its full PNG link instead. */
 async function sendPreview(app: App, response: ServerResponse, encoded: string): Promise<void> {
   const key = decodePath(encoded);
-  const record = key === null ? undefined : app.index.byKey(key);
+  const record = key === null ? undefined : await app.index.byKey(key);
   if (!record) return sendJson(response, 404, { detail: `no image ${key ?? encoded} in the index` });
   const preview = storedPreview(record);
   if (!preview) return redirect(response, (await app.links.imageRef(record.key)).downloadUrl);
@@ -214,8 +216,11 @@ function streamEvents(app: App, request: IncomingMessage, response: ServerRespon
   response.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", connection: "keep-alive", "x-accel-buffering": "no" });
   let last = "";
   let quietSince = Date.now();
-  const send = () => {
-    const event = JSON.stringify({ strip: jobStrip(app.queue.active(STRIP_QUEUED)).text, newest: app.index.latest(1).images[0]?.key ?? null });
+  let closed = false;
+  const send = async () => {
+    const [jobs, newest] = await Promise.all([app.queue.active(STRIP_QUEUED), app.index.latest(1)]);
+    if (closed) return;
+    const event = JSON.stringify({ strip: jobStrip(jobs).text, newest: newest.images[0]?.key ?? null });
     if (event !== last) {
       last = event;
       quietSince = Date.now();
@@ -226,17 +231,20 @@ function streamEvents(app: App, request: IncomingMessage, response: ServerRespon
       response.write(": keepalive\n\n");
     }
   };
+  // One read at a time: a database slower than the tick (Postgres restarting) skips ticks rather than piling them up.
+  let reading: Promise<void> | null = null;
   const tick = () => {
-    try {
-      send();
-    } catch (error) {
-      app.log.warn({ error: messageOf(error) }, "gallery events: could not read the queue");
-    }
+    reading ??= send()
+      .catch((error: unknown) => app.log.warn({ error: messageOf(error) }, "gallery events: could not read the queue"))
+      .finally(() => (reading = null));
   };
   response.write("retry: 2000\n\n");
   tick();
   const timer = setInterval(tick, EVENTS_POLL_MS);
-  request.on("close", () => clearInterval(timer));
+  request.on("close", () => {
+    closed = true;
+    clearInterval(timer);
+  });
 }
 
 async function sendStatic(response: ServerResponse, name: string): Promise<void> {

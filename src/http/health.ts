@@ -10,7 +10,10 @@ export interface HealthReport {
   /** degraded: storage unreachable or the engine stopped; jobs wait rather than fail, but someone should look. */
   status: "ok" | "degraded";
   server: { version: string; pid: number; uptimeSeconds: number; runsJobs: boolean };
+  /** state `none`: this process runs no jobs (a Postgres front-end); the workers are below. */
   runner: { state: string; restarts: number; device?: string };
+  /** Postgres only: GPU workers heartbeating now, and how many of them are idle. None live is degraded. */
+  workers?: { live: number; idle: number };
   storage: { kind: "s3" | "local"; reachable: boolean; checkedAt: string };
   queue: { depth: number; running: number };
 }
@@ -24,13 +27,17 @@ export class HealthCheck {
 
   async report(): Promise<HealthReport> {
     await this.checkStorage();
-    const counts = this.app.queue.counts();
-    const runner = this.app.engine.health();
+    const counts = await this.app.queue.counts();
+    const runner = this.app.worker ? this.app.engine.health() : { state: "none", restarts: 0 };
+    const live = this.app.workers && (await this.app.workers()).filter((worker) => worker.alive);
+    const workers = live ? { live: live.length, idle: live.filter((worker) => worker.runningJobId === null).length } : undefined;
     const storage = this.storage!;
+    const runnerDown = runner.state === "stopped" || runner.state === "broken";
     return {
-      status: storage.reachable && runner.state !== "stopped" && runner.state !== "broken" ? "ok" : "degraded",
-      server: { version: VERSION, pid: process.pid, uptimeSeconds: Math.round(process.uptime()), runsJobs: this.app.worker.holdsQueue },
+      status: storage.reachable && !runnerDown && workers?.live !== 0 ? "ok" : "degraded",
+      server: { version: VERSION, pid: process.pid, uptimeSeconds: Math.round(process.uptime()), runsJobs: this.app.worker?.holdsQueue ?? false },
       runner,
+      ...(workers && { workers }),
       storage: { kind: this.app.store.kind, reachable: storage.reachable, checkedAt: new Date(storage.at).toISOString() },
       queue: { depth: counts.queued, running: counts.running },
     };

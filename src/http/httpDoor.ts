@@ -68,7 +68,7 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
   const signer = app.store.kind === "local" ? LinkSigner.forHome(app.config.home) : null;
   const health = new HealthCheck(app);
   const metrics = new ServerMetrics({ queue: app.queue, index: app.index, engine: app.engine });
-  app.worker.observe(metrics);
+  app.worker?.observe(metrics);
 
   const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const url = new URL(request.url ?? "/", "http://door.invalid");

@@ -91,7 +91,7 @@ async function generate(app: App, request: IncomingMessage, response: ServerResp
       { prompt, width, height, steps: stepCount, cfgScale: cfg, seed: seedValue ?? undefined, model, refiner: refinerWanted(refiner, model ?? catalog.defaultModel, catalog) },
       catalog,
     );
-    const { job } = app.queue.enqueue(resolved);
+    const { job } = await app.queue.enqueue(resolved);
     sendJson(response, 200, { job_id: job.id, status: "queued" });
   } catch (error) {
     if (!(error instanceof KittyError)) throw error;
@@ -110,18 +110,18 @@ async function select(app: App, request: IncomingMessage, response: ServerRespon
   } catch (error) {
     return unprocessable(response, [{ field: "key", message: (error as Error).message, type: "value_error" }]);
   }
-  if (!app.index.byKey(body.key)) return sendJson(response, 404, { detail: `no image with key '${body.key}'` });
+  if (!(await app.index.byKey(body.key))) return sendJson(response, 404, { detail: `no image with key '${body.key}'` });
   const { downloadUrl, storageUri } = await app.links.imageRef(body.key);
   sendJson(response, 200, { imageRef: { downloadUrl, storageUri, key: body.key } });
 }
 
-function latest(app: App, url: URL, response: ServerResponse): void {
+async function latest(app: App, url: URL, response: ServerResponse): Promise<void> {
   const raw = url.searchParams.get("limit") ?? "36";
   const limit = Number(raw);
   if (!Number.isInteger(limit) || limit < 1 || limit > 200) {
     return sendJson(response, 422, { detail: [{ loc: ["query", "limit"], msg: `limit must be an integer between 1 and 200 (got ${JSON.stringify(raw)})`, type: "value_error" }] });
   }
-  const items = app.index.latest(limit).images.map((image) => ({
+  const items = (await app.index.latest(limit)).images.map((image) => ({
     key: image.key,
     size: typeof image.metadata.pngBytes === "number" ? image.metadata.pngBytes : 0,
     last_modified: image.createdAt,
@@ -139,15 +139,15 @@ export async function handleRest(app: App, request: IncomingMessage, response: S
       await generate(app, request, response);
     } else if (route.startsWith("GET /api/images/jobs/")) {
       const jobId = decodePath(url.pathname.slice("/api/images/jobs/".length)) ?? "";
-      const job = app.queue.find(jobId);
+      const job = await app.queue.find(jobId);
       if (!job) sendJson(response, 404, { detail: `no job with id '${jobId}'` });
-      else sendJson(response, 200, rqStatus(job, job.state === "done" ? app.index.ofJob(job.id)[0]?.key : undefined));
+      else sendJson(response, 200, rqStatus(job, job.state === "done" ? (await app.index.ofJob(job.id))[0]?.key : undefined));
     } else if (route === "GET /api/images/latest") {
-      latest(app, url, response);
+      await latest(app, url, response);
     } else if (route === "POST /api/images/select") {
       await select(app, request, response);
     } else if (route === "GET /api/images/stats") {
-      const counts = app.queue.counts();
+      const counts = await app.queue.counts();
       sendJson(response, 200, { queued: counts.queued, started: counts.running, finished: counts.done, failed: counts.failed + counts.cancelled });
     } else {
       return false;

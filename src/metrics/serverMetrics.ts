@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Engine } from "../engines/engine.js";
 import type { GenerationResult } from "../generation.js";
-import type { ImageIndex } from "../storage/imageIndex.js";
+import type { ImageIndexReader } from "../storage/imageIndex.js";
 import type { JobQueue } from "../queue/jobQueue.js";
 import type { RunObserver } from "../queue/runJob.js";
 
@@ -19,7 +19,7 @@ export class ServerMetrics implements RunObserver {
   private readonly modelLoadSeconds: Histogram<"model">;
   private readonly storageRetries: Counter;
 
-  constructor(sources: { queue: JobQueue; index: ImageIndex; engine: Engine }) {
+  constructor(sources: { queue: JobQueue; index: ImageIndexReader; engine: Engine }) {
     const { queue, index, engine } = sources;
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "kitty_images_process_" });
@@ -29,8 +29,8 @@ export class ServerMetrics implements RunObserver {
       help: "Jobs that ended, by final state (done, failed, cancelled); read from the queue's database.",
       labelNames: ["state"] as const,
       registers,
-      collect() {
-        const counts = queue.counts();
+      async collect() {
+        const counts = await queue.counts();
         this.reset();
         for (const state of ["done", "failed", "cancelled"] as const) this.inc({ state }, counts[state]);
       },
@@ -39,24 +39,24 @@ export class ServerMetrics implements RunObserver {
       name: "kitty_images_queue_depth",
       help: "Jobs waiting to run.",
       registers,
-      collect() {
-        this.set(queue.counts().queued);
+      async collect() {
+        this.set((await queue.counts()).queued);
       },
     });
     new Gauge({
       name: "kitty_images_jobs_running",
       help: "Jobs running now (at most one per GPU).",
       registers,
-      collect() {
-        this.set(queue.counts().running);
+      async collect() {
+        this.set((await queue.counts()).running);
       },
     });
     new Gauge({
       name: "kitty_images_running_job_progress_ratio",
       help: "Denoising steps done over steps in all, of the running job (0 when none runs).",
       registers,
-      collect() {
-        const running = queue.active(0).find((job) => job.state === "running");
+      async collect() {
+        const running = (await queue.active(0)).find((job) => job.state === "running");
         this.set(running?.progress ? running.progress.step / Math.max(1, running.progress.totalSteps) : 0);
       },
     });
@@ -64,8 +64,8 @@ export class ServerMetrics implements RunObserver {
       name: "kitty_images_images_indexed",
       help: "Images in the index (what list_latest_images and the gallery show).",
       registers,
-      collect() {
-        this.set(index.count());
+      async collect() {
+        this.set(await index.count());
       },
     });
     new Counter({

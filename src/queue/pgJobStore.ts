@@ -294,9 +294,13 @@ export class PgJobStore {
     );
   }
 
-  /** False when the worker is no longer registered (it said goodbye, or was removed): it must register again. */
-  async heartbeatWorker(workerId: string): Promise<boolean> {
-    return (await this.pool.query(`UPDATE workers SET heartbeat_at = now() WHERE id = $1`, [workerId])).rowCount === 1;
+  /**
+   * `device`, once known, replaces what was registered. False when the worker is no longer registered (it said
+   * goodbye, or was removed): it must register again.
+   */
+  async heartbeatWorker(workerId: string, device: string | null = null): Promise<boolean> {
+    const result = await this.pool.query(`UPDATE workers SET heartbeat_at = now(), device = COALESCE($2, device) WHERE id = $1`, [workerId, device]);
+    return result.rowCount === 1;
   }
 
   /** A clean shutdown: the worker's row goes, so nobody waits for its heartbeat to go stale. */

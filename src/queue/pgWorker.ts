@@ -9,7 +9,7 @@ import type { JobEventName } from "./jobEvents.js";
 import type { Job } from "./jobStore.js";
 import type { PgJobStore } from "./pgJobStore.js";
 import { pause, type Backoff } from "./retry.js";
-import { JobStopped, NO_OBSERVER, runTakenJob, type CurrentJob, type JobRunDeps } from "./runJob.js";
+import { JobStopped, NO_OBSERVER, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver } from "./runJob.js";
 import { pgRunStore } from "./runJobStore.js";
 
 export interface PgWorkerOptions {
@@ -52,6 +52,16 @@ export class PgWorker {
 
   start(): void {
     this.loop ??= this.run();
+  }
+
+  /** Many workers share a Postgres queue: a started one takes its models' jobs, with no lease to hold. */
+  get holdsQueue(): boolean {
+    return this.loop !== null && !this.stopping.signal.aborted;
+  }
+
+  /** Who hears each generation and storage retry from now on (/metrics of `serve --http --worker`). */
+  observe(observer: RunObserver): void {
+    this.runDeps.observer = observer;
   }
 
   async stop(): Promise<void> {

@@ -20,16 +20,26 @@ export class PgWorkerPresence {
 
   constructor(
     private readonly jobs: PgJobStore,
-    private readonly worker: { id: string; host: string; models: readonly string[]; device: string | null },
+    /** `device`: read at each beat, since the engine learns it only once it has started (cuda, mps, cpu). */
+    private readonly worker: { id: string; host: string; models: readonly string[]; device: () => string | null },
     private readonly timing: PresenceTiming,
     private readonly log: Logger,
   ) {}
 
   async start(): Promise<void> {
-    await this.jobs.registerWorker(this.worker);
+    await this.register();
     this.timer = setInterval(() => {
       this.beating ??= this.beat().finally(() => (this.beating = null));
     }, this.timing.heartbeatMs);
+  }
+
+  get models(): readonly string[] {
+    return this.worker.models;
+  }
+
+  private async register(): Promise<void> {
+    const { id, host, models, device } = this.worker;
+    await this.jobs.registerWorker({ id, host, models, device: device() });
   }
 
   /** A clean goodbye: heartbeats stop and the row goes, so nobody waits for it to go stale. */
@@ -42,9 +52,9 @@ export class PgWorkerPresence {
 
   private async beat(): Promise<void> {
     try {
-      if (!(await this.jobs.heartbeatWorker(this.worker.id))) {
+      if (!(await this.jobs.heartbeatWorker(this.worker.id, this.worker.device()))) {
         this.log.warn({ workerId: this.worker.id }, "this worker was no longer registered; registering again");
-        await this.jobs.registerWorker(this.worker);
+        await this.register();
       }
       const recovered = await this.jobs.recoverInterrupted(this.timing.staleMs);
       if (recovered.resumed.length || recovered.failed.length) this.log.warn(recovered, "recovered the jobs of workers that went silent");

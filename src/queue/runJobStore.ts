@@ -3,8 +3,7 @@ import type { PgImageIndex } from "../storage/pgImageIndex.js";
 import type { JobState } from "./jobStates.js";
 import type { JobStore } from "./jobStore.js";
 import type { PgJobStore } from "./pgJobStore.js";
-
-type Maybe<T> = T | Promise<T>;
+import type { Maybe } from "./queueStore.js";
 
 /**
  * What one job's run needs of the database, whichever it is: the embedded SQLite (answers at once) or Postgres

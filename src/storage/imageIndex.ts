@@ -1,5 +1,6 @@
 import type { Db } from "../db.js";
 import { KittyError } from "../errors.js";
+import type { Maybe } from "../queue/queueStore.js";
 
 export interface ImageRecord {
   key: string;
@@ -36,6 +37,25 @@ const toRecord = (row: ImageRow): ImageRecord => ({
   seed: row.seed,
   metadata: JSON.parse(row.metadata) as Record<string, unknown>,
 });
+
+/** A page of the listing, newest first; `index` numbers the whole listing from 1 (the newest image). */
+export interface ImagePage {
+  images: Array<ImageRecord & { index: number }>;
+  nextCursor: string | null;
+}
+
+/**
+ * What the doors read of the image index, whichever database holds it: SQLite answers at once, Postgres later,
+ * and the doors await either.
+ */
+export interface ImageIndexReader {
+  latest(limit: number, cursor?: string): Maybe<ImagePage>;
+  count(): Maybe<number>;
+  byKey(key: string): Maybe<ImageRecord | undefined>;
+  ofJob(jobId: string): Maybe<ImageRecord[]>;
+  byReference(reference: string, keyPrefix: string): Maybe<ImageRecord | undefined>;
+  atIndex(index: number): Maybe<ImageRecord | undefined>;
+}
 
 /** Where a page ends: the last row shown, and the listing index the next page starts at. */
 export interface Cursor {
@@ -78,7 +98,7 @@ export function decodeCursor(raw: string): Cursor {
  * The SQLite index of stored images. Listing walks an index newest-first and stops after `limit` rows, so it
  * costs the same with ten images or ten million (the original listed the whole bucket and broke past 1000).
  */
-export class ImageIndex {
+export class ImageIndex implements ImageIndexReader {
   private readonly statements;
 
   constructor(db: Db) {
@@ -104,7 +124,7 @@ export class ImageIndex {
   }
 
   /** Newest first. `index` numbers the whole listing from 1 (the newest image), across pages. */
-  latest(limit: number, cursor?: string): { images: Array<ImageRecord & { index: number }>; nextCursor: string | null } {
+  latest(limit: number, cursor?: string): ImagePage {
     const start = cursor ? decodeCursor(cursor) : null;
     // One extra row tells whether another page exists without a COUNT over the table.
     const rows = (start

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { decodeCursor, keysIn, pageOf, type ImageRecord } from "./imageIndex.js";
+import { decodeCursor, keysIn, pageOf, type ImageIndexReader, type ImagePage, type ImageRecord } from "./imageIndex.js";
 
 interface PgImageRow {
   key: string;
@@ -29,7 +29,7 @@ const toRecord = (row: PgImageRow): ImageRecord => ({
  * The image index on Postgres, one gallery for every front-end: the SQLite ImageIndex's listing (newest first by
  * (created_at, key), keyset cursor, `index` across pages) and lookups, async.
  */
-export class PgImageIndex {
+export class PgImageIndex implements ImageIndexReader {
   constructor(private readonly pool: pg.Pool) {}
 
   /** `client`: the transaction that marks the job done (PgJobStore.complete), so a listed image always has a done job. */
@@ -41,7 +41,7 @@ export class PgImageIndex {
     );
   }
 
-  async latest(limit: number, cursor?: string): Promise<{ images: Array<ImageRecord & { index: number }>; nextCursor: string | null }> {
+  async latest(limit: number, cursor?: string): Promise<ImagePage> {
     const start = cursor ? decodeCursor(cursor) : null;
     // One extra row tells whether another page exists without a count over the table.
     const { rows } = start

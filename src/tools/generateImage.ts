@@ -43,12 +43,13 @@ export const generateImage = defineTool({
     count: z.number().int(),
   },
   async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, ...rest }, { config, queue, index, log, engineModels }) {
+    const initSource = init_image === undefined ? null : ((await index.byReference(init_image, config.keyPrefix)) ?? null);
     const request = resolveRequest(
       { ...rest, negativePrompt: negative_prompt, cfgScale: cfg_scale, refinerMode: refiner_mode, initImage: init_image },
       await catalogWithEngineModels(config.models, config.engine, engineModels, { model: rest.model }),
-      (reference) => index.byReference(reference, config.keyPrefix) ?? null,
+      () => initSource,
     );
-    const { job, position } = queue.enqueue(request);
+    const { job, position } = await queue.enqueue(request);
     log.info({ jobId: job.id, model: request.model.name, position }, "job queued");
     return {
       structured: {

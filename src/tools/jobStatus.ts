@@ -33,20 +33,20 @@ export const jobStatus = defineTool({
     finishedAt: z.string().optional(),
   },
   async handler({ jobId, wait_seconds, preview }, deps, call) {
-    let job = deps.queue.get(jobId);
+    let job = await deps.queue.get(jobId);
     if (wait_seconds && !isTerminal(job.state)) {
       job = await deps.queue.waitForEnd(jobId, wait_seconds * 1000, ({ step, totalSteps }) =>
         call.progress(step, totalSteps, `step ${step}/${totalSteps}`),
       );
     }
-    const described = describeJob(job, deps);
+    const described = await describeJob(job, deps);
     if (!preview || job.state !== "done") return described;
-    const shown = await previewImages(deps.index.ofJob(job.id), deps);
+    const shown = await previewImages(await deps.index.ofJob(job.id), deps);
     return { ...described, summary: `${described.summary}${shown.note ? ` ${shown.note}` : ""}`, images: shown.images };
   },
 });
 
-function describeJob(job: Job, { queue, index }: ToolDeps) {
+async function describeJob(job: Job, { queue, index }: ToolDeps) {
   const base = {
     jobId: job.id,
     status: job.state,
@@ -59,8 +59,8 @@ function describeJob(job: Job, { queue, index }: ToolDeps) {
   const again = "Call job_status again with wait_seconds to wait for it.";
   switch (job.state) {
     case "queued": {
-      const position = queue.position(job);
-      const notice = queue.waitingReason() ?? undefined;
+      const position = await queue.position(job);
+      const notice = (await queue.waitingReason(job)) ?? undefined;
       return {
         structured: { ...base, position, ...(notice && { notice }) },
         summary: `Job ${job.id} is queued at position ${position}${notice ? ` (waiting: ${notice.split("\n")[0]})` : ""}. ${again}`,
@@ -68,14 +68,14 @@ function describeJob(job: Job, { queue, index }: ToolDeps) {
     }
     case "running": {
       const progress = job.progress ?? { step: 0, totalSteps: job.request.steps };
-      const notice = queue.waitingReason() ?? undefined;
+      const notice = (await queue.waitingReason(job)) ?? undefined;
       return {
         structured: { ...base, progress, ...(notice && { notice }) },
         summary: `Job ${job.id} is running: step ${progress.step} of ${progress.totalSteps}${notice ? ` (${notice.split("\n")[0]})` : ""}. ${again}`,
       };
     }
     case "done": {
-      const records = index.ofJob(job.id);
+      const records = await index.ofJob(job.id);
       const images = records.map((image) => ({ key: image.key, width: image.width, height: image.height, seed: image.seed }));
       const promptTokens = records[0]?.metadata.promptTokens;
       const tokens = typeof promptTokens === "number" ? promptTokens : undefined;

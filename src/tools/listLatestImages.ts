@@ -29,7 +29,7 @@ export const listLatestImages = defineTool({
     nextCursor: z.string().nullable(),
   },
   async handler({ limit, cursor }, { index }) {
-    const page = index.latest(limit ?? 36, cursor);
+    const page = await index.latest(limit ?? 36, cursor);
     const images = page.images.map(({ index: position, key, createdAt, prompt, model, width, height, seed }) => ({
       index: position,
       key,

@@ -31,10 +31,10 @@ export const selectImage = defineTool({
     let record;
     if (key !== undefined) {
       checkImageKey(key, config.keyPrefix);
-      record = index.byKey(key);
+      record = await index.byKey(key);
       if (!record) throw new KittyError("not_found", `no image with key '${key}'; list_latest_images shows the keys there are`);
     } else {
-      record = index.atIndex(position!);
+      record = await index.atIndex(position!);
       if (!record) throw new KittyError("not_found", `there is no image #${position}; list_latest_images shows how many there are`);
     }
     const { expiresAt: expiry, ...imageRef } = await links.imageRef(record.key);

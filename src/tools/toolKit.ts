@@ -6,7 +6,8 @@ import type { EngineName } from "../generation.js";
 import { KittyError, messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { JobQueue } from "../queue/jobQueue.js";
-import type { ImageIndex } from "../storage/imageIndex.js";
+import type { WorkerInfo } from "../queue/pgJobStore.js";
+import type { ImageIndexReader } from "../storage/imageIndex.js";
 import type { ImageLinks } from "../storage/imageLinks.js";
 import type { ImageStore } from "../storage/imageStore.js";
 import { registerAppTool } from "@modelcontextprotocol/ext-apps/server";
@@ -17,9 +18,11 @@ import type { ImageContent } from "./previewImages.js";
 export interface ToolDeps {
   config: Config;
   queue: JobQueue;
-  index: ImageIndex;
+  index: ImageIndexReader;
   store: ImageStore;
   links: ImageLinks;
+  /** The GPU workers on the shared Postgres queue (who serves which model, who is idle); null on SQLite. */
+  workers: (() => Promise<WorkerInfo[]>) | null;
   /** What another engine (AUTOMATIC1111) offers now: list_models asks, never the worker's engines themselves. */
   engineModels(engine: EngineName): Promise<EngineModels>;
   log: Logger;

@@ -61,8 +61,8 @@ describe("IMAGE_ENGINE=a1111: the web UI generates, our queue, storage, previews
     context.standIn.stepMs = 40;
     const queued = await context.server.ok("generate_image", { prompt: "a lighthouse", model: "webui_sd15", seed: 42, count: 2, scheduler: "dpmpp_2m", steps: 20 });
     const steps: number[] = [];
-    const watch = setInterval(() => {
-      const step = context.server.app.queue.find(queued.jobId)?.progress?.step;
+    const watch = setInterval(async () => {
+      const step = (await context.server.app.queue.find(queued.jobId))?.progress?.step;
       if (step !== undefined && step !== steps.at(-1)) steps.push(step);
     }, 5);
     const done = await ended(queued.jobId).finally(() => clearInterval(watch));
@@ -111,7 +111,7 @@ describe("IMAGE_ENGINE=a1111: the web UI generates, our queue, storage, previews
     context.standIn.stepMs = 50;
     const before = (await context.server.ok("list_latest_images", { limit: 1 })).images[0]?.key;
     const queued = await context.server.ok("generate_image", { prompt: "never finished", model: "webui_sd15", steps: 60 });
-    await waitUntil("the job reports a step", () => (context.server.app.queue.find(queued.jobId)?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
+    await waitUntil("the job reports a step", async () => ((await context.server.app.queue.find(queued.jobId))?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
     const interrupts = context.standIn.interrupts;
     await context.server.ok("cancel_job", { jobId: queued.jobId });
     expect(await ended(queued.jobId)).toMatchObject({ status: "cancelled" });

@@ -46,8 +46,8 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     context.standIn.stepMs = 30;
     const queued = await context.server.ok("generate_image", { prompt: "a red kettle", negative_prompt: "blurry", model: "comfy_sd15", seed: 7, count: 2, steps: 10, cfg_scale: 6.5, scheduler: "dpmpp_2m_karras" });
     const steps: number[] = [];
-    const watch = setInterval(() => {
-      const step = context.server.app.queue.find(queued.jobId)?.progress?.step;
+    const watch = setInterval(async () => {
+      const step = (await context.server.app.queue.find(queued.jobId))?.progress?.step;
       if (step !== undefined && step !== steps.at(-1)) steps.push(step);
     }, 5);
     const done = await context.server.ended(queued.jobId).finally(() => clearInterval(watch));
@@ -78,7 +78,7 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
   it("cancels a running prompt with /interrupt and a waiting one by deleting it from ComfyUI's queue", async () => {
     context.standIn.stepMs = 40;
     const running = await context.server.ok("generate_image", { prompt: "interrupted", model: "comfy_sd15", steps: 50 });
-    await waitUntil("the job reports a step", () => (context.server.app.queue.find(running.jobId)?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
+    await waitUntil("the job reports a step", async () => ((await context.server.app.queue.find(running.jobId))?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
     const interrupts = context.standIn.interrupts;
     await context.server.ok("cancel_job", { jobId: running.jobId });
     expect(await context.server.ended(running.jobId)).toMatchObject({ status: "cancelled" });

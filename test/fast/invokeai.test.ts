@@ -29,8 +29,8 @@ describe("IMAGE_ENGINE=invokeai: InvokeAI's session queue generates, our queue, 
     context.standIn.stepMs = 20;
     const queued = await context.server.ok("generate_image", { prompt: "a lantern", negative_prompt: "dark", model: "dream", width: 256, height: 256, steps: 10, seed: 3, count: 2, scheduler: "dpmpp_2m_karras" });
     const steps: number[] = [];
-    const watch = setInterval(() => {
-      const step = context.server.app.queue.find(queued.jobId)?.progress?.step;
+    const watch = setInterval(async () => {
+      const step = (await context.server.app.queue.find(queued.jobId))?.progress?.step;
       if (step !== undefined && step !== steps.at(-1)) steps.push(step);
     }, 5);
     const done = await context.server.ended(queued.jobId).finally(() => clearInterval(watch));
@@ -63,7 +63,7 @@ describe("IMAGE_ENGINE=invokeai: InvokeAI's session queue generates, our queue, 
   it("cancels through InvokeAI's queue; a failed item or a nonsense answer fails the job, saying what came back; no socket still finishes", async () => {
     context.standIn.stepMs = 40;
     const running = await context.server.ok("generate_image", { prompt: "stop me", model: "dream", width: 256, height: 256, steps: 60 });
-    await waitUntil("the job reports a step", () => (context.server.app.queue.find(running.jobId)?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
+    await waitUntil("the job reports a step", async () => ((await context.server.app.queue.find(running.jobId))?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
     await context.server.ok("cancel_job", { jobId: running.jobId });
     expect(await context.server.ended(running.jobId)).toMatchObject({ status: "cancelled" });
     expect(context.standIn.cancels.length).toBe(1);

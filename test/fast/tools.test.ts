@@ -29,7 +29,7 @@ describe("MCP tools in-process: every argument rule, the tool list's size, a job
   });
 
   it("rejected calls queue nothing", async () => {
-    const jobCount = () => server.app.db.prepare(`SELECT COUNT(*) AS n FROM jobs`).get();
+    const jobCount = () => server.app.db!.prepare(`SELECT COUNT(*) AS n FROM jobs`).get();
     const before = jobCount();
     for (const [, args] of GENERATE_CASES) expect((await server.call("generate_image", args)).isError).toBe(true);
     expect(jobCount()).toEqual(before);
@@ -88,8 +88,8 @@ describe("MCP tools in-process: every argument rule, the tool list's size, a job
   it("says, instead of failing, when an image has no preview stored", async () => {
     const queued = await server.ok("generate_image", { prompt: "no preview", model: "tiny_sd15" });
     const { images } = await server.ok("job_status", { jobId: queued.jobId, wait_seconds: 10 });
-    const record = server.app.index.byKey(images[0].key)!;
-    server.app.db.prepare(`UPDATE images SET metadata = ? WHERE key = ?`).run(JSON.stringify({ ...record.metadata, preview: undefined }), record.key);
+    const record = (await server.app.index.byKey(images[0].key))!;
+    server.app.db!.prepare(`UPDATE images SET metadata = ? WHERE key = ?`).run(JSON.stringify({ ...record.metadata, preview: undefined }), record.key);
     const result = await server.call("select_image", { key: record.key, preview: true });
     expect(result.isError).toBeFalsy();
     expect(result.content.some((part: { type: string }) => part.type === "image")).toBe(false);

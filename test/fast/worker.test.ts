@@ -13,7 +13,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
   it("runs a job to done: PNG and sidecar stored, the index holds what storage holds, staging emptied", async () => {
     const h = setUpWorker();
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest({ prompt: "stored", steps: 3, seed: 77 }));
+    const { job } = await h.queue.enqueue(makeRequest({ prompt: "stored", steps: 3, seed: 77 }));
     expect(await h.ended(job.id)).toMatchObject({ state: "done", attempts: 1, progress: { step: 3, totalSteps: 3 } });
     const image = h.index.ofJob(job.id)[0]!;
     const stored = await h.local.readSidecar(image.key);
@@ -26,7 +26,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
 
   it("runs strictly one job at a time, oldest first", async () => {
     const h = setUpWorker();
-    const ids = ["a", "b", "c", "d"].map((prompt) => h.queue.enqueue(makeRequest({ prompt })).job.id);
+    const ids = ["a", "b", "c", "d"].map((prompt) => h.jobs.enqueue(makeRequest({ prompt })).id);
     h.worker.start();
     for (const jobId of ids) expect((await h.ended(jobId)).state).toBe("done");
     expect(h.engine.calls.map((request) => request.prompt)).toEqual(["a", "b", "c", "d"]);
@@ -37,7 +37,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     const h = setUpWorker();
     h.engine.script.push(new EngineJobError("out_of_memory", "cpu ran out of memory at 2048x2048: try a smaller size"));
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
+    const { job } = await h.queue.enqueue(makeRequest());
     expect(await h.ended(job.id)).toMatchObject({ state: "failed", error: { code: "out_of_memory", message: expect.stringContaining("try a smaller size") } });
     expect(readdirSync(h.staging.dir)).toEqual([]);
   });
@@ -46,11 +46,11 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     const h = setUpWorker();
     h.engine.script.push("not-a-png", "truncated", "damaged", "wrong-size");
     h.worker.start();
-    const junk = h.queue.enqueue(makeRequest({ prompt: "junk" })).job;
-    const cut = h.queue.enqueue(makeRequest({ prompt: "cut short" })).job;
-    const damaged = h.queue.enqueue(makeRequest({ prompt: "damaged" })).job;
-    const small = h.queue.enqueue(makeRequest({ prompt: "half", width: 512, height: 384 })).job;
-    const fine = h.queue.enqueue(makeRequest({ prompt: "fine" })).job;
+    const junk = h.jobs.enqueue(makeRequest({ prompt: "junk" }));
+    const cut = h.jobs.enqueue(makeRequest({ prompt: "cut short" }));
+    const damaged = h.jobs.enqueue(makeRequest({ prompt: "damaged" }));
+    const small = h.jobs.enqueue(makeRequest({ prompt: "half", width: 512, height: 384 }));
+    const fine = h.jobs.enqueue(makeRequest({ prompt: "fine" }));
     expect(await h.ended(junk.id)).toMatchObject({ state: "failed", error: { code: "bad_output", message: expect.stringContaining("does not start as a PNG does") } });
     expect(await h.ended(cut.id)).toMatchObject({ state: "failed", error: { code: "bad_output", message: expect.stringMatching(/is not a whole PNG .*: its IDAT chunk runs past the end of the file .*cut short; nothing was stored/) } });
     expect(await h.ended(damaged.id)).toMatchObject({ state: "failed", error: { code: "bad_output", message: expect.stringMatching(/its IDAT chunk at byte \d+ fails its CRC: damaged/) } });
@@ -64,9 +64,9 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     const crash = () => new EngineJobError("runner_crashed", "the diffusers runner stopped (signal SIGKILL)", true);
     h.engine.script.push(crash(), "ok", crash(), crash());
     h.worker.start();
-    const retried = h.queue.enqueue(makeRequest({ prompt: "crash once" })).job;
+    const retried = h.jobs.enqueue(makeRequest({ prompt: "crash once" }));
     expect(await h.ended(retried.id)).toMatchObject({ state: "done", attempts: 2 });
-    const given = h.queue.enqueue(makeRequest({ prompt: "crash twice" })).job;
+    const given = h.jobs.enqueue(makeRequest({ prompt: "crash twice" }));
     expect(await h.ended(given.id)).toMatchObject({ state: "failed", attempts: 2, error: { code: "runner_crashed" } });
     expect(h.engine.calls).toHaveLength(4);
   });
@@ -75,26 +75,26 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     const h = setUpWorker();
     h.engine.unavailable = "the runner's Python is missing: run 'npm run setup'";
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
-    const notice = await waitUntil("the queue says why it waits", () => h.queue.waitingReason());
+    const { job } = await h.queue.enqueue(makeRequest());
+    const notice = await waitUntil("the queue says why it waits", () => h.queue.waitingReason(job));
     expect(notice).toMatch(/engine is not available: the runner's Python is missing/);
     await waitUntil("the engine was tried again", () => h.engine.calls.length >= 3);
     expect(h.jobs.get(job.id)).toMatchObject({ state: "queued", attempts: 0 });
     h.engine.unavailable = null;
     expect(await h.ended(job.id)).toMatchObject({ state: "done", attempts: 1 });
-    expect(h.queue.waitingReason()).toBeNull();
+    expect(await h.queue.waitingReason(job)).toBeNull();
   });
 
   it("retries an upload while storage is down, saying so, and finishes once it is back", async () => {
     const h = setUpWorker();
     h.store.failForever = fileError("ECONNREFUSED");
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
-    expect(await waitUntil("the queue says storage is down", () => h.queue.waitingReason())).toMatch(/storage is unavailable \(ECONNREFUSED/);
+    const { job } = await h.queue.enqueue(makeRequest());
+    expect(await waitUntil("the queue says storage is down", () => h.queue.waitingReason(job))).toMatch(/storage is unavailable \(ECONNREFUSED/);
     await waitUntil("the upload was tried again", () => h.store.puts >= 3);
     h.store.failForever = null;
     expect(await h.ended(job.id)).toMatchObject({ state: "done", attempts: 1 });
-    expect(h.queue.waitingReason()).toBeNull();
+    expect(await h.queue.waitingReason(job)).toBeNull();
   });
 
   it("records a stored job once another process lets go of the database it held locked past the busy timeout", async () => {
@@ -111,7 +111,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
       add(record);
     };
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
+    const { job } = await h.queue.enqueue(makeRequest());
     // Clearing the queue's notice comes first and meets the lock too: it must not end the run.
     await waitUntil("recording the job meets the lock again and again", () => indexTries >= 3, { timeoutMs: 5_000 });
     other.exec("ROLLBACK");
@@ -124,7 +124,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     const h = setUpWorker();
     h.store.failForever = fileError("EACCES");
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
+    const { job } = await h.queue.enqueue(makeRequest());
     const failed = await h.ended(job.id);
     expect(failed).toMatchObject({ state: "failed", error: { code: "storage_refused" } });
     expect(failed.error!.message).toContain(`the image is kept at ${h.staging.pngPath(job.id)}`);
@@ -134,7 +134,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
 
   it("indexes what an earlier run stored before it died, without generating again", async () => {
     const h = setUpWorker();
-    const { job } = h.queue.enqueue(makeRequest({ prompt: "stored earlier" }));
+    const { job } = await h.queue.enqueue(makeRequest({ prompt: "stored earlier" }));
     const key = h.jobs.fixImageKey(job.id, "images/20261128_000000_earlier0.png");
     const png = path.join(h.dir, "earlier.png");
     writeFileSync(png, "png bytes");
@@ -149,7 +149,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
   it("clears staged files of jobs that ended when it takes the queue, but keeps a PNG storage refused", async () => {
     const h = setUpWorker();
     const endedIds = (["done", "failed"] as const).map((to) => {
-      const { job } = h.queue.enqueue(makeRequest({ prompt: to }));
+      const job = h.jobs.enqueue(makeRequest({ prompt: to }));
       h.jobs.takeNext();
       h.jobs.finish(job.id, "running", to, to === "failed" ? { error: { code: "storage_refused", message: "kept" } } : {});
       return job.id;
@@ -162,7 +162,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
 
   it("uploads a PNG an earlier run left in staging instead of generating it again", async () => {
     const h = setUpWorker();
-    const { job } = h.queue.enqueue(makeRequest());
+    const { job } = await h.queue.enqueue(makeRequest());
     await h.staging.prepare();
     writeFileSync(h.staging.pngPath(job.id), makePng(512, 512));
     await h.staging.saveResult(job.id, { width: 512, height: 512, seed: 1, family: "sdxl", scheduler: "euler", device: "cuda", dtype: "float16", options: {}, modelLoads: 1, stepsRun: 4, promptTokens: 3, timings: { loadSeconds: 0, inferenceSeconds: 1, saveSeconds: 0 }, versions: {} });
@@ -175,7 +175,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
   it("stores a batch as one key per image, uploads a staged batch after a restart and names every kept PNG", async () => {
     const h = setUpWorker();
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest({ prompt: "three", seed: 2 ** 32 - 1, count: 3 }));
+    const { job } = await h.queue.enqueue(makeRequest({ prompt: "three", seed: 2 ** 32 - 1, count: 3 }));
     expect(await h.ended(job.id)).toMatchObject({ state: "done" });
     const images = h.index.ofJob(job.id);
     expect(images.map((image) => image.seed)).toEqual([2 ** 32 - 1, 0, 1]);
@@ -187,8 +187,8 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     expect(h.engine.calls).toHaveLength(1);
 
     // A batch staged whole by an earlier run goes up without generating; one staged in part is made again.
-    const staged = h.queue.enqueue(makeRequest({ prompt: "staged", count: 2 })).job;
-    const partial = h.queue.enqueue(makeRequest({ prompt: "partial", count: 2 })).job;
+    const staged = h.jobs.enqueue(makeRequest({ prompt: "staged", count: 2 }));
+    const partial = h.jobs.enqueue(makeRequest({ prompt: "partial", count: 2 }));
     await h.worker.stop();
     const again = setUpWorker(h.dir);
     await again.staging.prepare();
@@ -209,7 +209,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     const h = setUpWorker();
     h.store.failForever = fileError("EACCES");
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest({ count: 2 }));
+    const { job } = await h.queue.enqueue(makeRequest({ count: 2 }));
     const failed = await h.ended(job.id);
     expect(failed).toMatchObject({ state: "failed", error: { code: "storage_refused" } });
     expect(failed.error!.message).toContain(`the images are kept at ${h.staging.pngPath(job.id)}, ${h.staging.pngPath(job.id, 1)}`);

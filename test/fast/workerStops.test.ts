@@ -12,8 +12,8 @@ describe("worker: cancel in every phase", () => {
     const h = setUpWorker();
     h.engine.script.push("hang");
     h.worker.start();
-    const first = h.queue.enqueue(makeRequest({ prompt: "hangs" })).job;
-    const second = h.queue.enqueue(makeRequest({ prompt: "dropped" })).job;
+    const first = h.jobs.enqueue(makeRequest({ prompt: "hangs" }));
+    const second = h.jobs.enqueue(makeRequest({ prompt: "dropped" }));
     await h.running(first.id);
     expect((await h.queue.cancel(second.id)).state).toBe("cancelled");
     expect((await h.queue.cancel(first.id)).state).toBe("cancelled");
@@ -25,9 +25,10 @@ describe("worker: cancel in every phase", () => {
     let ready!: () => void;
     h.engine.ready = new Promise((resolve) => (ready = resolve));
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
+    const { job } = await h.queue.enqueue(makeRequest());
     await waitUntil("the engine has the job", () => h.engine.calls.length === 1);
     const cancelling = h.queue.cancel(job.id);
+    await waitUntil("the cancel is marked", () => h.jobs.get(job.id)?.cancelRequested);
     ready();
     expect((await cancelling).state).toBe("cancelled");
     expect(h.jobs.get(job.id)?.progress).toBeNull();
@@ -37,7 +38,7 @@ describe("worker: cancel in every phase", () => {
     const h = setUpWorker();
     h.engine.script.push("hang");
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
+    const { job } = await h.queue.enqueue(makeRequest());
     await h.running(job.id);
     expect((await h.queue.cancel(job.id)).state).toBe("cancelled");
     expect(readdirSync(h.staging.dir)).toEqual([]);
@@ -48,19 +49,19 @@ describe("worker: cancel in every phase", () => {
     const h = setUpWorker();
     h.store.failForever = fileError("ETIMEDOUT");
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
-    await waitUntil("the queue says storage is down", () => h.queue.waitingReason()?.includes("storage is unavailable"));
+    const { job } = await h.queue.enqueue(makeRequest());
+    await waitUntil("the queue says storage is down", async () => (await h.queue.waitingReason(job))?.includes("storage is unavailable"));
     expect((await h.queue.cancel(job.id)).state).toBe("cancelled");
     expect(readdirSync(h.staging.dir)).toEqual([]);
     expect(h.index.ofJob(job.id)).toEqual([]);
-    expect(h.queue.waitingReason()).toBeNull();
+    expect(await h.queue.waitingReason(job)).toBeNull();
   });
 
   it("finishes a job whose image is stored even when a cancel comes while it is being recorded", async () => {
     const h = setUpWorker();
     const indexing = holdIndexing(h);
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
+    const { job } = await h.queue.enqueue(makeRequest());
     await waitUntil("recording the job waits for the database", () => indexing.refusals() >= 2);
     const cancelling = h.queue.cancel(job.id);
     await waitUntil("the worker saw the cancel mark", () => indexing.refusals() >= 6);
@@ -73,7 +74,7 @@ describe("worker: cancel in every phase", () => {
     const h = setUpWorker();
     h.engine.script.push("hang");
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
+    const { job } = await h.queue.enqueue(makeRequest());
     await h.running(job.id);
     const otherDb = openDatabase(path.join(h.dir, "kitty.sqlite"));
     expect(new JobStore(otherDb).requestCancel(job.id)).toBe(true);
@@ -87,7 +88,7 @@ describe("worker: losing the job to another run, and shutting down", () => {
     const h = setUpWorker();
     h.engine.script.push("hang");
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
+    const { job } = await h.queue.enqueue(makeRequest());
     await h.running(job.id);
     // Another process took over (this one stalled past the lease's stale limit).
     h.db.prepare(`UPDATE worker_lease SET owner = 'another-process', pid = 1, heartbeat_at = ? WHERE id = 1`).run(Date.now() + 60_000);
@@ -95,7 +96,7 @@ describe("worker: losing the job to another run, and shutting down", () => {
     expect(h.jobs.get(job.id)).toMatchObject({ attempts: 0, progress: null });
     expect(h.engine.releases).toBeGreaterThan(0);
     // It no longer holds the queue: over several heartbeats (40 ms each) it takes nothing more.
-    const later = h.queue.enqueue(makeRequest({ prompt: "not for this process" })).job;
+    const later = h.jobs.enqueue(makeRequest({ prompt: "not for this process" }));
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(h.jobs.get(later.id)?.state).toBe("queued");
     expect(h.engine.calls).toHaveLength(1);
@@ -104,14 +105,14 @@ describe("worker: losing the job to another run, and shutting down", () => {
   it("neither finishes nor indexes a job another run took over while this one stored its image", async () => {
     const h = setUpWorker();
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
+    const { job } = await h.queue.enqueue(makeRequest());
     // As if this run stalled and a new holder recovered the job and started it again as attempt 2.
     h.store.beforePut = () => {
       h.db.prepare(`UPDATE jobs SET attempts = attempts + 1 WHERE id = ?`).run(job.id);
       h.store.beforePut = () => {};
     };
     // One job at a time: once the next job is done, this run has settled the first.
-    const next = h.queue.enqueue(makeRequest({ prompt: "next" })).job;
+    const next = h.jobs.enqueue(makeRequest({ prompt: "next" }));
     expect(await h.ended(next.id)).toMatchObject({ state: "done" });
     expect(h.jobs.get(job.id)).toMatchObject({ state: "running", attempts: 2 });
     expect(h.index.ofJob(job.id)).toEqual([]);
@@ -129,7 +130,7 @@ describe("worker: losing the job to another run, and shutting down", () => {
       locked = true;
     };
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
+    const { job } = await h.queue.enqueue(makeRequest());
     await waitUntil("storage was tried under the lock", () => locked);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(h.jobs.get(job.id)?.state, "nothing could be recorded under the lock").toBe("running");
@@ -145,7 +146,7 @@ describe("worker: losing the job to another run, and shutting down", () => {
     const h = setUpWorker();
     h.engine.script.push("hang");
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
+    const { job } = await h.queue.enqueue(makeRequest());
     await h.running(job.id);
     await h.worker.stop();
     expect(h.jobs.get(job.id)).toMatchObject({ state: "queued", attempts: 0 });
@@ -156,8 +157,8 @@ describe("worker: losing the job to another run, and shutting down", () => {
     const h = setUpWorker();
     h.store.failForever = fileError("ECONNREFUSED");
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
-    await waitUntil("the queue says storage is down", () => h.queue.waitingReason());
+    const { job } = await h.queue.enqueue(makeRequest());
+    await waitUntil("the queue says storage is down", () => h.queue.waitingReason(job));
     await h.worker.stop();
     expect(h.jobs.get(job.id)).toMatchObject({ state: "queued", attempts: 0 });
     expect(await h.staging.finished(job.id, 1)).toMatchObject({ device: "fake-device" });
@@ -167,7 +168,7 @@ describe("worker: losing the job to another run, and shutting down", () => {
     const h = setUpWorker();
     const indexing = holdIndexing(h);
     h.worker.start();
-    const { job } = h.queue.enqueue(makeRequest());
+    const { job } = await h.queue.enqueue(makeRequest());
     await waitUntil("recording the job waits for the database", () => indexing.refusals() >= 2);
     void h.queue.cancel(job.id);
     await waitUntil("the worker saw the cancel mark", () => indexing.refusals() >= 6);

@@ -4,6 +4,7 @@ import path from "node:path";
 import pino from "pino";
 import { afterEach } from "vitest";
 import { openDatabase, type Db } from "../../src/db.js";
+import { sqliteQueueStore } from "../../src/queue/queueStore.js";
 import { JobQueue } from "../../src/queue/jobQueue.js";
 import type { Job } from "../../src/queue/jobStore.js";
 import { JobStore } from "../../src/queue/jobStore.js";
@@ -97,7 +98,7 @@ export function setUpWorker(dir: string = mkdtempSync(path.join(tmpdir(), "kitty
     log: pino({ level: "silent" }),
     timing: { backoff: { first: 5, max: 20 }, queuePollMs: 20, cancelPollMs: 10, leaseHeartbeatMs: 40 },
   });
-  const queue = new JobQueue(jobs, lease);
+  const queue = new JobQueue(sqliteQueueStore(jobs, lease));
   const harness: WorkerHarness = {
     dir,
     db,

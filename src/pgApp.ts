@@ -1,0 +1,112 @@
+import type { Config } from "./config.js";
+import { messageOf } from "./errors.js";
+import type { Logger } from "./log.js";
+import { inspectModelFolder } from "./models/modelFolder.js";
+import { JobQueue } from "./queue/jobQueue.js";
+import { PgJobListener } from "./queue/pgJobListener.js";
+import { migratePostgres, PgJobStore } from "./queue/pgJobStore.js";
+import { createPgPool } from "./queue/pgPool.js";
+import { PgWorker } from "./queue/pgWorker.js";
+import { PgWorkerPresence } from "./queue/pgWorkerPresence.js";
+import { pgQueueStore } from "./queue/queueStore.js";
+import { checkStoreSoon, createEngine, createStore, linksFor, type App, type AppOverrides } from "./server.js";
+import { PgImageIndex } from "./storage/pgImageIndex.js";
+import { pythonPreviewMaker } from "./storage/previewMaker.js";
+import { StagingArea } from "./storage/staging.js";
+
+/** How often a worker heartbeats, and how long silence means a host is dead (its running job goes to another). */
+export const HEARTBEAT_MS = 2_000;
+export const STALE_MS = 15_000;
+const BACKOFF = { first: 1_000, max: 30_000 };
+
+/** The URL as logs and errors may show it: the password never leaves the process. */
+export function redactedUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "(not a URL)";
+  }
+}
+
+/**
+ * The scale-out composition: queue and index on Postgres, images in the shared storage. Every process hears the
+ * jobs channel (waiters wake on it). With `runWorker` this process is also a GPU worker: it registers its models
+ * (those models.yaml names that it has on disk, or that another engine serves), heartbeats, and takes their jobs.
+ */
+export async function createPgApp(config: Config, url: string, log: Logger, overrides: AppOverrides): Promise<App> {
+  const pool = createPgPool(url, log);
+  try {
+    await migratePostgres(pool);
+  } catch (error) {
+    await pool.end().catch(() => undefined);
+    throw new Error(`cannot use the Postgres queue at ${redactedUrl(url)} (KITTY_IMAGES_DATABASE_URL): ${messageOf(error)}`);
+  }
+  const jobs = new PgJobStore(pool);
+  const index = new PgImageIndex(pool);
+  const store = createStore(config);
+  checkStoreSoon(store, log);
+  const engine = overrides.engine ?? createEngine(config, log);
+
+  let worker: PgWorker | null = null;
+  let presence: PgWorkerPresence | null = null;
+  if (overrides.runWorker === true) {
+    const models = config.models.entries.filter((entry) => entry.engine !== "diffusers" || inspectModelFolder(entry.path).present).map((entry) => entry.name);
+    worker = new PgWorker({
+      jobs,
+      index,
+      engine,
+      store,
+      staging: new StagingArea(config.stagingDir),
+      keyPrefix: config.keyPrefix,
+      previewMaker: pythonPreviewMaker(config.runner.python, config.runner.packageDir, log.child({ component: "previews" })),
+      log: log.child({ component: "worker" }),
+      workerId: config.workerId,
+      models,
+      timing: { backoff: BACKOFF, queuePollMs: 5_000, cancelPollMs: 1_000 },
+    });
+    presence = new PgWorkerPresence(jobs, { id: config.workerId, host: config.workerId, models, device: () => engine.health().device ?? null }, { heartbeatMs: HEARTBEAT_MS, staleMs: STALE_MS }, log);
+  }
+  // Changes from every host: front-end waiters wake on them (through the store's events), the worker takes and cancels.
+  const listener = new PgJobListener(
+    url,
+    {
+      onEvent: (name, jobId) => {
+        jobs.events.emit(name, jobId);
+        worker?.heard(name, jobId);
+      },
+      onReconnect: () => worker?.channelBack(),
+    },
+    BACKOFF,
+    log,
+  );
+  await listener.start();
+  if (worker && presence) {
+    await presence.start();
+    worker.start();
+    engine.start().catch((error: Error) => log.warn({ error: error.message }, "engine did not start yet; jobs will wait and retry"));
+    log.info({ workerId: config.workerId, models: presence.models }, "this process is a worker on the Postgres queue");
+  }
+
+  return {
+    config,
+    log,
+    db: null,
+    queue: new JobQueue(pgQueueStore(jobs, STALE_MS)),
+    index,
+    store,
+    links: linksFor(config, store, overrides),
+    engine,
+    worker,
+    workers: () => jobs.workers(STALE_MS),
+    async close() {
+      // The worker first: its running job goes back to the queue while the database still answers.
+      await worker?.stop();
+      await presence?.stop();
+      await listener.stop();
+      if (!worker) await engine.stop();
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,74 @@
+import type { GenerationRequest } from "../generation.js";
+import type { JobEvents } from "./jobEvents.js";
+import type { JobState } from "./jobStates.js";
+import type { Job, JobStore } from "./jobStore.js";
+import type { PgJobStore } from "./pgJobStore.js";
+import type { WorkerLease } from "./workerLease.js";
+
+/** A value now (SQLite answers in-process) or later (Postgres answers over the network); callers await either. */
+export type Maybe<T> = T | Promise<T>;
+
+/**
+ * What the doors (tools, REST, gallery, metrics) need of the queue's database, whichever it is. JobQueue is written
+ * once over it; `events` carries changes as soon as they are known, `pollMs` is how often waiters re-read the row
+ * for the changes nobody announces to this process.
+ */
+export interface QueueStore {
+  enqueue(request: GenerationRequest): Maybe<Job>;
+  get(jobId: string): Maybe<Job | undefined>;
+  position(job: Job): Maybe<number>;
+  countByState(): Maybe<Record<JobState, number>>;
+  active(queuedLimit: number): Maybe<Job[]>;
+  /** Drops a queued job (false when it was taken meanwhile). */
+  cancelQueued(jobId: string): Maybe<boolean>;
+  requestCancel(jobId: string): Maybe<boolean>;
+  /** Why `job` waits, when something is known to stand in its way (the engine will not start, no worker has its model). */
+  waitingReason(job: Job): Maybe<string | null>;
+  readonly events: JobEvents;
+  readonly pollMs: number;
+}
+
+/** Other processes on the same data dir announce nothing here: their changes are seen at the next look. */
+const SQLITE_POLL_MS = 250;
+/** Every change on Postgres is announced on the jobs channel; the poll only covers a channel that was down. */
+const PG_POLL_MS = 2_000;
+
+export function sqliteQueueStore(jobs: JobStore, lease: WorkerLease): QueueStore {
+  return {
+    enqueue: (request) => jobs.enqueue(request),
+    get: (jobId) => jobs.get(jobId),
+    position: (job) => jobs.position(job),
+    countByState: () => jobs.countByState(),
+    active: (limit) => jobs.active(limit),
+    cancelQueued: (jobId) => jobs.finish(jobId, "queued", "cancelled"),
+    requestCancel: (jobId) => jobs.requestCancel(jobId),
+    waitingReason: () => lease.holder()?.notice ?? null,
+    events: jobs.events,
+    pollMs: SQLITE_POLL_MS,
+  };
+}
+
+/** `staleMs`: how long a silent worker still counts as serving its models. */
+export function pgQueueStore(jobs: PgJobStore, staleMs: number): QueueStore {
+  return {
+    enqueue: (request) => jobs.enqueue(request),
+    get: (jobId) => jobs.get(jobId),
+    position: (job) => jobs.position(job),
+    countByState: () => jobs.countByState(),
+    active: (limit) => jobs.active(limit),
+    cancelQueued: (jobId) => jobs.finish(jobId, "queued", "cancelled"),
+    requestCancel: (jobId) => jobs.requestCancel(jobId),
+    async waitingReason(job) {
+      const workers = await jobs.workers(staleMs);
+      const model = job.request.model.name;
+      if (workers.some((worker) => worker.alive && worker.models.includes(model))) return null;
+      const serving = [...new Set(workers.filter((worker) => worker.alive).flatMap((worker) => worker.models))];
+      return (
+        `no live worker has model '${model}'; it waits for one (start \`kitty-images worker\` on a host whose models.yaml has it). ` +
+        (serving.length ? `Live workers serve: ${serving.join(", ")}.` : "No worker is live.")
+      );
+    },
+    events: jobs.events,
+    pollMs: PG_POLL_MS,
+  };
+}
