@@ -9,7 +9,8 @@ export type ErrorCode =
   | "config_invalid"
   | "engine_unavailable"
   | "storage_unavailable"
-  | "database_busy";
+  | "database_busy"
+  | "database_unavailable";
 
 export class KittyError extends Error {
   constructor(

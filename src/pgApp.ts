@@ -3,6 +3,7 @@ import { messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
 import { inspectModelFolder } from "./models/modelFolder.js";
 import { JobQueue } from "./queue/jobQueue.js";
+import { postgresUnavailable } from "./queue/pgErrors.js";
 import { PgJobListener } from "./queue/pgJobListener.js";
 import { migratePostgres, PgJobStore } from "./queue/pgJobStore.js";
 import { createPgPool } from "./queue/pgPool.js";
@@ -27,6 +28,14 @@ export function redactedUrl(url: string): string {
     return parsed.toString();
   } catch {
     return "(not a URL)";
+  }
+}
+
+function postgresPort(url: string): number {
+  try {
+    return Number(new URL(url).port || 5432);
+  } catch {
+    return 5432;
   }
 }
 
@@ -100,6 +109,7 @@ export async function createPgApp(config: Config, url: string, log: Logger, over
     engine,
     worker,
     workers: () => jobs.workers(STALE_MS),
+    databaseTrouble: (error, doing) => postgresUnavailable(error, doing, postgresPort(url)),
     async close() {
       // The worker first: its running job goes back to the queue while the database still answers.
       await worker?.stop();

@@ -1,7 +1,7 @@
 import { McpServer } from "@modelcontextprotocol/server";
 import path from "node:path";
 import type { Config } from "./config.js";
-import { openDatabase, type Db } from "./db.js";
+import { databaseBusy, openDatabase, type Db } from "./db.js";
 import { A1111Engine } from "./engines/a1111.js";
 import { AppEngine } from "./engines/appEngine.js";
 import { ComfyUIEngine } from "./engines/comfyui.js";
@@ -59,6 +59,8 @@ export interface App {
   worker: JobRunner | null;
   /** The GPU workers in the shared registry (Postgres), for list_models and /healthz; null on SQLite. */
   workers: (() => Promise<WorkerInfo[]>) | null;
+  /** A database error a caller can act on (SQLite locked, Postgres restarting) as a typed error; null for any other. */
+  databaseTrouble(error: unknown, doing: string): KittyError | null;
   /** Stops the worker (the running job stays queued for the next start), the engine and the database. */
   close(): Promise<void>;
 }
@@ -156,6 +158,7 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
     engine,
     worker,
     workers: null,
+    databaseTrouble: databaseBusy,
     async close() {
       await worker.stop();
       quickDb.close();
@@ -174,6 +177,7 @@ export function toolDeps(app: App): ToolDeps {
     links: app.links,
     log: app.log,
     workers: app.workers,
+    databaseTrouble: app.databaseTrouble,
     async engineModels(name) {
       const engine = app.engine instanceof EngineRouter ? app.engine.engine(name) : null;
       if (!(engine instanceof AppEngine)) return { reachable: false, problem: `no ${name} engine here` };

@@ -7,7 +7,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import { KittyError, messageOf } from "../errors.js";
-import { databaseBusy } from "../db.js";
 import { createMcpServer, type App } from "../server.js";
 import { checkImageKey } from "../storage/imageKeys.js";
 import { LocalImageStore } from "../storage/local.js";
@@ -106,7 +105,7 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
     route(request, response).catch((error: unknown) => {
       // The path only: a /files query carries a signature that must not end up in logs.
       const where = request.url?.split("?")[0];
-      const busy = databaseBusy(error, `${request.method} ${where}`);
+      const busy = app.databaseTrouble(error, `${request.method} ${where}`);
       log.error({ error: messageOf(error), path: where }, "HTTP request failed");
       if (response.headersSent) response.end();
       else if (busy) sendJson(response, 503, { error: busy.code, detail: busy.message }, { "retry-after": "5" });

@@ -27,11 +27,33 @@ export const listModels = defineTool({
         defaults: z
           .object({ width: z.number(), height: z.number(), steps: z.number(), cfgScale: z.number(), scheduler: z.string().nullable(), refiner: z.boolean() })
           .nullable(),
+        /** Scale-out only: the live workers that have this model (its jobs run only there). */
+        servedBy: z.array(z.string()).optional(),
       }),
     ),
     loras: z.array(z.object({ name: z.string(), family: z.string().nullable(), problem: z.string().optional() })),
+    /** Scale-out only (a Postgres queue): the GPU workers registered, what each serves, and whether it is free. */
+    workers: z
+      .array(
+        z.object({
+          id: z.string(),
+          host: z.string(),
+          device: z.string().nullable(),
+          models: z.array(z.string()),
+          state: z.enum(["idle", "busy", "silent"]),
+          runningJobId: z.string().nullable(),
+          heartbeatAt: z.string(),
+        }),
+      )
+      .optional(),
   },
-  async handler(_args, { config, engineModels }) {
+  async handler(_args, { config, engineModels, workers: registry }) {
+    const workers = registry && (await registry()).map(({ alive, runningJobId, ...worker }) => ({
+      ...worker,
+      state: !alive ? ("silent" as const) : runningJobId ? ("busy" as const) : ("idle" as const),
+      runningJobId,
+    }));
+    const servedBy = (name: string) => workers && { servedBy: workers.filter((worker) => worker.state !== "silent" && worker.models.includes(name)).map((worker) => worker.id) };
     const catalog = await catalogWithEngineModels(config.models, config.engine, engineModels, "all");
     // Each other engine is asked once, in parallel, with its own timeout: a dead web UI answers "not reachable", fast.
     const elsewhere = new Map<EngineName, EngineModels>(
@@ -60,6 +82,7 @@ export const listModels = defineTool({
           ...(entry.description && { description: entry.description }),
           refiner: null,
           defaults: defaultsFor(entry, family),
+          ...servedBy(entry.name),
         };
       }
       const onDisk = inspectModelFolder(entry.path);
@@ -74,16 +97,26 @@ export const listModels = defineTool({
         ...(entry.description && { description: entry.description }),
         refiner: entry.refinerPath ? { path: entry.refinerPath, present: inspectModelFolder(entry.refinerPath).present } : null,
         defaults: family ? defaultsFor(entry, family) : null,
+        ...servedBy(entry.name),
       };
     });
     const ready = models.filter((model) => model.present).map((model) => model.name);
     const loras = catalog.loras().map(({ name, family, problem }) => ({ name, family, ...(problem && { problem }) }));
     return {
-      structured: { engine: config.engine, defaultModel: catalog.defaultModel, models, loras },
-      summary: ready.length
-        ? `${models.length} model(s); ready: ${ready.join(", ")}. Pass one as generate_image's model.` +
-          (loras.length ? ` LoRAs: ${loras.map((lora) => `${lora.name} (${lora.family ?? "family unknown"})`).join(", ")}.` : "")
-        : `${models.length} model(s) in ${catalog.sourcePath}, none ready: see each model's problem.`,
+      structured: { engine: config.engine, defaultModel: catalog.defaultModel, models, loras, ...(workers && { workers }) },
+      summary:
+        (ready.length
+          ? `${models.length} model(s); ready: ${ready.join(", ")}. Pass one as generate_image's model.` +
+            (loras.length ? ` LoRAs: ${loras.map((lora) => `${lora.name} (${lora.family ?? "family unknown"})`).join(", ")}.` : "")
+          : `${models.length} model(s) in ${catalog.sourcePath}, none ready: see each model's problem.`) +
+        (workers ? ` ${workersLine(workers)}` : ""),
     };
   },
 });
+
+/** One sentence on the GPU workers: who is free, who is busy, who went silent, and what each serves. */
+function workersLine(workers: Array<{ id: string; device: string | null; models: string[]; state: "idle" | "busy" | "silent" }>): string {
+  if (workers.length === 0) return "No GPU worker is registered: queued jobs wait until one starts (`kitty-images worker`).";
+  const described = workers.map((worker) => `${worker.id} (${worker.state}${worker.device ? `, ${worker.device}` : ""}: ${worker.models.join(", ") || "no models"})`);
+  return `Workers: ${described.join("; ")}.`;
+}

@@ -1,7 +1,6 @@
 import type { CallToolResult, McpServer, ServerContext, ToolAnnotations } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import type { Config } from "../config.js";
-import { databaseBusy } from "../db.js";
 import type { EngineName } from "../generation.js";
 import { KittyError, messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -21,6 +20,8 @@ export interface ToolDeps {
   index: ImageIndexReader;
   store: ImageStore;
   links: ImageLinks;
+  /** A database error a caller can act on (SQLite locked, Postgres restarting) as a typed error; null otherwise. */
+  databaseTrouble(error: unknown, doing: string): KittyError | null;
   /** The GPU workers on the shared Postgres queue (who serves which model, who is idle); null on SQLite. */
   workers: (() => Promise<WorkerInfo[]>) | null;
   /** What another engine (AUTOMATIC1111) offers now: list_models asks, never the worker's engines themselves. */
@@ -104,9 +105,9 @@ export function registerTool<In extends Shape, Out extends Shape>(server: McpSer
       };
     } catch (error) {
       if (error instanceof KittyError) return errorResult(error.code, error.message);
-      const busy = databaseBusy(error, `${definition.name} failed`);
+      const busy = deps.databaseTrouble(error, `${definition.name} failed`);
       if (busy) {
-        deps.log.warn({ tool: definition.name }, "database locked by another process; call refused");
+        deps.log.warn({ tool: definition.name, error: busy.code }, "the database cannot answer now; call refused");
         return errorResult(busy.code, busy.message);
       }
       deps.log.error({ tool: definition.name, error: messageOf(error) }, "tool failed unexpectedly");
