@@ -31,14 +31,6 @@ export function redactedUrl(url: string): string {
   }
 }
 
-function postgresPort(url: string): number {
-  try {
-    return Number(new URL(url).port || 5432);
-  } catch {
-    return 5432;
-  }
-}
-
 /**
  * The scale-out composition: queue and index on Postgres, images in the shared storage. Every process hears the
  * jobs channel (waiters wake on it). With `runWorker` this process is also a GPU worker: it registers its models
@@ -109,7 +101,7 @@ export async function createPgApp(config: Config, url: string, log: Logger, over
     engine,
     worker,
     workers: () => jobs.workers(STALE_MS),
-    databaseTrouble: (error, doing) => postgresUnavailable(error, doing, postgresPort(url)),
+    databaseTrouble: postgresUnavailable,
     async close() {
       // The worker first: its running job goes back to the queue while the database still answers.
       await worker?.stop();

@@ -30,7 +30,7 @@ import { registerGalleryApp } from "./tools/galleryApp.js";
 import { generateImage } from "./tools/generateImage.js";
 import { jobStatus } from "./tools/jobStatus.js";
 import { listLatestImages } from "./tools/listLatestImages.js";
-import { listModels } from "./tools/listModels.js";
+import { listModels, listModelsWithWorkers } from "./tools/listModels.js";
 import { selectImage } from "./tools/selectImage.js";
 import { registerTool, type AnyTool, type ToolDeps } from "./tools/toolKit.js";
 
@@ -201,7 +201,7 @@ export function createMcpServer(app: App): McpServer {
     },
   );
   const deps = toolDeps(app);
-  for (const tool of TOOLS) registerTool(server, tool, deps);
+  for (const tool of TOOLS) registerTool(server, tool === listModels && app.workers ? listModelsWithWorkers : tool, deps);
   registerGalleryApp(server);
   return server;
 }

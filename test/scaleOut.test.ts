@@ -130,17 +130,22 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
     await startWorker("big-box", { tiny_sd15: "sd15", tiny_sdxl: "sdxl" });
     await startWorker("small-box", { tiny_sd15: "sd15" });
     await startWorker("beside-b", { tiny_sd15: "sd15", tiny_sd15_b: "sd15" }, b.home);
-    const listed = await waitUntil("three workers registered", async () => {
+    // A worker registers at once and adds its device when its runner is up.
+    const listed = await waitUntil("three workers registered, runners up", async () => {
       const models = await a.ok("list_models");
-      return models.workers?.length === 3 && models;
-    }, { timeoutMs: 30_000, intervalMs: 200 });
+      return models.workers.length === 3 && models.workers.every((worker: { device: string | null }) => worker.device) && models;
+    }, { timeoutMs: 90_000, intervalMs: 250 });
     expect(listed.workers.map(({ id, models, state }: Record<string, unknown>) => ({ id, models, state }))).toEqual([
       { id: "beside-b", models: ["tiny_sd15", "tiny_sd15_b"], state: "idle" },
       { id: "big-box", models: ["tiny_sd15", "tiny_sdxl"], state: "idle" },
       { id: "small-box", models: ["tiny_sd15"], state: "idle" },
     ]);
-    const servedBy = Object.fromEntries(listed.models.map((model: { name: string; servedBy: string[] }) => [model.name, model.servedBy]));
-    expect(servedBy).toEqual({ tiny_sd15: ["beside-b", "big-box", "small-box"], tiny_sdxl: ["big-box"], tiny_sd15_b: ["beside-b"] });
+    expect(listed.workers.map(({ device }: { device: string | null }) => device), "each worker's device, once its runner is up").toEqual(["cpu", "cpu", "cpu"]);
+    expect(listed.models.map(({ name, present }: Record<string, unknown>) => ({ name, present }))).toEqual([
+      { name: "tiny_sd15", present: true },
+      { name: "tiny_sdxl", present: true },
+      { name: "tiny_sd15_b", present: true },
+    ]);
     const health = await (await fetch(`${a.server.url}/healthz`)).json();
     expect(health).toMatchObject({ status: "ok", server: { runsJobs: false }, runner: { state: "none" }, workers: { live: 3, idle: 3 } });
   });

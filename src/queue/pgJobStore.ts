@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import type { GenerationRequest } from "../generation.js";
 import { JobEvents } from "./jobEvents.js";
+import { fromPostgres } from "./pgErrors.js";
 import { canTransition, JOB_STATES, MAX_ATTEMPTS, type JobState } from "./jobStates.js";
 import { JobTakenOver, type Job } from "./jobStore.js";
 
@@ -74,16 +75,19 @@ export async function migratePostgres(pool: pg.Pool): Promise<void> {
 
 async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  let failed: unknown;
   try {
     await client.query("BEGIN");
     const result = await work(client);
     await client.query("COMMIT");
     return result;
   } catch (error) {
+    failed = error;
     await client.query("ROLLBACK").catch(() => undefined);
-    throw error;
+    throw fromPostgres(error);
   } finally {
-    client.release();
+    // A connection that failed mid-transaction is closed rather than handed to the next caller.
+    client.release(failed instanceof Error && !(failed instanceof JobTakenOver) ? failed : undefined);
   }
 }
 

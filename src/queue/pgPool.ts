@@ -1,6 +1,7 @@
 import pg from "pg";
 import { messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
+import { fromPostgres } from "./pgErrors.js";
 
 /**
  * A connection pool that outlives Postgres restarts. Idle connections die with the server; without a listener
@@ -12,5 +13,17 @@ export function createPgPool(connectionString: string, log: Logger, max = 8): pg
   const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 5_000 });
   pool.on("error", (error) => log.warn({ error: messageOf(error) }, "a pooled Postgres connection dropped"));
   pool.on("connect", (client) => client.on("error", () => undefined));
+  // Every failure on the way to Postgres is marked, so the doors can tell "the database is down" from any other
+  // ECONNRESET (S3's) and answer database_unavailable.
+  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+  pool.query = ((...args: unknown[]) => {
+    const result = query(...args);
+    return result instanceof Promise ? result.catch((error: unknown) => Promise.reject(fromPostgres(error))) : result;
+  }) as typeof pool.query;
+  const connect = pool.connect.bind(pool) as (...args: unknown[]) => unknown;
+  pool.connect = ((...args: unknown[]) => {
+    const result = connect(...args);
+    return result instanceof Promise ? result.catch((error: unknown) => Promise.reject(fromPostgres(error))) : result;
+  }) as typeof pool.connect;
   return pool;
 }

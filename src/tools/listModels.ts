@@ -27,33 +27,18 @@ export const listModels = defineTool({
         defaults: z
           .object({ width: z.number(), height: z.number(), steps: z.number(), cfgScale: z.number(), scheduler: z.string().nullable(), refiner: z.boolean() })
           .nullable(),
-        /** Scale-out only: the live workers that have this model (its jobs run only there). */
-        servedBy: z.array(z.string()).optional(),
       }),
     ),
     loras: z.array(z.object({ name: z.string(), family: z.string().nullable(), problem: z.string().optional() })),
-    /** Scale-out only (a Postgres queue): the GPU workers registered, what each serves, and whether it is free. */
-    workers: z
-      .array(
-        z.object({
-          id: z.string(),
-          host: z.string(),
-          device: z.string().nullable(),
-          models: z.array(z.string()),
-          state: z.enum(["idle", "busy", "silent"]),
-          runningJobId: z.string().nullable(),
-          heartbeatAt: z.string(),
-        }),
-      )
-      .optional(),
   },
   async handler(_args, { config, engineModels, workers: registry }) {
-    const workers = registry && (await registry()).map(({ alive, runningJobId, ...worker }) => ({
-      ...worker,
+    // tools/list is paid in tokens: the state says enough (the running job is job_status's business).
+    const workers = registry && (await registry()).map(({ id, device, models, alive, runningJobId }) => ({
+      id,
+      device,
+      models,
       state: !alive ? ("silent" as const) : runningJobId ? ("busy" as const) : ("idle" as const),
-      runningJobId,
     }));
-    const servedBy = (name: string) => workers && { servedBy: workers.filter((worker) => worker.state !== "silent" && worker.models.includes(name)).map((worker) => worker.id) };
     const catalog = await catalogWithEngineModels(config.models, config.engine, engineModels, "all");
     // Each other engine is asked once, in parallel, with its own timeout: a dead web UI answers "not reachable", fast.
     const elsewhere = new Map<EngineName, EngineModels>(
@@ -82,7 +67,6 @@ export const listModels = defineTool({
           ...(entry.description && { description: entry.description }),
           refiner: null,
           defaults: defaultsFor(entry, family),
-          ...servedBy(entry.name),
         };
       }
       const onDisk = inspectModelFolder(entry.path);
@@ -97,7 +81,6 @@ export const listModels = defineTool({
         ...(entry.description && { description: entry.description }),
         refiner: entry.refinerPath ? { path: entry.refinerPath, present: inspectModelFolder(entry.refinerPath).present } : null,
         defaults: family ? defaultsFor(entry, family) : null,
-        ...servedBy(entry.name),
       };
     });
     const ready = models.filter((model) => model.present).map((model) => model.name);
@@ -111,6 +94,19 @@ export const listModels = defineTool({
           : `${models.length} model(s) in ${catalog.sourcePath}, none ready: see each model's problem.`) +
         (workers ? ` ${workersLine(workers)}` : ""),
     };
+  },
+});
+
+/**
+ * On a Postgres queue: the same tool, whose answer also names the GPU workers, the models each has (its jobs run
+ * only there) and whether it is idle, busy or silent. Registered only there, so a single machine's tools/list,
+ * paid in tokens by every agent, does not carry it.
+ */
+export const listModelsWithWorkers = defineTool({
+  ...listModels,
+  output: {
+    ...listModels.output,
+    workers: z.array(z.object({ id: z.string(), device: z.string().nullable(), models: z.array(z.string()), state: z.enum(["idle", "busy", "silent"]) })).optional(),
   },
 });
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { postgresUnavailable } from "../../src/queue/pgErrors.js";
+import { fromPostgres, postgresUnavailable } from "../../src/queue/pgErrors.js";
 
 describe("postgresUnavailable", () => {
-  const refused = (port: number) => Object.assign(new Error(`connect ECONNREFUSED 127.0.0.1:${port}`), { code: "ECONNREFUSED", port });
+  const network = (code: string) => Object.assign(new Error(`read ${code}`), { code });
 
   it("names an outage of the queue's Postgres as database_unavailable, saying to retry", () => {
     for (const error of [
@@ -11,18 +11,19 @@ describe("postgresUnavailable", () => {
       Object.assign(new Error("connection failure"), { code: "08006" }),
       new Error("Connection terminated unexpectedly"),
       new Error("timeout exceeded when trying to connect"),
-      refused(5433),
+      fromPostgres(network("ECONNREFUSED")) as Error,
+      fromPostgres(network("ECONNRESET")) as Error,
     ]) {
-      const refusal = postgresUnavailable(error, "job_status failed", 5433);
+      const refusal = postgresUnavailable(error, "job_status failed");
       expect(refusal?.code, error.message).toBe("database_unavailable");
       expect(refusal?.message).toMatch(/^job_status failed: the job database \(Postgres\) is not answering \(.+\); nothing was changed\. Try again in a few seconds$/);
     }
   });
 
-  it("leaves everything else alone: S3 refusing a connection, a constraint, a bug", () => {
-    expect(postgresUnavailable(refused(9000), "select_image failed", 5433)).toBeNull();
-    expect(postgresUnavailable(Object.assign(new Error("duplicate key"), { code: "23505" }), "x", 5433)).toBeNull();
-    expect(postgresUnavailable(new TypeError("cannot read properties of undefined"), "x", 5433)).toBeNull();
-    expect(postgresUnavailable(undefined, "x", 5433)).toBeNull();
+  it("leaves everything else alone: a connection reset the pool did not see (S3's), a constraint, a bug", () => {
+    expect(postgresUnavailable(network("ECONNRESET"), "select_image failed")).toBeNull();
+    expect(postgresUnavailable(fromPostgres(Object.assign(new Error("duplicate key"), { code: "23505" })), "x")).toBeNull();
+    expect(postgresUnavailable(new TypeError("cannot read properties of undefined"), "x")).toBeNull();
+    expect(postgresUnavailable(undefined, "x")).toBeNull();
   });
 });
