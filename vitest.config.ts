@@ -29,6 +29,11 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      // Benchmarks that reuse the real tier's helpers (Postgres, MinIO, the tiny models): only when asked for
+      // (npm run bench:scale-out), never by npm test.
+      ...(process.env.KITTY_BENCH
+        ? [{ extends: true, test: { name: "bench", include: ["bench/**/*.bench.ts"], globalSetup: ["test/globalSetup.ts"], fileParallelism: false } }]
+        : []),
     ],
   },
 });

@@ -1,11 +1,13 @@
 import type { Config } from "./config.js";
 import { messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
+import { localizeRequest } from "./models/localizeRequest.js";
+import { familyOf, familyOfElsewhere } from "./models/resolveRequest.js";
 import { inspectModelFolder } from "./models/modelFolder.js";
 import { JobQueue } from "./queue/jobQueue.js";
 import { postgresUnavailable } from "./queue/pgErrors.js";
 import { PgJobListener } from "./queue/pgJobListener.js";
-import { migratePostgres, PgJobStore } from "./queue/pgJobStore.js";
+import { migratePostgres, PgJobStore, type AdvertisedModel } from "./queue/pgJobStore.js";
 import { createPgPool } from "./queue/pgPool.js";
 import { PgWorker } from "./queue/pgWorker.js";
 import { PgWorkerPresence } from "./queue/pgWorkerPresence.js";
@@ -32,6 +34,24 @@ export function redactedUrl(url: string): string {
 }
 
 /**
+ * The models this host can run (the ones models.yaml names that it has on disk, or that another engine serves), and
+ * what front-ends need to know of each: its family and whether its refiner is here.
+ */
+function modelsOnThisHost(config: Config): { models: string[]; modelInfo: Record<string, AdvertisedModel> } {
+  const modelInfo: Record<string, AdvertisedModel> = {};
+  for (const entry of config.models.entries) {
+    if (entry.engine !== "diffusers") {
+      modelInfo[entry.name] = { family: familyOfElsewhere(entry), refiner: false };
+      continue;
+    }
+    const onDisk = inspectModelFolder(entry.path);
+    if (!onDisk.present) continue;
+    modelInfo[entry.name] = { family: familyOf(entry, onDisk), refiner: entry.refinerPath !== null && inspectModelFolder(entry.refinerPath).present };
+  }
+  return { models: Object.keys(modelInfo), modelInfo };
+}
+
+/**
  * The scale-out composition: queue and index on Postgres, images in the shared storage. Every process hears the
  * jobs channel (waiters wake on it). With `runWorker` this process is also a GPU worker: it registers its models
  * (those models.yaml names that it has on disk, or that another engine serves), heartbeats, and takes their jobs.
@@ -53,7 +73,7 @@ export async function createPgApp(config: Config, url: string, log: Logger, over
   let worker: PgWorker | null = null;
   let presence: PgWorkerPresence | null = null;
   if (overrides.runWorker === true) {
-    const models = config.models.entries.filter((entry) => entry.engine !== "diffusers" || inspectModelFolder(entry.path).present).map((entry) => entry.name);
+    const { models, modelInfo } = modelsOnThisHost(config);
     worker = new PgWorker({
       jobs,
       index,
@@ -65,9 +85,10 @@ export async function createPgApp(config: Config, url: string, log: Logger, over
       log: log.child({ component: "worker" }),
       workerId: config.workerId,
       models,
+      localize: (request) => localizeRequest(request, config.models, config.workerId),
       timing: { backoff: BACKOFF, queuePollMs: 5_000, cancelPollMs: 1_000 },
     });
-    presence = new PgWorkerPresence(jobs, { id: config.workerId, host: config.workerId, models, device: () => engine.health().device ?? null }, { heartbeatMs: HEARTBEAT_MS, staleMs: STALE_MS }, log);
+    presence = new PgWorkerPresence(jobs, { id: config.workerId, host: config.workerId, models, modelInfo, device: () => engine.health().device ?? null }, { heartbeatMs: HEARTBEAT_MS, staleMs: STALE_MS }, log);
   }
   // Changes from every host: front-end waiters wake on them (through the store's events), the worker takes and cancels.
   const listener = new PgJobListener(

@@ -1,7 +1,7 @@
 import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { execa, type ResultPromise } from "execa";
-import { createWriteStream, writeFileSync } from "node:fs";
+import { createWriteStream, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -46,9 +46,9 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
   const queued = new Map<string, "done" | "cancelled">();
 
   const tiny = () => inject("tinyModelsDir");
-  // The front-ends know every model; each worker only the ones its host has.
-  const frontEndModels = () =>
-    [`tiny_sd15: ${path.join(tiny(), "sd15")}`, `tiny_sdxl: ${path.join(tiny(), "sdxl")}`, `tiny_sd15_b: ${path.join(tiny(), "sd15")}`, ""].join("\n");
+  // The front-ends name every model but keep no folders (the paths are a Mac's, not here): the workers say what each
+  // model is, and each worker runs a job with its own folder for the model's name.
+  const frontEndModels = () => ["tiny_sd15", "tiny_sdxl", "tiny_sd15_b"].map((name) => `${name}: /Users/Shared/KITTY/models/${name}`).join("\n") + "\n";
 
   beforeAll(async () => {
     [postgres, minio] = await Promise.all([startPostgres(), startMinio()]);
@@ -84,7 +84,11 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
   async function startWorker(id: string, models: Record<string, string>, home?: TestHome): Promise<void> {
     const workerHome = home ?? (await makeTestHome(tiny()));
     const yaml = path.join(workerHome.home, `models-${id}.yaml`);
-    writeFileSync(yaml, Object.entries(models).map(([name, folder]) => `${name}: ${path.join(tiny(), folder)}`).join("\n") + "\n");
+    // Each host keeps its models somewhere of its own: a link in its data dir to the tiny folder.
+    const folders = path.join(workerHome.home, `models-of-${id}`);
+    mkdirSync(folders);
+    for (const folder of new Set(Object.values(models))) symlinkSync(path.join(tiny(), folder), path.join(folders, folder));
+    writeFileSync(yaml, Object.entries(models).map(([name, folder]) => `${name}: ${path.join(folders, folder)}`).join("\n") + "\n");
     const env = serverEnv({ ...workerHome, modelsYaml: yaml }, { ...s3Env(minio, BUCKET), KITTY_IMAGES_DATABASE_URL: postgres.url, KITTY_IMAGES_WORKER_ID: id, OMP_NUM_THREADS: "1" });
     const child = execa(process.execPath, [SERVER_ENTRY, "worker"], { env, extendEnv: false, reject: false, stdout: "ignore", stderr: "pipe" });
     child.stderr?.pipe(createWriteStream(path.join(workerHome.home, `worker-${id}.log`)));
@@ -141,10 +145,11 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
       { id: "small-box", models: ["tiny_sd15"], state: "idle" },
     ]);
     expect(listed.workers.map(({ device }: { device: string | null }) => device), "each worker's device, once its runner is up").toEqual(["cpu", "cpu", "cpu"]);
-    expect(listed.models.map(({ name, present }: Record<string, unknown>) => ({ name, present }))).toEqual([
-      { name: "tiny_sd15", present: true },
-      { name: "tiny_sdxl", present: true },
-      { name: "tiny_sd15_b", present: true },
+    // Present and of a family on the front-end, which has none of the folders, because a worker has each.
+    expect(listed.models.map(({ name, present, family }: Record<string, unknown>) => ({ name, present, family }))).toEqual([
+      { name: "tiny_sd15", present: true, family: "sd15" },
+      { name: "tiny_sdxl", present: true, family: "sdxl" },
+      { name: "tiny_sd15_b", present: true, family: "sd15" },
     ]);
     const health = await (await fetch(`${a.server.url}/healthz`)).json();
     expect(health).toMatchObject({ status: "ok", server: { runsJobs: false }, runner: { state: "none" }, workers: { live: 3, idle: 3 } });

@@ -5,7 +5,7 @@ import { KittyError } from "../errors.js";
 import { LIMITS } from "../generation.js";
 import type { ModelCatalog } from "../models/catalog.js";
 import { catalogWithEngineModels } from "../models/engineCatalog.js";
-import { resolveRequest } from "../models/resolveRequest.js";
+import { modelsOfWorkers, resolveRequest } from "../models/resolveRequest.js";
 import type { Job } from "../queue/jobStore.js";
 import { toolDeps, type App } from "../server.js";
 import { checkImageKey } from "../storage/imageKeys.js";
@@ -90,6 +90,8 @@ async function generate(app: App, request: IncomingMessage, response: ServerResp
     const resolved = resolveRequest(
       { prompt, width, height, steps: stepCount, cfgScale: cfg, seed: seedValue ?? undefined, model, refiner: refinerWanted(refiner, model ?? catalog.defaultModel, catalog) },
       catalog,
+      undefined,
+      app.workers ? modelsOfWorkers(await app.workers()) : undefined,
     );
     const { job } = await app.queue.enqueue(resolved);
     sendJson(response, 200, { job_id: job.id, status: "queued" });

@@ -49,14 +49,40 @@ export function defaultsFor(entry: ModelEntry, family: ModelFamily): GenerationD
   return { ...FAMILY_DEFAULTS[family], ...entry.defaults };
 }
 
-/** Fills defaults from the model's family and entry, and checks what only the catalog and the disk can know. */
-export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findImage?: FindImage): GenerationRequest {
+/**
+ * What the GPU workers on a shared queue say of a model this host has no folder for (a front-end keeps none):
+ * its family, and whether its refiner is there. null: no worker has it.
+ */
+export type ModelsElsewhere = (name: string) => { family: ModelFamily | null; refiner: boolean } | null;
+
+/** The workers' word on each model, merged: a model is there when any registered worker has it. */
+export function modelsOfWorkers(workers: ReadonlyArray<{ modelInfo: Record<string, { family: ModelFamily | null; refiner: boolean }> }>): ModelsElsewhere {
+  return (name) => {
+    const told = workers.map((worker) => worker.modelInfo[name]).filter((info) => info !== undefined);
+    if (told.length === 0) return null;
+    return { family: told.find((info) => info.family)?.family ?? null, refiner: told.some((info) => info.refiner) };
+  };
+}
+
+/** The model's folder as this host sees it, else as a worker reported it. */
+export function inspectModel(entry: ModelEntry, elsewhere?: ModelsElsewhere): ModelOnDisk {
+  const onDisk = inspectModelFolder(entry.path);
+  if (onDisk.present) return onDisk;
+  const told = elsewhere?.(entry.name);
+  return told ? { present: true, family: told.family, problem: null } : onDisk;
+}
+
+/**
+ * Fills defaults from the model's family and entry, and checks what only the catalog and the disk can know (or, for
+ * a front-end on a shared queue, what the GPU workers report: `elsewhere`).
+ */
+export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findImage?: FindImage, elsewhere?: ModelsElsewhere): GenerationRequest {
   const name = ask.model ?? catalog.defaultModel;
   if (!name) throw new KittyError("unknown_model", `models.yaml (${catalog.sourcePath}) lists no models; add 'name: /path/to/diffusers-folder'`, "model");
   const entry = withField("model", () => catalog.get(name));
   if (entry.engine !== "diffusers") return resolveElsewhere(ask, entry);
-  const onDisk = inspectModelFolder(entry.path);
-  if (!onDisk.present) throw new KittyError("model_missing", `model '${name}' is in models.yaml but ${onDisk.problem}`, "model");
+  const onDisk = inspectModel(entry, elsewhere);
+  if (!onDisk.present) throw new KittyError("model_missing", `model '${name}' is in models.yaml but ${onDisk.problem}${elsewhere ? ", and no GPU worker has it" : ""}`, "model");
   if (onDisk.family === "sdxl_refiner") {
     throw new KittyError("invalid_argument", `model '${name}' is an SDXL refiner; name it as another model's 'refiner' in models.yaml`, "model");
   }
@@ -76,7 +102,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
       throw new KittyError("invalid_argument", `model '${name}' has no refiner; add 'refiner: /path/to/refiner-folder' to its models.yaml entry`, "refiner");
     }
     const refinerOnDisk = inspectModelFolder(entry.refinerPath);
-    if (!refinerOnDisk.present) throw new KittyError("model_missing", `model '${name}' names a refiner but ${refinerOnDisk.problem}`, "refiner");
+    if (!refinerOnDisk.present && !elsewhere?.(name)?.refiner) throw new KittyError("model_missing", `model '${name}' names a refiner but ${refinerOnDisk.problem}`, "refiner");
     refiner = refinerPassFor(steps, cfgScale, ask.refinerMode ?? "ensemble");
   }
 

@@ -2,7 +2,7 @@
 // with rows taken by FOR UPDATE SKIP LOCKED and every change announced on a NOTIFY channel for the other hosts.
 import { randomUUID } from "node:crypto";
 import pg from "pg";
-import type { GenerationRequest } from "../generation.js";
+import type { GenerationRequest, ModelFamily } from "../generation.js";
 import { JobEvents } from "./jobEvents.js";
 import { fromPostgres } from "./pgErrors.js";
 import { canTransition, JOB_STATES, MAX_ATTEMPTS, type JobState } from "./jobStates.js";
@@ -54,6 +54,10 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX images_newest ON images (created_at DESC, key DESC);
   CREATE INDEX images_by_job ON images (job_id, created_at);
+  `,
+  `
+  -- What each worker knows of its models (family, refiner on disk), so front-ends need no model folders of their own.
+  ALTER TABLE workers ADD COLUMN model_info jsonb NOT NULL DEFAULT '{}'::jsonb;
   `,
 ];
 
@@ -139,10 +143,26 @@ interface FinishOptions {
 }
 
 /** A GPU worker as it registered: what list_models shows about who serves which model. */
+/** What a worker tells front-ends of one model it has: enough to fill a request's defaults and check its refiner. */
+export interface AdvertisedModel {
+  family: ModelFamily | null;
+  refiner: boolean;
+}
+
+/** A worker as it registers itself. */
+export interface WorkerRegistration {
+  id: string;
+  host: string;
+  models: readonly string[];
+  device: string | null;
+  modelInfo?: Readonly<Record<string, AdvertisedModel>>;
+}
+
 export interface WorkerInfo {
   id: string;
   host: string;
   models: string[];
+  modelInfo: Record<string, AdvertisedModel>;
   device: string | null;
   heartbeatAt: string;
   /** Heartbeat within the staleness window asked for. */
@@ -290,11 +310,11 @@ export class PgJobStore {
   }
 
   /** A worker announces itself, its models and device (again after a restart: same id, fresh heartbeat). */
-  async registerWorker(worker: { id: string; host: string; models: readonly string[]; device: string | null }): Promise<void> {
+  async registerWorker(worker: WorkerRegistration): Promise<void> {
     await this.pool.query(
-      `INSERT INTO workers (id, host, models, device, heartbeat_at) VALUES ($1, $2, $3, $4, now())
-       ON CONFLICT (id) DO UPDATE SET host = $2, models = $3, device = $4, heartbeat_at = now()`,
-      [worker.id, worker.host, [...worker.models], worker.device],
+      `INSERT INTO workers (id, host, models, device, model_info, heartbeat_at) VALUES ($1, $2, $3, $4, $5, now())
+       ON CONFLICT (id) DO UPDATE SET host = $2, models = $3, device = $4, model_info = $5, heartbeat_at = now()`,
+      [worker.id, worker.host, [...worker.models], worker.device, JSON.stringify(worker.modelInfo ?? {})],
     );
   }
 
@@ -314,8 +334,17 @@ export class PgJobStore {
 
   /** Every registered worker, whether it heartbeat within `staleMs`, and what it runs now. */
   async workers(staleMs: number): Promise<WorkerInfo[]> {
-    const { rows } = await this.pool.query<{ id: string; host: string; models: string[]; device: string | null; heartbeat_at: Date; alive: boolean; running_job_id: string | null }>(
-      `SELECT w.id, w.host, w.models, w.device, w.heartbeat_at,
+    const { rows } = await this.pool.query<{
+      id: string;
+      host: string;
+      models: string[];
+      model_info: Record<string, AdvertisedModel>;
+      device: string | null;
+      heartbeat_at: Date;
+      alive: boolean;
+      running_job_id: string | null;
+    }>(
+      `SELECT w.id, w.host, w.models, w.model_info, w.device, w.heartbeat_at,
               w.heartbeat_at > now() - make_interval(secs => $1::double precision / 1000) AS alive,
               (SELECT j.id FROM jobs j WHERE j.worker_id = w.id AND j.state = 'running' ORDER BY j.seq LIMIT 1) AS running_job_id
        FROM workers w ORDER BY w.id`,
@@ -325,6 +354,7 @@ export class PgJobStore {
       id: row.id,
       host: row.host,
       models: row.models,
+      modelInfo: row.model_info,
       device: row.device,
       heartbeatAt: row.heartbeat_at.toISOString(),
       alive: row.alive,

@@ -1,5 +1,6 @@
 import type { Engine } from "../engines/engine.js";
-import { messageOf } from "../errors.js";
+import { KittyError, messageOf } from "../errors.js";
+import type { GenerationRequest } from "../generation.js";
 import type { Logger } from "../log.js";
 import type { ImageStore } from "../storage/imageStore.js";
 import type { PgImageIndex } from "../storage/pgImageIndex.js";
@@ -9,7 +10,7 @@ import type { JobEventName } from "./jobEvents.js";
 import type { Job } from "./jobStore.js";
 import type { PgJobStore } from "./pgJobStore.js";
 import { pause, type Backoff } from "./retry.js";
-import { JobStopped, NO_OBSERVER, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver } from "./runJob.js";
+import { JobStopped, NO_OBSERVER, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver, type RunOutcome } from "./runJob.js";
 import { pgRunStore } from "./runJobStore.js";
 
 export interface PgWorkerOptions {
@@ -24,6 +25,8 @@ export interface PgWorkerOptions {
   /** Who this worker is in the registry, and the models it has: it takes only jobs for those. */
   workerId: string;
   models: readonly string[];
+  /** The job's request with this host's own folders for its model and LoRAs (localizeRequest); throws what is missing. */
+  localize?: (request: GenerationRequest) => GenerationRequest;
   timing: {
     backoff: Backoff;
     /** Looks for jobs this often even without a notification (one lost while the channel was down). */
@@ -116,7 +119,17 @@ export class PgWorker {
     if (this.wakeUp.signal.aborted) this.wakeUp = new AbortController();
   }
 
-  private async runOne(job: Job) {
+  private async runOne(taken: Job): Promise<RunOutcome> {
+    let job = taken;
+    try {
+      job = { ...taken, request: this.options.localize?.(taken.request) ?? taken.request };
+    } catch (error) {
+      // Retrying will not give this host the folder: fail the job with what it lacks.
+      const reason = error instanceof KittyError ? { code: error.code, message: error.message } : { code: "model_missing", message: messageOf(error) };
+      this.options.log.warn({ jobId: taken.id, ...reason }, "this worker cannot run the job it took");
+      await this.options.jobs.finish(taken.id, "running", "failed", { error: reason, attempt: taken.attempts });
+      return "finished";
+    }
     const current: CurrentJob = { job, cancel: new AbortController(), letGo: new AbortController() };
     this.current = current;
     try {

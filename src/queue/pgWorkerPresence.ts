@@ -1,6 +1,6 @@
 import { messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { PgJobStore } from "./pgJobStore.js";
+import type { PgJobStore, WorkerRegistration } from "./pgJobStore.js";
 
 export interface PresenceTiming {
   heartbeatMs: number;
@@ -21,7 +21,7 @@ export class PgWorkerPresence {
   constructor(
     private readonly jobs: PgJobStore,
     /** `device`: read at each beat, since the engine learns it only once it has started (cuda, mps, cpu). */
-    private readonly worker: { id: string; host: string; models: readonly string[]; device: () => string | null },
+    private readonly worker: Omit<WorkerRegistration, "device"> & { device: () => string | null },
     private readonly timing: PresenceTiming,
     private readonly log: Logger,
   ) {}
@@ -38,8 +38,7 @@ export class PgWorkerPresence {
   }
 
   private async register(): Promise<void> {
-    const { id, host, models, device } = this.worker;
-    await this.jobs.registerWorker({ id, host, models, device: device() });
+    await this.jobs.registerWorker({ ...this.worker, device: this.worker.device() });
   }
 
   /** A clean goodbye: heartbeats stop and the row goes, so nobody waits for it to go stale. */

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { LIMITS, REFINER_MODES, SCHEDULERS } from "../generation.js";
 import { catalogWithEngineModels } from "../models/engineCatalog.js";
-import { resolveRequest } from "../models/resolveRequest.js";
+import { modelsOfWorkers, resolveRequest } from "../models/resolveRequest.js";
 import { boundedInt, boundedNumber, boundedText, loraList, oneOf } from "../arguments.js";
 import { defineTool } from "./toolKit.js";
 
@@ -42,12 +42,13 @@ export const generateImage = defineTool({
     seed: z.number().int(),
     count: z.number().int(),
   },
-  async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, ...rest }, { config, queue, index, log, engineModels }) {
+  async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, ...rest }, { config, queue, index, log, engineModels, workers }) {
     const initSource = init_image === undefined ? null : ((await index.byReference(init_image, config.keyPrefix)) ?? null);
     const request = resolveRequest(
       { ...rest, negativePrompt: negative_prompt, cfgScale: cfg_scale, refinerMode: refiner_mode, initImage: init_image },
       await catalogWithEngineModels(config.models, config.engine, engineModels, { model: rest.model }),
       () => initSource,
+      workers ? modelsOfWorkers(await workers()) : undefined,
     );
     const { job, position } = await queue.enqueue(request);
     log.info({ jobId: job.id, model: request.model.name, position }, "job queued");

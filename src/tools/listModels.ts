@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { inspectModelFolder } from "../models/modelFolder.js";
 import { catalogWithEngineModels } from "../models/engineCatalog.js";
-import { defaultsFor, familyOf, familyOfElsewhere } from "../models/resolveRequest.js";
+import { defaultsFor, familyOf, familyOfElsewhere, inspectModel, modelsOfWorkers } from "../models/resolveRequest.js";
 import type { EngineName } from "../generation.js";
 import { defineTool, type EngineModels } from "./toolKit.js";
 
@@ -33,7 +33,10 @@ export const listModels = defineTool({
   },
   async handler(_args, { config, engineModels, workers: registry }) {
     // tools/list is paid in tokens: the state says enough (the running job is job_status's business).
-    const workers = registry && (await registry()).map(({ id, device, models, alive, runningJobId }) => ({
+    const registered = registry ? await registry() : null;
+    // On a shared queue a front-end keeps no model folders: what the workers report stands in for its disk.
+    const onWorkers = registered ? modelsOfWorkers(registered) : undefined;
+    const workers = registered && registered.map(({ id, device, models, alive, runningJobId }) => ({
       id,
       device,
       models,
@@ -69,7 +72,7 @@ export const listModels = defineTool({
           defaults: defaultsFor(entry, family),
         };
       }
-      const onDisk = inspectModelFolder(entry.path);
+      const onDisk = inspectModel(entry, onWorkers);
       const family = familyOf(entry, onDisk);
       return {
         name: entry.name,
@@ -79,7 +82,7 @@ export const listModels = defineTool({
         path: entry.path,
         ...(onDisk.problem && { problem: onDisk.problem }),
         ...(entry.description && { description: entry.description }),
-        refiner: entry.refinerPath ? { path: entry.refinerPath, present: inspectModelFolder(entry.refinerPath).present } : null,
+        refiner: entry.refinerPath ? { path: entry.refinerPath, present: inspectModelFolder(entry.refinerPath).present || (onWorkers?.(entry.name)?.refiner ?? false) } : null,
         defaults: family ? defaultsFor(entry, family) : null,
       };
     });

@@ -1,0 +1,72 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { GenerationRequest } from "../../src/generation.js";
+import { parseModelsYaml } from "../../src/models/catalog.js";
+import { localizeRequest } from "../../src/models/localizeRequest.js";
+import { inspectModel, modelsOfWorkers } from "../../src/models/resolveRequest.js";
+
+const request = (model: Partial<GenerationRequest["model"]>, loras?: GenerationRequest["loras"]): GenerationRequest => ({
+  prompt: "p",
+  negativePrompt: null,
+  model: { name: "sdxl", path: "/Users/Shared/KITTY/models/sdxl", refinerPath: null, ...model },
+  width: 1024,
+  height: 1024,
+  steps: 30,
+  cfgScale: 7,
+  seed: 1,
+  scheduler: null,
+  refiner: null,
+  ...(loras && { loras }),
+});
+
+describe("a job queued on one host, run on another", () => {
+  const workerYaml = parseModelsYaml(
+    ["sdxl:", "  path: /data/models/sdxl", "  refiner: /data/models/sdxl-refiner", "sd15: /data/models/sd15", ""].join("\n"),
+    "/data/models.yaml",
+  );
+
+  it("runs with the worker's own folders for the model's name", () => {
+    const local = localizeRequest(request({ refinerPath: "/Users/Shared/KITTY/models/refiner" }), workerYaml, "cuda-box");
+    expect(local.model).toMatchObject({ name: "sdxl", path: "/data/models/sdxl", refinerPath: "/data/models/sdxl-refiner", configPath: null });
+    expect(localizeRequest(request({}), workerYaml, "cuda-box").model.refinerPath).toBeNull();
+  });
+
+  it("says what the worker lacks: the model, its refiner, a LoRA", () => {
+    expect(() => localizeRequest(request({ name: "flux" }), workerYaml, "cuda-box")).toThrow("worker 'cuda-box' has no model 'flux' in its models.yaml (/data/models.yaml)");
+    expect(() => localizeRequest(request({ name: "sd15", refinerPath: "/x" }), workerYaml, "cuda-box")).toThrow("worker 'cuda-box' has model 'sd15' without a refiner");
+    expect(() => localizeRequest(request({}, [{ name: "detail", path: "/x/detail.safetensors", weight: 1 }]), workerYaml, "cuda-box")).toThrow(
+      "worker 'cuda-box' has no LoRA 'detail' in its LoRA folder (none configured in its models.yaml)",
+    );
+  });
+});
+
+describe("a front-end with no model folders", () => {
+  const dirs: string[] = [];
+  afterEach(() => dirs.splice(0).forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+
+  const workers: Array<{ modelInfo: Record<string, { family: "sd15" | "sdxl" | null; refiner: boolean }> }> = [
+    { modelInfo: { sdxl: { family: "sdxl", refiner: false } } },
+    { modelInfo: { sdxl: { family: "sdxl", refiner: true }, sd15: { family: "sd15", refiner: false } } },
+  ];
+
+  it("takes a model's family and refiner from the workers that have it, merged", () => {
+    const elsewhere = modelsOfWorkers(workers);
+    expect(elsewhere("sdxl")).toEqual({ family: "sdxl", refiner: true });
+    expect(elsewhere("sd15")).toEqual({ family: "sd15", refiner: false });
+    expect(elsewhere("flux")).toBeNull();
+  });
+
+  it("looks at its own disk first, then at what the workers report", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "kitty-frontend-"));
+    dirs.push(dir);
+    const catalog = parseModelsYaml(`sd15: ${path.join(dir, "sd15")}\nflux: ${path.join(dir, "flux")}\n`, path.join(dir, "models.yaml"));
+    const elsewhere = modelsOfWorkers(workers);
+    expect(inspectModel(catalog.get("sd15"), elsewhere)).toEqual({ present: true, family: "sd15", problem: null });
+    const missing = inspectModel(catalog.get("flux"), elsewhere);
+    expect(missing.present).toBe(false);
+    expect(missing.problem).toContain(path.join(dir, "flux"));
+    expect(inspectModel(catalog.get("sd15")).present).toBe(false);
+  });
+});
