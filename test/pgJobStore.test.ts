@@ -99,17 +99,22 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     expect((await jobs.takeNext("cuda-box", ["sd15", "sdxl"]))?.id).toBe(sdxl.id);
   });
 
-  it("keeps a registry of workers: models, device, heartbeat, the job each runs; a goodbye removes one", async () => {
+  it("keeps a registry of workers: models and what each is, device, heartbeat, the job each runs; a goodbye removes one", async () => {
     const { jobs } = store;
-    await jobs.registerWorker({ id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], device: "mps" });
+    const studioModels = { sdxl: { family: "sdxl" as const, refiner: true }, sd15: { family: "sd15" as const, refiner: false } };
+    await jobs.registerWorker({ id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], device: null, modelInfo: studioModels });
     await jobs.registerWorker({ id: "cuda-box", host: "rack-1", models: ["sdxl"], device: "cuda" });
     await pool.query(`UPDATE workers SET heartbeat_at = now() - interval '1 minute' WHERE id = 'cuda-box'`);
     const job = await jobs.enqueue(makeRequest({ model: { name: "sd15", path: "/m/sd15", refinerPath: null } }));
     await jobs.takeNext("mac-studio", ["sdxl", "sd15"]);
     expect(await jobs.workers(30_000)).toEqual([
-      { id: "cuda-box", host: "rack-1", models: ["sdxl"], device: "cuda", heartbeatAt: expect.any(String), alive: false, runningJobId: null },
-      { id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], device: "mps", heartbeatAt: expect.any(String), alive: true, runningJobId: job.id },
+      { id: "cuda-box", host: "rack-1", models: ["sdxl"], modelInfo: {}, device: "cuda", heartbeatAt: expect.any(String), alive: false, runningJobId: null },
+      { id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], modelInfo: studioModels, device: null, heartbeatAt: expect.any(String), alive: true, runningJobId: job.id },
     ]);
+    // The device once the worker's runner says it; a beat without one keeps what was known.
+    expect(await jobs.heartbeatWorker("mac-studio", "mps")).toBe(true);
+    expect(await jobs.heartbeatWorker("mac-studio", null)).toBe(true);
+    expect((await jobs.workers(30_000)).find((worker) => worker.id === "mac-studio")?.device).toBe("mps");
     expect(await jobs.heartbeatWorker("cuda-box")).toBe(true);
     expect((await jobs.workers(30_000)).find((worker) => worker.id === "cuda-box")?.alive).toBe(true);
     await jobs.forgetWorker("cuda-box");
