@@ -7,6 +7,7 @@ import { messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
 import { inspectModelFolder, isSingleFile } from "./models/modelFolder.js";
 import { JobStore } from "./queue/jobStore.js";
+import type { WorkerInfo } from "./queue/pgJobStore.js";
 import { WorkerLease } from "./queue/workerLease.js";
 import { createEngine, createStore } from "./server.js";
 
@@ -32,9 +33,13 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
     if (entries.length === 0) throw new Error(`${config.models.sourcePath} lists no models`);
     return `${config.models.sourcePath}: ${entries.length} model(s), default ${config.models.defaultModel}`;
   });
+  // On a shared Postgres queue, what the GPU workers registered: a front-end keeps no model folders of its own.
+  const registered = config.databaseUrl ? await registeredWorkers(config.databaseUrl, log) : null;
   for (const entry of config.models.entries) {
     await check(`model ${entry.name}`, () => {
       const onDisk = inspectModelFolder(entry.path);
+      const onWorkers = registered?.workers.filter((worker) => worker.models.includes(entry.name)).map((worker) => worker.id) ?? [];
+      if (!onDisk.present && onWorkers.length) return `not on this host; on worker(s) ${onWorkers.join(", ")}`;
       if (!onDisk.present || onDisk.problem) throw new Error(onDisk.problem ?? "not usable");
       const refiner = entry.refinerPath ? inspectModelFolder(entry.refinerPath) : null;
       if (refiner && !refiner.present) throw new Error(`refiner: ${refiner.problem}`);
@@ -54,7 +59,22 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
       return `${loras.length} LoRA(s) in ${config.models.lorasDir}`;
     });
   }
-  await check("database", () => {
+  if (config.databaseUrl && registered) {
+    const { summary, workers, problem } = registered;
+    await check("database", () => {
+      if (problem) throw new Error(problem);
+      return summary;
+    });
+    await check("workers", () => {
+      if (problem) throw new Error("unknown: the database did not answer");
+      const live = workers.filter((worker) => worker.alive);
+      const described = workers.map((worker) => `${worker.id} (${worker.alive ? (worker.runningJobId ? "busy" : "idle") : "silent"}${worker.device ? `, ${worker.device}` : ""}: ${worker.models.join(", ")})`);
+      if (live.length === 0) {
+        throw new Error(`no live GPU worker: queued jobs wait until one starts (kitty-images worker on a GPU host)${described.length ? `; registered: ${described.join("; ")}` : ""}`);
+      }
+      return described.join("; ");
+    });
+  } else await check("database", () => {
     const db = openDatabase(config.databasePath);
     try {
       const counts = Object.entries(new JobStore(db).countByState()).filter(([, n]) => n > 0);
@@ -90,6 +110,30 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
     }
   });
   return checks;
+}
+
+/** The shared queue's state in one look: the database, its jobs and images, and the workers registered. */
+async function registeredWorkers(url: string, log: Logger): Promise<{ summary: string; workers: WorkerInfo[]; problem: string | null }> {
+  const { createPgPool } = await import("./queue/pgPool.js");
+  const { PgJobStore } = await import("./queue/pgJobStore.js");
+  const { redactedUrl, STALE_MS } = await import("./pgApp.js");
+  const pool = createPgPool(url, log, 1);
+  try {
+    const version = (await pool.query<{ server_version: string }>("SHOW server_version")).rows[0]!.server_version;
+    if ((await pool.query<{ jobs: string | null }>(`SELECT to_regclass('jobs') AS jobs`)).rows[0]!.jobs === null) {
+      return { summary: `Postgres ${version} at ${redactedUrl(url)}: no tables yet (the first serve or worker creates them)`, workers: [], problem: null };
+    }
+    const jobs = new PgJobStore(pool);
+    const counts = Object.entries(await jobs.countByState()).filter(([, n]) => n > 0);
+    const images = Number((await pool.query(`SELECT count(*) AS n FROM images`)).rows[0].n);
+    const workers = await jobs.workers(STALE_MS);
+    const summary = `Postgres ${version} at ${redactedUrl(url)}: ${counts.map(([state, n]) => `${n} ${state}`).join(", ") || "no jobs"}; ${images} image(s)`;
+    return { summary, workers, problem: null };
+  } catch (error) {
+    return { summary: "", workers: [], problem: `cannot reach Postgres at ${redactedUrl(url)} (KITTY_IMAGES_DATABASE_URL): ${messageOf(error)}` };
+  } finally {
+    await pool.end().catch(() => undefined);
+  }
 }
 
 export function formatChecks(checks: Check[]): string {

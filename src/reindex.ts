@@ -3,6 +3,9 @@ import type { GenerationRequest } from "./generation.js";
 import { messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
 import type { JobStore } from "./queue/jobStore.js";
+import type { PgJobStore } from "./queue/pgJobStore.js";
+import type { Maybe } from "./queue/queueStore.js";
+import type { PgImageIndex } from "./storage/pgImageIndex.js";
 import type { ImageIndex, ImageRecord } from "./storage/imageIndex.js";
 import type { ImageStore, StoredImage } from "./storage/imageStore.js";
 import { readPngInfo } from "./storage/pngInfo.js";
@@ -23,20 +26,42 @@ export interface ReindexSummary {
  * prefix is indexed from its JSON sidecar, or, without one, from the PNG's own size and text chunks. Idempotent
  * (an indexed key is left as it is) and safe while a server runs: each image is one short transaction.
  */
-export async function reindex(deps: { db: Db; jobs: JobStore; index: ImageIndex; store: ImageStore; keyPrefix: string; log: Logger }): Promise<ReindexSummary> {
+/** Where reindex writes, on SQLite or Postgres: the index, and a done job beside each recovered image. */
+export interface RecoveredImages {
+  isIndexed(key: string): Maybe<boolean>;
+  /** The image's row and its job's, in one transaction; a job that exists already is left as it is. */
+  add(record: ImageRecord, request: GenerationRequest): Maybe<void>;
+}
+
+export function sqliteRecovered(db: Db, jobs: JobStore, index: ImageIndex): RecoveredImages {
+  return {
+    isIndexed: (key) => index.byKey(key) !== undefined,
+    add: (record, request) =>
+      db.transaction(() => {
+        jobs.insertRecovered(record.jobId, request, record.key, record.createdAt);
+        index.add(record);
+      })(),
+  };
+}
+
+export function pgRecovered(jobs: PgJobStore, index: PgImageIndex): RecoveredImages {
+  return {
+    isIndexed: async (key) => (await index.byKey(key)) !== undefined,
+    add: (record, request) => jobs.insertRecovered(record.jobId, request, record.key, record.createdAt, (client) => index.add(record, client)),
+  };
+}
+
+export async function reindex(deps: { images: RecoveredImages; store: ImageStore; keyPrefix: string; log: Logger }): Promise<ReindexSummary> {
   const summary: ReindexSummary = { scanned: 0, added: 0, alreadyIndexed: 0, withoutSidecar: 0, unreadable: 0 };
   for await (const image of deps.store.listImages(deps.keyPrefix)) {
     summary.scanned++;
-    if (deps.index.byKey(image.key)) {
+    if (await deps.images.isIndexed(image.key)) {
       summary.alreadyIndexed++;
       continue;
     }
     try {
       const { record, fromSidecar } = await recordFor(image, deps.store);
-      deps.db.transaction(() => {
-        deps.jobs.insertRecovered(record.jobId, requestOf(record), record.key, record.createdAt);
-        deps.index.add(record);
-      })();
+      await deps.images.add(record, requestOf(record));
       summary.added++;
       if (!fromSidecar) summary.withoutSidecar++;
     } catch (error) {

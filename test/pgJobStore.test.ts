@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
@@ -12,13 +12,16 @@ import { PgWorkerPresence } from "../src/queue/pgWorkerPresence.js";
 import { NO_OBSERVER, runJob } from "../src/queue/runJob.js";
 import { JOBS_CHANNEL, migratePostgres, PG_MIGRATIONS, PgJobStore } from "../src/queue/pgJobStore.js";
 import { pgRunStore } from "../src/queue/runJobStore.js";
+import { pgRecovered, reindex } from "../src/reindex.js";
 import { LocalImageStore } from "../src/storage/local.js";
+import { buildSidecar } from "../src/storage/sidecar.js";
 import { PgImageIndex } from "../src/storage/pgImageIndex.js";
 import { StagingArea } from "../src/storage/staging.js";
 import { FakeEngine } from "./helpers/fakeEngine.js";
 import { imageIndexContract } from "./helpers/imageIndexContract.js";
 import { jobStoreContract, type StoreUnderTest } from "./helpers/jobStoreContract.js";
 import { startPostgres, whyNoPostgres, type PostgresServer } from "./helpers/postgres.js";
+import { makePng } from "./helpers/png.js";
 import { makeRequest } from "./helpers/requests.js";
 import { waitUntil } from "./helpers/waitUntil.js";
 
@@ -220,6 +223,26 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
       await listener.stop();
       await Promise.all(workers.map(({ ownPool }) => ownPool.end()));
     }
+  });
+
+  it("reindex rebuilds the shared index from storage: sidecars as stored, a PNG without one from its chunks, each with its done job, idempotent", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "kitty-pg-reindex-"));
+    const files = new LocalImageStore(path.join(dir, "files"));
+    const source = path.join(dir, "source.png");
+    writeFileSync(source, makePng(320, 256));
+    const key = "images/20261121_120000_00000001.png";
+    const result = { width: 320, height: 256, seed: 9, family: "sd15", scheduler: "euler_a", device: "cuda", dtype: "float16", options: {}, modelLoads: 1, stepsRun: 4, promptTokens: 2, timings: { loadSeconds: 0, inferenceSeconds: 1, saveSeconds: 0 }, versions: {} };
+    await files.put(key, source, buildSidecar({ key, jobId: "job-1", engine: "diffusers", pngBytes: 99, createdAt: new Date(Date.UTC(2026, 10, 21)) }, makeRequest({ prompt: "stored" }), result));
+    mkdirSync(path.join(dir, "files", "images", "imported"), { recursive: true });
+    writeFileSync(path.join(dir, "files", "images", "imported", "ours.png"), makePng(64, 48, { "kitty-images": JSON.stringify({ prompt: "a lost sidecar", model: "sdxl_base", seed: 77 }) }));
+    const index = new PgImageIndex(pool);
+    const deps = { images: pgRecovered(store.jobs, index), store: files, keyPrefix: "images/", log: quiet };
+    expect(await reindex(deps)).toEqual({ scanned: 2, added: 2, alreadyIndexed: 0, withoutSidecar: 1, unreadable: 0 });
+    expect(await index.byKey(key)).toMatchObject({ jobId: "job-1", prompt: "stored", width: 320, seed: 9, metadata: { device: "cuda" } });
+    expect(await store.jobs.get("job-1")).toMatchObject({ state: "done", imageKey: key, request: { prompt: "stored" } });
+    expect(await index.byKey("images/imported/ours.png")).toMatchObject({ prompt: "a lost sidecar", model: "sdxl_base", width: 64, height: 48 });
+    expect(await reindex(deps)).toEqual({ scanned: 2, added: 0, alreadyIndexed: 2, withoutSidecar: 0, unreadable: 0 });
+    expect(await index.count()).toBe(2);
   });
 
   it("recovers only the jobs of workers that stopped heartbeating", async () => {

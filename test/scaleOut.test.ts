@@ -151,6 +151,15 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
       { name: "tiny_sdxl", present: true, family: "sdxl" },
       { name: "tiny_sd15_b", present: true, family: "sd15" },
     ]);
+    // doctor on a front-end's host: the models are on the workers, the database and the workers answer.
+    const doctor = await execa(process.execPath, [SERVER_ENTRY, "doctor"], {
+      env: serverEnv(a.home, { ...s3Env(minio, BUCKET), KITTY_IMAGES_DATABASE_URL: postgres.url }),
+      extendEnv: false,
+      reject: false,
+    });
+    expect(doctor.stdout).toMatch(/^ok +model tiny_sdxl: not on this host; on worker\(s\) big-box$/m);
+    expect(doctor.stdout).toMatch(/^ok +database: Postgres 1\d\.\d+.* at postgres:\/\/kitty@127\.0\.0\.1:\d+\/kitty_test: no jobs; 0 image\(s\)$/m);
+    expect(doctor.stdout).toMatch(/^ok +workers: beside-b \(idle, cpu: tiny_sd15, tiny_sd15_b\); big-box \(idle, cpu: tiny_sd15, tiny_sdxl\); small-box \(idle, cpu: tiny_sd15\)$/m);
     const health = await (await fetch(`${a.server.url}/healthz`)).json();
     expect(health).toMatchObject({ status: "ok", server: { runsJobs: false }, runner: { state: "none" }, workers: { live: 3, idle: 3 } });
   });

@@ -1,6 +1,8 @@
 import { openDatabase } from "../db.js";
 import { JobStore } from "../queue/jobStore.js";
-import { reindex } from "../reindex.js";
+import type { Config } from "../config.js";
+import type { Logger } from "../log.js";
+import { pgRecovered, reindex, sqliteRecovered, type RecoveredImages } from "../reindex.js";
 import { createStore } from "../server.js";
 import { ImageIndex } from "../storage/imageIndex.js";
 import { printJson } from "./output.js";
@@ -14,14 +16,28 @@ import { parseCommand } from "./usage.js";
 export async function reindexCommand(args: string[]): Promise<void> {
   parseCommand("reindex", args, {}, { min: 0, max: 0, name: "" });
   const { config, log } = await loadSetup("person");
-  const db = openDatabase(config.databasePath);
+  const { images, close } = await openIndex(config, log);
   try {
     const store = createStore(config);
     await store.ensureReady();
-    const summary = await reindex({ db, jobs: new JobStore(db), index: new ImageIndex(db), store, keyPrefix: config.keyPrefix, log });
+    const summary = await reindex({ images, store, keyPrefix: config.keyPrefix, log });
     printJson(summary);
     if (summary.unreadable > 0) process.exitCode = 1;
   } finally {
-    db.close();
+    await close();
   }
+}
+
+/** The index reindex fills: the shared Postgres one on a scale-out queue, else this data dir's SQLite file. */
+async function openIndex(config: Config, log: Logger): Promise<{ images: RecoveredImages; close(): Promise<void> }> {
+  if (config.databaseUrl) {
+    const { createPgPool } = await import("../queue/pgPool.js");
+    const { migratePostgres, PgJobStore } = await import("../queue/pgJobStore.js");
+    const { PgImageIndex } = await import("../storage/pgImageIndex.js");
+    const pool = createPgPool(config.databaseUrl, log, 2);
+    await migratePostgres(pool);
+    return { images: pgRecovered(new PgJobStore(pool), new PgImageIndex(pool)), close: () => pool.end() };
+  }
+  const db = openDatabase(config.databasePath);
+  return { images: sqliteRecovered(db, new JobStore(db), new ImageIndex(db)), close: async () => void db.close() };
 }

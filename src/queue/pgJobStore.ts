@@ -191,6 +191,21 @@ export class PgJobStore {
     return job;
   }
 
+  /**
+   * A done job for an image found in storage that the database does not know (reindex), written with `alongside`
+   * (its index row) in one transaction. Nothing happens to a job that exists.
+   */
+  async insertRecovered(jobId: string, request: GenerationRequest, imageKey: string, createdAt: string, alongside: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+    await inTransaction(this.pool, async (client) => {
+      await client.query(
+        `INSERT INTO jobs (id, state, request, model, attempts, image_key, created_at, finished_at)
+         VALUES ($1, 'done', $2, $3, 1, $4, $5, $5) ON CONFLICT (id) DO NOTHING`,
+        [jobId, JSON.stringify(request), request.model.name, imageKey, createdAt],
+      );
+      await alongside(client);
+    });
+  }
+
   async get(jobId: string): Promise<Job | undefined> {
     const { rows } = await this.pool.query<PgJobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = $1`, [jobId]);
     return rows[0] && toJob(rows[0]);

@@ -5,7 +5,7 @@ import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { openDatabase } from "../../src/db.js";
 import { JobStore } from "../../src/queue/jobStore.js";
-import { reindex } from "../../src/reindex.js";
+import { reindex, sqliteRecovered } from "../../src/reindex.js";
 import { ImageIndex } from "../../src/storage/imageIndex.js";
 import { LocalImageStore } from "../../src/storage/local.js";
 import { buildSidecar } from "../../src/storage/sidecar.js";
@@ -36,7 +36,7 @@ describe("reindex rebuilds the image index from the local folder", () => {
     const db = openDatabase(path.join(dir, "fresh.sqlite"));
     const jobs = new JobStore(db);
     const index = new ImageIndex(db);
-    const deps = { db, jobs, index, store, keyPrefix: "images/", log: pino({ level: "silent" }) };
+    const deps = { images: sqliteRecovered(db, jobs, index), store, keyPrefix: "images/", log: pino({ level: "silent" }) };
     expect(await reindex(deps)).toEqual({ scanned: 6, added: 5, alreadyIndexed: 0, withoutSidecar: 2, unreadable: 1 });
 
     // Newest first by the sidecar's time; a PNG without one is as new as its file.
