@@ -12,10 +12,8 @@ import { createPgPool } from "./queue/pgPool.js";
 import { PgWorker } from "./queue/pgWorker.js";
 import { PgWorkerPresence } from "./queue/pgWorkerPresence.js";
 import { pgQueueStore } from "./queue/queueStore.js";
-import { checkStoreSoon, createEngine, createStore, linksFor, type App, type AppOverrides } from "./server.js";
+import { checkStoreSoon, createEngine, createStore, linksFor, workerParts, type App, type AppOverrides } from "./server.js";
 import { PgImageIndex } from "./storage/pgImageIndex.js";
-import { pythonPreviewMaker } from "./storage/previewMaker.js";
-import { StagingArea } from "./storage/staging.js";
 
 /** How often a worker heartbeats, and how long silence means a host is dead (its running job goes to another). */
 export const HEARTBEAT_MS = 2_000;
@@ -79,10 +77,7 @@ export async function createPgApp(config: Config, url: string, log: Logger, over
       index,
       engine,
       store,
-      staging: new StagingArea(config.stagingDir),
-      keyPrefix: config.keyPrefix,
-      previewMaker: pythonPreviewMaker(config.runner.python, config.runner.packageDir, log.child({ component: "previews" })),
-      log: log.child({ component: "worker" }),
+      ...workerParts(config, log),
       workerId: config.workerId,
       models,
       localize: (request) => localizeRequest(request, config.models, config.workerId),

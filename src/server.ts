@@ -113,6 +113,16 @@ export function checkStoreSoon(store: ImageStore, log: Logger): void {
   }, STORAGE_CHECK_DELAY_MS).unref();
 }
 
+/** What a worker takes from the config, whichever queue it runs on: staging, keys, previews, its log. */
+export function workerParts(config: Config, log: Logger) {
+  return {
+    staging: new StagingArea(config.stagingDir),
+    keyPrefix: config.keyPrefix,
+    previewMaker: pythonPreviewMaker(config.runner.python, config.runner.packageDir, log.child({ component: "previews" })),
+    log: log.child({ component: "worker" }),
+  };
+}
+
 export function linksFor(config: Config, store: ImageStore, overrides: AppOverrides): ImageLinks {
   return imageLinks(store, config.presignTtlSeconds, overrides.filesBaseUrl ? { baseUrl: overrides.filesBaseUrl, home: config.home } : undefined);
 }
@@ -140,10 +150,7 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
     engine,
     store,
     index,
-    staging: new StagingArea(config.stagingDir),
-    keyPrefix: config.keyPrefix,
-    previewMaker: pythonPreviewMaker(config.runner.python, config.runner.packageDir, log.child({ component: "previews" })),
-    log: log.child({ component: "worker" }),
+    ...workerParts(config, log),
     timing: { ...DEFAULT_TIMING, ...overrides.timing },
   });
   if (overrides.runWorker !== false) worker.start();

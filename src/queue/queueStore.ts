@@ -33,7 +33,8 @@ const SQLITE_POLL_MS = 250;
 /** Every change on Postgres is announced on the jobs channel; the poll only covers a channel that was down. */
 const PG_POLL_MS = 2_000;
 
-export function sqliteQueueStore(jobs: JobStore, lease: WorkerLease): QueueStore {
+/** The calls both job stores answer alike (one synchronously, one later). */
+function sharedCalls(jobs: JobStore | PgJobStore): Omit<QueueStore, "waitingReason" | "pollMs"> {
   return {
     enqueue: (request) => jobs.enqueue(request),
     get: (jobId) => jobs.get(jobId),
@@ -42,22 +43,18 @@ export function sqliteQueueStore(jobs: JobStore, lease: WorkerLease): QueueStore
     active: (limit) => jobs.active(limit),
     cancelQueued: (jobId) => jobs.finish(jobId, "queued", "cancelled"),
     requestCancel: (jobId) => jobs.requestCancel(jobId),
-    waitingReason: () => lease.holder()?.notice ?? null,
     events: jobs.events,
-    pollMs: SQLITE_POLL_MS,
   };
+}
+
+export function sqliteQueueStore(jobs: JobStore, lease: WorkerLease): QueueStore {
+  return { ...sharedCalls(jobs), waitingReason: () => lease.holder()?.notice ?? null, pollMs: SQLITE_POLL_MS };
 }
 
 /** `staleMs`: how long a silent worker still counts as serving its models. */
 export function pgQueueStore(jobs: PgJobStore, staleMs: number): QueueStore {
   return {
-    enqueue: (request) => jobs.enqueue(request),
-    get: (jobId) => jobs.get(jobId),
-    position: (job) => jobs.position(job),
-    countByState: () => jobs.countByState(),
-    active: (limit) => jobs.active(limit),
-    cancelQueued: (jobId) => jobs.finish(jobId, "queued", "cancelled"),
-    requestCancel: (jobId) => jobs.requestCancel(jobId),
+    ...sharedCalls(jobs),
     async waitingReason(job) {
       const workers = await jobs.workers(staleMs);
       const model = job.request.model.name;
@@ -68,7 +65,6 @@ export function pgQueueStore(jobs: PgJobStore, staleMs: number): QueueStore {
         (serving.length ? `Live workers serve: ${serving.join(", ")}.` : "No worker is live.")
       );
     },
-    events: jobs.events,
     pollMs: PG_POLL_MS,
   };
 }
