@@ -9,6 +9,8 @@ import { PgJobListener } from "../src/queue/pgJobListener.js";
 import { createPgPool } from "../src/queue/pgPool.js";
 import { PgWorker } from "../src/queue/pgWorker.js";
 import { PgWorkerPresence } from "../src/queue/pgWorkerPresence.js";
+import { JobQueue } from "../src/queue/jobQueue.js";
+import { pgQueueStore } from "../src/queue/queueStore.js";
 import { NO_OBSERVER, runJob } from "../src/queue/runJob.js";
 import { JOBS_CHANNEL, migratePostgres, PG_MIGRATIONS, PgJobStore } from "../src/queue/pgJobStore.js";
 import { pgRunStore } from "../src/queue/runJobStore.js";
@@ -18,6 +20,7 @@ import { buildSidecar } from "../src/storage/sidecar.js";
 import { PgImageIndex } from "../src/storage/pgImageIndex.js";
 import { StagingArea } from "../src/storage/staging.js";
 import { FakeEngine } from "./helpers/fakeEngine.js";
+import { FlakyStore } from "./helpers/workerHarness.js";
 import { imageIndexContract } from "./helpers/imageIndexContract.js";
 import { jobStoreContract, type StoreUnderTest } from "./helpers/jobStoreContract.js";
 import { startPostgres, whyNoPostgres, type PostgresServer } from "./helpers/postgres.js";
@@ -111,8 +114,8 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     const job = await jobs.enqueue(makeRequest({ model: { name: "sd15", path: "/m/sd15", refinerPath: null } }));
     await jobs.takeNext("mac-studio", ["sdxl", "sd15"]);
     expect(await jobs.workers(30_000)).toEqual([
-      { id: "cuda-box", host: "rack-1", models: ["sdxl"], modelInfo: {}, device: "cuda", heartbeatAt: expect.any(String), alive: false, runningJobId: null },
-      { id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], modelInfo: studioModels, device: null, heartbeatAt: expect.any(String), alive: true, runningJobId: job.id },
+      { id: "cuda-box", host: "rack-1", models: ["sdxl"], modelInfo: {}, device: "cuda", notice: null, heartbeatAt: expect.any(String), alive: false, runningJobId: null },
+      { id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], modelInfo: studioModels, device: null, notice: null, heartbeatAt: expect.any(String), alive: true, runningJobId: job.id },
     ]);
     // The device once the worker's runner says it; a beat without one keeps what was known.
     expect(await jobs.heartbeatWorker("mac-studio", "mps")).toBe(true);
@@ -222,6 +225,43 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
       await Promise.all(workers.map(({ worker }) => worker.stop()));
       await listener.stop();
       await Promise.all(workers.map(({ ownPool }) => ownPool.end()));
+    }
+  });
+
+  it("a worker's notice (storage down) reaches job_status on any front-end, and clears once the job goes on", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "kitty-pg-notice-"));
+    const files = new FlakyStore(new LocalImageStore(path.join(dir, "files")));
+    files.failForever = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:9000"), { code: "ECONNREFUSED" });
+    const jobs = new PgJobStore(pool);
+    await jobs.registerWorker({ id: "gpu-1", host: "gpu-1", models: ["m"], device: "cuda" });
+    const worker = new PgWorker({
+      jobs,
+      index: new PgImageIndex(pool),
+      engine: new FakeEngine(1),
+      store: files,
+      staging: new StagingArea(path.join(dir, "staging")),
+      keyPrefix: "images/",
+      log: quiet,
+      workerId: "gpu-1",
+      models: ["m"],
+      timing: { backoff: { first: 20, max: 100 }, queuePollMs: 50, cancelPollMs: 50 },
+    });
+    const frontEnd = new JobQueue(pgQueueStore(new PgJobStore(pool), 60_000));
+    worker.start();
+    try {
+      const { job } = await frontEnd.enqueue(makeRequest({ prompt: "stored later", width: 256, height: 256 }));
+      const notice = await waitUntil("the front-end says why the job waits", async () => frontEnd.waitingReason(await frontEnd.get(job.id)), { timeoutMs: 10_000, intervalMs: 20 });
+      expect(notice).toMatch(/^storage is unavailable \(connect ECONNREFUSED 127\.0\.0\.1:9000\); retrying$/);
+      files.failForever = null;
+      expect((await frontEnd.waitForEnd(job.id, 10_000)).state).toBe("done");
+      await waitUntil("the notice is cleared", async () => (await jobs.workers(60_000))[0]?.notice === null, { timeoutMs: 5_000, intervalMs: 20 });
+      // A model no live worker has: the queued job says so.
+      const orphan = await frontEnd.enqueue(makeRequest({ model: { name: "flux", path: "/m/flux", refinerPath: null } }));
+      expect(await frontEnd.waitingReason(orphan.job)).toBe(
+        "no live worker has model 'flux'; it waits for one (start `kitty-images worker` on a host whose models.yaml has it). Live workers serve: m.",
+      );
+    } finally {
+      await worker.stop();
     }
   });
 

@@ -58,6 +58,8 @@ export const PG_MIGRATIONS: readonly string[] = [
   `
   -- What each worker knows of its models (family, refiner on disk), so front-ends need no model folders of their own.
   ALTER TABLE workers ADD COLUMN model_info jsonb NOT NULL DEFAULT '{}'::jsonb;
+  -- Why the worker's job waits (storage down, the engine not starting), for job_status on every front-end.
+  ALTER TABLE workers ADD COLUMN notice text;
   `,
 ];
 
@@ -164,6 +166,8 @@ export interface WorkerInfo {
   models: string[];
   modelInfo: Record<string, AdvertisedModel>;
   device: string | null;
+  /** Why the job it runs waits, as the worker said (null: nothing in the way). */
+  notice: string | null;
   heartbeatAt: string;
   /** Heartbeat within the staleness window asked for. */
   alive: boolean;
@@ -342,6 +346,11 @@ export class PgJobStore {
     return result.rowCount === 1;
   }
 
+  /** Why this worker's job waits, or null when nothing is in the way; read by job_status on every front-end. */
+  async setWorkerNotice(workerId: string, notice: string | null): Promise<void> {
+    await this.pool.query(`UPDATE workers SET notice = $2 WHERE id = $1 AND notice IS DISTINCT FROM $2`, [workerId, notice]);
+  }
+
   /** A clean shutdown: the worker's row goes, so nobody waits for its heartbeat to go stale. */
   async forgetWorker(workerId: string): Promise<void> {
     await this.pool.query(`DELETE FROM workers WHERE id = $1`, [workerId]);
@@ -355,11 +364,12 @@ export class PgJobStore {
       models: string[];
       model_info: Record<string, AdvertisedModel>;
       device: string | null;
+      notice: string | null;
       heartbeat_at: Date;
       alive: boolean;
       running_job_id: string | null;
     }>(
-      `SELECT w.id, w.host, w.models, w.model_info, w.device, w.heartbeat_at,
+      `SELECT w.id, w.host, w.models, w.model_info, w.device, w.notice, w.heartbeat_at,
               w.heartbeat_at > now() - make_interval(secs => $1::double precision / 1000) AS alive,
               (SELECT j.id FROM jobs j WHERE j.worker_id = w.id AND j.state = 'running' ORDER BY j.seq LIMIT 1) AS running_job_id
        FROM workers w ORDER BY w.id`,
@@ -371,6 +381,7 @@ export class PgJobStore {
       models: row.models,
       modelInfo: row.model_info,
       device: row.device,
+      notice: row.notice,
       heartbeatAt: row.heartbeat_at.toISOString(),
       alive: row.alive,
       runningJobId: row.running_job_id,

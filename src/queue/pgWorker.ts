@@ -47,10 +47,28 @@ export class PgWorker {
   private wakeUp = new AbortController();
   private loop: Promise<void> | null = null;
   private current: CurrentJob | null = null;
+  /** Notices are written one after another, so a later "nothing in the way" never lands before the notice it clears. */
+  private notices: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: PgWorkerOptions) {
     const { jobs, index, engine, store, staging, keyPrefix, previewMaker, log, timing } = options;
-    this.runDeps = { jobs: pgRunStore(jobs, index), engine, store, staging, keyPrefix, previewMaker, log, backoff: timing.backoff, observer: NO_OBSERVER, setNotice: () => undefined };
+    this.runDeps = {
+      jobs: pgRunStore(jobs, index),
+      engine,
+      store,
+      staging,
+      keyPrefix,
+      previewMaker,
+      log,
+      backoff: timing.backoff,
+      observer: NO_OBSERVER,
+      setNotice: (notice) => {
+        // Advisory, like SQLite's: a notice the database does not take is logged, and the run goes on.
+        this.notices = this.notices
+          .then(() => jobs.setWorkerNotice(options.workerId, notice))
+          .catch((error: unknown) => log.warn({ notice, error: messageOf(error) }, "could not record this worker's notice"));
+      },
+    };
   }
 
   start(): void {

@@ -57,6 +57,8 @@ export function pgQueueStore(jobs: PgJobStore, staleMs: number): QueueStore {
     ...sharedCalls(jobs),
     async waitingReason(job) {
       const workers = await jobs.workers(staleMs);
+      // A running job waits on what its worker said (storage down, the engine not starting).
+      if (job.state === "running") return workers.find((worker) => worker.runningJobId === job.id)?.notice ?? null;
       const model = job.request.model.name;
       if (workers.some((worker) => worker.alive && worker.models.includes(model))) return null;
       const serving = [...new Set(workers.filter((worker) => worker.alive).flatMap((worker) => worker.models))];
