@@ -39,12 +39,12 @@ function modelsOnThisHost(config: Config): { models: string[]; modelInfo: Record
   const modelInfo: Record<string, AdvertisedModel> = {};
   for (const entry of config.models.entries) {
     if (entry.engine !== "diffusers") {
-      modelInfo[entry.name] = { family: familyOfElsewhere(entry), refiner: false };
+      modelInfo[entry.name] = { engine: entry.engine, family: familyOfElsewhere(entry), refiner: false };
       continue;
     }
     const onDisk = inspectModelFolder(entry.path);
     if (!onDisk.present) continue;
-    modelInfo[entry.name] = { family: familyOf(entry, onDisk), refiner: entry.refinerPath !== null && inspectModelFolder(entry.refinerPath).present };
+    modelInfo[entry.name] = { engine: entry.engine, family: familyOf(entry, onDisk), refiner: entry.refinerPath !== null && inspectModelFolder(entry.refinerPath).present };
   }
   return { models: Object.keys(modelInfo), modelInfo };
 }

@@ -139,10 +139,10 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
       const models = await a.ok("list_models");
       return models.workers.length === 3 && models.workers.every((worker: { device: string | null }) => worker.device) && models;
     }, { timeoutMs: 90_000, intervalMs: 250 });
-    expect(listed.workers.map(({ id, models, state }: Record<string, unknown>) => ({ id, models, state }))).toEqual([
-      { id: "beside-b", models: ["tiny_sd15", "tiny_sd15_b"], state: "idle" },
-      { id: "big-box", models: ["tiny_sd15", "tiny_sdxl"], state: "idle" },
-      { id: "small-box", models: ["tiny_sd15"], state: "idle" },
+    expect(listed.workers.map(({ id, models, engines, state }: Record<string, unknown>) => ({ id, models, engines, state }))).toEqual([
+      { id: "beside-b", models: ["tiny_sd15", "tiny_sd15_b"], engines: ["diffusers"], state: "idle" },
+      { id: "big-box", models: ["tiny_sd15", "tiny_sdxl"], engines: ["diffusers"], state: "idle" },
+      { id: "small-box", models: ["tiny_sd15"], engines: ["diffusers"], state: "idle" },
     ]);
     expect(listed.workers.map(({ device }: { device: string | null }) => device), "each worker's device, once its runner is up").toEqual(["cpu", "cpu", "cpu"]);
     // Present and of a family on the front-end, which has none of the folders, because a worker has each.

@@ -2,7 +2,7 @@
 // with rows taken by FOR UPDATE SKIP LOCKED and every change announced on a NOTIFY channel for the other hosts.
 import { randomUUID } from "node:crypto";
 import pg from "pg";
-import type { GenerationRequest, ModelFamily } from "../generation.js";
+import type { EngineName, GenerationRequest, ModelFamily } from "../generation.js";
 import { JobEvents } from "./jobEvents.js";
 import { fromPostgres } from "./pgErrors.js";
 import { canTransition, JOB_STATES, MAX_ATTEMPTS, type JobState } from "./jobStates.js";
@@ -147,6 +147,8 @@ interface FinishOptions {
 /** A GPU worker as it registered: what list_models shows about who serves which model. */
 /** What a worker tells front-ends of one model it has: enough to fill a request's defaults and check its refiner. */
 export interface AdvertisedModel {
+  /** The engine that runs it on that worker (absent in rows written before engines were reported: the runner). */
+  engine?: EngineName;
   family: ModelFamily | null;
   refiner: boolean;
 }

@@ -36,10 +36,11 @@ export const listModels = defineTool({
     const registered = registry ? await registry() : null;
     // On a shared queue a front-end keeps no model folders: what the workers report stands in for its disk.
     const onWorkers = registered ? modelsOfWorkers(registered) : undefined;
-    const workers = registered && registered.map(({ id, device, models, alive, runningJobId }) => ({
+    const workers = registered && registered.map(({ id, device, models, modelInfo, alive, runningJobId }) => ({
       id,
       device,
       models,
+      engines: [...new Set(models.map((model) => modelInfo[model]?.engine ?? "diffusers"))],
       state: !alive ? ("silent" as const) : runningJobId ? ("busy" as const) : ("idle" as const),
     }));
     const catalog = await catalogWithEngineModels(config.models, config.engine, engineModels, "all");
@@ -109,7 +110,9 @@ export const listModelsWithWorkers = defineTool({
   ...listModels,
   output: {
     ...listModels.output,
-    workers: z.array(z.object({ id: z.string(), device: z.string().nullable(), models: z.array(z.string()), state: z.enum(["idle", "busy", "silent"]) })).optional(),
+    workers: z
+      .array(z.object({ id: z.string(), device: z.string().nullable(), models: z.array(z.string()), engines: z.array(z.string()), state: z.enum(["idle", "busy", "silent"]) }))
+      .optional(),
   },
 });
 
