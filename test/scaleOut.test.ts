@@ -162,6 +162,9 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
     expect(doctor.stdout).toMatch(/^ok +workers: beside-b \(idle, cpu: tiny_sd15, tiny_sd15_b\); big-box \(idle, cpu: tiny_sd15, tiny_sdxl\); small-box \(idle, cpu: tiny_sd15\)$/m);
     const health = await (await fetch(`${a.server.url}/healthz`)).json();
     expect(health).toMatchObject({ status: "ok", server: { runsJobs: false }, runner: { state: "none" }, workers: { live: 3, idle: 3 } });
+    const metrics = await (await fetch(`${a.server.url}/metrics`)).text();
+    expect(metrics).toMatch(/^kitty_images_workers\{state="idle"\} 3$/m);
+    expect(metrics, "a front-end has no runner to report").not.toMatch(/kitty_images_runner_up/);
   });
 
   it("30 jobs from both front-ends spread over the workers, each done once; a model only one worker has runs only there", async () => {
@@ -245,6 +248,17 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
     expect(ended.map((job) => job.status)).toEqual([...before, ...after].map(() => "done"));
     console.log(`scaleOut: ${refusals.length} call(s) refused while Postgres restarted`);
     for (const refusal of refusals) expect(refusal).toMatch(/database_unavailable: .* the job database \(Postgres\) is not answering/);
+  });
+
+  it("a front-end restarted mid-run loses nothing: the jobs it queued run on, and the new one reports them", async () => {
+    const jobIds: string[] = [];
+    for (let n = 0; n < 3; n++) jobIds.push(await generate(b, { prompt: `queued before B restarts ${n}`, model: "tiny_sd15", steps: 30 }));
+    await waitUntil("one of them runs", async () => ((await status(a, jobIds[0]!))?.progress?.step ?? 0) > 0, { timeoutMs: 60_000, intervalMs: 50 });
+    await b.client.close();
+    await b.server.stop();
+    b = await startFrontEnd("B");
+    const ended = await allEnded(b, jobIds, 120_000);
+    expect(ended.map((job) => job.status)).toEqual(["done", "done", "done"]);
   });
 
   it("exactly once: every done job has one image in the bucket, listed once by each front-end", async () => {

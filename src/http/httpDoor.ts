@@ -66,7 +66,7 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
   const mcpNode = toNodeHandler(mcp, { maxRequestBodySize: MAX_BODY_BYTES, onerror: (error) => log.warn({ error: error.message }, "MCP adapter failed") });
   const signer = app.store.kind === "local" ? LinkSigner.forHome(app.config.home) : null;
   const health = new HealthCheck(app);
-  const metrics = new ServerMetrics({ queue: app.queue, index: app.index, engine: app.engine });
+  const metrics = new ServerMetrics({ queue: app.queue, index: app.index, engine: app.worker ? app.engine : null, workers: app.workers });
   app.worker?.observe(metrics);
 
   const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {

@@ -3,6 +3,7 @@ import type { Engine } from "../engines/engine.js";
 import type { GenerationResult } from "../generation.js";
 import type { ImageIndexReader } from "../storage/imageIndex.js";
 import type { JobQueue } from "../queue/jobQueue.js";
+import type { WorkerInfo } from "../queue/pgJobStore.js";
 import type { RunObserver } from "../queue/runJob.js";
 
 /** Seconds buckets from a warm SD 1.5 step on a GPU to a cold SDXL load on CPU. */
@@ -19,8 +20,12 @@ export class ServerMetrics implements RunObserver {
   private readonly modelLoadSeconds: Histogram<"model">;
   private readonly storageRetries: Counter;
 
-  constructor(sources: { queue: JobQueue; index: ImageIndexReader; engine: Engine }) {
-    const { queue, index, engine } = sources;
+  /**
+   * `engine`: null where this process runs no jobs (a Postgres front-end), which then has no runner metrics;
+   * `workers`: the shared registry on Postgres, counted by state.
+   */
+  constructor(sources: { queue: JobQueue; index: ImageIndexReader; engine: Engine | null; workers: (() => Promise<WorkerInfo[]>) | null }) {
+    const { queue, index, engine, workers } = sources;
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "kitty_images_process_" });
 
@@ -68,23 +73,20 @@ export class ServerMetrics implements RunObserver {
         this.set(await index.count());
       },
     });
-    new Counter({
-      name: "kitty_images_runner_restarts_total",
-      help: "Times the engine's process (the diffusers runner) died on its own and was started again.",
-      registers,
-      collect() {
-        this.reset();
-        this.inc(engine.health().restarts);
-      },
-    });
-    new Gauge({
-      name: "kitty_images_runner_up",
-      help: "1 while the engine's process is started and ready.",
-      registers,
-      collect() {
-        this.set(engine.health().state === "ready" ? 1 : 0);
-      },
-    });
+    if (workers) {
+      new Gauge({
+        name: "kitty_images_workers",
+        help: "GPU workers in the shared registry, by state: idle, busy, or silent (no heartbeat for 15 s).",
+        labelNames: ["state"] as const,
+        registers,
+        async collect() {
+          const counts = { idle: 0, busy: 0, silent: 0 };
+          for (const worker of await workers()) counts[!worker.alive ? "silent" : worker.runningJobId ? "busy" : "idle"]++;
+          for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+        },
+      });
+    }
+    if (engine) runnerMetrics(engine, registers);
     this.storageRetries = new Counter({
       name: "kitty_images_storage_retries_total",
       help: "Storage operations (upload, start-image download) that failed and were tried again.",
@@ -114,4 +116,25 @@ export class ServerMetrics implements RunObserver {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/** The engine's process as this process runs it: restarts it did not cause, and whether it is up. */
+function runnerMetrics(engine: Engine, registers: Registry[]): void {
+  new Counter({
+    name: "kitty_images_runner_restarts_total",
+    help: "Times the engine's process (the diffusers runner) died on its own and was started again.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(engine.health().restarts);
+    },
+  });
+  new Gauge({
+    name: "kitty_images_runner_up",
+    help: "1 while the engine's process is started and ready.",
+    registers,
+    collect() {
+      this.set(engine.health().state === "ready" ? 1 : 0);
+    },
+  });
 }
