@@ -1,4 +1,3 @@
-import { execa } from "execa";
 import { messageOf } from "../errors.js";
 import type { PreviewFile } from "../generation.js";
 import type { Logger } from "../log.js";
@@ -13,6 +12,8 @@ export function pythonPreviewMaker(python: string, packageDir: string, log: Logg
   return {
     async make(pngPath, previewPath) {
       try {
+        // Loaded on first use: execa costs about 90 ms to import, and a server answers tools/list without it.
+        const { execa } = await import("execa");
         const { stdout } = await execa(python, ["-m", "diffusers_runner.previews", pngPath, previewPath], { cwd: packageDir, timeout: 30_000 });
         return JSON.parse(stdout) as PreviewFile;
       } catch (error) {
