@@ -38,8 +38,8 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
   for (const entry of config.models.entries) {
     await check(`model ${entry.name}`, () => {
       const onDisk = inspectModelFolder(entry.path);
-      const onWorkers = registered?.workers.filter((worker) => worker.models.includes(entry.name)).map((worker) => worker.id) ?? [];
-      if (!onDisk.present && onWorkers.length) return `not on this host; on worker(s) ${onWorkers.join(", ")}`;
+      const onWorkers = registered?.workers?.filter((worker) => worker.alive && worker.models.includes(entry.name)).map((worker) => worker.id) ?? [];
+      if (!onDisk.present && onWorkers.length) return `not on this host; on live worker(s) ${onWorkers.join(", ")}`;
       if (!onDisk.present || onDisk.problem) throw new Error(onDisk.problem ?? "not usable");
       const refiner = entry.refinerPath ? inspectModelFolder(entry.refinerPath) : null;
       if (refiner && !refiner.present) throw new Error(`refiner: ${refiner.problem}`);
@@ -67,6 +67,7 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
     });
     await check("workers", () => {
       if (problem) throw new Error("unknown: the database did not answer");
+      if (!workers) return "unknown until the schema is upgraded (workers of an older version do not describe their models)";
       const live = workers.filter((worker) => worker.alive);
       const described = workers.map((worker) => `${worker.id} (${worker.alive ? (worker.runningJobId ? "busy" : "idle") : "silent"}${worker.device ? `, ${worker.device}` : ""}: ${worker.models.join(", ")})`);
       if (live.length === 0) {
@@ -91,7 +92,10 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
     await store.ensureReady();
     return store.kind === "s3" ? store.storageUri(config.keyPrefix) : `local folder ${store.storageUri(config.keyPrefix)}`;
   });
+  // A front-end on a shared queue runs no jobs and keeps no model folders: its runner is not needed.
+  const frontEndOnly = config.databaseUrl !== null && !config.models.entries.some((entry) => entry.engine !== "diffusers" || inspectModelFolder(entry.path).present);
   await check("runner", async () => {
+    if (frontEndOnly) return "not needed here: this host has no model folders, so it only queues and lists (the GPU workers run the runner)";
     const router = createEngine(config, log);
     const engine = router.engine(router.defaultEngine);
     try {
@@ -113,24 +117,29 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
 }
 
 /** The shared queue's state in one look: the database, its jobs and images, and the workers registered. */
-async function registeredWorkers(url: string, log: Logger): Promise<{ summary: string; workers: WorkerInfo[]; problem: string | null }> {
+async function registeredWorkers(url: string, log: Logger): Promise<{ summary: string; workers: WorkerInfo[] | null; problem: string | null }> {
   const { createPgPool } = await import("./queue/pgPool.js");
-  const { PgJobStore } = await import("./queue/pgJobStore.js");
+  const { PG_MIGRATIONS, PgJobStore } = await import("./queue/pgJobStore.js");
   const { redactedUrl, STALE_MS } = await import("./pgApp.js");
   const pool = createPgPool(url, log, 1);
   try {
     const version = (await pool.query<{ server_version: string }>("SHOW server_version")).rows[0]!.server_version;
+    const where = `Postgres ${version} at ${redactedUrl(url)}`;
     if ((await pool.query<{ jobs: string | null }>(`SELECT to_regclass('jobs') AS jobs`)).rows[0]!.jobs === null) {
-      return { summary: `Postgres ${version} at ${redactedUrl(url)}: no tables yet (the first serve or worker creates them)`, workers: [], problem: null };
+      return { summary: `${where}: no tables yet (the first serve or worker creates them)`, workers: [], problem: null };
+    }
+    const schema = Number((await pool.query(`SELECT version FROM kitty_schema`)).rows[0]?.version ?? 0);
+    if (schema < PG_MIGRATIONS.length) {
+      return { summary: `${where}: schema ${schema} of ${PG_MIGRATIONS.length} (the next serve or worker of this version upgrades it)`, workers: null, problem: null };
     }
     const jobs = new PgJobStore(pool);
     const counts = Object.entries(await jobs.countByState()).filter(([, n]) => n > 0);
     const images = Number((await pool.query(`SELECT count(*) AS n FROM images`)).rows[0].n);
     const workers = await jobs.workers(STALE_MS);
-    const summary = `Postgres ${version} at ${redactedUrl(url)}: ${counts.map(([state, n]) => `${n} ${state}`).join(", ") || "no jobs"}; ${images} image(s)`;
+    const summary = `${where}: ${counts.map(([state, n]) => `${n} ${state}`).join(", ") || "no jobs"}; ${images} image(s)`;
     return { summary, workers, problem: null };
   } catch (error) {
-    return { summary: "", workers: [], problem: `cannot reach Postgres at ${redactedUrl(url)} (KITTY_IMAGES_DATABASE_URL): ${messageOf(error)}` };
+    return { summary: "", workers: null, problem: `cannot reach Postgres at ${redactedUrl(url)} (KITTY_IMAGES_DATABASE_URL): ${messageOf(error)}` };
   } finally {
     await pool.end().catch(() => undefined);
   }

@@ -7,7 +7,7 @@ import { inspectModelFolder } from "./models/modelFolder.js";
 import { JobQueue } from "./queue/jobQueue.js";
 import { postgresUnavailable } from "./queue/pgErrors.js";
 import { PgJobListener } from "./queue/pgJobListener.js";
-import { migratePostgres, PgJobStore, type AdvertisedModel } from "./queue/pgJobStore.js";
+import { migratePostgres, PgJobStore, type AdvertisedLora, type AdvertisedModel } from "./queue/pgJobStore.js";
 import { createPgPool } from "./queue/pgPool.js";
 import { PgWorker } from "./queue/pgWorker.js";
 import { PgWorkerPresence } from "./queue/pgWorkerPresence.js";
@@ -35,7 +35,7 @@ export function redactedUrl(url: string): string {
  * The models this host can run (the ones models.yaml names that it has on disk, or that another engine serves), and
  * what front-ends need to know of each: its family and whether its refiner is here.
  */
-function modelsOnThisHost(config: Config): { models: string[]; modelInfo: Record<string, AdvertisedModel> } {
+function modelsOnThisHost(config: Config): { models: string[]; modelInfo: Record<string, AdvertisedModel>; loras: AdvertisedLora[] } {
   const modelInfo: Record<string, AdvertisedModel> = {};
   for (const entry of config.models.entries) {
     if (entry.engine !== "diffusers") {
@@ -46,7 +46,8 @@ function modelsOnThisHost(config: Config): { models: string[]; modelInfo: Record
     if (!onDisk.present) continue;
     modelInfo[entry.name] = { engine: entry.engine, family: familyOf(entry, onDisk), refiner: entry.refinerPath !== null && inspectModelFolder(entry.refinerPath).present };
   }
-  return { models: Object.keys(modelInfo), modelInfo };
+  const loras = config.models.loras().filter((lora) => !lora.problem).map(({ name, family }) => ({ name, family }));
+  return { models: Object.keys(modelInfo), modelInfo, loras };
 }
 
 /**
@@ -71,7 +72,7 @@ export async function createPgApp(config: Config, url: string, log: Logger, over
   let worker: PgWorker | null = null;
   let presence: PgWorkerPresence | null = null;
   if (overrides.runWorker === true) {
-    const { models, modelInfo } = modelsOnThisHost(config);
+    const { models, modelInfo, loras } = modelsOnThisHost(config);
     worker = new PgWorker({
       jobs,
       index,
@@ -80,10 +81,11 @@ export async function createPgApp(config: Config, url: string, log: Logger, over
       ...workerParts(config, log),
       workerId: config.workerId,
       models,
+      can: { refiners: models.filter((model) => modelInfo[model]!.refiner), loras: loras.map((lora) => lora.name) },
       localize: (request) => localizeRequest(request, config.models, config.workerId),
       timing: { backoff: BACKOFF, queuePollMs: 5_000, cancelPollMs: 1_000 },
     });
-    presence = new PgWorkerPresence(jobs, { id: config.workerId, host: config.workerId, models, modelInfo, device: () => engine.health().device ?? null }, { heartbeatMs: HEARTBEAT_MS, staleMs: STALE_MS }, log);
+    presence = new PgWorkerPresence(jobs, { id: config.workerId, host: config.workerId, models, modelInfo, loras, device: () => engine.health().device ?? null }, { heartbeatMs: HEARTBEAT_MS, staleMs: STALE_MS }, log);
   }
   // Changes from every host: front-end waiters wake on them (through the store's events), the worker takes and cancels.
   const listener = new PgJobListener(
@@ -98,12 +100,29 @@ export async function createPgApp(config: Config, url: string, log: Logger, over
     BACKOFF,
     log,
   );
-  await listener.start();
-  if (worker && presence) {
-    await presence.start();
-    worker.start();
-    engine.start().catch((error: Error) => log.warn({ error: error.message }, "engine did not start yet; jobs will wait and retry"));
-    log.info({ workerId: config.workerId, models: presence.models }, "this process is a worker on the Postgres queue");
+  // Each part is stopped however the others fared, so a failed start or a stop that throws leaves nothing running.
+  const stopAll = async () => {
+    const failures = [];
+    for (const stop of [() => worker?.stop(), () => presence?.stop(), () => listener.stop(), () => (worker ? undefined : engine.stop()), () => pool.end()]) {
+      try {
+        await stop();
+      } catch (error) {
+        failures.push(messageOf(error));
+      }
+    }
+    if (failures.length) throw new Error(`could not stop cleanly: ${failures.join("; ")}`);
+  };
+  try {
+    await listener.start();
+    if (worker && presence) {
+      await presence.start();
+      worker.start();
+      engine.start().catch((error: Error) => log.warn({ error: error.message }, "engine did not start yet; jobs will wait and retry"));
+      log.info({ workerId: config.workerId, models: presence.models }, "this process is a worker on the Postgres queue");
+    }
+  } catch (error) {
+    await stopAll().catch(() => undefined);
+    throw new Error(`could not start on the Postgres queue at ${redactedUrl(url)}: ${messageOf(error)}`);
   }
 
   return {
@@ -118,13 +137,7 @@ export async function createPgApp(config: Config, url: string, log: Logger, over
     worker,
     workers: () => jobs.workers(STALE_MS),
     databaseTrouble: postgresUnavailable,
-    async close() {
-      // The worker first: its running job goes back to the queue while the database still answers.
-      await worker?.stop();
-      await presence?.stop();
-      await listener.stop();
-      if (!worker) await engine.stop();
-      await pool.end();
-    },
+    // The worker first: its running job goes back to the queue while the database still answers.
+    close: stopAll,
   };
 }

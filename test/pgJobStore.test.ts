@@ -105,22 +105,44 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     expect((await jobs.takeNext("cuda-box", ["sd15", "sdxl"]))?.id).toBe(sdxl.id);
   });
 
+  it("keeps a refiner pass and LoRAs away from a worker without them, and hands them to one that has them", async () => {
+    const { jobs } = store;
+    const sdxl = { name: "sdxl", path: "/m/sdxl", refinerPath: null };
+    const refined = await jobs.enqueue(makeRequest({ prompt: "refined", model: { ...sdxl, refinerPath: "/m/refiner" } }));
+    const withLora = await jobs.enqueue(makeRequest({ prompt: "detailed", model: sdxl, loras: [{ name: "detail", path: "", weight: 0.8 }] }));
+    const plain = await jobs.enqueue(makeRequest({ prompt: "plain", model: sdxl }));
+    // The base model alone, no refiner, no LoRAs: it skips both and takes the plain job behind them.
+    const bare = { refiners: [], loras: [] };
+    expect((await jobs.takeNext("bare-box", ["sdxl"], bare))?.id).toBe(plain.id);
+    expect(await jobs.takeNext("bare-box", ["sdxl"], bare)).toBeUndefined();
+    // A LoRA of another name does not do either.
+    expect(await jobs.takeNext("other-lora", ["sdxl"], { refiners: [], loras: ["style"] })).toBeUndefined();
+    const full = { refiners: ["sdxl"], loras: ["detail", "style"] };
+    expect((await jobs.takeNext("full-box", ["sdxl"], full))?.id).toBe(refined.id);
+    expect((await jobs.takeNext("full-box", ["sdxl"], full))?.id).toBe(withLora.id);
+  });
+
   it("keeps a registry of workers: models and what each is, device, heartbeat, the job each runs; a goodbye removes one", async () => {
     const { jobs } = store;
     const studioModels = { sdxl: { family: "sdxl" as const, refiner: true }, sd15: { family: "sd15" as const, refiner: false } };
-    await jobs.registerWorker({ id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], device: null, modelInfo: studioModels });
+    await jobs.registerWorker({ id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], device: null, modelInfo: studioModels, loras: [{ name: "detail", family: "sdxl" }] });
     await jobs.registerWorker({ id: "cuda-box", host: "rack-1", models: ["sdxl"], device: "cuda" });
     await pool.query(`UPDATE workers SET heartbeat_at = now() - interval '1 minute' WHERE id = 'cuda-box'`);
     const job = await jobs.enqueue(makeRequest({ model: { name: "sd15", path: "/m/sd15", refinerPath: null } }));
     await jobs.takeNext("mac-studio", ["sdxl", "sd15"]);
     expect(await jobs.workers(30_000)).toEqual([
-      { id: "cuda-box", host: "rack-1", models: ["sdxl"], modelInfo: {}, device: "cuda", notice: null, heartbeatAt: expect.any(String), alive: false, runningJobId: null },
-      { id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], modelInfo: studioModels, device: null, notice: null, heartbeatAt: expect.any(String), alive: true, runningJobId: job.id },
+      { id: "cuda-box", host: "rack-1", models: ["sdxl"], modelInfo: {}, loras: [], device: "cuda", notice: null, heartbeatAt: expect.any(String), alive: false, runningJobId: null },
+      { id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], modelInfo: studioModels, loras: [{ name: "detail", family: "sdxl" }], device: null, notice: null, heartbeatAt: expect.any(String), alive: true, runningJobId: job.id },
     ]);
     // The device once the worker's runner says it; a beat without one keeps what was known.
     expect(await jobs.heartbeatWorker("mac-studio", "mps")).toBe(true);
     expect(await jobs.heartbeatWorker("mac-studio", null)).toBe(true);
     expect((await jobs.workers(30_000)).find((worker) => worker.id === "mac-studio")?.device).toBe("mps");
+    // A worker starting again starts without the notice its last life left.
+    await jobs.setWorkerNotice("mac-studio", "storage is unavailable (ECONNREFUSED); retrying");
+    expect((await jobs.workers(30_000)).find((worker) => worker.id === "mac-studio")?.notice).toMatch(/^storage is unavailable/);
+    await jobs.registerWorker({ id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], device: "mps", modelInfo: studioModels });
+    expect((await jobs.workers(30_000)).find((worker) => worker.id === "mac-studio")?.notice).toBeNull();
     expect(await jobs.heartbeatWorker("cuda-box")).toBe(true);
     expect((await jobs.workers(30_000)).find((worker) => worker.id === "cuda-box")?.alive).toBe(true);
     await jobs.forgetWorker("cuda-box");

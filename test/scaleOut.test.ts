@@ -81,14 +81,15 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
   }
 
   /** A worker host of its own (or, with `home`, beside a front-end on its host), started as `kitty-images worker`. */
-  async function startWorker(id: string, models: Record<string, string>, home?: TestHome): Promise<void> {
+  async function startWorker(id: string, models: Record<string, string>, home?: TestHome, withLoras = false): Promise<void> {
     const workerHome = home ?? (await makeTestHome(tiny()));
     const yaml = path.join(workerHome.home, `models-${id}.yaml`);
     // Each host keeps its models somewhere of its own: a link in its data dir to the tiny folder.
     const folders = path.join(workerHome.home, `models-of-${id}`);
     mkdirSync(folders);
-    for (const folder of new Set(Object.values(models))) symlinkSync(path.join(tiny(), folder), path.join(folders, folder));
-    writeFileSync(yaml, Object.entries(models).map(([name, folder]) => `${name}: ${path.join(folders, folder)}`).join("\n") + "\n");
+    for (const folder of new Set([...Object.values(models), ...(withLoras ? ["loras"] : [])])) symlinkSync(path.join(tiny(), folder), path.join(folders, folder));
+    const lines = Object.entries(models).map(([name, folder]) => `${name}: ${path.join(folders, folder)}`);
+    writeFileSync(yaml, [...lines, ...(withLoras ? [`loras: ${path.join(folders, "loras")}`] : []), ""].join("\n"));
     const env = serverEnv({ ...workerHome, modelsYaml: yaml }, { ...s3Env(minio, BUCKET), KITTY_IMAGES_DATABASE_URL: postgres.url, KITTY_IMAGES_WORKER_ID: id, OMP_NUM_THREADS: "1" });
     const child = execa(process.execPath, [SERVER_ENTRY, "worker"], { env, extendEnv: false, reject: false, stdout: "ignore", stderr: "pipe" });
     child.stderr?.pipe(createWriteStream(path.join(workerHome.home, `worker-${id}.log`)));
@@ -131,7 +132,7 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
   }
 
   it("front-ends run no runner; list_models shows which worker serves which model and who is idle", async () => {
-    await startWorker("big-box", { tiny_sd15: "sd15", tiny_sdxl: "sdxl" });
+    await startWorker("big-box", { tiny_sd15: "sd15", tiny_sdxl: "sdxl" }, undefined, true);
     await startWorker("small-box", { tiny_sd15: "sd15" });
     await startWorker("beside-b", { tiny_sd15: "sd15", tiny_sd15_b: "sd15" }, b.home);
     // A worker registers at once and adds its device when its runner is up.
@@ -145,6 +146,11 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
       { id: "small-box", models: ["tiny_sd15"], engines: ["diffusers"], state: "idle" },
     ]);
     expect(listed.workers.map(({ device }: { device: string | null }) => device), "each worker's device, once its runner is up").toEqual(["cpu", "cpu", "cpu"]);
+    // The LoRAs only big-box has, offered by a front-end that has no LoRA folder.
+    expect(listed.loras).toEqual([
+      { name: "tiny_sd15_detail", family: "sd15" },
+      { name: "tiny_sdxl_detail", family: "sdxl" },
+    ]);
     // Present and of a family on the front-end, which has none of the folders, because a worker has each.
     expect(listed.models.map(({ name, present, family }: Record<string, unknown>) => ({ name, present, family }))).toEqual([
       { name: "tiny_sd15", present: true, family: "sd15" },
@@ -157,7 +163,7 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
       extendEnv: false,
       reject: false,
     });
-    expect(doctor.stdout).toMatch(/^ok +model tiny_sdxl: not on this host; on worker\(s\) big-box$/m);
+    expect(doctor.stdout).toMatch(/^ok +model tiny_sdxl: not on this host; on live worker\(s\) big-box$/m);
     expect(doctor.stdout).toMatch(/^ok +database: Postgres 1\d\.\d+.* at postgres:\/\/kitty@127\.0\.0\.1:\d+\/kitty_test: no jobs; 0 image\(s\)$/m);
     expect(doctor.stdout).toMatch(/^ok +workers: beside-b \(idle, cpu: tiny_sd15, tiny_sd15_b\); big-box \(idle, cpu: tiny_sd15, tiny_sdxl\); small-box \(idle, cpu: tiny_sd15\)$/m);
     const health = await (await fetch(`${a.server.url}/healthz`)).json();
@@ -167,12 +173,16 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
     expect(metrics, "a front-end has no runner to report").not.toMatch(/kitty_images_runner_up/);
   });
 
-  it("30 jobs from both front-ends spread over the workers, each done once; a model only one worker has runs only there", async () => {
+  it("30 jobs from both front-ends spread over the workers, each done once; a model or LoRA only one worker has runs only there", async () => {
     const jobIds: string[] = [];
+    const withLora = new Set<string>();
     for (let n = 0; n < 30; n++) {
       const frontEnd = n % 2 === 0 ? a : b;
       const model = n % 10 === 3 ? "tiny_sdxl" : n % 10 === 7 ? "tiny_sd15_b" : "tiny_sd15";
-      jobIds.push(await generate(frontEnd, { prompt: `job ${n} via ${frontEnd.name}`, model, seed: n }));
+      const loras = n % 10 === 5 ? [{ name: "tiny_sd15_detail", weight: 0.5 }] : undefined;
+      const jobId = await generate(frontEnd, { prompt: `job ${n} via ${frontEnd.name}`, model, seed: n, ...(loras && { loras }) });
+      if (loras) withLora.add(jobId);
+      jobIds.push(jobId);
     }
     // Each front-end reports the jobs the other queued.
     const ended = await allEnded(b, jobIds, 240_000);
@@ -181,6 +191,7 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
     const byModel = (model: string) => new Set(where.filter((_, n) => ended[n]!.model === model));
     expect(byModel("tiny_sdxl")).toEqual(new Set(["big-box"]));
     expect(byModel("tiny_sd15_b")).toEqual(new Set(["beside-b"]));
+    expect(new Set(where.filter((_, n) => withLora.has(jobIds[n]!))), "the LoRA jobs ran where the LoRA is").toEqual(new Set(["big-box"]));
     expect(new Set(where), "every worker ran jobs").toEqual(new Set(["big-box", "small-box", "beside-b"]));
     for (const job of ended) expect(job.images, `${job.prompt}: one image`).toHaveLength(1);
   });

@@ -31,7 +31,9 @@ export async function serveCommand(args: string[]): Promise<void> {
   if (values.worker && !config.databaseUrl) {
     throw new UsageError("--worker goes with a shared Postgres queue (KITTY_IMAGES_DATABASE_URL); on the embedded SQLite queue serve runs the jobs itself");
   }
-  for (const entry of config.models.entries) {
+  // A front-end on a shared queue keeps no model folders: the workers have them (list_models shows which).
+  const runsJobs = !config.databaseUrl || values.worker;
+  for (const entry of runsJobs ? config.models.entries : []) {
     const onDisk = inspectModelFolder(entry.path);
     if (!onDisk.present) log.warn({ model: entry.name, problem: onDisk.problem }, "model in models.yaml is not on disk; generate_image will refuse it");
   }

@@ -90,8 +90,10 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
     if (url.pathname === "/mcp") return mcpNode(request, response);
     if (await handleGallery(app, request, response, url)) return;
     if (url.pathname === "/metrics") {
+      // Collected before the status is sent: a database that does not answer makes the scrape fail, not look empty.
+      const body = await metrics.text();
       response.writeHead(200, { "content-type": metrics.contentType, "cache-control": "no-store" });
-      return void response.end(await metrics.text());
+      return void response.end(body);
     }
     if (url.pathname.startsWith("/files/")) {
       if (request.method !== "GET" && request.method !== "HEAD") return sendJson(response, 405, { detail: "files are read with GET" }, { allow: "GET, HEAD" });

@@ -50,25 +50,45 @@ export function defaultsFor(entry: ModelEntry, family: ModelFamily): GenerationD
 }
 
 /**
- * What the GPU workers on a shared queue say of a model this host has no folder for (a front-end keeps none):
- * its family, and whether its refiner is there. null: no worker has it.
+ * What the live GPU workers on a shared queue say of models and LoRAs this host has no files for (a front-end keeps
+ * none): a model's family and whether some worker has its refiner, a LoRA's family. null: no live worker has it.
  */
-export type ModelsElsewhere = (name: string) => { family: ModelFamily | null; refiner: boolean } | null;
+export interface ModelsElsewhere {
+  model(name: string): { family: ModelFamily | null; refiner: boolean } | null;
+  lora(name: string): { family: ModelFamily | null } | null;
+}
 
-/** The workers' word on each model, merged: a model is there when any registered worker has it. */
-export function modelsOfWorkers(workers: ReadonlyArray<{ modelInfo: Record<string, { family: ModelFamily | null; refiner: boolean }> }>): ModelsElsewhere {
-  return (name) => {
-    const told = workers.map((worker) => worker.modelInfo[name]).filter((info) => info !== undefined);
-    if (told.length === 0) return null;
-    return { family: told.find((info) => info.family)?.family ?? null, refiner: told.some((info) => info.refiner) };
+interface WorkerReport {
+  alive: boolean;
+  models: readonly string[];
+  modelInfo: Record<string, { family: ModelFamily | null; refiner: boolean }>;
+  loras: ReadonlyArray<{ name: string; family: ModelFamily | null }>;
+}
+
+/**
+ * The live workers' word, merged: a model or LoRA is there when one of them has it. A worker registered before
+ * workers described their models (model_info empty) still counts for the names it lists, family unknown.
+ */
+export function modelsOfWorkers(workers: readonly WorkerReport[]): ModelsElsewhere {
+  const live = workers.filter((worker) => worker.alive);
+  return {
+    model(name) {
+      const told = live.filter((worker) => worker.models.includes(name)).map((worker) => worker.modelInfo[name] ?? { family: null, refiner: false });
+      if (told.length === 0) return null;
+      return { family: told.find((info) => info.family)?.family ?? null, refiner: told.some((info) => info.refiner) };
+    },
+    lora(name) {
+      const told = live.flatMap((worker) => worker.loras.filter((lora) => lora.name === name));
+      return told.length === 0 ? null : { family: told.find((lora) => lora.family)?.family ?? null };
+    },
   };
 }
 
-/** The model's folder as this host sees it, else as a worker reported it. */
+/** The model's folder as this host sees it, else as a live worker reported it. */
 export function inspectModel(entry: ModelEntry, elsewhere?: ModelsElsewhere): ModelOnDisk {
   const onDisk = inspectModelFolder(entry.path);
   if (onDisk.present) return onDisk;
-  const told = elsewhere?.(entry.name);
+  const told = elsewhere?.model(entry.name);
   return told ? { present: true, family: told.family, problem: null } : onDisk;
 }
 
@@ -82,7 +102,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
   const entry = withField("model", () => catalog.get(name));
   if (entry.engine !== "diffusers") return resolveElsewhere(ask, entry);
   const onDisk = inspectModel(entry, elsewhere);
-  if (!onDisk.present) throw new KittyError("model_missing", `model '${name}' is in models.yaml but ${onDisk.problem}${elsewhere ? ", and no GPU worker has it" : ""}`, "model");
+  if (!onDisk.present) throw new KittyError("model_missing", `model '${name}' is in models.yaml but ${onDisk.problem}${elsewhere ? ", and no live GPU worker has it" : ""}`, "model");
   if (onDisk.family === "sdxl_refiner") {
     throw new KittyError("invalid_argument", `model '${name}' is an SDXL refiner; name it as another model's 'refiner' in models.yaml`, "model");
   }
@@ -102,7 +122,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
       throw new KittyError("invalid_argument", `model '${name}' has no refiner; add 'refiner: /path/to/refiner-folder' to its models.yaml entry`, "refiner");
     }
     const refinerOnDisk = inspectModelFolder(entry.refinerPath);
-    if (!refinerOnDisk.present && !elsewhere?.(name)?.refiner) throw new KittyError("model_missing", `model '${name}' names a refiner but ${refinerOnDisk.problem}`, "refiner");
+    if (!refinerOnDisk.present && !elsewhere?.model(name)?.refiner) throw new KittyError("model_missing", `model '${name}' names a refiner but ${refinerOnDisk.problem}`, "refiner");
     refiner = refinerPassFor(steps, cfgScale, ask.refinerMode ?? "ensemble");
   }
 
@@ -141,7 +161,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
     refiner,
     count: ask.count ?? 1,
     initImage,
-    loras: resolveLoras(ask.loras ?? [], catalog, name, family),
+    loras: resolveLoras(ask.loras ?? [], catalog, name, family, elsewhere),
   };
 }
 
@@ -193,10 +213,19 @@ export function sizeLike(width: number, height: number): { width: number; height
   return { width: snap(width), height: snap(height) };
 }
 
-function resolveLoras(asked: Array<{ name: string; weight: number }>, catalog: ModelCatalog, model: string, family: ModelFamily): LoraUse[] {
+function resolveLoras(asked: Array<{ name: string; weight: number }>, catalog: ModelCatalog, model: string, family: ModelFamily, elsewhere?: ModelsElsewhere): LoraUse[] {
   const names = new Set<string>();
   return asked.map(({ name, weight }, position) => {
-    const lora = withField(`loras[${position}].name`, () => catalog.lora(name));
+    const lora = withField(`loras[${position}].name`, () => {
+      try {
+        return catalog.lora(name);
+      } catch (error) {
+        // Not in this host's folder: a live worker's will do (the worker runs it from its own folder, by name).
+        const told = elsewhere?.lora(name);
+        if (told) return { name, path: "", family: told.family };
+        throw error;
+      }
+    });
     if (names.has(name)) throw new KittyError("invalid_argument", `LoRA '${name}' is listed twice; give it once with the weight you want`, "loras");
     names.add(name);
     if (lora.family && lora.family !== family) {

@@ -20,10 +20,15 @@ export function postgresUnavailable(error: unknown, doing: string): KittyError |
   const message = error instanceof Error ? error.message : String(error);
   const marked = error !== null && typeof error === "object" && FROM_POSTGRES in error;
   const outage =
-    // SQLSTATE 57P01-57P03: shutting down, crashed, starting; class 08: the connection failed.
-    (typeof code === "string" && (/^57P0[1-3]$/.test(code) || /^08/.test(code))) ||
+    // SQLSTATE 57P01-57P03: shutting down, crashed, starting; class 08: the connection failed; 53: out of
+    // connections, memory or disk (53300: too many hosts' pools at once).
+    (typeof code === "string" && (/^57P0[1-3]$/.test(code) || /^08/.test(code) || /^53/.test(code))) ||
     (marked && typeof code === "string" && NETWORK_CODES.has(code)) ||
     /^Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(message);
   if (!outage) return null;
-  return new KittyError("database_unavailable", `${doing}: the job database (Postgres) is not answering (${message}); nothing was changed. Try again in a few seconds`);
+  // A connection can drop after a write reached the server: say so, rather than promise nothing changed.
+  return new KittyError(
+    "database_unavailable",
+    `${doing}: the job database (Postgres) is not answering (${message}). Try again in a few seconds (a generate_image whose answer was lost this way may have queued its job)`,
+  );
 }

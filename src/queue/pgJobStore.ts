@@ -60,6 +60,8 @@ export const PG_MIGRATIONS: readonly string[] = [
   ALTER TABLE workers ADD COLUMN model_info jsonb NOT NULL DEFAULT '{}'::jsonb;
   -- Why the worker's job waits (storage down, the engine not starting), for job_status on every front-end.
   ALTER TABLE workers ADD COLUMN notice text;
+  -- The LoRAs in its folder ([{name, family}]): a job naming LoRAs goes only to a worker that has them all.
+  ALTER TABLE workers ADD COLUMN loras jsonb NOT NULL DEFAULT '[]'::jsonb;
   `,
 ];
 
@@ -153,6 +155,12 @@ export interface AdvertisedModel {
   refiner: boolean;
 }
 
+/** A LoRA in a worker's folder, as front-ends need to know it. */
+export interface AdvertisedLora {
+  name: string;
+  family: ModelFamily | null;
+}
+
 /** A worker as it registers itself. */
 export interface WorkerRegistration {
   id: string;
@@ -160,6 +168,13 @@ export interface WorkerRegistration {
   models: readonly string[];
   device: string | null;
   modelInfo?: Readonly<Record<string, AdvertisedModel>>;
+  loras?: readonly AdvertisedLora[];
+}
+
+/** What a worker can run beyond a model: a refiner pass only where it has the model's refiner, LoRAs it has. */
+export interface WorkerCapabilities {
+  refiners: readonly string[];
+  loras: readonly string[];
 }
 
 export interface WorkerInfo {
@@ -167,6 +182,7 @@ export interface WorkerInfo {
   host: string;
   models: string[];
   modelInfo: Record<string, AdvertisedModel>;
+  loras: AdvertisedLora[];
   device: string | null;
   /** Why the job it runs waits, as the worker said (null: nothing in the way). */
   notice: string | null;
@@ -241,17 +257,21 @@ export class PgJobStore {
 
   /**
    * Takes the oldest queued job this worker can run and marks it running, or returns undefined. SKIP LOCKED lets
-   * workers take side by side without waiting on each other's rows; `models` (absent: any) routes by model.
+   * workers take side by side without waiting on each other's rows; `models` (absent: any) routes by model, and
+   * `can` (absent: anything) keeps a refiner pass or LoRAs away from a worker without them.
    */
-  async takeNext(workerId?: string, models?: readonly string[]): Promise<Job | undefined> {
+  async takeNext(workerId?: string, models?: readonly string[], can?: WorkerCapabilities): Promise<Job | undefined> {
     const { rows } = await this.pool.query<PgJobRow>(
       `WITH next AS (
          SELECT id FROM jobs WHERE state = 'queued' AND ($2::text[] IS NULL OR model = ANY($2))
+           AND ($4::text[] IS NULL OR request->'model'->>'refinerPath' IS NULL OR model = ANY($4))
+           AND ($5::text[] IS NULL OR NOT EXISTS (
+             SELECT 1 FROM jsonb_array_elements(COALESCE(request->'loras', '[]'::jsonb)) AS lora WHERE NOT (lora->>'name' = ANY($5))))
          ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
        UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = $3, worker_id = $1
        FROM next WHERE jobs.id = next.id
        RETURNING ${JOB_COLUMNS.split(",").map((column) => `jobs.${column.trim()}`).join(", ")}`,
-      [workerId ?? null, models ? [...models] : null, now()],
+      [workerId ?? null, models ? [...models] : null, now(), can ? [...can.refiners] : null, can ? [...can.loras] : null],
     );
     return rows[0] && toJob(rows[0]);
   }
@@ -333,9 +353,10 @@ export class PgJobStore {
   /** A worker announces itself, its models and device (again after a restart: same id, fresh heartbeat). */
   async registerWorker(worker: WorkerRegistration): Promise<void> {
     await this.pool.query(
-      `INSERT INTO workers (id, host, models, device, model_info, heartbeat_at) VALUES ($1, $2, $3, $4, $5, now())
-       ON CONFLICT (id) DO UPDATE SET host = $2, models = $3, device = $4, model_info = $5, heartbeat_at = now()`,
-      [worker.id, worker.host, [...worker.models], worker.device, JSON.stringify(worker.modelInfo ?? {})],
+      // A worker starting again starts with no notice: what its last life waited on is not this one's business.
+      `INSERT INTO workers (id, host, models, device, model_info, loras, notice, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, NULL, now())
+       ON CONFLICT (id) DO UPDATE SET host = $2, models = $3, device = $4, model_info = $5, loras = $6, notice = NULL, heartbeat_at = now()`,
+      [worker.id, worker.host, [...worker.models], worker.device, JSON.stringify(worker.modelInfo ?? {}), JSON.stringify(worker.loras ?? [])],
     );
   }
 
@@ -365,13 +386,14 @@ export class PgJobStore {
       host: string;
       models: string[];
       model_info: Record<string, AdvertisedModel>;
+      loras: AdvertisedLora[];
       device: string | null;
       notice: string | null;
       heartbeat_at: Date;
       alive: boolean;
       running_job_id: string | null;
     }>(
-      `SELECT w.id, w.host, w.models, w.model_info, w.device, w.notice, w.heartbeat_at,
+      `SELECT w.id, w.host, w.models, w.model_info, w.loras, w.device, w.notice, w.heartbeat_at,
               w.heartbeat_at > now() - make_interval(secs => $1::double precision / 1000) AS alive,
               (SELECT j.id FROM jobs j WHERE j.worker_id = w.id AND j.state = 'running' ORDER BY j.seq LIMIT 1) AS running_job_id
        FROM workers w ORDER BY w.id`,
@@ -382,6 +404,7 @@ export class PgJobStore {
       host: row.host,
       models: row.models,
       modelInfo: row.model_info,
+      loras: row.loras,
       device: row.device,
       notice: row.notice,
       heartbeatAt: row.heartbeat_at.toISOString(),

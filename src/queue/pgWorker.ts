@@ -8,8 +8,8 @@ import type { PreviewMaker } from "../storage/previewMaker.js";
 import type { StagingArea } from "../storage/staging.js";
 import type { JobEventName } from "./jobEvents.js";
 import type { Job } from "./jobStore.js";
-import type { PgJobStore } from "./pgJobStore.js";
-import { pause, type Backoff } from "./retry.js";
+import type { PgJobStore, WorkerCapabilities } from "./pgJobStore.js";
+import { pause, retryWithBackoff, type Backoff } from "./retry.js";
 import { JobStopped, NO_OBSERVER, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver, type RunOutcome } from "./runJob.js";
 import { pgRunStore } from "./runJobStore.js";
 
@@ -25,6 +25,8 @@ export interface PgWorkerOptions {
   /** Who this worker is in the registry, and the models it has: it takes only jobs for those. */
   workerId: string;
   models: readonly string[];
+  /** Refiners and LoRAs it has: jobs needing others stay for a worker that has them (absent: takes any). */
+  can?: WorkerCapabilities;
   /** The job's request with this host's own folders for its model and LoRAs (localizeRequest); throws what is missing. */
   localize?: (request: GenerationRequest) => GenerationRequest;
   timing: {
@@ -91,6 +93,7 @@ export class PgWorker {
     this.wakeUp.abort();
     await this.options.engine.stop();
     await this.loop;
+    await this.notices;
   }
 
   /** A change heard on the jobs channel (from any host). */
@@ -111,7 +114,7 @@ export class PgWorker {
     let databaseDelay = timing.backoff.first;
     while (!this.stopping.signal.aborted) {
       try {
-        const job = await jobs.takeNext(workerId, models);
+        const job = await jobs.takeNext(workerId, models, this.options.can);
         databaseDelay = timing.backoff.first;
         if (!job) {
           await this.idle(timing.queuePollMs);
@@ -144,8 +147,15 @@ export class PgWorker {
     } catch (error) {
       // Retrying will not give this host the folder: fail the job with what it lacks.
       const reason = error instanceof KittyError ? { code: error.code, message: error.message } : { code: "model_missing", message: messageOf(error) };
-      this.options.log.warn({ jobId: taken.id, ...reason }, "this worker cannot run the job it took");
-      await this.options.jobs.finish(taken.id, "running", "failed", { error: reason, attempt: taken.attempts });
+      const { jobs, log, timing } = this.options;
+      log.warn({ jobId: taken.id, ...reason }, "this worker cannot run the job it took");
+      // Until the database takes it: a job left running by a live worker would never be recovered.
+      await retryWithBackoff(() => jobs.finish(taken.id, "running", "failed", { error: reason, attempt: taken.attempts }), {
+        backoff: timing.backoff,
+        signal: this.stopping.signal,
+        giveUp: () => undefined,
+        onRetry: (retryError, retryInMs) => log.warn({ jobId: taken.id, error: messageOf(retryError), retryInMs }, "could not fail the job; will retry"),
+      });
       return "finished";
     }
     const current: CurrentJob = { job, cancel: new AbortController(), letGo: new AbortController() };

@@ -60,11 +60,13 @@ export function pgQueueStore(jobs: PgJobStore, staleMs: number): QueueStore {
       // A running job waits on what its worker said (storage down, the engine not starting).
       if (job.state === "running") return workers.find((worker) => worker.runningJobId === job.id)?.notice ?? null;
       const model = job.request.model.name;
-      if (workers.some((worker) => worker.alive && worker.models.includes(model))) return null;
-      const serving = [...new Set(workers.filter((worker) => worker.alive).flatMap((worker) => worker.models))];
+      const serving = workers.filter((worker) => worker.alive && worker.models.includes(model));
+      // Queued: it waits on the workers that could run it; when every one of them is stuck, say on what.
+      if (serving.length > 0) return serving.every((worker) => worker.notice) ? serving[0]!.notice : null;
+      const served = [...new Set(workers.filter((worker) => worker.alive).flatMap((worker) => worker.models))];
       return (
         `no live worker has model '${model}'; it waits for one (start \`kitty-images worker\` on a host whose models.yaml has it). ` +
-        (serving.length ? `Live workers serve: ${serving.join(", ")}.` : "No worker is live.")
+        (served.length ? `Live workers serve: ${served.join(", ")}.` : "No worker is live.")
       );
     },
     pollMs: PG_POLL_MS,

@@ -83,12 +83,18 @@ export const listModels = defineTool({
         path: entry.path,
         ...(onDisk.problem && { problem: onDisk.problem }),
         ...(entry.description && { description: entry.description }),
-        refiner: entry.refinerPath ? { path: entry.refinerPath, present: inspectModelFolder(entry.refinerPath).present || (onWorkers?.(entry.name)?.refiner ?? false) } : null,
+        refiner: entry.refinerPath ? { path: entry.refinerPath, present: inspectModelFolder(entry.refinerPath).present || (onWorkers?.model(entry.name)?.refiner ?? false) } : null,
         defaults: family ? defaultsFor(entry, family) : null,
       };
     });
     const ready = models.filter((model) => model.present).map((model) => model.name);
-    const loras = catalog.loras().map(({ name, family, problem }) => ({ name, family, ...(problem && { problem }) }));
+    const local = catalog.loras().map(({ name, family, problem }) => ({ name, family, ...(problem && { problem }) }));
+    // On a shared queue, the LoRAs live workers have that this host's folder lacks (a front-end keeps none).
+    const onWorkersOnly = (registered ?? [])
+      .filter((worker) => worker.alive)
+      .flatMap((worker) => worker.loras)
+      .filter((lora, at, all) => !local.some((own) => own.name === lora.name) && all.findIndex((other) => other.name === lora.name) === at);
+    const loras = [...local, ...onWorkersOnly.map(({ name, family }) => ({ name, family }))];
     return {
       structured: { engine: config.engine, defaultModel: catalog.defaultModel, models, loras, ...(workers && { workers }) },
       summary:

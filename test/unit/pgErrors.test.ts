@@ -9,6 +9,7 @@ describe("postgresUnavailable", () => {
       Object.assign(new Error("terminating connection due to administrator command"), { code: "57P01" }),
       Object.assign(new Error("the database system is starting up"), { code: "57P03" }),
       Object.assign(new Error("connection failure"), { code: "08006" }),
+      Object.assign(new Error("sorry, too many clients already"), { code: "53300" }),
       new Error("Connection terminated unexpectedly"),
       new Error("timeout exceeded when trying to connect"),
       fromPostgres(network("ECONNREFUSED")) as Error,
@@ -16,7 +17,7 @@ describe("postgresUnavailable", () => {
     ]) {
       const refusal = postgresUnavailable(error, "job_status failed");
       expect(refusal?.code, error.message).toBe("database_unavailable");
-      expect(refusal?.message).toMatch(/^job_status failed: the job database \(Postgres\) is not answering \(.+\); nothing was changed\. Try again in a few seconds$/);
+      expect(refusal?.message).toMatch(/^job_status failed: the job database \(Postgres\) is not answering \(.+\)\. Try again in a few seconds \(a generate_image whose answer was lost this way may have queued its job\)$/);
     }
   });
 

@@ -46,16 +46,25 @@ describe("a front-end with no model folders", () => {
   const dirs: string[] = [];
   afterEach(() => dirs.splice(0).forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 
-  const workers: Array<{ modelInfo: Record<string, { family: "sd15" | "sdxl" | null; refiner: boolean }> }> = [
-    { modelInfo: { sdxl: { family: "sdxl", refiner: false } } },
-    { modelInfo: { sdxl: { family: "sdxl", refiner: true }, sd15: { family: "sd15", refiner: false } } },
+  type Report = Parameters<typeof modelsOfWorkers>[0][number];
+  const worker = (alive: boolean, modelInfo: Report["modelInfo"], loras: Report["loras"] = [], models = Object.keys(modelInfo)): Report => ({ alive, models, modelInfo, loras });
+  const workers = [
+    worker(true, { sdxl: { family: "sdxl", refiner: false } }),
+    worker(true, { sdxl: { family: "sdxl", refiner: true }, sd15: { family: "sd15", refiner: false } }, [{ name: "detail", family: "sdxl" }]),
+    // Silent for good (a host killed and never back): what it had does not count.
+    worker(false, { flux: { family: "sdxl", refiner: false } }, [{ name: "gone", family: null }]),
+    // Registered by a worker of an older version: its models by name, nothing more.
+    worker(true, {}, [], ["legacy"]),
   ];
 
-  it("takes a model's family and refiner from the workers that have it, merged", () => {
+  it("takes a model's family and refiner, and a LoRA's family, from the live workers that have them, merged", () => {
     const elsewhere = modelsOfWorkers(workers);
-    expect(elsewhere("sdxl")).toEqual({ family: "sdxl", refiner: true });
-    expect(elsewhere("sd15")).toEqual({ family: "sd15", refiner: false });
-    expect(elsewhere("flux")).toBeNull();
+    expect(elsewhere.model("sdxl")).toEqual({ family: "sdxl", refiner: true });
+    expect(elsewhere.model("sd15")).toEqual({ family: "sd15", refiner: false });
+    expect(elsewhere.model("legacy")).toEqual({ family: null, refiner: false });
+    expect(elsewhere.model("flux")).toBeNull();
+    expect(elsewhere.lora("detail")).toEqual({ family: "sdxl" });
+    expect(elsewhere.lora("gone")).toBeNull();
   });
 
   it("looks at its own disk first, then at what the workers report", () => {
