@@ -4,6 +4,7 @@ import type { Logger } from "./log.js";
 import { localizeRequest } from "./models/localizeRequest.js";
 import { familyOf, familyOfElsewhere } from "./models/resolveRequest.js";
 import { inspectModelFolder } from "./models/modelFolder.js";
+import { JobEvents } from "./queue/jobEvents.js";
 import { JobQueue } from "./queue/jobQueue.js";
 import { postgresUnavailable } from "./queue/pgErrors.js";
 import { PgJobListener } from "./queue/pgJobListener.js";
@@ -87,12 +88,14 @@ export async function createPgApp(config: Config, url: string, log: Logger, over
     });
     presence = new PgWorkerPresence(jobs, { id: config.workerId, host: config.workerId, models, modelInfo, loras, device: () => engine.health().device ?? null }, { heartbeatMs: HEARTBEAT_MS, staleMs: STALE_MS }, log);
   }
-  // Changes from every host: front-end waiters wake on them (through the store's events), the worker takes and cancels.
+  // Changes from every host, this one's included (its own NOTIFYs come back too, so each is heard once): front-end
+  // waiters wake on them, the worker takes and cancels.
+  const heard = new JobEvents();
   const listener = new PgJobListener(
     url,
     {
       onEvent: (name, jobId) => {
-        jobs.events.emit(name, jobId);
+        heard.emit(name, jobId);
         worker?.heard(name, jobId);
       },
       onReconnect: () => worker?.channelBack(),
@@ -129,7 +132,7 @@ export async function createPgApp(config: Config, url: string, log: Logger, over
     config,
     log,
     db: null,
-    queue: new JobQueue(pgQueueStore(jobs, STALE_MS)),
+    queue: new JobQueue(pgQueueStore(jobs, STALE_MS, heard)),
     index,
     store,
     links: linksFor(config, store, overrides),

@@ -51,10 +51,14 @@ export function sqliteQueueStore(jobs: JobStore, lease: WorkerLease): QueueStore
   return { ...sharedCalls(jobs), waitingReason: () => lease.holder()?.notice ?? null, pollMs: SQLITE_POLL_MS };
 }
 
-/** `staleMs`: how long a silent worker still counts as serving its models. */
-export function pgQueueStore(jobs: PgJobStore, staleMs: number): QueueStore {
+/**
+ * `staleMs`: how long a silent worker still counts as serving its models. `heard`: the changes the jobs channel
+ * brings, from every host and this process alike (default: only this process's own, for a store without a listener).
+ */
+export function pgQueueStore(jobs: PgJobStore, staleMs: number, heard: JobEvents = jobs.events): QueueStore {
   return {
     ...sharedCalls(jobs),
+    events: heard,
     async waitingReason(job) {
       const workers = await jobs.workers(staleMs);
       // A running job waits on what its worker said (storage down, the engine not starting).
