@@ -134,6 +134,13 @@ describe("kitty-images against a running server (KITTY_IMAGES_URL)", () => {
     expect(missing.stderr).toMatch(/needs a token.*set KITTY_IMAGES_TOKEN/);
   });
 
+  it("a shared Postgres queue that is not there exits 1, naming it without its password", async () => {
+    const run = await kitty(["serve"], { KITTY_IMAGES_DATABASE_URL: `postgres://kitty:secret@127.0.0.1:${await freePort()}/kitty` });
+    expect(run.exitCode).toBe(1);
+    expect(run.stderr).toMatch(/cannot use the Postgres queue at postgres:\/\/kitty:\*\*\*@127\.0\.0\.1:\d+\/kitty \(KITTY_IMAGES_DATABASE_URL\): connect ECONNREFUSED/);
+    expect(run.stderr).not.toContain("secret");
+  });
+
   it("a server that is not there exits 1 and says how to start one", async () => {
     const run = await kitty(["latest"], { KITTY_IMAGES_URL: `http://127.0.0.1:${await freePort()}` });
     expect(run.exitCode).toBe(1);
@@ -149,6 +156,8 @@ describe("kitty-images exit codes", () => {
     ["an unknown flag", ["generate", "a cat", "--stepz", "3"], /unknown flag --stepz/],
     ["select without an image", ["select"], /select needs an image/],
     ["a flag on a command that takes none", ["models", "--verbose"], /unknown flag --verbose/],
+    ["serve --worker on the embedded SQLite queue", ["serve", "--worker"], /--worker goes with a shared Postgres queue \(KITTY_IMAGES_DATABASE_URL\)/],
+    ["worker without a shared queue", ["worker"], /kitty-images worker takes jobs from a shared Postgres queue: set KITTY_IMAGES_DATABASE_URL/],
   ])("%s is bad usage: exit 2", async (_what, args, message) => {
     const run = await kitty(args);
     expect(run.exitCode).toBe(2);
