@@ -3,7 +3,7 @@ import { messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { JobEventName } from "./jobEvents.js";
 import { JOBS_CHANNEL } from "./pgJobStore.js";
-import { pause, type Backoff } from "./retry.js";
+import { GrowingDelay, pause, type Backoff } from "./retry.js";
 
 const EVENT_NAMES: readonly JobEventName[] = ["enqueued", "progress", "ended", "cancelRequested"];
 
@@ -53,9 +53,10 @@ export class PgJobListener {
   }
 
   private async run(): Promise<void> {
-    let delay = this.backoff.first;
+    const delay = new GrowingDelay(this.backoff);
     let droppedBefore = false;
     while (!this.stopped) {
+      let failed: unknown;
       const client = new pg.Client({ connectionString: this.connectionString, connectionTimeoutMillis: 5_000 });
       const dropped = new Promise<unknown>((resolve) => {
         client.on("error", resolve);
@@ -66,7 +67,7 @@ export class PgJobListener {
         client.on("notification", (message) => this.deliver(message.payload));
         await client.query(`LISTEN ${JOBS_CHANNEL}`);
         this.client = client;
-        delay = this.backoff.first;
+        delay.reset();
         if (droppedBefore) {
           this.log.info("job channel back; re-reading job states");
           this.handlers.onReconnect();
@@ -78,14 +79,15 @@ export class PgJobListener {
         this.log.warn({ error: messageOf(reason) }, "lost the job channel; reconnecting");
       } catch (error) {
         if (this.stopped) break;
-        this.log.warn({ error: messageOf(error), retryInMs: delay }, "cannot listen on the job channel yet; will retry");
+        failed = error;
       } finally {
         this.client = null;
         await client.end().catch(() => undefined);
       }
       droppedBefore = true;
-      await pause(delay, this.stopping.signal);
-      delay = Math.min(delay * 2, this.backoff.max);
+      const wait = delay.next();
+      if (failed !== undefined) this.log.warn({ error: messageOf(failed), retryInMs: wait }, "cannot listen on the job channel yet; will retry");
+      await pause(wait, this.stopping.signal);
     }
   }
 

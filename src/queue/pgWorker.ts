@@ -9,7 +9,7 @@ import type { StagingArea } from "../storage/staging.js";
 import type { JobEventName } from "./jobEvents.js";
 import type { Job } from "./jobStore.js";
 import type { PgJobStore, WorkerCapabilities } from "./pgJobStore.js";
-import { pause, retryWithBackoff, type Backoff } from "./retry.js";
+import { GrowingDelay, pause, retryWithBackoff, type Backoff } from "./retry.js";
 import { JobStopped, NO_OBSERVER, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver, type RunOutcome } from "./runJob.js";
 import { pgRunStore } from "./runJobStore.js";
 
@@ -110,27 +110,23 @@ export class PgWorker {
 
   private async run(): Promise<void> {
     const { jobs, log, timing, workerId, models } = this.options;
-    let engineDelay = timing.backoff.first;
-    let databaseDelay = timing.backoff.first;
+    const engineDelay = new GrowingDelay(timing.backoff);
+    const databaseDelay = new GrowingDelay(timing.backoff);
     while (!this.stopping.signal.aborted) {
       try {
         const job = await jobs.takeNext(workerId, models, this.options.can);
-        databaseDelay = timing.backoff.first;
+        databaseDelay.reset();
         if (!job) {
           await this.idle(timing.queuePollMs);
           continue;
         }
-        if ((await this.runOne(job)) === "engine_unavailable") {
-          await this.idle(engineDelay);
-          engineDelay = Math.min(engineDelay * 2, timing.backoff.max);
-        } else {
-          engineDelay = timing.backoff.first;
-        }
+        if ((await this.runOne(job)) === "engine_unavailable") await this.idle(engineDelay.next());
+        else engineDelay.reset();
       } catch (error) {
         // Postgres restarting or out of reach: back off and try again (a restart takes seconds); the pool reconnects.
-        log.warn({ error: messageOf(error), retryInMs: databaseDelay }, "cannot take jobs from Postgres; retrying");
-        await this.idle(databaseDelay);
-        databaseDelay = Math.min(databaseDelay * 2, timing.backoff.max);
+        const wait = databaseDelay.next();
+        log.warn({ error: messageOf(error), retryInMs: wait }, "cannot take jobs from Postgres; retrying");
+        await this.idle(wait);
       }
     }
   }

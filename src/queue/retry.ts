@@ -13,6 +13,26 @@ interface RetryOptions {
   onRetry(error: unknown, retryInMs: number): void;
 }
 
+/** The wait between tries: `first`, doubled after each failure up to `max`, and `first` again after a success. */
+export class GrowingDelay {
+  private current: number;
+
+  constructor(private readonly bounds: Backoff) {
+    this.current = bounds.first;
+  }
+
+  /** The wait before the next try; the one after it will be twice as long, up to the bound. */
+  next(): number {
+    const now = this.current;
+    this.current = Math.min(now * 2, this.bounds.max);
+    return now;
+  }
+
+  reset(): void {
+    this.current = this.bounds.first;
+  }
+}
+
 /** Sleeps `ms`, or less when `signal` aborts first. Never rejects. */
 export function pause(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -29,7 +49,7 @@ export function pause(ms: number, signal?: AbortSignal): Promise<void> {
 
 /** Runs `operation` until it succeeds, backing off between tries, until `giveUp` or the signal says stop. */
 export async function retryWithBackoff<T>(operation: () => Promise<T> | T, { backoff, signal, giveUp, onRetry }: RetryOptions): Promise<T> {
-  let delay = backoff.first;
+  const delay = new GrowingDelay(backoff);
   for (;;) {
     try {
       return await operation();
@@ -37,9 +57,9 @@ export async function retryWithBackoff<T>(operation: () => Promise<T> | T, { bac
       const final = giveUp(error);
       if (final !== undefined) throw final;
       if (signal.aborted) throw signal.reason;
-      onRetry(error, delay);
-      await pause(delay, signal);
-      delay = Math.min(delay * 2, backoff.max);
+      const wait = delay.next();
+      onRetry(error, wait);
+      await pause(wait, signal);
     }
   }
 }

@@ -6,7 +6,7 @@ import type { ImageStore } from "../storage/imageStore.js";
 import type { PreviewMaker } from "../storage/previewMaker.js";
 import type { StagingArea } from "../storage/staging.js";
 import type { Job, JobStore } from "./jobStore.js";
-import type { Backoff } from "./retry.js";
+import { GrowingDelay, type Backoff } from "./retry.js";
 import { JobStopped, NO_OBSERVER, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver, type RunOutcome } from "./runJob.js";
 import { sqliteRunStore } from "./runJobStore.js";
 import type { WorkerLease } from "./workerLease.js";
@@ -128,7 +128,7 @@ export class Worker {
 
   private async run(): Promise<void> {
     const { jobs, lease, log, timing } = this.options;
-    let engineDelay = timing.backoff.first;
+    const engineDelay = new GrowingDelay(timing.backoff);
     let announcedFollower = false;
     while (!this.stopping) {
       try {
@@ -148,12 +148,8 @@ export class Worker {
           await this.idle(timing.queuePollMs);
           continue;
         }
-        if ((await this.runOne(job)) === "engine_unavailable") {
-          await this.idle(engineDelay);
-          engineDelay = Math.min(engineDelay * 2, timing.backoff.max);
-        } else {
-          engineDelay = timing.backoff.first;
-        }
+        if ((await this.runOne(job)) === "engine_unavailable") await this.idle(engineDelay.next());
+        else engineDelay.reset();
       } catch (error) {
         // A database that stays busy or a full disk must not end the loop: log, wait, try again.
         log.error({ error: messageOf(error) }, "worker loop failed; retrying");
