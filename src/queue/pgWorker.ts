@@ -1,27 +1,16 @@
-import type { Engine } from "../engines/engine.js";
 import { KittyError, messageOf } from "../errors.js";
 import type { GenerationRequest } from "../generation.js";
-import type { Logger } from "../log.js";
-import type { ImageStore } from "../storage/imageStore.js";
 import type { PgImageIndex } from "../storage/pgImageIndex.js";
-import type { PreviewMaker } from "../storage/previewMaker.js";
-import type { StagingArea } from "../storage/staging.js";
 import type { JobEventName } from "./jobEvents.js";
 import type { Job } from "./jobStore.js";
 import type { PgJobStore, WorkerCapabilities } from "./pgJobStore.js";
-import { GrowingDelay, pause, retryWithBackoff, type Backoff } from "./retry.js";
-import { JobStopped, NO_OBSERVER, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver, type RunOutcome } from "./runJob.js";
+import { GrowingDelay, pause, retryWithBackoff } from "./retry.js";
+import { jobRunDeps, JobStopped, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver, type RunOutcome, type WorkerParts } from "./runJob.js";
 import { pgRunStore } from "./runJobStore.js";
 
-export interface PgWorkerOptions {
+export interface PgWorkerOptions extends WorkerParts {
   jobs: PgJobStore;
   index: PgImageIndex;
-  engine: Engine;
-  store: ImageStore;
-  staging: StagingArea;
-  keyPrefix: string;
-  previewMaker?: PreviewMaker;
-  log: Logger;
   /** Who this worker is in the registry, and the models it has: it takes only jobs for those. */
   workerId: string;
   models: readonly string[];
@@ -29,8 +18,7 @@ export interface PgWorkerOptions {
   can?: WorkerCapabilities;
   /** The job's request with this host's own folders for its model and LoRAs (localizeRequest); throws what is missing. */
   localize?: (request: GenerationRequest) => GenerationRequest;
-  timing: {
-    backoff: Backoff;
+  timing: WorkerParts["timing"] & {
     /** Looks for jobs this often even without a notification (one lost while the channel was down). */
     queuePollMs: number;
     /** Reads the running job's cancel mark this often, besides hearing it on the channel. */
@@ -53,24 +41,13 @@ export class PgWorker {
   private notices: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: PgWorkerOptions) {
-    const { jobs, index, engine, store, staging, keyPrefix, previewMaker, log, timing } = options;
-    this.runDeps = {
-      jobs: pgRunStore(jobs, index),
-      engine,
-      store,
-      staging,
-      keyPrefix,
-      previewMaker,
-      log,
-      backoff: timing.backoff,
-      observer: NO_OBSERVER,
-      setNotice: (notice) => {
-        // Advisory, like SQLite's: a notice the database does not take is logged, and the run goes on.
-        this.notices = this.notices
-          .then(() => jobs.setWorkerNotice(options.workerId, notice))
-          .catch((error: unknown) => log.warn({ notice, error: messageOf(error) }, "could not record this worker's notice"));
-      },
-    };
+    const { jobs, index, log } = options;
+    this.runDeps = jobRunDeps(options, pgRunStore(jobs, index), (notice) => {
+      // Advisory, like SQLite's: a notice the database does not take is logged, and the run goes on.
+      this.notices = this.notices
+        .then(() => jobs.setWorkerNotice(options.workerId, notice))
+        .catch((error: unknown) => log.warn({ notice, error: messageOf(error) }, "could not record this worker's notice"));
+    });
   }
 
   start(): void {

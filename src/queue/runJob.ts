@@ -53,6 +53,28 @@ export interface RunObserver {
 
 export const NO_OBSERVER: RunObserver = { generated() {}, storageRetried() {} };
 
+/** What both workers are built with and pass on to each run, whichever database holds the jobs. */
+export interface WorkerParts {
+  engine: Engine;
+  store: ImageStore;
+  staging: StagingArea;
+  /** Every stored key starts with this. */
+  keyPrefix: string;
+  /** Makes the previews an engine did not write. */
+  previewMaker?: PreviewMaker;
+  log: Logger;
+  timing: {
+    /** For an engine that will not start, storage that will not take the image, a database that stays busy. */
+    backoff: Backoff;
+  };
+}
+
+/** A worker's run deps: its parts, its database's calls and where its notices go; /metrics observes later. */
+export function jobRunDeps(parts: WorkerParts, jobs: RunJobStore, setNotice: JobRunDeps["setNotice"]): JobRunDeps {
+  const { engine, store, staging, keyPrefix, previewMaker, log, timing } = parts;
+  return { jobs, engine, store, staging, keyPrefix, previewMaker, log, backoff: timing.backoff, observer: NO_OBSERVER, setNotice };
+}
+
 /** `engine_unavailable`: nothing ran, the job keeps its place and the loop waits before trying again. */
 export type RunOutcome = "finished" | "engine_unavailable";
 

@@ -1,30 +1,16 @@
-import type { Engine } from "../engines/engine.js";
 import { messageOf } from "../errors.js";
-import type { Logger } from "../log.js";
 import type { ImageIndex } from "../storage/imageIndex.js";
-import type { ImageStore } from "../storage/imageStore.js";
-import type { PreviewMaker } from "../storage/previewMaker.js";
-import type { StagingArea } from "../storage/staging.js";
 import type { Job, JobStore } from "./jobStore.js";
-import { GrowingDelay, type Backoff } from "./retry.js";
-import { JobStopped, NO_OBSERVER, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver, type RunOutcome } from "./runJob.js";
+import { GrowingDelay } from "./retry.js";
+import { jobRunDeps, JobStopped, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver, type RunOutcome, type WorkerParts } from "./runJob.js";
 import { sqliteRunStore } from "./runJobStore.js";
 import type { WorkerLease } from "./workerLease.js";
 
-export interface WorkerOptions {
+export interface WorkerOptions extends WorkerParts {
   jobs: JobStore;
   lease: WorkerLease;
-  engine: Engine;
-  store: ImageStore;
   index: ImageIndex;
-  staging: StagingArea;
-  /** Every stored key starts with this. */
-  keyPrefix: string;
-  previewMaker?: PreviewMaker;
-  log: Logger;
-  timing: {
-    /** For an engine that will not start, storage that will not take the image, a database that stays busy. */
-    backoff: Backoff;
+  timing: WorkerParts["timing"] & {
     /** How often an idle worker looks for jobs other processes queued. */
     queuePollMs: number;
     /** How often a running job's cancel mark is read (a cancel from this process is seen at once). */
@@ -52,19 +38,8 @@ export class Worker {
   private readonly unsubscribe: Array<() => void>;
 
   constructor(private readonly options: WorkerOptions) {
-    const { jobs, engine, store, index, staging, keyPrefix, log, timing, previewMaker } = options;
-    this.runDeps = {
-      jobs: sqliteRunStore(jobs, index),
-      engine,
-      store,
-      staging,
-      keyPrefix,
-      backoff: timing.backoff,
-      log,
-      observer: NO_OBSERVER,
-      previewMaker,
-      setNotice: (notice) => this.setNotice(notice),
-    };
+    const { jobs, index } = options;
+    this.runDeps = jobRunDeps(options, sqliteRunStore(jobs, index), (notice) => this.setNotice(notice));
     this.unsubscribe = [
       jobs.events.on("enqueued", () => this.wake()),
       jobs.events.on("cancelRequested", (jobId) => this.checkCancel(jobId)),
