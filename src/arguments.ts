@@ -25,7 +25,9 @@ export function boundedText(field: string, max: number, { required }: { required
   return z
     .string({ error: (issue) => `${what} (got ${issue.input === undefined ? "nothing" : typeof issue.input})` })
     .max(max, { error: (issue) => `${field} must be at most ${max} characters (got ${String(issue.input).length})` })
-    .refine((text) => !required || text.trim().length > 0, { error: `${field} must not be blank: describe the image` });
+    .refine((text) => !required || text.trim().length > 0, { error: `${field} must not be blank: describe the image` })
+    // A lone UTF-16 surrogate ("\ud800") is valid JSON but no text: no encoder can take it, and the job would fail later.
+    .refine((text) => !/\p{Cs}/u.test(text), { error: `${field} holds a lone UTF-16 surrogate (a broken character); send well-formed Unicode text` });
 }
 
 /** The LoRAs a job applies: names from list_models, each at a weight. */

@@ -52,7 +52,8 @@ const envSchema = z.object({
   KITTY_IMAGES_WORKER_ID: optionalString,
   KITTY_IMAGES_RUNNER_RETRY_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(1).max(86400).default(60)),
   KITTY_IMAGES_LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(["trace", "debug", "info", "warn", "error", "silent"]).optional()),
-  KITTY_IMAGES_TOKEN: z.preprocess(emptyToUndefined, z.string().min(16, { error: "must be at least 16 characters (try: openssl rand -hex 24)" }).optional()),
+  // Trimmed before the length check: "               x" is the one-character token x.
+  KITTY_IMAGES_TOKEN: z.preprocess((value) => emptyToUndefined(typeof value === "string" ? value.trim() : value), z.string().min(16, { error: "must be at least 16 characters (try: openssl rand -hex 24)" }).optional()),
   KITTY_IMAGES_TRUSTED_NETWORKS: z.preprocess(emptyToUndefined, z.string().optional()),
   KITTY_IMAGES_PUBLIC_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^https?$/, error: "must be an http(s) URL, e.g. http://studio.local:8089" }).optional()),
   KITTY_IMAGES_ALLOWED_HOSTS: z.preprocess(emptyToUndefined, z.string().optional()),

@@ -134,9 +134,9 @@ describe("the HTTP door", () => {
       ["MCP without a token", "/mcp", { method: "POST", headers: mcpHeaders, body: initialize }, 401, "unauthorized"],
       ["MCP with a wrong bearer token", "/mcp", { method: "POST", headers: { ...mcpHeaders, authorization: "Bearer wrong-token-0123456789" }, body: initialize }, 401, "unauthorized"],
       ["MCP with a wrong X-API-Key", "/mcp", { method: "POST", headers: { ...mcpHeaders, "x-api-key": "nope" }, body: initialize }, 401, "unauthorized"],
-      ["REST generate without a token", "/api/images/generate", { method: "POST", body: generate }, 401, "unauthorized"],
-      ["REST generate from a foreign Origin, token and all", "/api/images/generate", { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, origin: "https://evil.example" }, body: generate }, 403, "forbidden_origin"],
-      ["REST generate with a foreign Host (DNS rebinding)", "/api/images/generate", { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, host: "evil.example" }, body: generate }, 403, "forbidden_host"],
+      ["REST generate without a token", "/api/images/generate", { method: "POST", headers: { "content-type": "application/json" }, body: generate }, 401, "unauthorized"],
+      ["REST generate from a foreign Origin, token and all", "/api/images/generate", { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, origin: "https://evil.example", "content-type": "application/json" }, body: generate }, 403, "forbidden_origin"],
+      ["REST generate with a foreign Host (DNS rebinding)", "/api/images/generate", { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, host: "evil.example", "content-type": "application/json" }, body: generate }, 403, "forbidden_host"],
       ["MCP from a foreign Origin", "/mcp", { method: "POST", headers: { ...mcpHeaders, authorization: `Bearer ${TOKEN}`, origin: "http://evil.example" }, body: initialize }, 403, "forbidden_origin"],
       ["a listing without a token", "/api/images/latest", { method: "GET" }, 401, "unauthorized"],
     ];
@@ -147,7 +147,7 @@ describe("the HTTP door", () => {
     }
     // Over the body cap: refused before anything is read or queued.
     const huge = JSON.stringify({ prompt: "x".repeat(2 * 1024 * 1024) });
-    expect((await fetch(`${guarded.url}/api/images/generate`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}` }, body: huge })).status).toBe(413);
+    expect((await fetch(`${guarded.url}/api/images/generate`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: huge })).status).toBe(413);
     expect((await fetch(`${guarded.url}/mcp`, { method: "POST", headers: { ...mcpHeaders, authorization: `Bearer ${TOKEN}` }, body: huge })).status).toBe(413);
     expect(await jobsNow()).toBe(before);
     // The right token, as either header, is served.
@@ -157,7 +157,7 @@ describe("the HTTP door", () => {
   });
 
   it("REST: the deployed images-service's paths, fields and status words", async () => {
-    const post = (route: string, body: unknown) => fetch(`${open.url}${route}`, { method: "POST", body: JSON.stringify(body) });
+    const post = (route: string, body: unknown) => fetch(`${open.url}${route}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     const get = async (route: string): Promise<any> => (await fetch(`${open.url}${route}`)).json();
     expect(keysOf(await get("/"))).toEqual(REST.root);
     const queued: any = await (await post("/api/images/generate", { prompt: "rest", model: "tiny_sd15", width: 256, height: 256, steps: 2, cfg: 6.5, refiner: null })).json();
@@ -192,7 +192,7 @@ describe("the HTTP door", () => {
   });
 
   it("REST: a cancelled job reads failed, with an error that says it was cancelled (kitty-cli stops only at finished or failed)", async () => {
-    const queued: any = await (await fetch(`${open.url}/api/images/generate`, { method: "POST", body: JSON.stringify({ prompt: "to cancel", model: "tiny_sd15", width: 512, height: 512, steps: 150 }) })).json();
+    const queued: any = await (await fetch(`${open.url}/api/images/generate`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "to cancel", model: "tiny_sd15", width: 512, height: 512, steps: 150 }) })).json();
     const mcp = await mcpOverHttp(open.url);
     try {
       await waitUntil("the job runs", async () => (await mcp.ok("job_status", { jobId: queued.job_id })).status === "running", { intervalMs: 50 });

@@ -1,4 +1,5 @@
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
+import { boundedStdioTransport } from "../stdio/stdioTransport.js";
 import { messageOf } from "../errors.js";
 import { isLoopbackAddress } from "../http/accessGuard.js";
 import type { HttpDoorOptions } from "../http/httpDoor.js";
@@ -46,8 +47,10 @@ export async function serveCommand(args: string[]): Promise<void> {
     ...(http && door && config.storage.kind === "local" && { filesBaseUrl: door.publicBaseUrl({ config }, http) }),
   });
   let closeDoor: () => Promise<void>;
+  // A stdio client that sent what cannot be answered is told by the session ending.
+  const endSession = () => void shutdown("a message too large to answer");
   try {
-    closeDoor = http && door ? await openHttp(app, http, door) : openStdio(app);
+    closeDoor = http && door ? await openHttp(app, http, door) : openStdio(app, endSession);
   } catch (error) {
     // A port already taken: the job that was running goes back to the queue before the process ends.
     await app.close();
@@ -72,10 +75,13 @@ export async function serveCommand(args: string[]): Promise<void> {
   }
 }
 
-function openStdio(app: App): () => Promise<void> {
+function openStdio(app: App, endSession: () => void): () => Promise<void> {
   const { config, log } = app;
   // Serves both protocol eras: 2025 clients that send initialize and 2026-07-28 clients that start with server/discover.
-  const stdio = serveStdio(() => createMcpServer(app), { onerror: (error) => log.warn({ error: error.message }, "MCP transport error") });
+  const stdio = serveStdio(() => createMcpServer(app), {
+    transport: boundedStdioTransport(log, endSession),
+    onerror: (error) => log.warn({ error: error.message }, "MCP transport error"),
+  });
   log.info({ home: config.home, storage: config.storage.kind, models: config.models.names(), modelsYaml: config.models.sourcePath }, "kitty-images serving MCP on stdio");
   return async () => stdio.close();
 }

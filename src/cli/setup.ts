@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { loadConfig, type Config } from "../config.js";
 import { createLogger, type Logger } from "../log.js";
@@ -16,9 +16,22 @@ export interface Setup {
 export async function loadSetup(audience: "server" | "person", { demo = false } = {}): Promise<Setup> {
   const defaultLogLevel = audience === "person" ? "warn" : "info";
   const config = loadConfig(process.env, { defaultLogLevel });
+  keepPrivate(config.home);
   const log = createLogger(config.logLevel, { readable: audience === "person" && process.stderr.isTTY });
   if (!demo) return { config, log };
   return { config: loadConfig(process.env, { defaultLogLevel, modelsYaml: await prepareDemoModels(config, log, audience) }), log };
+}
+
+/**
+ * The data dir holds prompts, images and the link-signing key: its owner's alone. The umask covers every file
+ * this process and the runner it starts create (SQLite's WAL and SHM files, PNGs, sidecars); the chmod closes a
+ * data dir an older version made world-readable.
+ */
+function keepPrivate(home: string): void {
+  process.umask(0o077);
+  mkdirSync(home, { recursive: true, mode: 0o700 });
+  const { mode, uid } = statSync(home);
+  if ((mode & 0o077) !== 0 && uid === process.getuid?.()) chmodSync(home, 0o700);
 }
 
 /** Builds the tiny random-weight pipelines once and writes a models.yaml that points at them. */

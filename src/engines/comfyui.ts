@@ -168,7 +168,10 @@ export class ComfyUIEngine extends AppEngine<ComfyTiming> {
     let over = false;
     const cancel = () => {
       // Still waiting in ComfyUI's queue: take it out; running: interrupt it.
-      const stop = started ? this.http.json("POST", "/interrupt", undefined, this.timing.callMs) : this.http.json("POST", "/queue", { delete: [promptId] }, this.timing.callMs);
+      // With its id, /interrupt stops this prompt only; without one ComfyUI stops whatever runs, someone else's too.
+      const stop = started
+        ? this.http.json("POST", "/interrupt", { prompt_id: promptId }, this.timing.callMs)
+        : this.http.json("POST", "/queue", { delete: [promptId] }, this.timing.callMs);
       stopping = stop.catch((error: Error) => this.log.warn({ error: error.message }, "could not stop the ComfyUI prompt"));
       settle({ kind: "interrupted" });
     };
@@ -191,7 +194,7 @@ export class ComfyUIEngine extends AppEngine<ComfyTiming> {
         throw new EngineJobError("cancelled", "cancelled while running");
       }
       if (end.kind === "error") throw new EngineJobError("generation_failed", `${this.where} failed the prompt: ${end.message}`);
-      return await this.history(promptId);
+      return await this.finishedHistory(promptId);
     } finally {
       over = true;
       job.signal.removeEventListener("abort", cancel);
@@ -225,6 +228,21 @@ export class ComfyUIEngine extends AppEngine<ComfyTiming> {
         settle(end);
         return end;
       }
+    }
+  }
+
+  /**
+   * The entry of a prompt that has just ended. ComfyUI sends `execution_success` from its executor and writes
+   * /history only afterwards (`task_done`, on another thread), so for a moment /history answers `{}`: wait for it.
+   */
+  private async finishedHistory(promptId: string): Promise<Record<string, any>> {
+    const until = Date.now() + this.timing.callMs;
+    for (let pause = 25; ; pause = Math.min(pause * 2, 500)) {
+      const answer = (await this.http.json("GET", `/history/${encodeURIComponent(promptId)}`, undefined, this.timing.callMs)) as Record<string, any>;
+      const entry = answer?.[promptId];
+      if (entry && typeof entry === "object") return entry as Record<string, any>;
+      if (Date.now() + pause > until) throw this.http.nonsense(`/history/${promptId}`, `an entry for prompt ${promptId} within ${this.timing.callMs / 1000} s of its end`, answer);
+      await new Promise((resolve) => setTimeout(resolve, pause).unref());
     }
   }
 

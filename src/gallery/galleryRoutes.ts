@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
 import { PROJECT_ROOT } from "../config.js";
 import { KittyError, messageOf } from "../errors.js";
-import { isToken, sessionCookie, type AccessPolicy } from "../http/accessGuard.js";
+import { formToken, isFormToken, isToken, sessionCookie, type AccessPolicy } from "../http/accessGuard.js";
 import { BodyTooLarge, decodePath, readFormBody, redirect, sendHtml, sendJson } from "../http/body.js";
 import { toolDeps, type App } from "../server.js";
 import { checkImageKey } from "../storage/imageKeys.js";
@@ -29,33 +29,36 @@ const SESSION_MAX_AGE_S = 30 * 24 * 3600;
 const WEB_DIR = path.join(PROJECT_ROOT, "web");
 const STATIC_FILES: Record<string, string> = { "gallery.js": "text/javascript; charset=utf-8", "gallery.css": "text/css; charset=utf-8" };
 
-/** Logging in: `?token=` on any gallery page, or the form. Answered before the access guard, since it is how one gets past it. */
-export async function handleGalleryLogin(policy: AccessPolicy, request: IncomingMessage, response: ServerResponse, url: URL): Promise<boolean> {
-  if (!url.pathname.startsWith("/gallery")) return false;
+/**
+ * Logging in: a GET with `?token=` on any gallery page, or the form at /gallery/login. The door lets these past
+ * the token check (they are how one gets past it) and sends nothing else here.
+ */
+export async function handleGalleryLogin(policy: AccessPolicy, request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
   const given = url.searchParams.get("token");
   if (given !== null && request.method === "GET") {
     // Trade the token for the cookie at once, and drop it from the address so history and logs never keep it.
     url.searchParams.delete("token");
-    const next = `${url.pathname}${url.search}`;
+    const next = safeNext(`${url.pathname}${url.search}`);
     if (isToken(given, policy)) redirect(response, next, { "set-cookie": sessionCookie(policy, SESSION_MAX_AGE_S) });
     else sendHtml(response, 401, loginPage(next, "That token is not this server's KITTY_IMAGES_TOKEN."));
-    return true;
+    return;
   }
-  if (url.pathname !== "/gallery/login") return false;
-  if (request.method === "POST") {
-    const form = await readFormBody(request);
-    const next = safeNext(form.get("next"));
-    if (isToken(form.get("token") ?? "", policy)) redirect(response, next, { "set-cookie": sessionCookie(policy, SESSION_MAX_AGE_S) });
-    else sendHtml(response, 401, loginPage(next, "That token is not this server's KITTY_IMAGES_TOKEN."));
-    return true;
+  if (request.method !== "POST") return sendHtml(response, 200, loginPage(safeNext(url.searchParams.get("next"))));
+  let form: URLSearchParams;
+  try {
+    form = await readFormBody(request);
+  } catch (error) {
+    if (error instanceof BodyTooLarge) return sendHtml(response, 413, messagePage("Too large", html`<p>${error.message}</p>`), { connection: "close" });
+    throw error;
   }
-  sendHtml(response, 200, loginPage(safeNext(url.searchParams.get("next"))));
-  return true;
+  const next = safeNext(form.get("next"));
+  if (isToken(form.get("token") ?? "", policy)) redirect(response, next, { "set-cookie": sessionCookie(policy, SESSION_MAX_AGE_S) });
+  else sendHtml(response, 401, loginPage(next, "That token is not this server's KITTY_IMAGES_TOKEN."));
 }
 
-/** Only a gallery path: a login must not redirect anywhere else. */
+/** Only a gallery path, printable ASCII: a login must not redirect anywhere else, nor put a line break in a header. */
 function safeNext(next: string | null | undefined): string {
-  return next && /^\/gallery(?:[/?]|$)/.test(next) && !next.startsWith("//") ? next : "/gallery";
+  return next && /^\/gallery(?:[/?]|$)/.test(next) && !next.startsWith("//") && /^[\x21-\x7e]*$/.test(next) ? next : "/gallery";
 }
 
 /** Where a browser without the cookie is sent instead of a JSON 401. */
@@ -64,7 +67,7 @@ export function loginRedirect(response: ServerResponse, url: URL): void {
 }
 
 /** The gallery's routes, for a request the access guard let through; false when the path is not the gallery's. */
-export async function handleGallery(app: App, request: IncomingMessage, response: ServerResponse, url: URL): Promise<boolean> {
+export async function handleGallery(app: App, policy: AccessPolicy, request: IncomingMessage, response: ServerResponse, url: URL): Promise<boolean> {
   const { pathname } = url;
   if (pathname !== "/gallery" && !pathname.startsWith("/gallery/")) return false;
   const route = `${request.method} ${pathname.replace(/^(\/gallery\/(?:image|preview|static))\/.*$/, "$1/*")}`;
@@ -74,7 +77,7 @@ export async function handleGallery(app: App, request: IncomingMessage, response
       await showGallery(app, response, url);
       return true;
     case "GET /gallery/image/*":
-      await showImage(app, response, pathname.slice("/gallery/image/".length));
+      await showImage(app, response, pathname.slice("/gallery/image/".length), formToken(policy));
       return true;
     case "GET /gallery/preview/*":
       await sendPreview(app, response, pathname.slice("/gallery/preview/".length));
@@ -83,7 +86,7 @@ export async function handleGallery(app: App, request: IncomingMessage, response
       await select(app, response, url.searchParams.get("key") ?? "");
       return true;
     case "POST /gallery/generate":
-      await regenerate(app, request, response);
+      await regenerate(app, policy, request, response);
       return true;
     case "GET /gallery/events":
       streamEvents(app, request, response);
@@ -137,13 +140,13 @@ function keyFrom(app: App, response: ServerResponse, encoded: string): string | 
   }
 }
 
-async function showImage(app: App, response: ServerResponse, encoded: string): Promise<void> {
+async function showImage(app: App, response: ServerResponse, encoded: string, form: string): Promise<void> {
   const key = keyFrom(app, response, encoded);
   if (key === null) return;
   const record = await app.index.byKey(key);
   if (!record) return sendHtml(response, 404, messagePage("No such image", html`<p>No image ${key} here. <a href="/gallery">Back to the gallery</a></p>`));
   const { downloadUrl, storageUri } = await app.links.imageRef(key);
-  sendHtml(response, 200, detailPage(record, { downloadUrl, storageUri }, app.config.models.names()));
+  sendHtml(response, 200, detailPage(record, { downloadUrl, storageUri }, app.config.models.names(), form));
 }
 
 /** The stored WebP preview; an image made without one is sent as its full PNG link instead. */
@@ -180,13 +183,18 @@ const FORM_NUMBERS = ["width", "height", "steps", "cfg_scale", "seed"] as const;
 const FORM_TEXTS = ["prompt", "negative_prompt", "model", "scheduler"] as const;
 
 /** "Generate again": the form's fields as generate_image arguments, queued through the tool. */
-async function regenerate(app: App, request: IncomingMessage, response: ServerResponse): Promise<void> {
+async function regenerate(app: App, policy: AccessPolicy, request: IncomingMessage, response: ServerResponse): Promise<void> {
   let form: URLSearchParams;
   try {
     form = await readFormBody(request);
   } catch (error) {
-    if (error instanceof BodyTooLarge) return sendHtml(response, 413, messagePage("Too large", html`<p>${error.message}</p>`));
+    if (error instanceof BodyTooLarge) return sendHtml(response, 413, messagePage("Too large", html`<p>${error.message}</p>`), { connection: "close" });
     throw error;
+  }
+  // Only a form this gallery served may queue: another site's page can post here with the cookie, but cannot read the token.
+  if (!isFormToken(form.get("form_token"), policy)) {
+    app.log.warn({ path: "/gallery/generate" }, "gallery form refused: no form token, or a stale one");
+    return sendHtml(response, 403, messagePage("Not queued", html`<p>This form did not come from this gallery, or it is from before the server restarted or its token changed. <a href="/gallery">Reload the gallery</a> and send it again.</p>`));
   }
   const args: Record<string, unknown> = {};
   for (const name of FORM_TEXTS) {
@@ -204,7 +212,7 @@ async function regenerate(app: App, request: IncomingMessage, response: ServerRe
   } catch (error) {
     if (!(error instanceof KittyError)) throw error;
     const values = { ...args, prompt: String(args.prompt ?? "") } as unknown as RegenerateDefaults;
-    sendHtml(response, 400, messagePage("Not queued", html`<p><a href="/gallery">← Gallery</a></p>${regenerateForm(values, app.config.models.names(), error.message)}`));
+    sendHtml(response, 400, messagePage("Not queued", html`<p><a href="/gallery">← Gallery</a></p>${regenerateForm(values, app.config.models.names(), formToken(policy), error.message)}`));
   }
 }
 

@@ -152,11 +152,12 @@ export function regenerateDefaults(record: ImageRecord): RegenerateDefaults {
 }
 
 /** "Generate again with this seed": the image's settings, ready to change and queue. */
-export function regenerateForm(values: RegenerateDefaults, models: string[], error?: string): Html {
+export function regenerateForm(values: RegenerateDefaults, models: string[], formToken: string, error?: string): Html {
   const number = (name: keyof RegenerateDefaults, label: string, attributes: Html) =>
     html`<label>${label} <input type="number" name="${name}" value="${values[name] ?? ""}" ${attributes}></label>`;
   return html`<form class="regenerate" method="post" action="/gallery/generate">
 <h2>Generate again</h2>
+<input type="hidden" name="form_token" value="${formToken}">
 ${error ? html`<p class="error" role="alert">${error}</p>` : ""}
 <label>Prompt <textarea name="prompt" rows="3" required>${values.prompt}</textarea></label>
 <label>Negative prompt <textarea name="negative_prompt" rows="2">${values.negative_prompt ?? ""}</textarea></label>
@@ -175,7 +176,7 @@ ${number("seed", "Seed", html`min="0"`)}
 </form>`;
 }
 
-export function detailPage(record: ImageRecord, imageRef: ImageRef, models: string[]): string {
+export function detailPage(record: ImageRecord, imageRef: ImageRef, models: string[], formToken: string): string {
   return layout(
     record.prompt.slice(0, 60),
     html`<main class="detail">
@@ -184,7 +185,7 @@ export function detailPage(record: ImageRecord, imageRef: ImageRef, models: stri
 <p class="actions"><button type="button" class="select" data-key="${record.key}">Select</button></p>
 <table class="parameters">${parameterRows(record).map(([name, value]) => html`<tr><th scope="row">${name}</th><td>${value}</td></tr>`)}</table>
 <details><summary>Sidecar JSON</summary><pre>${JSON.stringify(record.metadata, null, 2)}</pre></details>
-${regenerateForm(regenerateDefaults(record), models)}
+${regenerateForm(regenerateDefaults(record), models, formToken)}
 </main>
 ${selectDialog}`,
   );

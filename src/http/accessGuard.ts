@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { BlockList, isIP } from "node:net";
 import type { Network } from "../config.js";
 
@@ -11,6 +11,12 @@ export interface AccessPolicy {
   trusted: BlockList;
   /** Host names accepted in the Host header and in an Origin (DNS rebinding). */
   allowedHosts: Set<string>;
+  /** The port this door listens on: a page's Origin must name it too, since browsers let pages on other ports of the same host send cookies. Set once listening. */
+  port: number | null;
+  /** Whole origins (scheme, host, port) that may call besides this door's own: the public URL's, and listed hosts given with a port. */
+  extraOrigins: Set<string>;
+  /** Signs the gallery's forms (CSRF): derived from the token, so every front-end behind one proxy accepts another's forms. */
+  formKey: Buffer;
 }
 
 export interface Refusal {
@@ -39,12 +45,23 @@ export function accessPolicy(
   http: { token: string | null; trustedNetworks: Network[]; publicUrl: string | null; extraAllowedHosts: string[] },
   bindHost: string,
   machineName: string,
+  port: number | null = null,
 ): AccessPolicy {
-  const hosts = new Set([...LOOPBACK_HOSTS, ...http.extraAllowedHosts.map((name) => canonicalHost(name.replace(/:\d+$/, "")))]);
+  const hosts = new Set([...LOOPBACK_HOSTS, ...http.extraAllowedHosts.map((name) => hostnameOf(name))]);
   hosts.add(canonicalHost(["0.0.0.0", "::"].includes(bindHost) ? machineName : bindHost));
-  if (http.publicUrl) hosts.add(canonicalHost(new URL(http.publicUrl).hostname));
+  const extraOrigins = new Set<string>();
+  if (http.publicUrl) {
+    hosts.add(canonicalHost(new URL(http.publicUrl).hostname));
+    extraOrigins.add(new URL(http.publicUrl).origin);
+  }
+  for (const listed of http.extraAllowedHosts) {
+    // "kitty.lan:3000": a page served there may call this door; a name without a port may only at this door's port.
+    if (!/:\d+$/.test(listed) || listed.includes("://")) continue;
+    for (const scheme of ["http", "https"]) extraOrigins.add(new URL(`${scheme}://${listed.trim()}`).origin);
+  }
   const token = http.token?.trim() || null;
-  return { token, session: token && sessionValue(token), trusted: toBlockList(http.trustedNetworks), allowedHosts: hosts };
+  const formKey = token ? createHash("sha256").update(`kitty-images gallery forms\n${token}`).digest() : randomBytes(32);
+  return { token, session: token && sessionValue(token), trusted: toBlockList(http.trustedNetworks), allowedHosts: hosts, port, extraOrigins, formKey };
 }
 
 /** The gallery's login cookie. HttpOnly and SameSite=Strict: page scripts cannot read it, other sites cannot send it. */
@@ -59,9 +76,25 @@ export function isToken(given: string, policy: AccessPolicy): boolean {
   return policy.token !== null && tokenMatches(given.trim(), policy.token);
 }
 
-/** The Set-Cookie header that logs a browser in for `maxAgeSeconds`. */
+/**
+ * The Set-Cookie header that logs a browser in for `maxAgeSeconds`. Scoped to the gallery: the cookie is a
+ * credential for the gallery's pages alone (checkAccess takes it nowhere else), so the browser need not send it elsewhere.
+ */
 export function sessionCookie(policy: AccessPolicy, maxAgeSeconds: number): string {
-  return `${SESSION_COOKIE}=${policy.session ?? ""}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}`;
+  return `${SESSION_COOKIE}=${policy.session ?? ""}; Path=/gallery; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}`;
+}
+
+/**
+ * The hidden field every gallery form carries (CSRF). A page elsewhere cannot read the gallery to learn it; it is
+ * tied to the session, so a form from before the token changed is refused. Without a token it lasts as long as the process.
+ */
+export function formToken(policy: AccessPolicy): string {
+  return createHmac("sha256", policy.formKey).update(`form\n${policy.session ?? "no session"}`).digest("base64url");
+}
+
+/** True when a posted form carries this server's form token. */
+export function isFormToken(given: string | null | undefined, policy: AccessPolicy): boolean {
+  return typeof given === "string" && tokenMatches(given, formToken(policy));
 }
 
 function cookieOf(facts: RequestFacts, name: string): string | undefined {
@@ -110,10 +143,29 @@ function header(facts: RequestFacts, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
+/** Host names alone are not enough: SameSite treats every port of a host as one site, so a page on another port must not pass. */
+function originAllowed(origin: string, policy: AccessPolicy): boolean {
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false; // "null" (a sandboxed page) and anything else that is not a URL
+  }
+  if (policy.extraOrigins.has(url.origin)) return true;
+  const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+  return url.protocol === "http:" && policy.allowedHosts.has(canonicalHost(url.hostname)) && (policy.port === null || port === policy.port);
+}
+
 /** Compares digests so that neither the token's length nor its content leaks through timing. */
 function tokenMatches(given: string, expected: string): boolean {
   const digest = (text: string) => createHash("sha256").update(text).digest();
   return timingSafeEqual(digest(given), digest(expected));
+}
+
+/** True when the Host header names this server (not a DNS-rebinding page's name for it). */
+export function hostAllowed(facts: RequestFacts, policy: AccessPolicy): boolean {
+  const host = header(facts, "host");
+  return host !== undefined && policy.allowedHosts.has(hostnameOf(host));
 }
 
 /**
@@ -121,23 +173,20 @@ function tokenMatches(given: string, expected: string): boolean {
  * site must not reach a loopback server through DNS rebinding), then the token, unless the caller is on a
  * trusted network. Without a token only loopback and trusted networks are served.
  */
-export function checkAccess(facts: RequestFacts, policy: AccessPolicy, { tokenRequired = true }: { tokenRequired?: boolean } = {}): Refusal | null {
+export function checkAccess(
+  facts: RequestFacts,
+  policy: AccessPolicy,
+  { tokenRequired = true, cookieAccepted = false }: { tokenRequired?: boolean; cookieAccepted?: boolean } = {},
+): Refusal | null {
   const allowed = [...policy.allowedHosts].join(", ");
-  const host = header(facts, "host");
-  if (!host || !policy.allowedHosts.has(hostnameOf(host))) {
-    return { status: 403, error: "forbidden_host", message: `Host '${host ?? ""}' is not one this server answers to (allowed: ${allowed}; add names with KITTY_IMAGES_ALLOWED_HOSTS)` };
+  if (!hostAllowed(facts, policy)) {
+    return { status: 403, error: "forbidden_host", message: `Host '${header(facts, "host") ?? ""}' is not one this server answers to (allowed: ${allowed}; add names with KITTY_IMAGES_ALLOWED_HOSTS)` };
   }
   const origin = header(facts, "origin");
-  if (origin !== undefined) {
-    let originHost: string | null = null;
-    try {
-      originHost = canonicalHost(new URL(origin).hostname);
-    } catch {
-      originHost = null; // "null" (a sandboxed page) and anything else that is not a URL
-    }
-    if (!originHost || !policy.allowedHosts.has(originHost)) {
-      return { status: 403, error: "forbidden_origin", message: `Origin '${origin}' may not call this server (allowed hosts: ${allowed})` };
-    }
+  if (origin !== undefined && !originAllowed(origin, policy)) {
+    const own = policy.port === null ? "" : ` at port ${policy.port}`;
+    const extra = policy.extraOrigins.size > 0 ? `, or ${[...policy.extraOrigins].join(", ")}` : "";
+    return { status: 403, error: "forbidden_origin", message: `Origin '${origin}' may not call this server (allowed: pages on ${allowed}${own}${extra})` };
   }
   // A signed file link is its own permission: it needs the right Host and Origin, not the token.
   if (!tokenRequired) return null;
@@ -151,7 +200,8 @@ export function checkAccess(facts: RequestFacts, policy: AccessPolicy, { tokenRe
   const bearer = header(facts, "authorization")?.match(/^Bearer\s+(.+)$/i)?.[1];
   const given = bearer ?? header(facts, "x-api-key");
   if (given === undefined) {
-    const cookie = cookieOf(facts, SESSION_COOKIE);
+    // The gallery's cookie opens the gallery only: a browser sends it along with requests other sites' pages make.
+    const cookie = cookieAccepted ? cookieOf(facts, SESSION_COOKIE) : undefined;
     if (cookie !== undefined && policy.session !== null && tokenMatches(cookie, policy.session)) return null;
     return { status: 401, error: "unauthorized", message: "this server needs its token: send 'Authorization: Bearer <KITTY_IMAGES_TOKEN>' or 'X-API-Key: <KITTY_IMAGES_TOKEN>' (a browser logs in at /gallery/login)" };
   }

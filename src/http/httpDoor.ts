@@ -11,16 +11,19 @@ import { createMcpServer, type App } from "../server.js";
 import { checkImageKey } from "../storage/imageKeys.js";
 import { LocalImageStore } from "../storage/local.js";
 import { LinkSigner } from "../storage/signedLinks.js";
-import { accessPolicy, checkAccess, isLoopbackAddress } from "./accessGuard.js";
+import { accessPolicy, checkAccess, hostAllowed, isLoopbackAddress } from "./accessGuard.js";
 import { decodePath, MAX_BODY_BYTES, sendJson } from "./body.js";
 import { handleGallery, handleGalleryLogin, loginRedirect } from "../gallery/galleryRoutes.js";
 import { ServerMetrics } from "../metrics/serverMetrics.js";
 import { HealthCheck } from "./health.js";
 import { handleRest } from "./restApi.js";
+import { dropWhenStalled, STALL_MS } from "./stallGuard.js";
 
 export interface HttpDoorOptions {
   host: string;
   port: number;
+  /** How long a response may wait for its client to read before it is dropped (tests shorten it). */
+  stallMs?: number;
 }
 
 export interface HttpDoor {
@@ -71,24 +74,31 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
 
   const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const url = new URL(request.url ?? "/", "http://door.invalid");
-    // Open to a supervisor without the token: states and counts only, nothing from a request or a path.
+    const facts = { headers: request.headers, remoteAddress: request.socket.remoteAddress };
+    // Open to a supervisor without the token: states and counts only, nothing from a request or a path. A Host
+    // that is not this server's (a DNS-rebinding page reading it) gets the status word alone.
     if (url.pathname === "/healthz") {
       const report = await health.report();
-      return sendJson(response, report.status === "ok" ? 200 : 503, report, { "cache-control": "no-store" });
+      const body = hostAllowed(facts, policy) ? report : { status: report.status };
+      return sendJson(response, report.status === "ok" ? 200 : 503, body, { "cache-control": "no-store" });
     }
-    const facts = { headers: request.headers, remoteAddress: request.socket.remoteAddress };
     const isGallery = url.pathname === "/gallery" || url.pathname.startsWith("/gallery/");
-    // Logging in to the gallery is how a browser gets past the token check, so it needs only the right Host and Origin.
-    const loggingIn = isGallery && (url.pathname === "/gallery/login" || url.searchParams.has("token"));
-    const refusal = checkAccess(facts, policy, { tokenRequired: !url.pathname.startsWith("/files/") && !loggingIn });
-    if (!refusal && loggingIn && (await handleGalleryLogin(policy, request, response, url))) return;
+    // How a browser gets past the token check: the login form (GET shows it, POST checks it) and a GET that trades
+    // ?token= for the cookie. Both need only the right Host and Origin; any other request with ?token= is checked as usual.
+    const loggingIn = url.pathname === "/gallery/login" || (isGallery && request.method === "GET" && url.searchParams.has("token"));
+    const refusal = checkAccess(facts, policy, { tokenRequired: !url.pathname.startsWith("/files/") && !loggingIn, cookieAccepted: isGallery });
     if (refusal?.status === 401 && isGallery && request.method === "GET" && policy.token) return loginRedirect(response, url);
     if (refusal) {
       log.warn({ path: url.pathname, remote: request.socket.remoteAddress, error: refusal.error }, "request refused");
       return sendJson(response, refusal.status, { error: refusal.error, detail: refusal.message }, refusal.status === 401 ? { "www-authenticate": "Bearer" } : {});
     }
-    if (url.pathname === "/mcp") return mcpNode(request, response);
-    if (await handleGallery(app, request, response, url)) return;
+    if (loggingIn) return handleGalleryLogin(policy, request, response, url);
+    if (url.pathname === "/mcp") {
+      // A client that stops reading while job_status sends progress would otherwise have the SSE stream queue for it.
+      dropWhenStalled(response, options.stallMs ?? STALL_MS, () => log.warn({ remote: request.socket.remoteAddress }, "dropped an MCP stream whose client stopped reading"));
+      return mcpNode(request, response);
+    }
+    if (await handleGallery(app, policy, request, response, url)) return;
     if (url.pathname === "/metrics") {
       // Collected before the status is sent: a database that does not answer makes the scrape fail, not look empty.
       const body = await metrics.text();
@@ -116,6 +126,7 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
   });
   await listen(server, options);
   const address = server.address() as AddressInfo;
+  policy.port = address.port;
   const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return {
     url: `http://${shownHost === "0.0.0.0" || shownHost === "[::]" ? "127.0.0.1" : shownHost}:${address.port}`,

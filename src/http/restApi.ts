@@ -131,9 +131,21 @@ async function latest(app: App, url: URL, response: ServerResponse): Promise<voi
   sendJson(response, 200, { items });
 }
 
+const REST_POSTS = new Set(["POST /api/images/generate", "POST /api/images/select"]);
+
+function isJsonBody(request: IncomingMessage): boolean {
+  const type = request.headers["content-type"]?.split(";")[0]?.trim().toLowerCase();
+  return type === "application/json" || (type !== undefined && /^application\/[\w.+-]+\+json$/.test(type));
+}
+
 /** The images-service REST API; answers false when the path is not one of its routes. */
 export async function handleRest(app: App, request: IncomingMessage, response: ServerResponse, url: URL): Promise<boolean> {
   const route = `${request.method} ${url.pathname.replace(/\/+$/, "") || "/"}`;
+  // A page on another site may POST text/plain here without asking first (no CORS preflight); JSON it cannot send so.
+  if (request.method === "POST" && REST_POSTS.has(route) && !isJsonBody(request)) {
+    sendJson(response, 415, { detail: `send the body as JSON with 'Content-Type: application/json' (got ${JSON.stringify(request.headers["content-type"] ?? "no Content-Type")})` }, { connection: "close" });
+    return true;
+  }
   try {
     if (route === "GET /") {
       sendJson(response, 200, { service: "kitty-images", status: "online", engine: app.config.engine, queue_name: "images" });

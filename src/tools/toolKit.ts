@@ -92,6 +92,8 @@ export function registerTool<In extends Shape, Out extends Shape>(server: McpSer
     outputSchema: leanSchema(z.object(definition.output), { role: "result" }),
   };
   const callback = async (args: unknown, context: ServerContext): Promise<CallToolResult> => {
+    const tokenProblem = progressTokenProblem(context.mcpReq._meta?.progressToken);
+    if (tokenProblem) return errorResult("invalid_argument", tokenProblem);
     try {
       const { structured, summary, images = [] } = await definition.handler(args as z.infer<z.ZodObject<In>>, deps, progressReporter(context, deps));
       return {
@@ -137,6 +139,16 @@ export async function invokeTool<In extends Shape, Out extends Shape>(definition
   const parsed = argumentSchema(definition).safeParse(args);
   if (!parsed.success) throw new KittyError("invalid_argument", parsed.error.issues.map((issue) => issue.message).join("; "));
   return definition.handler(parsed.data as z.infer<z.ZodObject<In>>, deps, { progress() {} });
+}
+
+/** Every progress notification repeats the token: an unbounded one would make a single wait send megabytes. */
+export const MAX_PROGRESS_TOKEN_CHARS = 256;
+
+function progressTokenProblem(token: unknown): string | null {
+  if (token === undefined || typeof token === "number") return null;
+  if (typeof token !== "string") return "_meta.progressToken must be a string or an integer";
+  if (token.length <= MAX_PROGRESS_TOKEN_CHARS) return null;
+  return `_meta.progressToken is ${token.length} characters; at most ${MAX_PROGRESS_TOKEN_CHARS} are accepted (a job id is plenty)`;
 }
 
 function progressReporter(context: ServerContext, deps: ToolDeps): ToolCall {

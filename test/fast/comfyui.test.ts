@@ -75,14 +75,15 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     if (existsSync(RUNNER_PYTHON)) expect(selected.metadata.preview).toMatchObject({ mimeType: "image/webp", width: 256, height: 256 });
   });
 
-  it("cancels a running prompt with /interrupt and a waiting one by deleting it from ComfyUI's queue", async () => {
+  it("cancels a running prompt with /interrupt naming that prompt, and a waiting one by deleting it from ComfyUI's queue", async () => {
     context.standIn.stepMs = 40;
     const running = await context.server.ok("generate_image", { prompt: "interrupted", model: "comfy_sd15", steps: 50 });
     await waitUntil("the job reports a step", async () => ((await context.server.app.queue.find(running.jobId))?.progress?.step ?? 0) > 0, { timeoutMs: 10_000 });
-    const interrupts = context.standIn.interrupts;
+    const interrupts = context.standIn.interrupts.length;
     await context.server.ok("cancel_job", { jobId: running.jobId });
     expect(await context.server.ended(running.jobId)).toMatchObject({ status: "cancelled" });
-    expect(context.standIn.interrupts).toBe(interrupts + 1);
+    // Never the global interrupt, which would stop another client's prompt on a shared ComfyUI.
+    expect(context.standIn.interrupts.slice(interrupts)).toEqual([context.standIn.prompts.at(-1)!.id]);
 
     context.standIn.holdQueue = true;
     const waiting = await context.server.ok("generate_image", { prompt: "never started", model: "comfy_sd15", steps: 3 });
@@ -105,6 +106,17 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     expect(failed.error.message).toMatch(message);
     context.standIn.mode = "ok";
     expect(await context.server.ended((await context.server.ok("generate_image", { prompt: "the next one", model: "comfy_sd15", steps: 3 })).jobId)).toMatchObject({ status: "done" });
+  });
+
+  it("waits for /history after execution_success, which ComfyUI sends before it writes the entry", async () => {
+    // Longer than the engine's first reads of /history: a job that read it once at execution_success failed here.
+    context.standIn.historyLagMs = 400;
+    try {
+      const done = await context.server.ended((await context.server.ok("generate_image", { prompt: "history comes late", model: "comfy_sd15", steps: 2 })).jobId);
+      expect(done, JSON.stringify(done.error)).toMatchObject({ status: "done", images: [{ width: 256, height: 256 }] });
+    } finally {
+      context.standIn.historyLagMs = 40;
+    }
   });
 
   it("still finishes when the websocket says nothing, by reading /history", async () => {

@@ -68,7 +68,7 @@ describe("hostile image keys: refused by select_image, REST select and /files be
   });
 
   it.each(HOSTILE_KEYS)("REST select refuses %s with a 422 naming key", async (_name, key) => {
-    const response = await fetch(`${door.url}/api/images/select`, { method: "POST", body: JSON.stringify({ key }) });
+    const response = await fetch(`${door.url}/api/images/select`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key }) });
     expect(response.status).toBe(422);
     const body = (await response.json()) as { detail: Array<{ loc: string[]; msg: string; type: string }> };
     expect(body.detail).toHaveLength(1);

@@ -23,7 +23,7 @@ function raw(url: string, { method = "GET", headers = {}, body }: { method?: str
 describe("the HTTP door in-process: REST edge cases, file links, refusals (stand-in engine)", () => {
   let server: InProcessServer;
   let door: HttpDoor;
-  const post = (route: string, body: unknown) => fetch(`${door.url}${route}`, { method: "POST", body: JSON.stringify(body) });
+  const post = (route: string, body: unknown) => fetch(`${door.url}${route}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
   beforeAll(async () => {
     server = await startInProcess({ refinerEntry: true });
@@ -50,7 +50,7 @@ describe("the HTTP door in-process: REST edge cases, file links, refusals (stand
   it("names the field in a 422 for a model the catalog lacks or a refiner on SD 1.5", async () => {
     expect(((await (await post("/api/images/generate", { prompt: "x", model: "nope" })).json()) as any).detail[0]).toMatchObject({ loc: ["body", "model"], type: "unknown_model" });
     expect(((await (await post("/api/images/generate", { prompt: "x", model: "tiny_sd15", refiner: true })).json()) as any).detail[0]).toMatchObject({ loc: ["body", "refiner"] });
-    expect(((await (await fetch(`${door.url}/api/images/generate`, { method: "POST", body: "not json at all" })).json()) as any).detail[0]).toMatchObject({ loc: ["body"] });
+    expect(((await (await fetch(`${door.url}/api/images/generate`, { method: "POST", headers: { "content-type": "application/json" }, body: "not json at all" })).json()) as any).detail[0]).toMatchObject({ loc: ["body"] });
   });
 
   it("answers broken percent-encoding with 404, not a crash", async () => {
@@ -74,7 +74,7 @@ describe("the HTTP door in-process: REST edge cases, file links, refusals (stand
 
   it("refuses an oversized body sent in chunks with 413", async () => {
     const chunk = Buffer.alloc(256 * 1024, 0x20);
-    const response = await raw(`${door.url}/api/images/generate`, { method: "POST", headers: { "transfer-encoding": "chunked" }, body: [chunk, chunk, chunk, chunk, chunk] });
+    const response = await raw(`${door.url}/api/images/generate`, { method: "POST", headers: { "transfer-encoding": "chunked", "content-type": "application/json" }, body: [chunk, chunk, chunk, chunk, chunk] });
     expect(response.status).toBe(413);
   });
 

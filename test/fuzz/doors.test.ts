@@ -83,7 +83,7 @@ describe(`fuzzing every door with ${RUNS} generated calls each (seed ${SEED})`, 
       fc.asyncProperty(
         fc.oneof(argumentsFor(["prompt", "width", "height", "steps", "cfg", "seed", "model", "refiner"]), junk),
         async (body) => {
-          const response = await withinSeconds(10, fetch(`${door.url}/api/images/generate`, { method: "POST", body: JSON.stringify(body) ?? "" }));
+          const response = await withinSeconds(10, fetch(`${door.url}/api/images/generate`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) ?? "" }));
           expect([200, 413, 422], `${response.status} for ${JSON.stringify(body)?.slice(0, 200)}`).toContain(response.status);
           if (response.status === 422) {
             const { detail } = (await response.json()) as { detail: Array<{ loc: string[]; msg: string }> };

@@ -6,10 +6,13 @@ import { makePng } from "./png.js";
 import { readJson } from "./standInHttp.js";
 
 /**
- * A stand-in for ComfyUI's server API, written from its documented routes: POST /prompt, the /ws websocket
- * (status, execution_start, progress, executing, execution_error, execution_interrupted), /history/{id}, /view,
- * /interrupt, POST /queue {delete}, /object_info/CheckpointLoaderSimple. The websocket is a minimal RFC 6455 server
- * (text frames out, nothing read in), enough for a client that only listens.
+ * A stand-in for ComfyUI's server API, written from its routes and checked against ComfyUI 0.8.0 running here
+ * (test/comfyuiReal.test.ts): POST /prompt, the /ws websocket (status, execution_start, progress, executing,
+ * executed, execution_success, execution_error, execution_interrupted), /history/{id}, /view, /interrupt (with a
+ * prompt_id only that prompt; without one whatever runs), POST /queue {delete}, /object_info/CheckpointLoaderSimple.
+ * As in ComfyUI, `execution_success` is sent before /history has the entry (the executor sends it; `task_done`
+ * writes the history afterwards on the prompt worker's thread), and `executing` with node null only after.
+ * The websocket is a minimal RFC 6455 server (text frames out, nothing read in), enough for a client that only listens.
  */
 export type ComfyMode = "ok" | "execution-error" | "node-errors" | "silent-socket" | "no-outputs" | "never-finishes";
 
@@ -19,7 +22,10 @@ export interface ComfyStandIn {
   stepMs: number;
   /** Every graph queued, in order. */
   prompts: Array<{ id: string; graph: Record<string, any>; clientId: string }>;
-  interrupts: number;
+  /** Each POST /interrupt: the prompt_id it named, or null for ComfyUI's global interrupt. */
+  interrupts: Array<string | null>;
+  /** How long after `execution_success` /history still answers `{}` for the prompt. */
+  historyLagMs: number;
   deleted: string[];
   /** Hold the next prompts in the queue (not started) until release(). */
   holdQueue: boolean;
@@ -36,7 +42,7 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
   let running: string | null = null;
   let interrupted = false;
   let wake: (() => void) | null = null;
-  const standIn: ComfyStandIn = { url: "", mode: "ok", stepMs: 5, prompts: [], interrupts: 0, deleted: [], holdQueue: false, release: () => undefined, close: async () => undefined };
+  const standIn: ComfyStandIn = { url: "", mode: "ok", stepMs: 5, historyLagMs: 40, prompts: [], interrupts: [], deleted: [], holdQueue: false, release: () => undefined, close: async () => undefined };
 
   const tell = (clientId: string, type: string, data: Record<string, unknown>) => {
     if (standIn.mode === "silent-socket") return;
@@ -82,12 +88,16 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
       const latent = graph[nodeOf("EmptyLatentImage")].inputs;
       const saveNode = nodeOf("SaveImage");
       images.set(filename, makePng(latent.width, latent.height, { prompt: JSON.stringify(graph), workflow: "{}" }));
+      tell(clientId, "executing", { node: saveNode, display_node: saveNode, prompt_id: id });
+      if (standIn.mode !== "no-outputs") tell(clientId, "executed", { node: saveNode, display_node: saveNode, output: { images: [{ filename, subfolder: "", type: "output" }] }, prompt_id: id });
+      tell(clientId, "execution_success", { prompt_id: id, timestamp: Date.now() });
+      await new Promise((resolve) => setTimeout(resolve, standIn.historyLagMs));
       history[id] = {
         prompt: [0, id, graph, {}, [saveNode]],
         outputs: standIn.mode === "no-outputs" ? {} : { [saveNode]: { images: [{ filename, subfolder: "", type: "output" }] } },
-        status: { status_str: "success", completed: true, messages: [] },
+        status: { status_str: "success", completed: true, messages: [["execution_start", {}], ["execution_success", {}]] },
+        meta: {},
       };
-      tell(clientId, "executed", { node: saveNode, output: { images: [{ filename, subfolder: "", type: "output" }] }, prompt_id: id });
       tell(clientId, "executing", { node: null, prompt_id: id });
     }
   };
@@ -130,8 +140,11 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
         return response.end(image);
       }
       if (route === "POST /interrupt") {
-        standIn.interrupts++;
-        if (running) interrupted = true;
+        // ComfyUI reads an optional JSON body; a prompt_id that is not the running prompt interrupts nothing.
+        const body = await readJson(request).catch(() => ({}));
+        const promptId = typeof body?.prompt_id === "string" && body.prompt_id ? body.prompt_id : null;
+        standIn.interrupts.push(promptId);
+        if (running && (promptId === null || promptId === running)) interrupted = true;
         return send(200, {});
       }
       if (route === "POST /queue") {
