@@ -141,7 +141,7 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
       }
       if (route === "POST /interrupt") {
         // ComfyUI reads an optional JSON body; a prompt_id that is not the running prompt interrupts nothing.
-        const body = await readJson(request).catch(() => ({}));
+        const body: Record<string, any> = await readJson(request).catch(() => ({}));
         const promptId = typeof body?.prompt_id === "string" && body.prompt_id ? body.prompt_id : null;
         standIn.interrupts.push(promptId);
         if (running && (promptId === null || promptId === running)) interrupted = true;
