@@ -74,6 +74,9 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
 
   const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const url = new URL(request.url ?? "/", "http://door.invalid");
+    // A client that stops reading (an MCP stream while job_status sends progress, the gallery's events, a file)
+    // would otherwise have what is written for it queue here for as long as it stays connected.
+    dropWhenStalled(response, options.stallMs ?? STALL_MS, () => log.warn({ path: url.pathname, remote: request.socket.remoteAddress }, "dropped a response whose client stopped reading"));
     const facts = { headers: request.headers, remoteAddress: request.socket.remoteAddress };
     // Open to a supervisor without the token: states and counts only, nothing from a request or a path. A Host
     // that is not this server's (a DNS-rebinding page reading it) gets the status word alone.
@@ -93,11 +96,7 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
       return sendJson(response, refusal.status, { error: refusal.error, detail: refusal.message }, refusal.status === 401 ? { "www-authenticate": "Bearer" } : {});
     }
     if (loggingIn) return handleGalleryLogin(policy, request, response, url);
-    if (url.pathname === "/mcp") {
-      // A client that stops reading while job_status sends progress would otherwise have the SSE stream queue for it.
-      dropWhenStalled(response, options.stallMs ?? STALL_MS, () => log.warn({ remote: request.socket.remoteAddress }, "dropped an MCP stream whose client stopped reading"));
-      return mcpNode(request, response);
-    }
+    if (url.pathname === "/mcp") return mcpNode(request, response);
     if (await handleGallery(app, policy, request, response, url)) return;
     if (url.pathname === "/metrics") {
       // Collected before the status is sent: a database that does not answer makes the scrape fail, not look empty.
