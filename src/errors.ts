@@ -4,6 +4,7 @@ export type ErrorCode =
   | "unknown_model"
   | "unknown_lora"
   | "model_missing"
+  | "model_unsupported"
   | "not_found"
   | "invalid_state"
   | "config_invalid"

@@ -1,24 +1,57 @@
 /**
  * What a generation is, independent of who asks (tools, later REST and CLI) and who runs it (engines): the
  * request, its result and progress, the scheduler and family names, the value limits and the family defaults.
- * Everything above and below imports from here; this file imports nothing of the project's.
+ * Everything above and below imports from here; this file imports nothing of the project's (the family table's
+data is read by src/models/families.ts).
  */
 
-/** Scheduler names the runner accepts; python/diffusers_runner/pipelines.py maps each to a diffusers class. */
-export const SCHEDULERS = ["euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "pndm", "heun", "unipc"] as const;
+/**
+ * Scheduler names the runner accepts; python/diffusers_runner/pipelines.py maps each to a diffusers class, and each
+ * family lists the ones that fit it. The trailing, LCM and TCD ones are the few-step SDXL recipes'; flow_euler is
+ * the flow-matching families'.
+ */
+export const SCHEDULERS = [
+  "euler",
+  "euler_a",
+  "dpmpp_2m",
+  "dpmpp_2m_karras",
+  "ddim",
+  "pndm",
+  "heun",
+  "unipc",
+  "euler_trailing",
+  "euler_a_trailing",
+  "ddim_trailing",
+  "lcm",
+  "tcd",
+  "flow_euler",
+] as const;
 export type SchedulerName = (typeof SCHEDULERS)[number];
 
-/** Families a model in models.yaml can be; a refiner is only ever another model's helper. */
-export const MODEL_FAMILIES = ["sd15", "sdxl"] as const;
-export type ModelFamily = (typeof MODEL_FAMILIES)[number];
-export type PipelineFamily = ModelFamily | "sdxl_refiner";
+/** How a family's cfg_scale works (python/diffusers_runner/families.py says the same). */
+export type Guidance = "cfg" | "distilled" | "true_cfg";
 
-/** diffusers' pipeline class (model_index.json `_class_name`) to family; the runner keeps the same map. */
-export const PIPELINE_FAMILIES: Readonly<Record<string, PipelineFamily>> = {
-  StableDiffusionPipeline: "sd15",
-  StableDiffusionXLPipeline: "sdxl",
-  StableDiffusionXLImg2ImgPipeline: "sdxl_refiner",
-};
+/** One entry of the family table, python/diffusers_runner/families.json, which the runner reads too (families.py). */
+export interface FamilySpec {
+  label: string;
+  pipelines: { text: string; image?: string; inpaint?: string };
+  denoiser: "unet" | "transformer";
+  guidance: Guidance;
+  /** true, false, or "true_cfg": a negative prompt runs true CFG at trueCfgScale. */
+  negativePrompt: boolean | "true_cfg";
+  trueCfgScale?: number;
+  lora: boolean;
+  refiner: boolean;
+  prompt: { encoder: "clip" | "t5" | "llm"; maxTokens: number | null; tokenizer?: string };
+  sizeMultiple: number;
+  defaults: { width: number; height: number; steps: number; cfgScale: number; scheduler: SchedulerName | null };
+  schedulers: SchedulerName[];
+  dtype: Record<"cuda" | "mps" | "cpu", string>;
+}
+
+/** Families a model in models.yaml can be (src/models/families.ts reads which from the table); a refiner is only ever another model's helper. */
+export type ModelFamily = string;
+export type PipelineFamily = ModelFamily | "sdxl_refiner";
 
 /** The bounds every request must fall within, whoever sends it; models.yaml defaults obey them too. */
 export const LIMITS = {
@@ -48,11 +81,6 @@ export interface GenerationDefaults {
   scheduler: SchedulerName | null;
   refiner: boolean;
 }
-
-export const FAMILY_DEFAULTS: Readonly<Record<ModelFamily, GenerationDefaults>> = {
-  sdxl: { width: 1024, height: 1024, steps: 30, cfgScale: 7, scheduler: null, refiner: false },
-  sd15: { width: 512, height: 512, steps: 30, cfgScale: 7, scheduler: "euler_a", refiner: false },
-};
 
 /** The SDXL refiner pass stays short and gentle: it polishes detail, it does not repaint. */
 export const REFINER_LIMITS = { maxSteps: 10, maxCfgScale: 5, switchAt: 0.8, polishStrength: 0.3 } as const;

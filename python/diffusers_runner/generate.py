@@ -3,6 +3,7 @@ LoRAs; writes one PNG per image."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -18,9 +19,10 @@ from PIL.PngImagePlugin import PngInfo
 from .files import output_failed, write_whole
 from .infotext import format_parameters, generation_settings
 from .loras import apply_loras
+from .families import Family
 from .pipelines import LoadedModel, LoadedPipeline, ModelCache, ModelLoadError
 from .previews import write_preview
-from .prompts import PromptEncoder
+from .prompts import PromptEncoder, plain_prompt
 from .protocol import DoneEvent, GenerateRequest, JobFailed, PreviewInfo, ProgressEvent, RefinerSpec
 
 log = logging.getLogger("diffusers_runner.generate")
@@ -113,14 +115,50 @@ class _Job:
     embeddings: dict[int, tuple[dict[str, Any], int]]
 
     def prompt_kwargs(self, pipe: Any) -> tuple[dict[str, Any], int]:
-        """Prompt embeddings for this pipeline (long prompts chunked, emphasis applied), encoded once per job."""
+        """Prompt embeddings for this pipeline (long prompts chunked, emphasis applied), encoded once per job; for a
+        family whose encoder is not CLIP, the prompt text and the family's guidance arguments (see _text_prompt)."""
+        if id(pipe) not in self.embeddings and not self.model.spec.uses_clip_prompts:
+            self.embeddings[id(pipe)] = _text_prompt(pipe, self.model.spec, self.request)
         if id(pipe) not in self.embeddings:
             positive, negative = PromptEncoder(pipe).encode_pair(self.request["prompt"], self.request.get("negativePrompt"))
             kwargs: dict[str, Any] = {"prompt_embeds": positive.embeds, "negative_prompt_embeds": negative.embeds}
             if positive.pooled is not None:
                 kwargs.update(pooled_prompt_embeds=positive.pooled, negative_pooled_prompt_embeds=negative.pooled)
+            kwargs["guidance_scale"] = self.request["cfgScale"]
             self.embeddings[id(pipe)] = (kwargs, positive.tokens)
         return self.embeddings[id(pipe)]
+
+
+def _accepts(pipe: Any, argument: str) -> bool:
+    return argument in inspect.signature(type(pipe).__call__).parameters
+
+
+def _text_prompt(pipe: Any, family: Family, request: GenerateRequest) -> tuple[dict[str, Any], int]:
+    """A T5 or LLM encoder takes the prompt whole, up to the family's token limit; emphasis syntax, which such an
+    encoder cannot weight, is taken out rather than fed to it as text. Guidance follows the family: real CFG,
+    distilled guidance (a negative prompt then runs true CFG), or the pipeline's true_cfg_scale."""
+    text, _ = plain_prompt(request["prompt"])
+    negative = request.get("negativePrompt")
+    kwargs: dict[str, Any] = {"prompt": text}
+    if family.guidance == "true_cfg":
+        kwargs["true_cfg_scale"] = request["cfgScale"]
+    else:
+        kwargs["guidance_scale"] = request["cfgScale"]
+    if negative:
+        kwargs["negative_prompt"] = plain_prompt(negative)[0]
+        if family.negative_prompt == "true_cfg":
+            kwargs["true_cfg_scale"] = family.true_cfg_scale
+    if family.max_tokens and _accepts(pipe, "max_sequence_length"):
+        kwargs["max_sequence_length"] = family.max_tokens
+    return kwargs, prompt_token_count(pipe, family, text)
+
+
+def prompt_token_count(pipe: Any, family: Family, text: str) -> int:
+    """The prompt's tokens as the family's long-context tokenizer counts them (T5's, or the LLM's)."""
+    tokenizer = getattr(pipe, family.tokenizer, None)
+    if tokenizer is None:
+        return 0
+    return len(tokenizer(text, add_special_tokens=False).input_ids)
 
 
 def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.Event, send: SendProgress) -> DoneEvent:
@@ -139,6 +177,8 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         model, load_seconds = cache.get(model_spec["path"], refiner_path, model_spec.get("configPath"))
     except ModelLoadError as exc:
         raise JobFailed(exc.code, str(exc)) from exc
+    if request.get("scheduler") and request["scheduler"] not in model.spec.schedulers:
+        raise JobFailed("bad_request", f"scheduler {request['scheduler']} does not fit {model.spec.label}; it takes {', '.join(model.spec.schedulers)}")
 
     try:
         scheduler_name = model.base.use_scheduler(request.get("scheduler"))
@@ -163,7 +203,7 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         image = _denoise_within_memory(job, seed, cache)
         inference_seconds += time.perf_counter() - started
         started = time.perf_counter()
-        _save_png(image, request, path, seed, model.family, scheduler_name)
+        _save_png(image, request, path, seed, model.spec, scheduler_name)
         previews.append(_save_preview(image, preview_path))
         save_seconds += time.perf_counter() - started
         width, height = image.width, image.height
@@ -178,7 +218,7 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         family=model.family,
         scheduler=scheduler_name,
         device=cache.device.device,
-        dtype=cache.device.dtype_name,
+        dtype=model.dtype_name,
         options=_options_record(model, cache),
         modelLoads=cache.loads,
         stepsRun=progress.steps_run,
@@ -217,7 +257,7 @@ def _denoise_within_memory(job: _Job, seed: int, cache: ModelCache) -> Any:
             if not _is_out_of_memory(exc):
                 raise JobFailed("generation_failed", f"{type(exc).__name__}: {exc}") from exc
             cache.device.empty_cache()
-            unsliced = [pipeline for pipeline in job.model.pipelines() if not pipeline.attention_slicing]
+            unsliced = [pipeline for pipeline in job.model.pipelines() if not pipeline.attention_slicing and pipeline.can_slice]
             if attempt == 2 or not unsliced:
                 size = f"{job.request['width']}x{job.request['height']}"
                 raise JobFailed("out_of_memory", f"{cache.device.device} ran out of memory at {size} even with attention slicing: try a smaller size") from exc
@@ -258,7 +298,6 @@ def _denoise(job: _Job, seed: int) -> Any:
         **prompt,
         "generator": generator,
         "num_inference_steps": request["steps"],
-        "guidance_scale": request["cfgScale"],
         "callback_on_step_end": _step_callback(job.cancel, job.progress.base_step),
     }
     if job.init_image is None:
@@ -297,10 +336,10 @@ def _denoise(job: _Job, seed: int) -> Any:
     return result.images[0]
 
 
-def _save_png(image, request: GenerateRequest, output_path: str, seed: int, family: str, scheduler_name: str) -> None:
+def _save_png(image, request: GenerateRequest, output_path: str, seed: int, family: Family, scheduler_name: str) -> None:
     info = PngInfo()
     # AUTOMATIC1111's text first: PNG-info viewers, Civitai and the other UIs' importers read this one.
-    info.add_text("parameters", _parameters_text(request, seed, scheduler_name, image.width, image.height))
+    info.add_text("parameters", _parameters_text(request, seed, scheduler_name, image.width, image.height, family))
     info.add_text(
         "kitty-images",
         json.dumps(
@@ -308,7 +347,7 @@ def _save_png(image, request: GenerateRequest, output_path: str, seed: int, fami
                 "prompt": request["prompt"],
                 "negativePrompt": request.get("negativePrompt"),
                 "model": request["model"]["name"],
-                "family": family,
+                "family": family.name,
                 "seed": seed,
                 "steps": request["steps"],
                 "cfgScale": request["cfgScale"],
@@ -334,8 +373,13 @@ def _save_preview(image: Image.Image, path: str | None) -> PreviewInfo | None:
         return None
 
 
-def _parameters_text(request: GenerateRequest, seed: int, scheduler_name: str, width: int, height: int) -> str:
+def _parameters_text(request: GenerateRequest, seed: int, scheduler_name: str, width: int, height: int, family: Family) -> str:
     extra: dict[str, Any] = {}
+    cfg_scale = request["cfgScale"]
+    if family.guidance == "distilled":
+        # Forge's words for FLUX: "CFG scale" is the true CFG (1: none), the distilled guidance has its own key.
+        extra["Distilled CFG Scale"] = float(cfg_scale)
+        cfg_scale = family.true_cfg_scale if request.get("negativePrompt") and family.true_cfg_scale else 1.0
     init = request.get("initImage")
     if init:
         extra["Denoising strength"] = float(init["strength"])
@@ -355,7 +399,7 @@ def _parameters_text(request: GenerateRequest, seed: int, scheduler_name: str, w
     settings = generation_settings(
         steps=request["steps"],
         scheduler=scheduler_name,
-        cfg_scale=request["cfgScale"],
+        cfg_scale=cfg_scale,
         seed=seed,
         width=width,
         height=height,

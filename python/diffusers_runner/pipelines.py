@@ -1,4 +1,5 @@
-"""Loads diffusers pipelines once and keeps them warm. The family comes from the folder's model_index.json."""
+"""Loads diffusers pipelines once and keeps them warm. The family comes from the folder's model_index.json, and
+what to load for it from families.json."""
 
 from __future__ import annotations
 
@@ -12,35 +13,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
 from diffusers import (
-    AutoPipelineForImage2Image,
     DDIMScheduler,
     DiffusionPipeline,
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
     HeunDiscreteScheduler,
+    LCMScheduler,
     PNDMScheduler,
-    StableDiffusionPipeline,
     StableDiffusionXLImg2ImgPipeline,
-    StableDiffusionXLPipeline,
+    TCDScheduler,
     UniPCMultistepScheduler,
 )
 
 from .device import DeviceChoice
+from .families import FAMILIES, PIPELINE_FAMILIES, Family
 from .single_file import SingleFileError, checkpoint_family, config_folder, is_single_file
 from .protocol import ErrorCode
 
 log = logging.getLogger("diffusers_runner.pipelines")
 
-PIPELINE_FAMILIES: dict[str, str] = {
-    "StableDiffusionPipeline": "sd15",
-    "StableDiffusionXLPipeline": "sdxl",
-    "StableDiffusionXLImg2ImgPipeline": "sdxl_refiner",
-}
-
-# name -> (scheduler class, extra config). The server's list (src/engines/schedulers.ts) must match these keys.
+# name -> (scheduler class, extra config). The server's list (SCHEDULERS in src/generation.ts) must match these
+# keys; which fit a family is families.json's to say. Trailing spacing, LCM and TCD are what the few-step SDXL
+# recipes ask for (SDXL-Turbo, Lightning, Hyper-SD, LCM-LoRA); flow-matching families take flow_euler.
 SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
     "euler": (EulerDiscreteScheduler, {}),
     "euler_a": (EulerAncestralDiscreteScheduler, {}),
@@ -50,6 +49,12 @@ SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
     "pndm": (PNDMScheduler, {}),
     "heun": (HeunDiscreteScheduler, {}),
     "unipc": (UniPCMultistepScheduler, {}),
+    "euler_trailing": (EulerDiscreteScheduler, {"timestep_spacing": "trailing"}),
+    "euler_a_trailing": (EulerAncestralDiscreteScheduler, {"timestep_spacing": "trailing"}),
+    "ddim_trailing": (DDIMScheduler, {"timestep_spacing": "trailing"}),
+    "lcm": (LCMScheduler, {}),
+    "tcd": (TCDScheduler, {}),
+    "flow_euler": (FlowMatchEulerDiscreteScheduler, {}),
 }
 
 
@@ -93,22 +98,31 @@ class LoadedPipeline:
     scheduler_config: dict[str, Any]
     scheduler_class: type
     attention_slicing: bool
+    # The diffusers class that runs this family's image-to-image from the same modules; None where there is none.
+    image_class: str | None = None
     # The same weights as an image-to-image pipeline, made on first use (from_pipe shares every module).
     _image_to_image: DiffusionPipeline | None = None
     # LoRA adapters loaded into this pipeline: adapter name -> the file it came from.
     loras: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, pipe: DiffusionPipeline, path: str, attention_slicing: bool) -> LoadedPipeline:
-        return cls(pipe, os.path.realpath(path), dict(pipe.scheduler.config), type(pipe.scheduler), attention_slicing)
+    def of(cls, pipe: DiffusionPipeline, path: str, attention_slicing: bool, image_class: str | None = None) -> LoadedPipeline:
+        return cls(pipe, os.path.realpath(path), dict(pipe.scheduler.config), type(pipe.scheduler), attention_slicing, image_class)
 
     def image_to_image(self) -> DiffusionPipeline:
         """This pipeline's image-to-image twin, on the scheduler this job set."""
         if self._image_to_image is None:
-            self._image_to_image = AutoPipelineForImage2Image.from_pipe(self.pipe)
+            if self.image_class is None:
+                raise ModelLoadError("bad_request", f"{type(self.pipe).__name__} has no image-to-image pipeline in diffusers")
+            self._image_to_image = getattr(diffusers, self.image_class).from_pipe(self.pipe)
             self._image_to_image.set_progress_bar_config(disable=True)
         self._image_to_image.scheduler = self.pipe.scheduler
         return self._image_to_image
+
+    @property
+    def can_slice(self) -> bool:
+        """Attention slicing is a UNet's option; a transformer pipeline has nothing it would split."""
+        return getattr(self.pipe, "unet", None) is not None
 
     def slice_attention(self) -> None:
         """Trades speed for a lower memory peak, after this pipeline has run out of memory once."""
@@ -126,6 +140,16 @@ class LoadedModel:
     family: str
     base: LoadedPipeline
     refiner: LoadedPipeline | None = None
+    # What the weights run in: the family's dtype on this device (families.json).
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def spec(self) -> Family:
+        return FAMILIES[self.family]
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
 
     def pipelines(self) -> list[LoadedPipeline]:
         return [self.base] if self.refiner is None else [self.base, self.refiner]
@@ -135,6 +159,8 @@ def _weights_variant(model_dir: str, dtype: torch.dtype) -> str | None:
     """Which weight files to load: fp16 ones when running in fp16, or when a folder holds nothing else
     (SDXL folders saved with variant="fp16" often do; they load fine in float32 on MPS and CPU, upcast)."""
     unet = Path(model_dir) / "unet"
+    if not unet.is_dir():
+        unet = Path(model_dir) / "transformer"
     has_fp16 = any(unet.glob("*.fp16.safetensors")) or any(unet.glob("*.fp16-*.safetensors"))
     has_full = any(
         path for path in unet.glob("diffusion_pytorch_model*") if ".fp16" not in path.name and path.suffix in (".safetensors", ".bin", ".json")
@@ -185,13 +211,14 @@ class ModelCache:
         self.device.empty_cache()
 
     def _from_pretrained(self, cls: type, path: str, family: str, config_path: str | None = None, **extra: Any) -> DiffusionPipeline:
-        kwargs: dict[str, Any] = {"dtype": self.device.dtype, "local_files_only": True, **extra}
+        dtype = self._dtype(family)
+        kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True, **extra}
         try:
             if is_single_file(path):
                 # Configs and tokenizers from the project (or the entry's `config` folder), never from the Hub.
                 pipe = cls.from_single_file(path, config=str(config_path or config_folder(family)), **kwargs)
             else:
-                variant = _weights_variant(path, self.device.dtype)
+                variant = _weights_variant(path, dtype)
                 if variant:
                     kwargs["variant"] = variant
                 pipe = cls.from_pretrained(path, **kwargs)
@@ -201,28 +228,39 @@ class ModelCache:
             raise ModelLoadError("model_load_failed", f"could not load {path}: {type(exc).__name__}: {exc}") from exc
         pipe = pipe.to(self.device.device)
         options = self.device.options
-        if options.attention_slicing:
+        unet = getattr(pipe, "unet", None)
+        if options.attention_slicing and unet is not None:
+            # Slicing splits a UNet's attention; a transformer's attention has no such option in diffusers.
             pipe.enable_attention_slicing()
-        if options.channels_last:
-            # NHWC suits CUDA's tensor-core convolutions; diffusers' own speed guide does the same.
-            pipe.unet.to(memory_format=torch.channels_last)
+        if options.channels_last and unet is not None:
+            # NHWC suits CUDA's tensor-core convolutions; diffusers' own speed guide does the same. A transformer has no convolutions to speed up.
+            unet.to(memory_format=torch.channels_last)
         if options.compile:
-            pipe.unet = torch.compile(pipe.unet, fullgraph=True)
+            if unet is not None:
+                pipe.unet = torch.compile(unet, fullgraph=True)
+            elif hasattr(pipe.transformer, "compile_repeated_blocks"):
+                # Compiling the one repeated block once is diffusers' advice for DiT models: the same speed, far less compile time.
+                pipe.transformer.compile_repeated_blocks(fullgraph=True)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    def _loaded(self, pipe: DiffusionPipeline, path: str) -> LoadedPipeline:
-        return LoadedPipeline.of(pipe, path, self.device.options.attention_slicing)
+    def _dtype(self, family: str) -> torch.dtype:
+        spec = FAMILIES.get("sdxl" if family == "sdxl_refiner" else family)
+        return spec.dtype(self.device.device) if spec else self.device.dtype
+
+    def _loaded(self, pipe: DiffusionPipeline, path: str, family: str) -> LoadedPipeline:
+        spec = FAMILIES.get(family)
+        sliced = self.device.options.attention_slicing and getattr(pipe, "unet", None) is not None
+        return LoadedPipeline.of(pipe, path, sliced, spec.pipelines.get("image") if spec else None)
 
     def _load_base(self, path: str, family: str, config_path: str | None) -> LoadedModel:
         started = time.perf_counter()
-        if family == "sd15":
-            # The safety checker blanks images and needs weights most local installs lack.
-            base = self._from_pretrained(StableDiffusionPipeline, path, family, config_path, safety_checker=None, requires_safety_checker=False)
-        else:
-            base = self._from_pretrained(StableDiffusionXLPipeline, path, family, config_path)
+        spec = FAMILIES[family]
+        # The safety checker blanks images and needs weights most local installs lack.
+        extra: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False} if family == "sd15" else {}
+        base = self._from_pretrained(getattr(diffusers, spec.pipelines["text"]), path, family, config_path, **extra)
         log.info("loaded %s (%s) in %.2fs", path, family, time.perf_counter() - started)
-        return LoadedModel(family=family, base=self._loaded(base, path))
+        return LoadedModel(family=family, base=self._loaded(base, path, family), dtype=self._dtype(family))
 
     def _attach_refiner(self, model: LoadedModel, path: str, refiner_path: str) -> None:
         started = time.perf_counter()
@@ -233,7 +271,7 @@ class ModelCache:
         # The refiner shares the base's second text encoder and VAE, as in diffusers' SDXL docs.
         base = model.base.pipe
         refiner = self._from_pretrained(StableDiffusionXLImg2ImgPipeline, refiner_path, "sdxl_refiner", text_encoder_2=base.text_encoder_2, vae=base.vae)
-        model.refiner = self._loaded(refiner, refiner_path)
+        model.refiner = self._loaded(refiner, refiner_path, "sdxl_refiner")
         log.info("loaded refiner %s in %.2fs", refiner_path, time.perf_counter() - started)
 
 

@@ -144,6 +144,15 @@ class PromptEmbeddings:
         return self.embeds.shape[1] // (CHUNK_TOKENS + 2)
 
 
+def plain_prompt(prompt: str) -> tuple[str, bool]:
+    """The prompt's text without emphasis syntax or BREAKs, for an encoder that cannot weight tokens (T5, an LLM),
+    and whether anything was taken out. `(red:1.3) fox` becomes `red fox`; an escaped `\\(` stays a bracket."""
+    fragments = parse_emphasis(prompt)
+    text = "".join(" " if fragment.is_break else fragment.text for fragment in fragments)
+    text = re.sub(r"\s{2,}", " ", text).strip()
+    return text, text != prompt.strip()
+
+
 class PromptEncoder:
     """Encodes prompts for one pipeline: SD 1.5 (one CLIP encoder) or SDXL base / refiner (one or both)."""
 

@@ -24,8 +24,8 @@ interface A1111Timing extends AppTiming {
 
 const DEFAULT_TIMING: A1111Timing = { callMs: 10_000, pollMs: 250, jobBaseMs: 120_000, msPerMegapixelStep: 3_000 };
 
-/** Our scheduler names as A1111 names its samplers (the same names its `parameters` text uses). */
-export const A1111_SAMPLERS: Record<SchedulerName, string> = {
+/** Our scheduler names as A1111 names its samplers (the same names its `parameters` text uses); the rest it has none for. */
+export const A1111_SAMPLERS: Partial<Record<SchedulerName, string>> = {
   euler: "Euler",
   euler_a: "Euler a",
   dpmpp_2m: "DPM++ 2M",
@@ -34,6 +34,7 @@ export const A1111_SAMPLERS: Record<SchedulerName, string> = {
   pndm: "PLMS",
   heun: "Heun",
   unipc: "UniPC",
+  lcm: "LCM",
 };
 
 const SD15_SAMPLER = "Euler a";
@@ -56,7 +57,7 @@ export class A1111Engine extends AppEngine<A1111Timing> {
    * name the Karras schedule apart ("DPM++ 2M" + scheduler "Karras"), older ones in the sampler's name.
    */
   private async samplerFor(scheduler: SchedulerName | null): Promise<{ sampler_name: string; scheduler?: string }> {
-    const wanted = scheduler ? A1111_SAMPLERS[scheduler] : SD15_SAMPLER;
+    const wanted = (scheduler && A1111_SAMPLERS[scheduler]) || SD15_SAMPLER;
     let offered: string[];
     try {
       offered = await (this.samplers ??= this.fetchSamplers());
@@ -86,6 +87,7 @@ export class A1111Engine extends AppEngine<A1111Timing> {
 
   async generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
     this.checkRunnable(request, job);
+    this.checkScheduler(request, A1111_SAMPLERS);
     const count = imageCount(request);
     const started = Date.now();
     const deadlineMs = this.deadlineMs(request, count);

@@ -1,4 +1,4 @@
-import type { GenerationRequest, GenerationResult } from "../generation.js";
+import type { GenerationRequest, SchedulerName, GenerationResult } from "../generation.js";
 import { imageCount } from "../generation.js";
 import type { Logger } from "../log.js";
 import { EngineJobError, type Engine, type EngineHealth, type GenerationJob } from "./engine.js";
@@ -59,6 +59,13 @@ export abstract class AppEngine<Timing extends AppTiming = AppTiming> implements
     if (job.signal.aborted) throw new EngineJobError("cancelled", "cancelled before it started");
     if (request.initImage || request.refiner || (request.loras?.length ?? 0) > 0) {
       throw new EngineJobError("bad_request", `${this.where} runs text-to-image only here: init_image, refiner and loras need the diffusers engine`);
+    }
+  }
+
+  /** A scheduler the app has no sampler for is refused, never run as some other sampler. */
+  protected checkScheduler(request: GenerationRequest, offered: Partial<Record<SchedulerName, unknown>>): void {
+    if (request.scheduler && !(request.scheduler in offered)) {
+      throw new EngineJobError("bad_request", `${this.where} has no sampler for scheduler ${request.scheduler}; it takes ${Object.keys(offered).join(", ")}`);
     }
   }
 

@@ -27,7 +27,7 @@ interface ComfyTiming extends AppTiming {
 const DEFAULT_TIMING: ComfyTiming = { callMs: 10_000, historyPollMs: 1_000, jobBaseMs: 120_000, msPerMegapixelStep: 3_000 };
 
 /** Our scheduler names as ComfyUI's KSampler takes them: sampler and noise schedule. */
-export const COMFY_SAMPLERS: Record<SchedulerName, { sampler: string; scheduler: string }> = {
+export const COMFY_SAMPLERS: Partial<Record<SchedulerName, { sampler: string; scheduler: string }>> = {
   euler: { sampler: "euler", scheduler: "normal" },
   euler_a: { sampler: "euler_ancestral", scheduler: "normal" },
   dpmpp_2m: { sampler: "dpmpp_2m", scheduler: "normal" },
@@ -36,6 +36,12 @@ export const COMFY_SAMPLERS: Record<SchedulerName, { sampler: string; scheduler:
   pndm: { sampler: "ipndm", scheduler: "normal" },
   heun: { sampler: "heun", scheduler: "normal" },
   unipc: { sampler: "uni_pc", scheduler: "normal" },
+  // sgm_uniform is ComfyUI's trailing spacing, what SDXL-Turbo and Lightning are run with there.
+  euler_trailing: { sampler: "euler", scheduler: "sgm_uniform" },
+  euler_a_trailing: { sampler: "euler_ancestral", scheduler: "sgm_uniform" },
+  ddim_trailing: { sampler: "ddim", scheduler: "sgm_uniform" },
+  lcm: { sampler: "lcm", scheduler: "sgm_uniform" },
+  flow_euler: { sampler: "euler", scheduler: "simple" },
 };
 
 const SAVE_NODE = "9";
@@ -45,7 +51,7 @@ const SAVE_NODE = "9";
  * size as its size conditioning (both encoders get the whole prompt), as ComfyUI's own SDXL example does.
  */
 export function textToImageGraph(request: GenerationRequest, seed: number, checkpoint: string): Record<string, unknown> {
-  const { sampler, scheduler } = COMFY_SAMPLERS[request.scheduler ?? "euler_a"];
+  const { sampler, scheduler } = COMFY_SAMPLERS[request.scheduler ?? "euler_a"]!;
   const sdxl = (request.model.family ?? (/xl/i.test(checkpoint) ? "sdxl" : "sd15")) === "sdxl";
   const { width, height } = request;
   const encode = (text: string) =>
@@ -99,12 +105,13 @@ export class ComfyUIEngine extends AppEngine<ComfyTiming> {
 
   async generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
     this.checkRunnable(request, job);
+    this.checkScheduler(request, COMFY_SAMPLERS);
     const workflowPath = request.model.workflowPath ?? null;
     const workflow = workflowPath ? this.readWorkflow(workflowPath) : null;
     // A workflow of one's own may load its model some other way: it gets a checkpoint only when one is named.
     const checkpoint = request.model.engineModel ?? (workflow ? null : ((await this.models())[0] ?? null));
     if (!checkpoint && !workflow) throw new EngineJobError("model_not_found", `${this.where} offers no checkpoint (CheckpointLoaderSimple lists none)`);
-    const sampling = COMFY_SAMPLERS[request.scheduler ?? "euler_a"];
+    const sampling = COMFY_SAMPLERS[request.scheduler ?? "euler_a"]!;
     const count = imageCount(request);
     const seeds = batchSeeds(request.seed, count);
     const started = Date.now();

@@ -24,8 +24,8 @@ interface InvokeTiming extends AppTiming {
 const DEFAULT_TIMING: InvokeTiming = { callMs: 10_000, pollMs: 500, jobBaseMs: 120_000, msPerMegapixelStep: 3_000 };
 const QUEUE = "/api/v1/queue/default";
 
-/** Our scheduler names as InvokeAI names its schedulers. */
-export const INVOKE_SCHEDULERS: Record<SchedulerName, string> = {
+/** Our scheduler names as InvokeAI names its schedulers; the rest it has none for. */
+export const INVOKE_SCHEDULERS: Partial<Record<SchedulerName, string>> = {
   euler: "euler",
   euler_a: "euler_a",
   dpmpp_2m: "dpmpp_2m",
@@ -34,6 +34,8 @@ export const INVOKE_SCHEDULERS: Record<SchedulerName, string> = {
   pndm: "pndm",
   heun: "heun",
   unipc: "unipc",
+  lcm: "lcm",
+  tcd: "tcd",
 };
 
 /** A main model as InvokeAI's model manager lists it: what its loader nodes take. */
@@ -65,7 +67,7 @@ export function invokeGraph(request: GenerationRequest, seed: number, model: Mod
       id: "denoise",
       steps: request.steps,
       cfg_scale: request.cfgScale,
-      scheduler: INVOKE_SCHEDULERS[request.scheduler ?? "euler_a"],
+      scheduler: INVOKE_SCHEDULERS[request.scheduler ?? "euler_a"]!,
       denoising_start: 0,
       denoising_end: 1,
     },
@@ -113,6 +115,7 @@ export class InvokeAIEngine extends AppEngine<InvokeTiming> {
 
   async generate(request: GenerationRequest, job: GenerationJob): Promise<GenerationResult> {
     this.checkRunnable(request, job);
+    this.checkScheduler(request, INVOKE_SCHEDULERS);
     const models = await this.mainModels();
     const model = request.model.engineModel ? models.find((candidate) => candidate.name === request.model.engineModel) : models[0];
     if (!model) {
@@ -132,7 +135,7 @@ export class InvokeAIEngine extends AppEngine<InvokeTiming> {
     return this.result(request, started, {
       seed: request.seed,
       family: model.base === "sdxl" ? "sdxl" : "sd15",
-      scheduler: INVOKE_SCHEDULERS[request.scheduler ?? "euler_a"],
+      scheduler: INVOKE_SCHEDULERS[request.scheduler ?? "euler_a"]!,
       versions: { engine: "invokeai" },
       engineInfo: { model, queueItems: items },
     });

@@ -7,7 +7,8 @@ import { KittyError } from "../errors.js";
 import { loadWorkflow } from "./comfyWorkflow.js";
 import { HUB_PREFIX, locateHubModel } from "./hubCache.js";
 import { listLoras, type LoraEntry } from "./loraFiles.js";
-import { ENGINE_NAMES, LIMITS, MODEL_FAMILIES, SCHEDULERS, type EngineName, type GenerationDefaults, type ModelFamily } from "../generation.js";
+import { ENGINE_NAMES, LIMITS, SCHEDULERS, type EngineName, type GenerationDefaults, type ModelFamily } from "../generation.js";
+import { MODEL_FAMILIES } from "./families.js";
 
 /**
  * models.yaml: the original images-service's flat map (`name: /path/to/diffusers-folder`) with richer

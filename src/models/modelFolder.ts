@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { PIPELINE_FAMILIES, type PipelineFamily } from "../generation.js";
+import type { PipelineFamily } from "../generation.js";
+import { PIPELINE_FAMILIES } from "./families.js";
 import { HUB_PREFIX } from "./hubCache.js";
 import { readSafetensorsHeader } from "./loraFiles.js";
 
@@ -8,6 +9,8 @@ export interface ModelOnDisk {
   present: boolean;
   family: PipelineFamily | null;
   problem: string | null;
+  /** There, but of a kind this server cannot run (a pipeline class not in the family table): refused before queueing. */
+  unsupported?: boolean;
 }
 
 const SINGLE_FILE = /\.(safetensors|ckpt|pt)$/i;
@@ -38,7 +41,12 @@ export function inspectModelFolder(folder: string): ModelOnDisk {
     const family = PIPELINE_FAMILIES[className] ?? null;
     return family
       ? { present: true, family, problem: null }
-      : { present: true, family: null, problem: `${indexPath} names ${className}, which is not SD 1.5 or SDXL` };
+      : {
+          present: true,
+          family: null,
+          unsupported: true,
+          problem: `${indexPath} names ${className}, which this server does not run (it runs: ${Object.keys(PIPELINE_FAMILIES).filter((name) => PIPELINE_FAMILIES[name] !== "sdxl_refiner").join(", ")})`,
+        };
   } catch (error) {
     return { present: false, family: null, problem: `${indexPath} is unreadable: ${(error as Error).message}` };
   }

@@ -1,8 +1,8 @@
 import { randomInt } from "node:crypto";
 import { KittyError } from "../errors.js";
 import {
-  FAMILY_DEFAULTS,
   LIMITS,
+  type FamilySpec,
   refinerPassFor,
   type GenerationDefaults,
   type GenerationRequest,
@@ -12,6 +12,7 @@ import {
   type SchedulerName,
 } from "../generation.js";
 import type { ModelCatalog, ModelEntry } from "./catalog.js";
+import { FAMILIES, FAMILY_DEFAULTS } from "./families.js";
 import { inspectModelFolder, type ModelOnDisk } from "./modelFolder.js";
 
 /** What a caller asks for, in any door's words once mapped: every field but the prompt may be left out. */
@@ -41,12 +42,47 @@ export type FindImage = (reference: string) => { key: string; width: number; hei
 /** The family a model runs as: declared in models.yaml, else what its folder says; null when neither says. */
 export function familyOf(entry: ModelEntry, onDisk: ModelOnDisk): ModelFamily | null {
   if (entry.declaredFamily) return entry.declaredFamily;
-  return onDisk.family === "sd15" || onDisk.family === "sdxl" ? onDisk.family : null;
+  return onDisk.family !== null && onDisk.family in FAMILIES ? onDisk.family : null;
 }
 
 /** The family's defaults with the entry's own on top: what an unset field becomes (list_models shows the same). */
 export function defaultsFor(entry: ModelEntry, family: ModelFamily): GenerationDefaults {
-  return { ...FAMILY_DEFAULTS[family], ...entry.defaults };
+  return { ...FAMILY_DEFAULTS[family]!, ...entry.defaults };
+}
+
+/** What a family takes beyond a prompt, in generate_image's argument names: list_models shows it, resolveRequest holds to it. */
+export function familyTakes(family: FamilySpec): string[] {
+  return [
+    ...(family.negativePrompt ? ["negative_prompt"] : []),
+    ...(family.pipelines.image ? ["init_image"] : []),
+    ...(family.lora ? ["loras"] : []),
+    ...(family.refiner ? ["refiner"] : []),
+  ];
+}
+
+/**
+ * Refuses, before anything is queued, what this family cannot use, naming the field and what it does take: a
+ * silently dropped negative prompt or a resized image is a wrong answer the agent never hears about.
+ */
+function checkFamilyTakes(ask: GenerationAsk, name: string, familyName: ModelFamily, request: { width: number; height: number; cfgScale: number; scheduler: SchedulerName | null }): void {
+  const family = FAMILIES[familyName]!;
+  const what = `model '${name}' is ${family.label}, which takes ${familyTakes(family).join(", ") || "a prompt and sizes only"}`;
+  if (ask.negativePrompt?.trim()) {
+    if (!family.negativePrompt) throw new KittyError("invalid_argument", `negative_prompt does not apply: ${what}`, "negative_prompt");
+    if (family.negativePrompt === true && family.guidance === "cfg" && request.cfgScale <= 1) {
+      throw new KittyError("invalid_argument", `negative_prompt needs guidance: cfg_scale is ${request.cfgScale}, and a negative prompt only acts above 1 (model '${name}')`, "negative_prompt");
+    }
+  }
+  if (ask.initImage !== undefined && !family.pipelines.image) throw new KittyError("invalid_argument", `init_image does not apply: ${what}`, "init_image");
+  if (ask.loras?.length && !family.lora) throw new KittyError("invalid_argument", `loras do not apply: ${what}`, "loras");
+  for (const side of ["width", "height"] as const) {
+    if (request[side] % family.sizeMultiple !== 0) {
+      throw new KittyError("invalid_argument", `${side} must be a multiple of ${family.sizeMultiple} for ${family.label} (got ${request[side]})`, side);
+    }
+  }
+  if (request.scheduler && !family.schedulers.includes(request.scheduler)) {
+    throw new KittyError("invalid_argument", `scheduler ${request.scheduler} does not fit ${family.label}; it takes ${family.schedulers.join(", ")}`, "scheduler");
+  }
 }
 
 /**
@@ -106,7 +142,8 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
   if (onDisk.family === "sdxl_refiner") {
     throw new KittyError("invalid_argument", `model '${name}' is an SDXL refiner; name it as another model's 'refiner' in models.yaml`, "model");
   }
-  // A folder whose pipeline class is unknown to us is tried as SDXL, the family most checkpoints are today.
+  if (onDisk.unsupported) throw new KittyError("model_unsupported", `model '${name}': ${onDisk.problem}`, "model");
+  // A checkpoint whose family only the runner can read (a pickle .ckpt) is taken as SDXL, the family most are today.
   const family: ModelFamily = familyOf(entry, onDisk) ?? "sdxl";
   const defaults = defaultsFor(entry, family);
   const steps = ask.steps ?? defaults.steps;
@@ -117,7 +154,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
     throw new KittyError("invalid_argument", "refiner_mode needs the refiner: leave refiner unset or true", "refiner_mode");
   }
   if (ask.refinerMode || (ask.refiner ?? defaults.refiner)) {
-    if (family !== "sdxl") throw new KittyError("invalid_argument", `refiner applies to SDXL models only; model '${name}' is ${family}`, "refiner");
+    if (!FAMILIES[family]!.refiner) throw new KittyError("invalid_argument", `refiner applies to SDXL models only; model '${name}' is ${family}`, "refiner");
     if (!entry.refinerPath) {
       throw new KittyError("invalid_argument", `model '${name}' has no refiner; add 'refiner: /path/to/refiner-folder' to its models.yaml entry`, "refiner");
     }
@@ -149,6 +186,8 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
     throw new KittyError("invalid_argument", "strength applies to image-to-image only: give init_image too", "strength");
   }
 
+  const scheduler = ask.scheduler ?? defaults.scheduler;
+  checkFamilyTakes(ask, name, family, { ...size, cfgScale, scheduler });
   return {
     prompt: ask.prompt,
     negativePrompt: ask.negativePrompt?.trim() ? ask.negativePrompt : null,
@@ -157,7 +196,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
     steps,
     cfgScale,
     seed: ask.seed ?? randomInt(LIMITS.seed.min, LIMITS.seed.max + 1),
-    scheduler: ask.scheduler ?? defaults.scheduler,
+    scheduler,
     refiner,
     count: ask.count ?? 1,
     initImage,

@@ -12,7 +12,7 @@ export const generateImage = defineTool({
   title: "Generate an image",
   description:
     "Queue an image job; returns a jobId at once. Next: job_status with " +
-    "wait_seconds, then select_image. Unset fields take list_models defaults. Long prompts and (word:1.3) emphasis work.",
+    "wait_seconds, then select_image. Unset fields take list_models defaults.",
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   input: {
     prompt: boundedText("prompt", promptChars, { required: true }),
@@ -22,13 +22,13 @@ export const generateImage = defineTool({
     height: boundedInt("height", size.min, size.max, undefined, size.multipleOf).optional(),
     steps: boundedInt("steps", steps.min, steps.max).optional(),
     cfg_scale: boundedNumber("cfg_scale", cfgScale.min, cfgScale.max, "Prompt adherence.").optional(),
-    seed: boundedInt("seed", seed.min, seed.max, "Same seed and settings, same image. Default random.").optional(),
+    seed: boundedInt("seed", seed.min, seed.max, "Same seed, same image. Default random.").optional(),
     scheduler: oneOf("scheduler", SCHEDULERS).optional(),
-    refiner: z.boolean({ error: "refiner must be true or false" }).describe("SDXL only: finish with the model's refiner.").optional(),
+    refiner: z.boolean({ error: "refiner must be true or false" }).describe("Finish with the model's refiner.").optional(),
     refiner_mode: oneOf("refiner_mode", REFINER_MODES, "polish: a light refiner pass after the base.").optional(),
     count: boundedInt("count", count.min, count.max, "Images; seeds seed, seed+1...").optional(),
     init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Start image: key or imageRef URL.").optional(),
-    strength: boundedNumber("strength", strength.min, strength.max, `Share of init_image repainted (default ${strength.default}).`).optional(),
+    strength: boundedNumber("strength", strength.min, strength.max, `Share repainted (default ${strength.default}).`).optional(),
     loras: loraList("loras", loras.max, loras.weight).describe("From list_models.").optional(),
   },
   output: {

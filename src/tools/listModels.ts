@@ -1,14 +1,15 @@
 import { z } from "zod";
 import { inspectModelFolder } from "../models/modelFolder.js";
 import { catalogWithEngineModels } from "../models/engineCatalog.js";
-import { defaultsFor, familyOf, familyOfElsewhere, inspectModel, modelsOfWorkers } from "../models/resolveRequest.js";
+import { defaultsFor, familyOf, familyOfElsewhere, familyTakes, inspectModel, modelsOfWorkers } from "../models/resolveRequest.js";
 import type { EngineName } from "../generation.js";
+import { FAMILIES } from "../models/families.js";
 import { defineTool, type EngineModels } from "./toolKit.js";
 
 export const listModels = defineTool({
   name: "list_models",
   title: "List models",
-  description: "Models and LoRAs for generate_image, with the defaults unset fields take.",
+  description: "Models and LoRAs for generate_image: defaults, and what each model takes.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   input: {},
   output: {
@@ -19,6 +20,8 @@ export const listModels = defineTool({
         name: z.string(),
         engine: z.string(),
         family: z.string().nullable(),
+        // generate_image's arguments this model takes beyond the prompt and sizes.
+        takes: z.array(z.string()).optional(),
         present: z.boolean(),
         path: z.string(),
         problem: z.string().optional(),
@@ -79,7 +82,8 @@ export const listModels = defineTool({
         name: entry.name,
         engine: entry.engine,
         family: entry.declaredFamily ?? onDisk.family,
-        present: onDisk.present,
+        ...(family && { takes: familyTakes(FAMILIES[family]!) }),
+        present: onDisk.present && !onDisk.unsupported,
         path: entry.path,
         ...(onDisk.problem && { problem: onDisk.problem }),
         ...(entry.description && { description: entry.description }),
