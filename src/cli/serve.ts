@@ -34,7 +34,8 @@ export async function serveCommand(args: string[]): Promise<void> {
   }
   // A front-end on a shared queue keeps no model folders: the workers have them (list_models shows which).
   const runsJobs = !config.databaseUrl || values.worker;
-  for (const entry of runsJobs ? config.models.entries : []) {
+  // Only the runner's models have folders here; another engine's live in that app.
+  for (const entry of runsJobs ? config.models.entries.filter((model) => model.engine === "diffusers") : []) {
     const onDisk = inspectModelFolder(entry.path);
     if (!onDisk.present) log.warn({ model: entry.name, problem: onDisk.problem }, "model in models.yaml is not on disk; generate_image will refuse it");
   }

@@ -177,8 +177,8 @@ export class ComfyUIEngine extends AppEngine<ComfyTiming> {
       // Still waiting in ComfyUI's queue: take it out; running: interrupt it.
       // With its id, /interrupt stops this prompt only; without one ComfyUI stops whatever runs, someone else's too.
       const stop = started
-        ? this.http.json("POST", "/interrupt", { prompt_id: promptId }, this.timing.callMs)
-        : this.http.json("POST", "/queue", { delete: [promptId] }, this.timing.callMs);
+        ? this.http.send("POST", "/interrupt", { prompt_id: promptId }, this.timing.callMs)
+        : this.http.send("POST", "/queue", { delete: [promptId] }, this.timing.callMs);
       stopping = stop.catch((error: Error) => this.log.warn({ error: error.message }, "could not stop the ComfyUI prompt"));
       settle({ kind: "interrupted" });
     };

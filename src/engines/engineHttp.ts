@@ -30,6 +30,11 @@ export class EngineHttp {
     }
   }
 
+  /** A call whose answer carries nothing to read: ComfyUI answers /interrupt and /queue with an empty 200. */
+  async send(method: "POST" | "PUT", route: string, body: unknown, timeoutMs: number): Promise<void> {
+    await this.request(method, route, body, timeoutMs, {});
+  }
+
   bytes(route: string, timeoutMs: number): Promise<Buffer> {
     return this.request("GET", route, undefined, timeoutMs, {});
   }

@@ -87,7 +87,8 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
       const filename = `kitty-images_${String(standIn.prompts.findIndex((prompt) => prompt.id === id) + 1).padStart(5, "0")}_.png`;
       const latent = graph[nodeOf("EmptyLatentImage")].inputs;
       const saveNode = nodeOf("SaveImage");
-      images.set(filename, makePng(latent.width, latent.height, { prompt: JSON.stringify(graph), workflow: "{}" }));
+      // A prompt sent over the API carries no editor workflow: ComfyUI writes the `prompt` chunk alone.
+      images.set(filename, makePng(latent.width, latent.height, { prompt: JSON.stringify(graph) }));
       tell(clientId, "executing", { node: saveNode, display_node: saveNode, prompt_id: id });
       if (standIn.mode !== "no-outputs") tell(clientId, "executed", { node: saveNode, display_node: saveNode, output: { images: [{ filename, subfolder: "", type: "output" }] }, prompt_id: id });
       tell(clientId, "execution_success", { prompt_id: id, timestamp: Date.now() });
@@ -127,7 +128,7 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
         standIn.prompts.push(entry);
         queue.push(entry);
         wake?.();
-        return send(200, { prompt_id: id, number: standIn.prompts.length, node_errors: {} });
+        return send(200, { prompt_id: id, number: standIn.prompts.length - 1, node_errors: {} });
       }
       if (route.startsWith("GET /history/")) {
         const id = decodeURIComponent(url.pathname.slice("/history/".length));
@@ -145,7 +146,9 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
         const promptId = typeof body?.prompt_id === "string" && body.prompt_id ? body.prompt_id : null;
         standIn.interrupts.push(promptId);
         if (running && (promptId === null || promptId === running)) interrupted = true;
-        return send(200, {});
+        // As ComfyUI 0.8.0 answers: 200, no content type, no body.
+        response.writeHead(200, { "content-length": "0" });
+        return response.end();
       }
       if (route === "POST /queue") {
         const body = await readJson(request);
@@ -156,7 +159,8 @@ export async function startComfyStandIn(): Promise<ComfyStandIn> {
             standIn.deleted.push(id);
           }
         }
-        return send(200, {});
+        response.writeHead(200, { "content-length": "0" });
+        return response.end();
       }
       send(404, {});
     })().catch((error: Error) => send(500, { error: error.message }));

@@ -14,6 +14,8 @@ import { waitUntil } from "./waitUntil.js";
 export interface EngineApp extends ToolCalls {
   app: App;
   client: Client;
+  /** What the app logged at warn and above, one JSON line each: an engine's complaint shows here. */
+  warnings: string[];
   /** job_status until the job ends (fails the test after 20 s). */
   ended(jobId: string): Promise<Record<string, any>>;
   close(): Promise<void>;
@@ -27,7 +29,8 @@ export async function startEngineApp(modelsYaml: string[], env: Record<string, s
   const home = mkdtempSync(path.join(tmpdir(), "kitty-engine-"));
   writeFileSync(path.join(home, "models.yaml"), [...modelsYaml, ""].join("\n"));
   const config = loadConfig({ KITTY_IMAGES_HOME: home, MODELS_YAML: path.join(home, "models.yaml"), KITTY_IMAGES_STORAGE: "local", KITTY_IMAGES_PYTHON: RUNNER_PYTHON, ...env });
-  const app = await createApp(config, pino({ level: "silent" }), { timing: { backoff: { first: 5, max: 20 }, queuePollMs: 20, cancelPollMs: 10, leaseHeartbeatMs: 100 } });
+  const warnings: string[] = [];
+  const app = await createApp(config, pino({ level: "warn" }, { write: (line: string) => void warnings.push(line) }), { timing: { backoff: { first: 5, max: 20 }, queuePollMs: 20, cancelPollMs: 10, leaseHeartbeatMs: 100 } });
   const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
   const stdio = serveStdio(() => createMcpServer(app), { transport: serverTransport });
   const client = new Client({ name: "engine-tests", version: "0" });
@@ -36,6 +39,7 @@ export async function startEngineApp(modelsYaml: string[], env: Record<string, s
   return {
     app,
     client,
+    warnings,
     ...calls,
     ended: (jobId) =>
       waitUntil(`job ${jobId} ends`, async () => {
