@@ -40,6 +40,8 @@ export interface FamilySpec {
   /** true, false, or "true_cfg": a negative prompt runs true CFG at trueCfgScale. */
   negativePrompt: boolean | "true_cfg";
   trueCfgScale?: number;
+  /** Guidance acts above this cfg_scale: 1 for classic CFG (absent means 1), 0 for Z-Image and Krea 2. */
+  guidanceAbove?: number;
   lora: boolean;
   refiner: boolean;
   prompt: { encoder: "clip" | "t5" | "llm"; maxTokens: number | null; tokenizer?: string };
@@ -197,6 +199,8 @@ export interface GenerationResult {
   stepsRun: number;
   /** The prompt's CLIP tokens; past 75 the runner encodes it in 75-token chunks rather than dropping the rest. */
   promptTokens: number;
+  /** What the encoder did not see (a T5/LLM family): tokens past its limit, emphasis syntax taken out. */
+  promptNotes?: { tokensDropped?: number; emphasisStripped?: boolean };
   /** One per image: its preview in staging, or null where the engine wrote none. Absent in results staged before previews. */
   previews?: Array<PreviewFile | null>;
   timings: { loadSeconds: number; inferenceSeconds: number; saveSeconds: number };

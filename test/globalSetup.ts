@@ -1,6 +1,6 @@
 import { execa } from "execa";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
 import { PROJECT_ROOT, RUNNER_PYTHON } from "./helpers/paths.js";
@@ -14,11 +14,12 @@ declare module "vitest" {
 /**
  * Builds the tiny random-weight pipelines once per version of tiny_models.py, through the real save_pretrained,
  * and the SD 1.5 one again as a single-file checkpoint in Stability AI's layout (single/sd15.safetensors, with
- * single/sd15-config holding the folder's configs and tokenizer without its weights).
+ * single/sd15-config holding the folder's configs and tokenizer without its weights), and one tiny pipeline per
+ * modern family under families/ (python/diffusers_runner/tiny_families.py).
  */
 export default async function setup(project: TestProject): Promise<void> {
   const hash = createHash("sha256");
-  for (const file of ["python/diffusers_runner/tiny_models.py", "python/tests/single_file_checkpoint.py"]) hash.update(readFileSync(path.join(PROJECT_ROOT, file)));
+  for (const file of ["python/diffusers_runner/tiny_models.py", "python/diffusers_runner/tiny_families.py", "python/tests/single_file_checkpoint.py"]) hash.update(readFileSync(path.join(PROJECT_ROOT, file)));
   const dir = path.join(PROJECT_ROOT, ".cache", `tiny-models-${hash.digest("hex").slice(0, 12)}`);
   const python = { cwd: path.join(PROJECT_ROOT, "python"), env: { PYTHONPATH: path.join(PROJECT_ROOT, "python"), HF_HUB_OFFLINE: "1" } };
   if (!existsSync(path.join(dir, "loras", "tiny_sdxl_detail.safetensors"))) {
@@ -35,6 +36,11 @@ export default async function setup(project: TestProject): Promise<void> {
       "(single / 'sd15.safetensors.partial').rename(single / 'sd15.safetensors')",
     ].join("\n");
     await execa(RUNNER_PYTHON, ["-c", script, dir], python);
+  }
+  // One tiny pipeline per modern family (FLUX.1, Z-Image, ...): families/<family>, built last, so its marker means all.
+  if (!existsSync(path.join(dir, "families", ".built"))) {
+    await execa(RUNNER_PYTHON, ["-m", "diffusers_runner.tiny_families", path.join(dir, "families")], python);
+    writeFileSync(path.join(dir, "families", ".built"), "");
   }
   project.provide("tinyModelsDir", dir);
 }

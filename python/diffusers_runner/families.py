@@ -34,6 +34,8 @@ class Family:
     # True, False, or "true_cfg": taken by running true CFG at true_cfg_scale
     negative_prompt: bool | str
     true_cfg_scale: float | None
+    # guidance acts above this cfg_scale: 1 for classic CFG (1 means none), 0 for Z-Image and Krea 2
+    guidance_above: float
     lora: bool
     refiner: bool
     # "clip": A1111 chunking and emphasis; "t5" / "llm": the prompt whole, up to max_tokens
@@ -63,6 +65,7 @@ def _family(name: str, entry: dict[str, Any]) -> Family:
         guidance=entry["guidance"],
         negative_prompt=entry["negativePrompt"],
         true_cfg_scale=entry.get("trueCfgScale"),
+        guidance_above=entry.get("guidanceAbove", 1),
         lora=entry["lora"],
         refiner=entry["refiner"],
         encoder=entry["prompt"]["encoder"],

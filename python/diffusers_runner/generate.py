@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -23,7 +23,7 @@ from .families import Family
 from .pipelines import LoadedModel, LoadedPipeline, ModelCache, ModelLoadError
 from .previews import write_preview
 from .prompts import PromptEncoder, plain_prompt
-from .protocol import DoneEvent, GenerateRequest, JobFailed, PreviewInfo, ProgressEvent, RefinerSpec
+from .protocol import DoneEvent, GenerateRequest, JobFailed, PreviewInfo, ProgressEvent, PromptNotes, RefinerSpec
 
 log = logging.getLogger("diffusers_runner.generate")
 
@@ -113,12 +113,16 @@ class _Job:
     progress: _Progress
     init_image: Image.Image | None
     embeddings: dict[int, tuple[dict[str, Any], int]]
+    # Filled when the prompt is encoded for a family that takes it whole (see _text_prompt).
+    prompt_notes: PromptNotes = field(default_factory=dict)
 
     def prompt_kwargs(self, pipe: Any) -> tuple[dict[str, Any], int]:
         """Prompt embeddings for this pipeline (long prompts chunked, emphasis applied), encoded once per job; for a
         family whose encoder is not CLIP, the prompt text and the family's guidance arguments (see _text_prompt)."""
         if id(pipe) not in self.embeddings and not self.model.spec.uses_clip_prompts:
-            self.embeddings[id(pipe)] = _text_prompt(pipe, self.model.spec, self.request)
+            kwargs, tokens, notes = _text_prompt(pipe, self.model.spec, self.request)
+            self.embeddings[id(pipe)] = (kwargs, tokens)
+            self.prompt_notes.update(notes)
         if id(pipe) not in self.embeddings:
             positive, negative = PromptEncoder(pipe).encode_pair(self.request["prompt"], self.request.get("negativePrompt"))
             kwargs: dict[str, Any] = {"prompt_embeds": positive.embeds, "negative_prompt_embeds": negative.embeds}
@@ -133,11 +137,11 @@ def _accepts(pipe: Any, argument: str) -> bool:
     return argument in inspect.signature(type(pipe).__call__).parameters
 
 
-def _text_prompt(pipe: Any, family: Family, request: GenerateRequest) -> tuple[dict[str, Any], int]:
+def _text_prompt(pipe: Any, family: Family, request: GenerateRequest) -> tuple[dict[str, Any], int, PromptNotes]:
     """A T5 or LLM encoder takes the prompt whole, up to the family's token limit; emphasis syntax, which such an
     encoder cannot weight, is taken out rather than fed to it as text. Guidance follows the family: real CFG,
     distilled guidance (a negative prompt then runs true CFG), or the pipeline's true_cfg_scale."""
-    text, _ = plain_prompt(request["prompt"])
+    text, stripped = plain_prompt(request["prompt"])
     negative = request.get("negativePrompt")
     kwargs: dict[str, Any] = {"prompt": text}
     if family.guidance == "true_cfg":
@@ -148,9 +152,18 @@ def _text_prompt(pipe: Any, family: Family, request: GenerateRequest) -> tuple[d
         kwargs["negative_prompt"] = plain_prompt(negative)[0]
         if family.negative_prompt == "true_cfg":
             kwargs["true_cfg_scale"] = family.true_cfg_scale
+    elif family.guidance == "true_cfg" and request["cfgScale"] > family.guidance_above:
+        # Qwen-Image runs its true CFG only when given a negative prompt: a blank one asks for guidance alone.
+        kwargs["negative_prompt"] = " "
     if family.max_tokens and _accepts(pipe, "max_sequence_length"):
         kwargs["max_sequence_length"] = family.max_tokens
-    return kwargs, prompt_token_count(pipe, family, text)
+    tokens = prompt_token_count(pipe, family, text)
+    notes: PromptNotes = {}
+    if family.max_tokens and tokens > family.max_tokens:
+        notes["tokensDropped"] = tokens - family.max_tokens
+    if stripped:
+        notes["emphasisStripped"] = True
+    return kwargs, tokens, notes
 
 
 def prompt_token_count(pipe: Any, family: Family, text: str) -> int:
@@ -223,6 +236,7 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         modelLoads=cache.loads,
         stepsRun=progress.steps_run,
         promptTokens=job.prompt_kwargs(model.base.pipe)[1],
+        **({"promptNotes": job.prompt_notes} if job.prompt_notes else {}),
         previews=previews,
         timings={
             "loadSeconds": round(load_seconds + lora_seconds, 4),

@@ -115,6 +115,11 @@ class PreviewInfo(TypedDict):
     bytes: int
 
 
+class PromptNotes(TypedDict, total=False):
+    tokensDropped: int
+    emphasisStripped: bool
+
+
 class DoneEvent(TypedDict):
     type: Literal["done"]
     jobId: str
@@ -130,8 +135,12 @@ class DoneEvent(TypedDict):
     options: dict[str, bool]
     modelLoads: int
     stepsRun: int
-    # The prompt's CLIP tokens (without start and end tokens): past 75 it was encoded in several chunks.
+    # The prompt's CLIP tokens (without start and end tokens): past 75 it was encoded in several chunks. For a T5
+    # or LLM encoder, its tokens as that tokenizer counts them.
     promptTokens: int
+    # What the encoder did not see: tokensDropped past the family's limit, emphasisStripped when (word:1.3) syntax
+    # was taken out for an encoder that cannot weight tokens. Absent when neither happened.
+    promptNotes: NotRequired[PromptNotes]
     # one per image: the preview written, or None where none was asked for or it could not be written
     previews: list[PreviewInfo | None]
     timings: Timings

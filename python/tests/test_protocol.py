@@ -36,8 +36,15 @@ def test_every_fixture_request_parses_and_matches_its_declaration(request_messag
 
 
 @pytest.mark.parametrize("event", FIXTURE["events"], ids=lambda message: message["type"])
-def test_every_fixture_event_has_exactly_the_declared_fields(event):
-    assert set(event) == _keys(EVENT_TYPES[event["type"]])
+def test_every_fixture_event_has_the_declared_fields(event):
+    declared = EVENT_TYPES[event["type"]]
+    assert declared.__required_keys__ <= set(event) <= _keys(declared)
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_every_declared_event_field_appears_in_the_fixture(event_type):
+    seen = set().union(*(set(event) for event in FIXTURE["events"] if event["type"] == event_type))
+    assert seen == _keys(EVENT_TYPES[event_type])
 
 
 def test_error_codes_in_the_fixture_are_declared():

@@ -80,6 +80,7 @@ export const doneEventSchema = z.object({
   modelLoads: z.number().int(),
   stepsRun: z.number().int(),
   promptTokens: z.number().int(),
+  promptNotes: z.object({ tokensDropped: z.number().int().optional(), emphasisStripped: z.boolean().optional() }).optional(),
   previews: z.array(previewInfoSchema.nullable()),
   timings: z.object({ loadSeconds: z.number(), inferenceSeconds: z.number(), saveSeconds: z.number() }),
 });

@@ -69,8 +69,9 @@ function checkFamilyTakes(ask: GenerationAsk, name: string, familyName: ModelFam
   const what = `model '${name}' is ${family.label}, which takes ${familyTakes(family).join(", ") || "a prompt and sizes only"}`;
   if (ask.negativePrompt?.trim()) {
     if (!family.negativePrompt) throw new KittyError("invalid_argument", `negative_prompt does not apply: ${what}`, "negative_prompt");
-    if (family.negativePrompt === true && family.guidance === "cfg" && request.cfgScale <= 1) {
-      throw new KittyError("invalid_argument", `negative_prompt needs guidance: cfg_scale is ${request.cfgScale}, and a negative prompt only acts above 1 (model '${name}')`, "negative_prompt");
+    const above = family.guidanceAbove ?? 1;
+    if (family.negativePrompt === true && family.guidance !== "distilled" && request.cfgScale <= above) {
+      throw new KittyError("invalid_argument", `negative_prompt needs guidance: cfg_scale is ${request.cfgScale}, and a negative prompt only acts above ${above} (model '${name}')`, "negative_prompt");
     }
   }
   if (ask.initImage !== undefined && !family.pipelines.image) throw new KittyError("invalid_argument", `init_image does not apply: ${what}`, "init_image");

@@ -25,6 +25,7 @@ export interface ImageSidecar {
   stepsRun: number;
   /** The prompt's CLIP tokens; absent in sidecars written before it was recorded. */
   promptTokens?: number;
+  promptNotes?: { tokensDropped?: number; emphasisStripped?: boolean };
   /** This image's place in its job's batch, for a job of more than one image. */
   batch?: { index: number; count: number };
   /** What another engine said about the image (AUTOMATIC1111's `info`), as it came. */
@@ -69,6 +70,7 @@ export function buildSidecar(
     modelLoads: result.modelLoads,
     stepsRun: result.stepsRun,
     promptTokens: result.promptTokens,
+    ...(result.promptNotes && { promptNotes: result.promptNotes }),
     ...(batch && { batch }),
     ...(result.engineInfo && { engineInfo: result.engineInfo }),
     ...(image.pngBytes !== undefined && { pngBytes: image.pngBytes }),

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { FAMILIES } from "../models/families.js";
 import { isTerminal, JOB_STATES } from "../queue/jobStates.js";
 import type { Job } from "../queue/jobStore.js";
 import { boundedInt } from "../arguments.js";
@@ -80,12 +81,18 @@ async function describeJob(job: Job, { queue, index }: ToolDeps) {
       const promptTokens = records[0]?.metadata.promptTokens;
       const tokens = typeof promptTokens === "number" ? promptTokens : undefined;
       // Past 75 tokens the prompt was encoded in chunks: worth saying, since most tools silently drop the rest.
-      const chunked = tokens !== undefined && tokens > 75 ? ` The prompt's ${tokens} tokens were all used, encoded in 75-token chunks.` : "";
+      const notes = records[0]?.metadata.promptNotes as { tokensDropped?: number; emphasisStripped?: boolean } | undefined;
+      const family = records[0]?.metadata.family;
+      const clip = family === undefined || FAMILIES[String(family)]?.prompt.encoder === "clip";
+      const chunked = clip && tokens !== undefined && tokens > 75 ? ` The prompt's ${tokens} tokens were all used, encoded in 75-token chunks.` : "";
+      // An encoder that takes the prompt whole stops at its limit: say what it never saw, rather than let it pass.
+      const dropped = notes?.tokensDropped ? ` The last ${notes.tokensDropped} of the prompt's ${tokens} tokens were past the model's limit and not used.` : "";
+      const stripped = notes?.emphasisStripped ? " Emphasis syntax such as (word:1.3) was taken out: this model cannot weight words." : "";
       return {
         structured: { ...base, images, ...(tokens !== undefined && { promptTokens: tokens }) },
         summary:
           `Job ${job.id} is done: ${images.length > 1 ? `images ${images.map((image) => image.key).join(", ")}` : `image ${images[0]?.key ?? "(missing from the index)"}`}.` +
-          `${chunked} Next: select_image {"key":"${images[0]?.key ?? ""}"} for an imageRef.`,
+          `${chunked}${dropped}${stripped} Next: select_image {"key":"${images[0]?.key ?? ""}"} for an imageRef.`,
       };
     }
     case "failed": {

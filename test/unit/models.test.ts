@@ -103,7 +103,7 @@ describe("models.yaml", () => {
     expect(inspectModelFolder(modelFolder(root, "xl", "StableDiffusionXLPipeline"))).toMatchObject({ present: true, family: "sdxl" });
     expect(inspectModelFolder(modelFolder(root, "v15", "StableDiffusionPipeline"))).toMatchObject({ present: true, family: "sd15" });
     expect(inspectModelFolder(modelFolder(root, "flux", "FluxPipeline"))).toMatchObject({ present: true, family: "flux" });
-    expect(inspectModelFolder(modelFolder(root, "kandinsky", "KandinskyV22Pipeline"))).toMatchObject({ present: true, unsupported: true, problem: expect.stringMatching(/names KandinskyV22Pipeline, which this server does not run \(it runs: StableDiffusionPipeline, .*ZImagePipeline\)/) });
+    expect(inspectModelFolder(modelFolder(root, "kandinsky", "KandinskyV22Pipeline"))).toMatchObject({ present: true, unsupported: true, problem: expect.stringMatching(/names KandinskyV22Pipeline, which this server does not run \(it runs: StableDiffusionPipeline, .*ZImagePipeline, .*Krea2Pipeline\)/) });
     expect(inspectModelFolder(path.join(root, "nothing"))).toMatchObject({ present: false });
   });
 

@@ -1,0 +1,102 @@
+import { readFileSync } from "node:fs";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { writeFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { FAMILIES } from "../src/models/families.js";
+import { readPng } from "./helpers/png.js";
+import { startServer, waitForJob, type RunningServer } from "./helpers/server.js";
+import { errorText } from "./helpers/toolCalls.js";
+
+/**
+ * Every family in the table beyond SD 1.5 and SDXL (which the rest of the suite covers), each from a flat
+ * models.yaml entry naming its tiny random-weight pipeline, over MCP stdio through the real runner: what a user
+ * with that family's folder gets.
+ */
+const MODERN = Object.keys(FAMILIES).filter((family) => family !== "sd15" && family !== "sdxl");
+const small = { width: 256, height: 256, steps: 2 };
+
+describe("the modern families through the same tools", () => {
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    const home = await mkdtemp(path.join(tmpdir(), "kitty-families-"));
+    const modelsYaml = path.join(home, "models.yaml");
+    writeFileSync(modelsYaml, MODERN.map((family) => `tiny_${family}: ${path.join(inject("tinyModelsDir"), "families", family)}\n`).join(""));
+    server = await startServer({ home, modelsYaml });
+  });
+
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  const pixelsOf = async (key: string) => {
+    const selected = await server.ok("select_image", { key });
+    return { selected, png: readPng(readFileSync(fileURLToPath(selected.imageRef.downloadUrl))) };
+  };
+  const made = async (args: Record<string, unknown>) => {
+    const status = await waitForJob(server, (await server.ok("generate_image", args)).jobId);
+    expect(status, JSON.stringify(status.error)).toMatchObject({ status: "done" });
+    return status;
+  };
+
+  it("lists each by its family, present, with what it takes", async () => {
+    const { models } = await server.ok("list_models");
+    for (const family of MODERN) {
+      const takes = [...(FAMILIES[family]!.negativePrompt ? ["negative_prompt"] : []), ...(FAMILIES[family]!.pipelines.image ? ["init_image"] : [])];
+      expect(models.find((model: { name: string }) => model.name === `tiny_${family}`), family).toMatchObject({ family, present: true, takes: expect.arrayContaining(takes), defaults: { steps: FAMILIES[family]!.defaults.steps } });
+    }
+  });
+
+  it.each(MODERN)("%s: done, stored with its parameters text and preview, listed, selectable; same seed same pixels, another prompt other pixels", async (family) => {
+    const model = `tiny_${family}`;
+    const first = await made({ ...small, model, prompt: "a red cube on a desk", seed: 7 });
+    expect(first.images[0]).toMatchObject({ width: 256, height: 256, seed: 7 });
+    const { selected, png } = await pixelsOf(first.images[0].key);
+    expect(selected.metadata).toMatchObject({ family, model, seed: 7, preview: { mimeType: "image/webp" } });
+    expect(JSON.parse(png.text["kitty-images"]!)).toMatchObject({ family, seed: 7 });
+    expect(png.text.parameters).toMatch(new RegExp(`^a red cube on a desk\\nSteps: 2, .*Seed: 7, Size: 256x256, Model: ${model}`));
+    if (FAMILIES[family]!.guidance === "distilled") expect(png.text.parameters).toContain("Distilled CFG Scale: ");
+    const listed = await server.ok("list_latest_images", { limit: 1 });
+    expect(listed.images[0]).toMatchObject({ key: first.images[0].key, model });
+
+    const again = await pixelsOf((await made({ ...small, model, prompt: "a red cube on a desk", seed: 7 })).images[0].key);
+    const other = await pixelsOf((await made({ ...small, model, prompt: "a blue sphere in the snow", seed: 7 })).images[0].key);
+    expect(again.png.pixels.equals(png.pixels), "the same seed and prompt made other pixels").toBe(true);
+    expect(other.png.pixels.equals(png.pixels), "another prompt made the same pixels").toBe(false);
+  });
+
+  it("refuses before queueing what a family cannot use, naming the argument and what the model takes", async () => {
+    const refusals: Array<[string, Record<string, unknown>, RegExp]> = [];
+    for (const family of MODERN) {
+      const spec = FAMILIES[family]!;
+      const model = `tiny_${family}`;
+      refusals.push([`${family} with a refiner`, { model, refiner: true }, /refiner applies to SDXL models only/]);
+      if (spec.sizeMultiple > 8) refusals.push([`${family} at a width off its grid`, { model, width: 264, height: 256 }, new RegExp(`width must be a multiple of ${spec.sizeMultiple}`)]);
+      refusals.push([`${family} with an SD scheduler`, { model, scheduler: "euler_a" }, /scheduler euler_a does not fit .*; it takes flow_euler/]);
+      if (spec.negativePrompt === true && spec.guidance !== "distilled" && spec.defaults.cfgScale <= (spec.guidanceAbove ?? 1)) {
+        refusals.push([`${family} with a negative prompt and no guidance`, { model, negative_prompt: "blurry" }, /negative_prompt needs guidance: cfg_scale is/]);
+      }
+      if (!spec.negativePrompt) refusals.push([`${family} with a negative prompt`, { model, negative_prompt: "blurry" }, /negative_prompt does not apply/]);
+    }
+    const before = (await server.ok("list_latest_images", { limit: 200 })).images.length;
+    for (const [name, args, message] of refusals) {
+      const result = await server.call("generate_image", { prompt: "refused", ...small, ...args });
+      expect(result.isError, name).toBe(true);
+      expect(errorText(result), name).toMatch(message);
+    }
+    expect((await server.ok("list_latest_images", { limit: 200 })).images.length).toBe(before);
+  });
+
+  it("says when a T5 or LLM encoder could not weight emphasis, and gives the prompt whole", async () => {
+    const family = MODERN.find((name) => FAMILIES[name]!.prompt.encoder !== "clip")!;
+    const status = await made({ ...small, model: `tiny_${family}`, prompt: "a (red:1.4) cube on a ((wooden)) desk", seed: 3 });
+    const text = (await server.call("job_status", { jobId: status.jobId })).content[0];
+    expect(text).toMatchObject({ type: "text", text: expect.stringContaining("Emphasis syntax such as (word:1.3) was taken out") });
+    const { selected } = await pixelsOf(status.images[0].key);
+    expect(selected.metadata.promptNotes).toEqual({ emphasisStripped: true });
+    expect(selected.metadata.promptTokens).toBeGreaterThan(0);
+  });
+});
