@@ -21,6 +21,7 @@ describe("kitty-images doctor and serve --demo", () => {
     const demo = await execa(process.execPath, [SERVER_ENTRY, "doctor", "--demo"], { env, extendEnv: false, reject: false });
     expect(demo.exitCode, demo.stdout + demo.stderr).toBe(0);
     expect(demo.stdout).toMatch(/^ok {4}model demo_sdxl: sdxl at .*demo-models\/sdxl \(refiner /m);
+    expect(demo.stdout).toMatch(/^ok {4}model demo_zimage: zimage at .*demo-models\/families\/zimage/m);
     expect(demo.stdout).toMatch(/^ok {4}runner: cpu float32; python [\d.]+, torch /m);
     expect(demo.stdout).toMatch(/^ok {4}loras: 2 LoRA\(s\) in .*demo-models\/loras$/m);
     expect(demo.stdout).not.toMatch(/FAIL/);
@@ -43,6 +44,7 @@ describe("kitty-images doctor and serve --demo", () => {
     expect(models.models.map((model: { name: string; present: boolean }) => [model.name, model.present])).toEqual([
       ["demo_sd15", true],
       ["demo_sdxl", true],
+      ["demo_zimage", true],
     ]);
     const queued = await server.ok("generate_image", { prompt: "newcomer's first image" });
     expect(queued).toMatchObject({ model: "demo_sd15", width: 512, height: 512, steps: 30 });
@@ -52,5 +54,12 @@ describe("kitty-images doctor and serve --demo", () => {
     expect(selected.metadata).toMatchObject({ scheduler: "euler_a", family: "sd15" });
     const png = readPng(readFileSync(fileURLToPath(selected.imageRef.downloadUrl)));
     expect([png.width, png.height]).toEqual([512, 512]);
+
+    // The modern family beside them, with Z-Image Turbo's recipe: 9 steps, no guidance.
+    const modern = await server.ok("generate_image", { prompt: "a 2026 family", model: "demo_zimage" });
+    expect(modern).toMatchObject({ model: "demo_zimage", width: 512, height: 512, steps: 9 });
+    const modernDone = await waitForJob(server, modern.jobId);
+    expect(modernDone, JSON.stringify(modernDone.error)).toMatchObject({ status: "done" });
+    expect((await server.ok("select_image", { key: modernDone.images[0].key })).metadata).toMatchObject({ family: "zimage", request: { cfgScale: 0 } });
   });
 });

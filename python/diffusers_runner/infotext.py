@@ -21,6 +21,15 @@ SAMPLER_NAMES: dict[str, str] = {
     "pndm": "PLMS",
     "heun": "Heun",
     "unipc": "UniPC",
+    "euler_trailing": "Euler",
+    "euler_a_trailing": "Euler a",
+    "ddim_trailing": "DDIM",
+    "lcm": "LCM",
+    "tcd": "TCD",
+    "flow_euler": "Euler",
+    "FlowMatchEulerDiscreteScheduler": "Euler",
+    "LCMScheduler": "LCM",
+    "TCDScheduler": "TCD",
     "EulerDiscreteScheduler": "Euler",
     "EulerAncestralDiscreteScheduler": "Euler a",
     "DPMSolverMultistepScheduler": "DPM++ 2M",
@@ -29,6 +38,17 @@ SAMPLER_NAMES: dict[str, str] = {
     "HeunDiscreteScheduler": "Heun",
     "UniPCMultistepScheduler": "UniPC",
     "LMSDiscreteScheduler": "LMS",
+}
+
+# A1111 1.9+ and Forge name the noise schedule apart ("Schedule type"): trailing spacing is their SGM Uniform, and
+# flow-matching models (FLUX and after) run Euler on the Simple schedule there.
+SCHEDULE_TYPES: dict[str, str] = {
+    "euler_trailing": "SGM Uniform",
+    "euler_a_trailing": "SGM Uniform",
+    "ddim_trailing": "SGM Uniform",
+    "lcm": "SGM Uniform",
+    "flow_euler": "Simple",
+    "FlowMatchEulerDiscreteScheduler": "Simple",
 }
 
 _NEGATIVE = "Negative prompt: "
@@ -75,6 +95,7 @@ def generation_settings(
     return {
         "Steps": steps,
         "Sampler": sampler_name(scheduler),
+        "Schedule type": SCHEDULE_TYPES.get(scheduler),
         "CFG scale": float(cfg_scale),
         "Seed": seed,
         "Size": f"{width}x{height}",

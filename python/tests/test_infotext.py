@@ -32,3 +32,10 @@ def test_parsing_gives_back_what_was_written():
 
 def test_a_text_without_settings_is_all_prompt():
     assert parse_parameters("just a prompt, nothing else") == ("just a prompt, nothing else", "", {})
+
+
+def test_flow_matching_and_few_step_schedulers_read_as_forge_writes_them():
+    flux = generation_settings(steps=28, scheduler="FlowMatchEulerDiscreteScheduler", cfg_scale=1.0, seed=3, width=1024, height=1024, model="flux_dev", extra={"Distilled CFG Scale": 3.5})
+    assert format_parameters("a fox", None, flux).splitlines()[1] == "Steps: 28, Sampler: Euler, Schedule type: Simple, CFG scale: 1, Seed: 3, Size: 1024x1024, Model: flux_dev, Distilled CFG Scale: 3.5"
+    lightning = generation_settings(steps=4, scheduler="euler_trailing", cfg_scale=0.0, seed=3, width=1024, height=1024, model="sdxl_lightning")
+    assert parse_parameters(format_parameters("a fox", None, lightning))[2]["Schedule type"] == "SGM Uniform"

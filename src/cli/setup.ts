@@ -38,18 +38,20 @@ function keepPrivate(home: string): void {
 async function prepareDemoModels(config: Config, log: Logger, audience: "server" | "person"): Promise<string> {
   const folder = path.join(config.home, "demo-models");
   const yamlPath = path.join(folder, "models.yaml");
-  // The LoRAs are built last: with them there, the whole set is.
-  if (!existsSync(path.join(folder, "loras", "tiny_sdxl_detail.safetensors"))) {
+  // The modern family is built last: with it there, the whole set is.
+  if (!existsSync(path.join(folder, "families", "zimage", "model_index.json"))) {
     log.info({ folder }, "building tiny random-weight demo models (images will be noise)");
     mkdirSync(folder, { recursive: true });
     const { execa } = await import("execa");
-    await execa(config.runner.python, ["-m", "diffusers_runner.tiny_models", folder], {
+    const python = {
       cwd: config.runner.packageDir,
       env: { PYTHONPATH: config.runner.packageDir, HF_HUB_OFFLINE: "1" },
-      stdout: "ignore",
+      stdout: "ignore" as const,
       // A person sees Python's chatter only when the build fails (execa's error carries it).
-      stderr: audience === "person" ? "pipe" : "inherit",
-    });
+      stderr: audience === "person" ? ("pipe" as const) : ("inherit" as const),
+    };
+    await execa(config.runner.python, ["-m", "diffusers_runner.tiny_models", folder], python);
+    await execa(config.runner.python, ["-m", "diffusers_runner.tiny_families", path.join(folder, "families"), "zimage"], python);
   }
   writeFileSync(
     yamlPath,
@@ -61,6 +63,10 @@ async function prepareDemoModels(config: Config, log: Logger, audience: "server"
       `  refiner: ${path.join(folder, "sdxl_refiner")}`,
       "  description: tiny random-weight SDXL (noise images)",
       "  defaults: {width: 512, height: 512, steps: 8}",
+      "demo_zimage:",
+      `  path: ${path.join(folder, "families", "zimage")}`,
+      "  description: tiny random-weight Z-Image, a 2026 family (noise images)",
+      "  defaults: {width: 512, height: 512}",
       `loras: ${path.join(folder, "loras")}`,
       "",
     ].join("\n"),
