@@ -24,7 +24,10 @@ describe("the modern families through the same tools", () => {
   beforeAll(async () => {
     const home = await mkdtemp(path.join(tmpdir(), "kitty-families-"));
     const modelsYaml = path.join(home, "models.yaml");
-    writeFileSync(modelsYaml, MODERN.map((family) => `tiny_${family}: ${path.join(inject("tinyModelsDir"), "families", family)}\n`).join(""));
+    writeFileSync(
+      modelsYaml,
+      [...MODERN.map((family) => `tiny_${family}: ${path.join(inject("tinyModelsDir"), "families", family)}\n`), `tiny_sdxl: ${path.join(inject("tinyModelsDir"), "sdxl")}\n`].join(""),
+    );
     server = await startServer({ home, modelsYaml });
   });
 
@@ -98,5 +101,19 @@ describe("the modern families through the same tools", () => {
     const { selected } = await pixelsOf(status.images[0].key);
     expect(selected.metadata.promptNotes).toEqual({ emphasisStripped: true });
     expect(selected.metadata.promptTokens).toBeGreaterThan(0);
+  });
+
+  // The recipes the SDXL distillations publish, as a models.yaml `defaults:` line would set them.
+  it.each([
+    ["SDXL-Turbo", { steps: 1, cfg_scale: 0, scheduler: "euler_a_trailing" }, "Euler a", "SGM Uniform"],
+    ["SDXL-Lightning", { steps: 4, cfg_scale: 0, scheduler: "euler_trailing" }, "Euler", "SGM Uniform"],
+    ["Hyper-SD", { steps: 2, cfg_scale: 0, scheduler: "tcd" }, "TCD", null],
+    ["LCM-LoRA", { steps: 4, cfg_scale: 1.5, scheduler: "lcm" }, "LCM", "SGM Uniform"],
+    ["a trailing DDIM", { steps: 3, cfg_scale: 2, scheduler: "ddim_trailing" }, "DDIM", "SGM Uniform"],
+  ] as const)("runs the %s recipe on SDXL and records its sampler", async (_recipe, settings, sampler, schedule) => {
+    const status = await made({ ...small, model: "tiny_sdxl", prompt: "a few-step fox", seed: 9, ...settings });
+    const { selected, png } = await pixelsOf(status.images[0].key);
+    expect(selected.metadata).toMatchObject({ family: "sdxl", scheduler: settings.scheduler, stepsRun: settings.steps });
+    expect(png.text.parameters).toContain(`Steps: ${settings.steps}, Sampler: ${sampler}, ${schedule ? `Schedule type: ${schedule}, ` : ""}CFG scale: ${settings.cfg_scale}`);
   });
 });
