@@ -116,4 +116,23 @@ describe("the modern families through the same tools", () => {
     expect(selected.metadata).toMatchObject({ family: "sdxl", scheduler: settings.scheduler, stepsRun: settings.steps });
     expect(png.text.parameters).toContain(`Steps: ${settings.steps}, Sampler: ${sampler}, ${schedule ? `Schedule type: ${schedule}, ` : ""}CFG scale: ${settings.cfg_scale}`);
   });
+
+  it.each(MODERN.filter((family) => FAMILIES[family]!.pipelines.image))("%s: repaints a stored image with its own image-to-image pipeline", async (family) => {
+    const model = `tiny_${family}`;
+    const start = await made({ ...small, model, prompt: "a start image", seed: 21 });
+    const repainted = await made({ model, prompt: "the same, repainted", seed: 21, steps: 4, init_image: start.images[0].key, strength: 0.5 });
+    const { selected, png } = await pixelsOf(repainted.images[0].key);
+    // Unset sizes follow the start image; half the schedule of 4 steps runs over it.
+    expect([png.width, png.height]).toEqual([256, 256]);
+    expect(selected.metadata).toMatchObject({ family, stepsRun: 2, request: { initImage: { key: start.images[0].key, strength: 0.5 } } });
+    expect(png.text.parameters).toContain("Denoising strength: 0.5");
+  });
+
+  it("refuses init_image for a family diffusers has no image-to-image pipeline for, before queueing", async () => {
+    const family = MODERN.find((name) => !FAMILIES[name]!.pipelines.image)!;
+    const start = await made({ ...small, model: `tiny_${family}`, prompt: "a start image", seed: 22 });
+    const result = await server.call("generate_image", { model: `tiny_${family}`, prompt: "repaint", init_image: start.images[0].key });
+    expect(result.isError).toBe(true);
+    expect(errorText(result)).toMatch(new RegExp(`init_image does not apply: model 'tiny_${family}' is .*, which takes`));
+  });
 });

@@ -320,6 +320,9 @@ def _denoise(job: _Job, seed: int) -> Any:
     else:
         pipe = base.image_to_image()
         kwargs.update(image=job.init_image, strength=request["initImage"]["strength"])
+        # SD's image-to-image takes the start image's size; FLUX's and its successors' default to 1024² unless told.
+        if _accepts(pipe, "width"):
+            kwargs.update(width=request["width"], height=request["height"])
     if ensemble:
         kwargs.update(denoising_end=refiner["switchAt"], output_type="latent")
     result = pipe(**kwargs)
