@@ -5,7 +5,7 @@ import { AppEngine } from "./engines/appEngine.js";
 import { DiffusersEngine } from "./engines/diffusers.js";
 import { messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
-import { inspectModelFolder, isSingleFile } from "./models/modelFolder.js";
+import { inspectEntry, inspectModelFolder, isSingleFile } from "./models/modelFolder.js";
 import { JobStore } from "./queue/jobStore.js";
 import type { WorkerInfo } from "./queue/pgJobStore.js";
 import { WorkerLease } from "./queue/workerLease.js";
@@ -37,17 +37,18 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
   const registered = config.databaseUrl ? await registeredWorkers(config.databaseUrl, log) : null;
   for (const entry of config.models.entries) {
     await check(`model ${entry.name}`, () => {
-      const onDisk = inspectModelFolder(entry.path);
+      const onDisk = inspectEntry(entry);
       const onWorkers = registered?.workers?.filter((worker) => worker.alive && worker.models.includes(entry.name)).map((worker) => worker.id) ?? [];
       if (!onDisk.present && onWorkers.length) return `not on this host; on live worker(s) ${onWorkers.join(", ")}`;
       if (!onDisk.present || onDisk.problem) throw new Error(onDisk.problem ?? "not usable");
       const refiner = entry.refinerPath ? inspectModelFolder(entry.refinerPath) : null;
       if (refiner && !refiner.present) throw new Error(`refiner: ${refiner.problem}`);
-      const singleFile = isSingleFile(entry.path) && !entry.configPath;
+      // A transformer-only file takes its tokenizers from its base folder.
+      const singleFile = isSingleFile(entry.path) && !entry.configPath && !entry.basePath;
       if (singleFile && !existsSync(config.runner.clipVocab)) {
         throw new Error(`a single-file checkpoint needs CLIP's tokenizer vocabulary at ${config.runner.clipVocab}: run npm run setup`);
       }
-      return `${onDisk.family ?? "family read on load"} at ${entry.path}${entry.refinerPath ? ` (refiner ${entry.refinerPath})` : ""}`;
+      return `${onDisk.family ?? "family read on load"} at ${entry.path}${entry.basePath ? ` (base ${entry.basePath})` : ""}${entry.refinerPath ? ` (refiner ${entry.refinerPath})` : ""}`;
     });
   }
   if (config.models.lorasDir) {
@@ -93,7 +94,7 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
     return store.kind === "s3" ? store.storageUri(config.keyPrefix) : `local folder ${store.storageUri(config.keyPrefix)}`;
   });
   // A front-end on a shared queue runs no jobs and keeps no model folders: its runner is not needed.
-  const frontEndOnly = config.databaseUrl !== null && !config.models.entries.some((entry) => entry.engine !== "diffusers" || inspectModelFolder(entry.path).present);
+  const frontEndOnly = config.databaseUrl !== null && !config.models.entries.some((entry) => entry.engine !== "diffusers" || inspectEntry(entry).present);
   await check("runner", async () => {
     if (frontEndOnly) return "not needed here: this host has no model folders, so it only queues and lists (the GPU workers run the runner)";
     const router = createEngine(config, log);

@@ -139,6 +139,8 @@ export interface GenerationRequest {
     path: string;
     refinerPath: string | null;
     configPath?: string | null;
+    /** A transformer-only (or UNet-only) single file's base: the diffusers folder supplying the rest of the pipeline. */
+    basePath?: string | null;
     engine?: EngineName;
     engineModel?: string | null;
     /** Another engine's model: the family models.yaml declares or its name suggests (graphs differ for SDXL). */

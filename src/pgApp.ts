@@ -3,7 +3,7 @@ import { messageOf } from "./errors.js";
 import type { Logger } from "./log.js";
 import { localizeRequest } from "./models/localizeRequest.js";
 import { familyOf, familyOfElsewhere } from "./models/resolveRequest.js";
-import { inspectModelFolder } from "./models/modelFolder.js";
+import { inspectEntry, inspectModelFolder } from "./models/modelFolder.js";
 import { JobEvents } from "./queue/jobEvents.js";
 import { JobQueue } from "./queue/jobQueue.js";
 import { postgresUnavailable } from "./queue/pgErrors.js";
@@ -43,7 +43,7 @@ function modelsOnThisHost(config: Config): { models: string[]; modelInfo: Record
       modelInfo[entry.name] = { engine: entry.engine, family: familyOfElsewhere(entry), refiner: false };
       continue;
     }
-    const onDisk = inspectModelFolder(entry.path);
+    const onDisk = inspectEntry(entry);
     if (!onDisk.present) continue;
     modelInfo[entry.name] = { engine: entry.engine, family: familyOf(entry, onDisk), refiner: entry.refinerPath !== null && inspectModelFolder(entry.refinerPath).present };
   }

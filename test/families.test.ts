@@ -5,7 +5,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { execa } from "execa";
 import { FAMILIES } from "../src/models/families.js";
+import { RUNNER_PYTHON } from "./helpers/paths.js";
 import { readPng } from "./helpers/png.js";
 import { startServer, waitForJob, type RunningServer } from "./helpers/server.js";
 import { errorText } from "./helpers/toolCalls.js";
@@ -16,6 +18,18 @@ import { errorText } from "./helpers/toolCalls.js";
  * with that family's folder gets.
  */
 const MODERN = Object.keys(FAMILIES).filter((family) => family !== "sd15" && family !== "sdxl");
+/** Families whose transformer is tried alone in one file, with a `base:` folder for the rest. */
+const ALONE = ["flux", "zimage"];
+const TRANSFORMER_FILES = `
+import sys
+from pathlib import Path
+from diffusers import DiffusionPipeline
+from safetensors.torch import save_file
+folders, out = Path(sys.argv[1]), Path(sys.argv[2])
+for family in ${JSON.stringify(ALONE)}:
+    transformer = DiffusionPipeline.from_pretrained(folders / family).transformer
+    save_file({name: tensor.contiguous() for name, tensor in transformer.state_dict().items()}, out / f"{family}_transformer.safetensors")
+`;
 const small = { width: 256, height: 256, steps: 2 };
 
 describe("the modern families through the same tools", () => {
@@ -24,9 +38,15 @@ describe("the modern families through the same tools", () => {
   beforeAll(async () => {
     const home = await mkdtemp(path.join(tmpdir(), "kitty-families-"));
     const modelsYaml = path.join(home, "models.yaml");
+    // Transformer-only single files, as Civitai ships FLUX and Z-Image finetunes: the tiny folders' own transformers.
+    await execa(RUNNER_PYTHON, ["-c", TRANSFORMER_FILES, path.join(inject("tinyModelsDir"), "families"), home], { env: { HF_HUB_OFFLINE: "1" } });
     writeFileSync(
       modelsYaml,
-      [...MODERN.map((family) => `tiny_${family}: ${path.join(inject("tinyModelsDir"), "families", family)}\n`), `tiny_sdxl: ${path.join(inject("tinyModelsDir"), "sdxl")}\n`].join(""),
+      [
+        ...MODERN.map((family) => `tiny_${family}: ${path.join(inject("tinyModelsDir"), "families", family)}\n`),
+        `tiny_sdxl: ${path.join(inject("tinyModelsDir"), "sdxl")}\n`,
+        ...ALONE.map((family) => `${family}_file:\n  path: ${path.join(home, `${family}_transformer.safetensors`)}\n  base: ${path.join(inject("tinyModelsDir"), "families", family)}\n`),
+      ].join(""),
     );
     server = await startServer({ home, modelsYaml });
   });
@@ -134,5 +154,15 @@ describe("the modern families through the same tools", () => {
     const result = await server.call("generate_image", { model: `tiny_${family}`, prompt: "repaint", init_image: start.images[0].key });
     expect(result.isError).toBe(true);
     expect(errorText(result)).toMatch(new RegExp(`init_image does not apply: model 'tiny_${family}' is .*, which takes`));
+  });
+
+  it.each(ALONE)("%s: a transformer-only single file loads with its base: folder, and makes what the whole folder makes", async (family) => {
+    const { models } = await server.ok("list_models");
+    expect(models.find((model: { name: string }) => model.name === `${family}_file`)).toMatchObject({ family, present: true });
+    const args = { ...small, prompt: "a file of its own", seed: 31 };
+    const fromFile = await pixelsOf((await made({ ...args, model: `${family}_file` })).images[0].key);
+    const fromFolder = await pixelsOf((await made({ ...args, model: `tiny_${family}` })).images[0].key);
+    expect(fromFile.selected.metadata).toMatchObject({ family, model: `${family}_file` });
+    expect(fromFile.png.pixels.equals(fromFolder.png.pixels), "the same weights made other pixels").toBe(true);
   });
 });

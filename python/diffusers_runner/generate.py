@@ -187,7 +187,7 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
     init_image = _load_init_image(request)
 
     try:
-        model, load_seconds = cache.get(model_spec["path"], refiner_path, model_spec.get("configPath"))
+        model, load_seconds = cache.get(model_spec["path"], refiner_path, model_spec.get("configPath"), model_spec.get("basePath"))
     except ModelLoadError as exc:
         raise JobFailed(exc.code, str(exc)) from exc
     if request.get("scheduler") and request["scheduler"] not in model.spec.schedulers:

@@ -179,21 +179,24 @@ class ModelCache:
         self.loads = 0
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
 
-    def get(self, path: str, refiner_path: str | None, config_path: str | None = None) -> tuple[LoadedModel, float]:
+    def get(self, path: str, refiner_path: str | None, config_path: str | None = None, base_path: str | None = None) -> tuple[LoadedModel, float]:
         """Returns the model (with its refiner when asked for) and the seconds this call spent loading.
-        `config_path`: for a single-file checkpoint, a diffusers folder whose configs and tokenizers to use."""
+        `config_path`: for a single-file checkpoint, a diffusers folder whose configs and tokenizers to use.
+        `base_path`: for a file holding the denoiser alone, the diffusers folder that supplies the rest."""
         started = time.perf_counter()
-        key = os.path.realpath(path) + (f"|{os.path.realpath(config_path)}" if config_path else "")
+        key = os.path.realpath(path) + "".join(f"|{os.path.realpath(extra)}" for extra in (config_path, base_path) if extra)
         model = self._models.get(key)
         loaded_now = model is None
         if model is None:
             # Check the folder before evicting: a request for a broken model must not cost the warm one.
-            family = detect_family(path)
+            family = detect_family(base_path or path)
+            if base_path and not Path(path).is_file():
+                raise ModelLoadError("model_not_found", f"file {path} does not exist")
             if family == "sdxl_refiner":
                 raise ModelLoadError("model_load_failed", f"{path} is an SDXL refiner; use it as a model's refiner, not as the model")
             while len(self._models) >= self.capacity:
                 self._evict_oldest()
-            model = self._load_base(path, family, config_path)
+            model = self._load_denoiser_file(path, base_path, family) if base_path else self._load_base(path, family, config_path)
             self._models[key] = model
             self.loads += 1
         else:
@@ -261,6 +264,26 @@ class ModelCache:
         base = self._from_pretrained(getattr(diffusers, spec.pipelines["text"]), path, family, config_path, **extra)
         log.info("loaded %s (%s) in %.2fs", path, family, time.perf_counter() - started)
         return LoadedModel(family=family, base=self._loaded(base, path, family), dtype=self._dtype(family))
+
+    def _load_denoiser_file(self, path: str, base_path: str, family: str) -> LoadedModel:
+        """A transformer (or UNet) alone in one file, as most Civitai FLUX and Z-Image uploads are, in the base
+        folder's pipeline: diffusers converts the original key layout, and takes diffusers' own as it is."""
+        started = time.perf_counter()
+        spec = FAMILIES[family]
+        component = spec.denoiser
+        index = json.loads((Path(base_path) / "model_index.json").read_text())
+        class_name = index.get(component, [None, None])[1]
+        model_class = getattr(diffusers, class_name or "", None)
+        if model_class is None or not hasattr(model_class, "from_single_file"):
+            raise ModelLoadError("model_load_failed", f"{base_path} names no {component} class that diffusers loads from a single file (model_index.json says {class_name!r})")
+        dtype = self._dtype(family)
+        try:
+            denoiser = model_class.from_single_file(path, config=base_path, subfolder=component, torch_dtype=dtype, local_files_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError, EnvironmentError) as exc:
+            raise ModelLoadError("model_load_failed", f"could not load {path} as {spec.label}'s {component} ({class_name}): {type(exc).__name__}: {exc}") from exc
+        base = self._from_pretrained(getattr(diffusers, spec.pipelines["text"]), base_path, family, **{component: denoiser})
+        log.info("loaded %s into %s (%s) in %.2fs", path, base_path, family, time.perf_counter() - started)
+        return LoadedModel(family=family, base=self._loaded(base, path, family), dtype=dtype)
 
     def _attach_refiner(self, model: LoadedModel, path: str, refiner_path: str) -> None:
         started = time.perf_counter()

@@ -18,6 +18,8 @@ class ModelSpec(TypedDict):
     refinerPath: NotRequired[str | None]
     # for a single-file checkpoint: a diffusers folder whose configs and tokenizers to use instead of the shipped ones
     configPath: NotRequired[str | None]
+    # for a transformer-only (or UNet-only) single file: the diffusers folder that supplies the rest of the pipeline
+    basePath: NotRequired[str | None]
 
 
 class RefinerSpec(TypedDict):

@@ -3,7 +3,7 @@ import { boundedStdioTransport } from "../stdio/stdioTransport.js";
 import { messageOf } from "../errors.js";
 import { isLoopbackAddress } from "../http/accessGuard.js";
 import type { HttpDoorOptions } from "../http/httpDoor.js";
-import { inspectModelFolder } from "../models/modelFolder.js";
+import { inspectEntry } from "../models/modelFolder.js";
 import { createApp, createMcpServer, type App } from "../server.js";
 import { DeferredS3Store } from "../storage/deferredS3.js";
 import { loadSetup } from "./setup.js";
@@ -36,7 +36,7 @@ export async function serveCommand(args: string[]): Promise<void> {
   const runsJobs = !config.databaseUrl || values.worker;
   // Only the runner's models have folders here; another engine's live in that app.
   for (const entry of runsJobs ? config.models.entries.filter((model) => model.engine === "diffusers") : []) {
-    const onDisk = inspectModelFolder(entry.path);
+    const onDisk = inspectEntry(entry);
     if (!onDisk.present) log.warn({ model: entry.name, problem: onDisk.problem }, "model in models.yaml is not on disk; generate_image will refuse it");
   }
   // The HTTP door (and its adapter) is loaded only for --http: a stdio server answers tools/list sooner without it.

@@ -7,6 +7,7 @@ import { KittyError } from "../errors.js";
 import { loadWorkflow } from "./comfyWorkflow.js";
 import { HUB_PREFIX, locateHubModel } from "./hubCache.js";
 import { listLoras, type LoraEntry } from "./loraFiles.js";
+import { isSingleFile } from "./modelFolder.js";
 import { ENGINE_NAMES, LIMITS, SCHEDULERS, type EngineName, type GenerationDefaults, type ModelFamily } from "../generation.js";
 import { MODEL_FAMILIES } from "./families.js";
 
@@ -27,6 +28,8 @@ export interface ModelEntry {
   refinerPath: string | null;
   /** Single-file checkpoints: a diffusers folder to take configs and tokenizers from (default: the shipped ones). */
   configPath: string | null;
+  /** A transformer-only (or UNet-only) single file: the diffusers folder that supplies the rest of its pipeline. */
+  basePath?: string | null;
   /** ComfyUI: an API-format workflow file of the user's own, used instead of the built-in graph. */
   workflowPath?: string | null;
   defaults: Partial<GenerationDefaults>;
@@ -44,6 +47,7 @@ const richEntrySchema = z
     family: z.enum(MODEL_FAMILIES).optional(),
     refiner: z.string().min(1).optional(),
     config: z.string().min(1).optional(),
+    base: z.string().min(1).optional(),
     workflow: z.string().min(1).optional(),
     description: z.string().optional(),
     // the same limits generate_image enforces, so a default can never make a job the tool would refuse
@@ -143,7 +147,7 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
       const where = issue?.path.length ? `.${issue.path.join(".")}` : "";
       throw new KittyError(
         "config_invalid",
-        `${sourcePath}: entry '${name}${where}' is invalid (${issue?.message}); use 'name: /path/to/diffusers-folder-or-checkpoint' or 'name: {path, family?, refiner?, config?, defaults?}' or 'name: {engine: a1111|comfyui|invokeai, model?, workflow?, family?, defaults?}'`,
+        `${sourcePath}: entry '${name}${where}' is invalid (${issue?.message}); use 'name: /path/to/diffusers-folder-or-checkpoint' or 'name: {path, family?, refiner?, config?, base?, defaults?}' or 'name: {engine: a1111|comfyui|invokeai, model?, workflow?, family?, defaults?}'`,
       );
     }
     const entry = parsed.data;
@@ -165,6 +169,9 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
     }
     if (entry.workflow !== undefined && engine !== "comfyui") {
       throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' gives a workflow, which only ComfyUI runs: add 'engine: comfyui'`);
+    }
+    if (entry.base !== undefined && (engine !== "diffusers" || entry.path === undefined || !isSingleFile(entry.path))) {
+      throw new KittyError("config_invalid", `${sourcePath}: entry '${name}' gives a base, which goes with a path to one .safetensors file holding a transformer (or UNet) alone: the base folder supplies the rest`);
     }
     // Checked now, so a workflow that cannot be filled is a start-up error, not every job's failure.
     if (entry.workflow !== undefined) loadWorkflow(expandPath(entry.workflow, baseDir));
@@ -189,6 +196,7 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
       declaredFamily: entry.family ?? null,
       refinerPath,
       configPath: entry.config ? expandPath(entry.config, baseDir) : null,
+      ...(entry.base !== undefined && { basePath: expandPath(entry.base, baseDir, hubCache) }),
       ...(entry.workflow !== undefined && { workflowPath: expandPath(entry.workflow, baseDir) }),
       description: entry.description ?? null,
       defaults: {

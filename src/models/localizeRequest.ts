@@ -25,6 +25,7 @@ export function localizeRequest(request: GenerationRequest, catalog: ModelCatalo
       path: entry.path,
       refinerPath: model.refinerPath ? entry.refinerPath : null,
       configPath: entry.configPath,
+      basePath: entry.basePath ?? null,
       workflowPath: entry.workflowPath ?? null,
     },
     ...(request.loras && {

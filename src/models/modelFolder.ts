@@ -52,6 +52,19 @@ export function inspectModelFolder(folder: string): ModelOnDisk {
   }
 }
 
+/**
+ * A models.yaml entry on disk: its folder or checkpoint, or a transformer-only (or UNet-only) single file with the
+ * `base:` folder that supplies the rest (text encoders, VAE, scheduler): the family is the base's.
+ */
+export function inspectEntry(entry: { path: string; basePath?: string | null }): ModelOnDisk {
+  if (!entry.basePath) return inspectModelFolder(entry.path);
+  if (!existsSync(entry.path)) return { present: false, family: null, problem: `file ${entry.path} does not exist` };
+  const base = inspectModelFolder(entry.basePath);
+  if (!base.present || base.unsupported) return { ...base, problem: `its base: ${base.problem}` };
+  if (base.family === "sdxl_refiner") return { present: true, family: null, unsupported: true, problem: `its base ${entry.basePath} is an SDXL refiner, not a model` };
+  return base;
+}
+
 function inspectCheckpoint(file: string): ModelOnDisk {
   if (!existsSync(file)) return { present: false, family: null, problem: `checkpoint file ${file} does not exist` };
   // A pickle checkpoint cannot be read without torch: its family is found when the runner loads it (or declared).

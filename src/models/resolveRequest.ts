@@ -13,7 +13,7 @@ import {
 } from "../generation.js";
 import type { ModelCatalog, ModelEntry } from "./catalog.js";
 import { FAMILIES, FAMILY_DEFAULTS } from "./families.js";
-import { inspectModelFolder, type ModelOnDisk } from "./modelFolder.js";
+import { inspectEntry, inspectModelFolder, type ModelOnDisk } from "./modelFolder.js";
 
 /** What a caller asks for, in any door's words once mapped: every field but the prompt may be left out. */
 export interface GenerationAsk {
@@ -123,7 +123,7 @@ export function modelsOfWorkers(workers: readonly WorkerReport[]): ModelsElsewhe
 
 /** The model's folder as this host sees it, else as a live worker reported it. */
 export function inspectModel(entry: ModelEntry, elsewhere?: ModelsElsewhere): ModelOnDisk {
-  const onDisk = inspectModelFolder(entry.path);
+  const onDisk = inspectEntry(entry);
   if (onDisk.present) return onDisk;
   const told = elsewhere?.model(entry.name);
   return told ? { present: true, family: told.family, problem: null } : onDisk;
@@ -192,7 +192,13 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
   return {
     prompt: ask.prompt,
     negativePrompt: ask.negativePrompt?.trim() ? ask.negativePrompt : null,
-    model: { name, path: entry.path, refinerPath: refiner ? entry.refinerPath : null, ...(entry.configPath && { configPath: entry.configPath }) },
+    model: {
+      name,
+      path: entry.path,
+      refinerPath: refiner ? entry.refinerPath : null,
+      ...(entry.configPath && { configPath: entry.configPath }),
+      ...(entry.basePath && { basePath: entry.basePath }),
+    },
     ...size,
     steps,
     cfgScale,

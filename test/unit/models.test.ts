@@ -4,7 +4,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { parseModelsYaml } from "../../src/models/catalog.js";
-import { inspectModelFolder } from "../../src/models/modelFolder.js";
+import { inspectEntry, inspectModelFolder } from "../../src/models/modelFolder.js";
 import { resolveRequest } from "../../src/models/resolveRequest.js";
 
 function modelFolder(root: string, name: string, className: string): string {
@@ -105,6 +105,18 @@ describe("models.yaml", () => {
     expect(inspectModelFolder(modelFolder(root, "flux", "FluxPipeline"))).toMatchObject({ present: true, family: "flux" });
     expect(inspectModelFolder(modelFolder(root, "kandinsky", "KandinskyV22Pipeline"))).toMatchObject({ present: true, unsupported: true, problem: expect.stringMatching(/names KandinskyV22Pipeline, which this server does not run \(it runs: StableDiffusionPipeline, .*ZImagePipeline, .*Krea2Pipeline\)/) });
     expect(inspectModelFolder(path.join(root, "nothing"))).toMatchObject({ present: false });
+  });
+
+  it("takes base: beside a single file only, and reads the family from the base folder", () => {
+    const root = mkdtempSync(path.join(tmpdir(), "kitty-models-"));
+    const base = modelFolder(root, "flux", "FluxPipeline");
+    const file = path.join(root, "flux-finetune.safetensors");
+    writeFileSync(file, "");
+    const catalog = parseModelsYaml(`finetune:\n  path: ${file}\n  base: ${base}\n`, path.join(root, "models.yaml"));
+    expect(catalog.get("finetune").basePath).toBe(base);
+    expect(inspectEntry(catalog.get("finetune"))).toMatchObject({ present: true, family: "flux" });
+    expect(inspectEntry({ path: path.join(root, "gone.safetensors"), basePath: base })).toMatchObject({ present: false, problem: expect.stringMatching(/gone\.safetensors does not exist/) });
+    expect(() => parseModelsYaml(`folder:\n  path: ${base}\n  base: ${base}\n`, path.join(root, "models.yaml"))).toThrow(/gives a base, which goes with a path to one \.safetensors file/);
   });
 
   it("fills per-family defaults: SDXL 1024² and SD 1.5 512² with Euler Ancestral; the refiner pass stays short", () => {
