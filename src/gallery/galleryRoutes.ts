@@ -44,16 +44,22 @@ export async function handleGalleryLogin(policy: AccessPolicy, request: Incoming
     return;
   }
   if (request.method !== "POST") return sendHtml(response, 200, loginPage(safeNext(url.searchParams.get("next"))));
-  let form: URLSearchParams;
-  try {
-    form = await readFormBody(request);
-  } catch (error) {
-    if (error instanceof BodyTooLarge) return sendHtml(response, 413, messagePage("Too large", html`<p>${error.message}</p>`), { connection: "close" });
-    throw error;
-  }
+  const form = await readGalleryForm(request, response);
+  if (!form) return;
   const next = safeNext(form.get("next"));
   if (isToken(form.get("token") ?? "", policy)) redirect(response, next, { "set-cookie": sessionCookie(policy, SESSION_MAX_AGE_S) });
   else sendHtml(response, 401, loginPage(next, "That token is not this server's KITTY_IMAGES_TOKEN."));
+}
+
+/** A posted form; null once a body over the limit has been answered 413 (the rest of it is not read). */
+async function readGalleryForm(request: IncomingMessage, response: ServerResponse): Promise<URLSearchParams | null> {
+  try {
+    return await readFormBody(request);
+  } catch (error) {
+    if (!(error instanceof BodyTooLarge)) throw error;
+    sendHtml(response, 413, messagePage("Too large", html`<p>${error.message}</p>`), { connection: "close" });
+    return null;
+  }
 }
 
 /** Only a gallery path, printable ASCII: a login must not redirect anywhere else, nor put a line break in a header. */
@@ -184,13 +190,8 @@ const FORM_TEXTS = ["prompt", "negative_prompt", "model", "scheduler"] as const;
 
 /** "Generate again": the form's fields as generate_image arguments, queued through the tool. */
 async function regenerate(app: App, policy: AccessPolicy, request: IncomingMessage, response: ServerResponse): Promise<void> {
-  let form: URLSearchParams;
-  try {
-    form = await readFormBody(request);
-  } catch (error) {
-    if (error instanceof BodyTooLarge) return sendHtml(response, 413, messagePage("Too large", html`<p>${error.message}</p>`), { connection: "close" });
-    throw error;
-  }
+  const form = await readGalleryForm(request, response);
+  if (!form) return;
   // Only a form this gallery served may queue: another site's page can post here with the cookie, but cannot read the token.
   if (!isFormToken(form.get("form_token"), policy)) {
     app.log.warn({ path: "/gallery/generate" }, "gallery form refused: no form token, or a stale one");
