@@ -45,6 +45,7 @@ describe("the modern families through the same tools", () => {
       [
         ...MODERN.map((family) => `tiny_${family}: ${path.join(inject("tinyModelsDir"), "families", family)}\n`),
         `tiny_sdxl: ${path.join(inject("tinyModelsDir"), "sdxl")}\n`,
+        `loras: ${path.join(inject("tinyModelsDir"), "families", "loras")}\n`,
         ...ALONE.map((family) => `${family}_file:\n  path: ${path.join(home, `${family}_transformer.safetensors`)}\n  base: ${path.join(inject("tinyModelsDir"), "families", family)}\n`),
       ].join(""),
     );
@@ -164,5 +165,23 @@ describe("the modern families through the same tools", () => {
     const fromFolder = await pixelsOf((await made({ ...args, model: `tiny_${family}` })).images[0].key);
     expect(fromFile.selected.metadata).toMatchObject({ family, model: `${family}_file` });
     expect(fromFile.png.pixels.equals(fromFolder.png.pixels), "the same weights made other pixels").toBe(true);
+  });
+
+  it("applies a LoRA on a transformer family's pipeline (PEFT), and none leaves the pixels of a model that never had one", async () => {
+    const { loras } = await server.ok("list_models");
+    // FLUX.1 and Chroma LoRAs share block names: the family is left to the runner, which tells on load.
+    expect(loras).toEqual([{ name: "tiny_flux_detail", family: null }]);
+    const args = { ...small, model: "tiny_flux", prompt: "a fox with a LoRA", seed: 41 };
+    const plain = await pixelsOf((await made(args)).images[0].key);
+    const styled = await pixelsOf((await made({ ...args, loras: [{ name: "tiny_flux_detail", weight: 1 }] })).images[0].key);
+    const plainAgain = await pixelsOf((await made(args)).images[0].key);
+    expect(styled.png.pixels.equals(plain.png.pixels), "the LoRA changed nothing").toBe(false);
+    expect(plainAgain.png.pixels.equals(plain.png.pixels), "the LoRA stayed on for the next job").toBe(true);
+    expect(styled.png.text.parameters).toContain('Lora weights: "tiny_flux_detail: 1"');
+  });
+
+  it("refuses, as the job's error, a transformer LoRA on another family (diffusers cannot place it)", async () => {
+    const status = await waitForJob(server, (await server.ok("generate_image", { ...small, model: "tiny_zimage", prompt: "wrong LoRA", loras: [{ name: "tiny_flux_detail", weight: 1 }] })).jobId);
+    expect(status).toMatchObject({ status: "failed", error: { code: "bad_request", message: expect.stringMatching(/LoRA tiny_flux_detail does not fit this zimage model/) } });
   });
 });

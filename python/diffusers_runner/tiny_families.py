@@ -586,9 +586,33 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
 }
 
 
+def build_transformer_lora(model_dir: Path, target: Path, seed: int = 3) -> Path:
+    """A rank-4 LoRA on a transformer's attention projections, saved as diffusers saves one for the family's pipeline
+    (`transformer.` keys). Random B, so that it changes the image (PEFT starts B at zero)."""
+    from diffusers import DiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(seed)
+    pipe = DiffusionPipeline.from_pretrained(model_dir, local_files_only=True)
+    pipe.transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    with torch.no_grad():
+        for name, parameter in pipe.transformer.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.transformer))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    type(pipe).save_lora_weights(target.parent, transformer_lora_layers=layers, weight_name=target.name)
+    return target
+
+
 def build_all(out: Path, families: list[str] | None = None) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
-    return {family: str(BUILDERS[family](out)) for family in families or BUILDERS}
+    built = {family: str(BUILDERS[family](out)) for family in families or BUILDERS}
+    if "flux" in built:
+        built["loras"] = str(build_transformer_lora(Path(built["flux"]), out / "loras" / "tiny_flux_detail.safetensors").parent)
+    return built
 
 
 def main(argv: list[str]) -> int:

@@ -75,12 +75,15 @@ export function readSafetensorsHeader(file: string): Record<string, { shape?: nu
 }
 
 /**
- * SDXL LoRAs touch the second text encoder or SDXL's deeper transformer stacks (SD 1.5 has one transformer block
+ * SD LoRAs only: SDXL LoRAs touch the second text encoder or SDXL's deeper transformer stacks (SD 1.5 has one transformer block
  * per attention, SDXL up to ten); the cross-attention key width is 2048 for SDXL and 768 for SD 1.5. Names come in
  * diffusers/PEFT form (`transformer_blocks.1.`) and kohya form (`transformer_blocks_1_`).
  */
 export function familyOfTensors(header: Record<string, { shape?: number[] }>): ModelFamily | null {
   const names = Object.keys(header).filter((name) => name !== "__metadata__");
+  // A transformer family's LoRA (diffusers' `transformer.` keys, BFL's `diffusion_model.`, kohya's double/single
+  // blocks): FLUX.1, Chroma and their successors share block names, so the runner tells which on load.
+  if (names.some((name) => /^(transformer|diffusion_model)\.|lora_unet_(double|single)_blocks|^(double|single)_blocks\./.test(name))) return null;
   if (names.some((name) => /text_encoder_2|lora_te2_|transformer_blocks[._][1-9]/.test(name))) return "sdxl";
   for (const name of names) {
     if (!/attn2[._]to_k[._].*(lora_down|lora_A|lora\.down)/.test(name)) continue;

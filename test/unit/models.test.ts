@@ -4,6 +4,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { parseModelsYaml } from "../../src/models/catalog.js";
+import { familyOfTensors } from "../../src/models/loraFiles.js";
 import { inspectEntry, inspectModelFolder } from "../../src/models/modelFolder.js";
 import { resolveRequest } from "../../src/models/resolveRequest.js";
 
@@ -105,6 +106,16 @@ describe("models.yaml", () => {
     expect(inspectModelFolder(modelFolder(root, "flux", "FluxPipeline"))).toMatchObject({ present: true, family: "flux" });
     expect(inspectModelFolder(modelFolder(root, "kandinsky", "KandinskyV22Pipeline"))).toMatchObject({ present: true, unsupported: true, problem: expect.stringMatching(/names KandinskyV22Pipeline, which this server does not run \(it runs: StableDiffusionPipeline, .*ZImagePipeline, .*Krea2Pipeline\)/) });
     expect(inspectModelFolder(path.join(root, "nothing"))).toMatchObject({ present: false });
+  });
+
+  it("tells a LoRA's family from its tensor names, and leaves a transformer family's to the runner rather than call it SDXL", () => {
+    const lora = (...names: string[]) => Object.fromEntries(names.map((name) => [name, { shape: [4, 2048] }]));
+    expect(familyOfTensors(lora("lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight"))).toBe("sdxl");
+    expect(familyOfTensors(lora("unet.down_blocks.1.attentions.0.transformer_blocks.1.attn1.to_q.lora_A.weight"))).toBe("sdxl");
+    // FLUX.1 (diffusers, kohya and BFL names): its transformer_blocks.1 is no SDXL transformer stack.
+    expect(familyOfTensors(lora("transformer.transformer_blocks.1.attn.to_q.lora_A.weight"))).toBeNull();
+    expect(familyOfTensors(lora("lora_unet_double_blocks_1_img_attn_qkv.lora_down.weight"))).toBeNull();
+    expect(familyOfTensors(lora("diffusion_model.layers.3.attention.to_q.lora_A.weight"))).toBeNull();
   });
 
   it("takes base: beside a single file only, and reads the family from the base folder", () => {
