@@ -181,13 +181,16 @@ describe("the HTTP door against an attacker on loopback", () => {
     client.setNotificationHandler("notifications/progress", (note) => {
       if (note.params.progressToken === token) notes.push(note.params);
     });
-    // Long enough to be running through the whole wait, so the wait has steps to report.
-    const queued = await mcp.ok("generate_image", { ...small, steps: 150, prompt: "progress with a long token" });
-    await waitUntil("the job runs", async () => (await mcp.ok("job_status", { jobId: queued.jobId })).status === "running", { timeoutMs: 60_000 });
-    const status = await client.callTool({ name: "job_status", arguments: { jobId: queued.jobId, wait_seconds: 3 }, _meta: { progressToken: token } });
-    await mcp.ok("cancel_job", { jobId: queued.jobId });
-    expect(status.isError).toBeFalsy();
-    expect(notes.length).toBeGreaterThan(0);
+    // Long enough (seconds even on an idle machine) that the waits below see it running and report its steps.
+    const queued = await mcp.ok("generate_image", { ...small, width: 512, height: 512, steps: 150, prompt: "progress with a long token" });
+    await waitUntil("a progress notification carries the 256-character token", async () => {
+      const status = await client.callTool({ name: "job_status", arguments: { jobId: queued.jobId, wait_seconds: 2 }, _meta: { progressToken: token } });
+      expect(status.isError, JSON.stringify(status.content)).toBeFalsy();
+      if (notes.length === 0 && (status.structuredContent as { status: string }).status === "done") throw new Error("the job ended before any wait saw a step");
+      return notes.length > 0;
+    }, { timeoutMs: 90_000, intervalMs: 0 });
+    // It may have finished by now; either way it is not left running for the next test.
+    await mcp.call("cancel_job", { jobId: queued.jobId });
   });
 
   it("answers /healthz to a Host that is not this server's with the status alone", async () => {
