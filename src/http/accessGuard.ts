@@ -153,6 +153,7 @@ function originAllowed(origin: string, policy: AccessPolicy): boolean {
   }
   if (policy.extraOrigins.has(url.origin)) return true;
   const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+  // port null: a policy not yet bound to a listening door (unit tests); the door sets it before the first request.
   return url.protocol === "http:" && policy.allowedHosts.has(canonicalHost(url.hostname)) && (policy.port === null || port === policy.port);
 }
 
