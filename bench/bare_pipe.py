@@ -10,17 +10,26 @@ import sys
 import time
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import DiffusionPipeline, StableDiffusionPipeline
+
+from diffusers_runner.families import FAMILIES, PIPELINE_FAMILIES
 
 
-def load(path: str) -> StableDiffusionPipeline:
-    pipe = StableDiffusionPipeline.from_pretrained(path, dtype=torch.float32, safety_checker=None, requires_safety_checker=False, local_files_only=True)
+def load(path: str) -> DiffusionPipeline:
+    pipe = DiffusionPipeline.from_pretrained(path, dtype=torch.float32, local_files_only=True, **({"safety_checker": None, "requires_safety_checker": False} if _is_sd15(path) else {}))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
+def _is_sd15(path: str) -> bool:
+    return json.loads(open(f"{path}/model_index.json").read())["_class_name"] == StableDiffusionPipeline.__name__
+
+
 def run(pipe, seed: int, size: int, steps: int):
-    return pipe("a red cube", width=size, height=size, num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+    # The family's own default guidance, as the server's job gets it: the same work on both sides.
+    family = FAMILIES[PIPELINE_FAMILIES[type(pipe).__name__]]
+    guidance = {"true_cfg_scale" if family.guidance == "true_cfg" else "guidance_scale": family.defaults["cfgScale"]}
+    return pipe("a red cube", width=size, height=size, num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed), **guidance).images[0]
 
 
 def main(path: str, jobs: int, size: int, steps: int) -> None:

@@ -1,6 +1,6 @@
 // Warm end-to-end cost of a job through the real server, next to bare diffusers, measured in one run.
 //
-//   node bench/warm-runner.mjs [--jobs 10] [--size 256] [--steps 4] [--device cpu]
+//   node bench/warm-runner.mjs [--jobs 10] [--size 256] [--steps 4] [--device cpu] [--family sd15|zimage|flux|...]
 //
 // Prints: median seconds of (a) bare pipe() on a pipeline loaded once, (b) load + pipe() per job as the original
 // images-service did, (c) a warm job through MCP -> SQLite queue -> runner -> storage -> index; the ratios c/a and
@@ -17,7 +17,13 @@ import { parseArgs } from "node:util";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const python = process.env.KITTY_IMAGES_PYTHON ?? path.join(root, ".cache", "venv", "bin", "python");
 const { values } = parseArgs({
-  options: { jobs: { type: "string", default: "10" }, size: { type: "string", default: "256" }, steps: { type: "string", default: "4" }, device: { type: "string", default: "cpu" } },
+  options: {
+    jobs: { type: "string", default: "10" },
+    size: { type: "string", default: "256" },
+    steps: { type: "string", default: "4" },
+    device: { type: "string", default: "cpu" },
+    family: { type: "string", default: "sd15" },
+  },
 });
 const jobs = Number(values.jobs);
 const size = Number(values.size);
@@ -27,8 +33,11 @@ const pyEnv = { PYTHONPATH: path.join(root, "python"), HF_HUB_OFFLINE: "1", PATH
 
 const work = await mkdtemp(path.join(tmpdir(), "kitty-bench-"));
 try {
-  await execa(python, ["-m", "diffusers_runner.tiny_models", path.join(work, "models")], { env: pyEnv });
-  const model = path.join(work, "models", "sd15");
+  const family = values.family;
+  // SD 1.5 from the SD builders; any other family from the modern ones (python/diffusers_runner/tiny_families.py).
+  if (family === "sd15") await execa(python, ["-m", "diffusers_runner.tiny_models", path.join(work, "models")], { env: pyEnv });
+  else await execa(python, ["-m", "diffusers_runner.tiny_families", path.join(work, "models"), family], { env: pyEnv });
+  const model = path.join(work, "models", family);
 
   const bare = JSON.parse((await execa(python, [path.join(root, "bench", "bare_pipe.py"), model, String(jobs), String(size), String(steps)], { env: { ...pyEnv, KITTY_IMAGES_DEVICE: values.device } })).stdout.trim().split("\n").at(-1));
 
@@ -67,7 +76,7 @@ try {
     ["kitty-images job, warm (MCP -> queue -> runner -> storage)", e2e],
     ["kitty-images first job (runner start + load)", first.seconds],
   ];
-  console.log(`tiny SD 1.5, ${size}x${size}, ${steps} steps, device ${sidecar.device}, ${jobs} jobs; medians in seconds`);
+  console.log(`tiny ${sidecar.family}, ${size}x${size}, ${steps} steps, device ${sidecar.device}, ${jobs} jobs; medians in seconds`);
   for (const [label, seconds] of rows) console.log(`  ${label.padEnd(60)} ${seconds.toFixed(3)}`);
   console.log(`  warm end-to-end / bare pipe()                                 ${(e2e / bare.barePipeSeconds).toFixed(2)}x`);
   console.log(`  load + pipe() per job / warm end-to-end                       ${(bare.loadPlusPipeSeconds / e2e).toFixed(2)}x`);

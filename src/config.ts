@@ -46,6 +46,7 @@ const envSchema = z.object({
   KITTY_IMAGES_WARM_MODELS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(8).default(1)),
   KITTY_IMAGES_ATTENTION_SLICING: z.preprocess(emptyToUndefined, z.enum(["auto", "on", "off"]).default("auto")),
   KITTY_IMAGES_COMPILE: z.preprocess(emptyToUndefined, z.enum(["0", "1"]).default("0")),
+  KITTY_IMAGES_STEP_CACHE: z.preprocess(emptyToUndefined, z.enum(["off", "first_block", "taylorseer"]).default("off")),
   KITTY_IMAGES_JOB_TIMEOUT_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(1).max(86400).default(600)),
   KITTY_IMAGES_STEP_TIMEOUT_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().min(0).max(86400).optional()),
   KITTY_IMAGES_DATABASE_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^postgres(ql)?$/, error: "must be a postgres:// URL, e.g. postgres://kitty@db.local:5432/kitty" }).optional()),
@@ -161,6 +162,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
     KITTY_IMAGES_WARM_MODELS: String(e.KITTY_IMAGES_WARM_MODELS),
     KITTY_IMAGES_ATTENTION_SLICING: e.KITTY_IMAGES_ATTENTION_SLICING,
     KITTY_IMAGES_COMPILE: e.KITTY_IMAGES_COMPILE,
+    KITTY_IMAGES_STEP_CACHE: e.KITTY_IMAGES_STEP_CACHE,
     // Where the runner assembles what single-file checkpoints need (configs + CLIP tokenizers), once.
     KITTY_IMAGES_RUNNER_CACHE: path.join(home, "runner-cache"),
     KITTY_IMAGES_CLIP_VOCAB: clipVocab,

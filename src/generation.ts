@@ -44,6 +44,8 @@ export interface FamilySpec {
   guidanceAbove?: number;
   lora: boolean;
   refiner: boolean;
+  /** diffusers' step caches (KITTY_IMAGES_STEP_CACHE) hook into this family's transformer. */
+  stepCache?: boolean;
   prompt: { encoder: "clip" | "t5" | "llm"; maxTokens: number | null; tokenizer?: string };
   sizeMultiple: number;
   defaults: { width: number; height: number; steps: number; cfgScale: number; scheduler: SchedulerName | null };

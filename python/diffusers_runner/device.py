@@ -24,6 +24,8 @@ class RuntimeOptions:
     attention_slicing: bool
     channels_last: bool
     compile: bool
+    # "off", "first_block" or "taylorseer": reuse transformer outputs across steps where the family allows it
+    step_cache: str = "off"
 
     def as_record(self) -> dict[str, bool]:
         return {"attentionSlicing": self.attention_slicing, "channelsLast": self.channels_last, "compile": self.compile}
@@ -59,6 +61,7 @@ def runtime_options(device: str, memory_bytes: int | None, env: Mapping[str, str
     for), channels_last on CUDA, torch.compile only when KITTY_IMAGES_COMPILE=1 (the first job pays for compiling)."""
     slicing = _flag(env, "KITTY_IMAGES_ATTENTION_SLICING", ("auto", "on", "off"), "auto")
     compile_flag = _flag(env, "KITTY_IMAGES_COMPILE", ("0", "1"), "0")
+    step_cache = _flag(env, "KITTY_IMAGES_STEP_CACHE", ("off", "first_block", "taylorseer"), "off")
     if slicing == "auto":
         attention_slicing = device == "mps" and (memory_bytes is None or memory_bytes < SLICING_BELOW_BYTES)
     else:
@@ -67,6 +70,7 @@ def runtime_options(device: str, memory_bytes: int | None, env: Mapping[str, str
         attention_slicing=attention_slicing,
         channels_last=device == "cuda",
         compile=compile_flag == "1" and device == "cuda",
+        step_cache=step_cache,
     )
 
 

@@ -38,6 +38,8 @@ class Family:
     guidance_above: float
     lora: bool
     refiner: bool
+    # diffusers' step caches (FirstBlockCache, TaylorSeer) hook into this family's transformer
+    step_cache: bool
     # "clip": A1111 chunking and emphasis; "t5" / "llm": the prompt whole, up to max_tokens
     encoder: str
     max_tokens: int | None
@@ -67,6 +69,7 @@ def _family(name: str, entry: dict[str, Any]) -> Family:
         true_cfg_scale=entry.get("trueCfgScale"),
         guidance_above=entry.get("guidanceAbove", 1),
         lora=entry["lora"],
+        step_cache=entry.get("stepCache", False),
         refiner=entry["refiner"],
         encoder=entry["prompt"]["encoder"],
         max_tokens=entry["prompt"]["maxTokens"],

@@ -292,6 +292,8 @@ def _options_record(model: LoadedModel, cache: ModelCache) -> dict[str, bool]:
         # diffusers decodes in float32 when a float16 VAE is marked force_upcast (SDXL's overflows in float16).
         "vaeUpcast": cache.device.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False)),
         "vaeTiling": bool(getattr(vae, "use_tiling", False)),
+        "firstBlockCache": model.step_cache == "first_block",
+        "taylorSeerCache": model.step_cache == "taylorseer",
     }
 
 

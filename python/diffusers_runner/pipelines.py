@@ -142,6 +142,8 @@ class LoadedModel:
     refiner: LoadedPipeline | None = None
     # What the weights run in: the family's dtype on this device (families.json).
     dtype: torch.dtype = torch.float32
+    # The step cache hooked into the transformer ("first_block", "taylorseer"), or None.
+    step_cache: str | None = None
 
     @property
     def spec(self) -> Family:
@@ -247,6 +249,19 @@ class ModelCache:
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
+    def _cache_steps(self, pipe: DiffusionPipeline, spec: Family) -> str | None:
+        """KITTY_IMAGES_STEP_CACHE: reuse the transformer's work between steps where it changes little (opt-in: it
+        trades a little fidelity for speed). FirstBlockCache skips the rest of a step when the first block's output
+        barely moved; TaylorSeer predicts outputs for the steps between full ones."""
+        kind = self.device.options.step_cache
+        transformer = getattr(pipe, "transformer", None)
+        if kind == "off" or not spec.step_cache or not hasattr(transformer, "enable_cache"):
+            return None
+        from diffusers.hooks import FirstBlockCacheConfig, TaylorSeerCacheConfig
+
+        transformer.enable_cache(FirstBlockCacheConfig(threshold=0.2) if kind == "first_block" else TaylorSeerCacheConfig())
+        return kind
+
     def _dtype(self, family: str) -> torch.dtype:
         spec = FAMILIES.get("sdxl" if family == "sdxl_refiner" else family)
         return spec.dtype(self.device.device) if spec else self.device.dtype
@@ -263,7 +278,7 @@ class ModelCache:
         extra: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False} if family == "sd15" else {}
         base = self._from_pretrained(getattr(diffusers, spec.pipelines["text"]), path, family, config_path, **extra)
         log.info("loaded %s (%s) in %.2fs", path, family, time.perf_counter() - started)
-        return LoadedModel(family=family, base=self._loaded(base, path, family), dtype=self._dtype(family))
+        return LoadedModel(family=family, base=self._loaded(base, path, family), dtype=self._dtype(family), step_cache=self._cache_steps(base, spec))
 
     def _load_denoiser_file(self, path: str, base_path: str, family: str) -> LoadedModel:
         """A transformer (or UNet) alone in one file, as most Civitai FLUX and Z-Image uploads are, in the base
@@ -283,7 +298,7 @@ class ModelCache:
             raise ModelLoadError("model_load_failed", f"could not load {path} as {spec.label}'s {component} ({class_name}): {type(exc).__name__}: {exc}") from exc
         base = self._from_pretrained(getattr(diffusers, spec.pipelines["text"]), base_path, family, **{component: denoiser})
         log.info("loaded %s into %s (%s) in %.2fs", path, base_path, family, time.perf_counter() - started)
-        return LoadedModel(family=family, base=self._loaded(base, path, family), dtype=dtype)
+        return LoadedModel(family=family, base=self._loaded(base, path, family), dtype=dtype, step_cache=self._cache_steps(base, spec))
 
     def _attach_refiner(self, model: LoadedModel, path: str, refiner_path: str) -> None:
         started = time.perf_counter()

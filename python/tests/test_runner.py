@@ -105,7 +105,7 @@ def test_the_runner_keeps_the_model_warm_reports_steps_and_writes_only_protocol_
     assert done["stepsRun"] == 3 and done["scheduler"] == "euler_a"
     assert done["modelLoads"] == 1 and done["timings"]["loadSeconds"] > 0
     assert done["dtype"] == "float32"
-    assert done["options"] == {"attentionSlicing": False, "channelsLast": False, "compile": False, "vaeUpcast": False, "vaeTiling": False}
+    assert done["options"] == {"attentionSlicing": False, "channelsLast": False, "compile": False, "vaeUpcast": False, "vaeTiling": False, "firstBlockCache": False, "taylorSeerCache": False}
 
     runner.send(generate("two", tiny_models["sd15"], tmp_path))
     done, _ = runner.until("two")

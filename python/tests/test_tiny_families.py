@@ -94,3 +94,28 @@ def test_main_builds_the_named_families(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == {"sd3": str(tmp_path / "sd3")}
     assert (tmp_path / "sd3" / "model_index.json").is_file()
     assert tiny_families.main([str(tmp_path), "nope"]) == 2
+
+
+@pytest.mark.parametrize("kind", ["first_block", "taylorseer"])
+def test_an_opted_in_step_cache_hooks_into_a_family_that_takes_one_and_the_job_records_it(family_dirs, kind):
+    import threading
+
+    from diffusers_runner.device import DeviceChoice, RuntimeOptions
+    from diffusers_runner.generate import run_generate
+    from diffusers_runner.pipelines import ModelCache
+
+    options = RuntimeOptions(attention_slicing=False, channels_last=False, compile=False, step_cache=kind)
+    cache = ModelCache(DeviceChoice("cpu", torch.float32, options))
+    out = Path(family_dirs["flux"]).parent / f"cached-{kind}.png"
+    request = {
+        "type": "generate", "jobId": f"cache-{kind}", "model": {"name": "tiny_flux", "path": family_dirs["flux"]}, "prompt": "a cached fox",
+        "negativePrompt": None, "width": 256, "height": 256, "steps": 6, "cfgScale": 3.5, "seed": 1, "scheduler": None, "refiner": None,
+        "outputPath": str(out),
+    }
+    done = run_generate(request, cache, threading.Event(), lambda _event: None)
+    assert done["options"]["firstBlockCache"] is (kind == "first_block")
+    assert done["options"]["taylorSeerCache"] is (kind == "taylorseer")
+    assert done["stepsRun"] == 6 and out.is_file()
+    # A family whose transformer diffusers gives no cache hooks is left as it is.
+    zimage, _ = cache.get(family_dirs["zimage"], None)
+    assert zimage.step_cache is None
