@@ -10,8 +10,11 @@ echo "test-fast-on-node: fast suite on Node $(node --version)" >&2
 
 WORK="$PWD/.cache/node/project-$MAJOR"
 mkdir -p "$WORK"
-rm -rf "$WORK/src" "$WORK/test" "$WORK/web" "$WORK/dist"
+rm -rf "$WORK/src" "$WORK/test" "$WORK/web" "$WORK/dist" "$WORK/python"
 cp -r src test web package.json package-lock.json tsconfig.json vitest.config.ts "$WORK/"
+# The family table both sides read ships beside the runner.
+mkdir -p "$WORK/python/diffusers_runner"
+cp python/diffusers_runner/families.json "$WORK/python/diffusers_runner/"
 cd "$WORK"
 # Reinstall only when the lockfile or the Node version changed.
 stamp="$(sha256sum < package-lock.json | cut -d' ' -f1)-$(node --version)"
