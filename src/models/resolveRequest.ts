@@ -221,6 +221,15 @@ function resolveElsewhere(ask: GenerationAsk, entry: ModelEntry): GenerationRequ
   }
   if (ask.strength !== undefined) throw new KittyError("invalid_argument", "strength applies to image-to-image only: give init_image too", "strength");
   const family = familyOfElsewhere(entry);
+  // Our ComfyUI and InvokeAI graphs are SD 1.5's and SDXL's; a newer family there needs the user's own workflow.
+  const builtInGraph = entry.engine === "invokeai" || (entry.engine === "comfyui" && !entry.workflowPath);
+  if (builtInGraph && family !== "sd15" && family !== "sdxl") {
+    throw new KittyError(
+      "model_unsupported",
+      `model '${entry.name}' is declared ${family}, and the built-in ${entry.engine} graph is SD 1.5's or SDXL's${entry.engine === "comfyui" ? ": give it a workflow of your own ('workflow: my_workflow_api.json')" : ""}`,
+      "model",
+    );
+  }
   const defaults = defaultsFor(entry, family);
   return {
     prompt: ask.prompt,

@@ -118,6 +118,16 @@ describe("models.yaml", () => {
     expect(familyOfTensors(lora("diffusion_model.layers.3.attention.to_q.lora_A.weight"))).toBeNull();
   });
 
+  it("refuses a newer family on ComfyUI's built-in SD graph, and lets a web UI that names it run it", () => {
+    const root = mkdtempSync(path.join(tmpdir(), "kitty-models-"));
+    const catalog = parseModelsYaml(
+      "comfy_flux:\n  engine: comfyui\n  model: flux1-dev.safetensors\n  family: flux\nforge_flux:\n  engine: a1111\n  model: flux1-dev\n  family: flux\n",
+      path.join(root, "models.yaml"),
+    );
+    expect(() => resolveRequest({ prompt: "p", model: "comfy_flux" }, catalog)).toThrow(/declared flux, and the built-in comfyui graph is SD 1\.5's or SDXL's: give it a workflow/);
+    expect(resolveRequest({ prompt: "p", model: "forge_flux" }, catalog)).toMatchObject({ width: 1024, steps: 28, cfgScale: 3.5, model: { engine: "a1111", family: "flux" } });
+  });
+
   it("takes base: beside a single file only, and reads the family from the base folder", () => {
     const root = mkdtempSync(path.join(tmpdir(), "kitty-models-"));
     const base = modelFolder(root, "flux", "FluxPipeline");
