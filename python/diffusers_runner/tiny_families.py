@@ -59,6 +59,7 @@ from transformers import (
 
 from .clip_tokenizer import bytes_to_unicode
 from .tiny_models import _text_config as _clip_config
+from .tiny_models import _vae
 
 SEED = 0
 # SD3 pads its CLIP-L + CLIP-G features up to T5's width and concatenates them along the sequence, so T5 must be
@@ -283,15 +284,9 @@ def _qwen3_vl_encoder(tokenizer: Qwen2Tokenizer) -> Qwen3VLModel:
 
 def _kl_vae(scaling_factor: float, shift_factor: float) -> AutoencoderKL:
     """FLUX.1's and SD3's VAE layout (four blocks, so 8x, 16 latent channels, no quant convs) at tiny widths."""
-    return AutoencoderKL(
-        block_out_channels=(8, 8, 16, 16),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
+    return _vae(
+        widths=(8, 8, 16, 16),
         latent_channels=16,
-        layers_per_block=1,
-        norm_num_groups=8,
         sample_size=1024,
         scaling_factor=scaling_factor,
         shift_factor=shift_factor,

@@ -62,17 +62,19 @@ def _text_config(vocab_size: int, hidden: int = TEXT_HIDDEN) -> CLIPTextConfig:
     )
 
 
-def _vae() -> AutoencoderKL:
+def _vae(widths: tuple[int, ...] = (16, 16, 32, 32), latent_channels: int = 4, sample_size: int = 128, **extra) -> AutoencoderKL:
+    """Four blocks, so latents are 1/8 of the image side as in the real VAEs; `extra` for the newer families' options."""
     return AutoencoderKL(
-        block_out_channels=(16, 16, 32, 32),
+        block_out_channels=widths,
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
+        latent_channels=latent_channels,
         layers_per_block=1,
         norm_num_groups=8,
-        sample_size=128,
+        sample_size=sample_size,
+        **extra,
     )
 
 
