@@ -217,7 +217,9 @@ class ModelCache:
 
     def _from_pretrained(self, cls: type, path: str, family: str, config_path: str | None = None, **extra: Any) -> DiffusionPipeline:
         dtype = self._dtype(family)
-        kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True, **extra}
+        # SD 1.5's safety checker blanks images and needs weights most local installs lack, whatever the layout.
+        no_checker = {"safety_checker": None, "requires_safety_checker": False} if family == "sd15" else {}
+        kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True, **no_checker, **extra}
         try:
             if is_single_file(path):
                 # Configs and tokenizers from the project (or the entry's `config` folder), never from the Hub.
@@ -274,9 +276,7 @@ class ModelCache:
     def _load_base(self, path: str, family: str, config_path: str | None) -> LoadedModel:
         started = time.perf_counter()
         spec = FAMILIES[family]
-        # The safety checker blanks images and needs weights most local installs lack.
-        extra: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False} if family == "sd15" else {}
-        base = self._from_pretrained(getattr(diffusers, spec.pipelines["text"]), path, family, config_path, **extra)
+        base = self._from_pretrained(getattr(diffusers, spec.pipelines["text"]), path, family, config_path)
         log.info("loaded %s (%s) in %.2fs", path, family, time.perf_counter() - started)
         return LoadedModel(family=family, base=self._loaded(base, path, family), dtype=self._dtype(family), step_cache=self._cache_steps(base, spec))
 
