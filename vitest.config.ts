@@ -23,7 +23,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: "real",
-          include: ["test/*.test.ts"],
+          include: ["test/real/**/*.test.ts"],
           globalSetup: ["test/globalSetup.ts"],
           // Each file starts a runner (torch import) and MinIO: on 2 cores, one file at a time is fastest.
           fileParallelism: false,

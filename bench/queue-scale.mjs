@@ -22,10 +22,10 @@ if (!values["database-url"]) {
   process.exit(2);
 }
 const JOBS = Number(values.jobs);
-const { openDatabase } = await import(path.join(root, "dist/db.js"));
-const { JobStore } = await import(path.join(root, "dist/queue/jobStore.js"));
-const { PgJobStore, migratePostgres } = await import(path.join(root, "dist/queue/pgJobStore.js"));
-const { createPgPool } = await import(path.join(root, "dist/queue/pgPool.js"));
+const { openDatabase } = await import(path.join(root, "dist/db/sqlite/database.js"));
+const { JobStore } = await import(path.join(root, "dist/db/sqlite/jobs.js"));
+const { PgJobStore, migratePostgres } = await import(path.join(root, "dist/db/postgres/jobs.js"));
+const { createPgPool } = await import(path.join(root, "dist/db/postgres/pool.js"));
 
 const quiet = pino({ level: "silent" });
 const request = { prompt: "queue", negativePrompt: null, model: { name: "m", path: "/m", refinerPath: null }, width: 512, height: 512, steps: 4, cfgScale: 7, seed: 1, scheduler: null, refiner: null };

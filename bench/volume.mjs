@@ -16,9 +16,9 @@ import { parseArgs } from "node:util";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({ options: { "minio-bin": { type: "string", default: path.join(root, ".cache", "bin", "minio") } } });
-const { openDatabase } = await import(path.join(root, "dist/db.js"));
-const { ImageIndex } = await import(path.join(root, "dist/storage/imageIndex.js"));
-const { JobStore } = await import(path.join(root, "dist/queue/jobStore.js"));
+const { openDatabase } = await import(path.join(root, "dist/db/sqlite/database.js"));
+const { ImageIndex } = await import(path.join(root, "dist/db/sqlite/images.js"));
+const { JobStore } = await import(path.join(root, "dist/db/sqlite/jobs.js"));
 
 const median = (numbers) => [...numbers].sort((a, b) => a - b)[Math.floor(numbers.length / 2)];
 const time = (run, times = 50) => median(Array.from({ length: times }, () => { const started = performance.now(); run(); return performance.now() - started; }));

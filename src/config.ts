@@ -3,8 +3,8 @@ import { homedir, hostname } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
-import { KittyError } from "./errors.js";
-import { ENGINE_NAMES, type EngineName } from "./generation.js";
+import { KittyError } from "./core/errors.js";
+import { ENGINE_NAMES, type EngineName } from "./core/generation.js";
 import { loadModelsYaml, type ModelCatalog } from "./models/catalog.js";
 
 /** The one place env is read. Names from the original images-service are kept as they were. */

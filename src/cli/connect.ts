@@ -1,7 +1,7 @@
 import { Client, InMemoryTransport, StreamableHTTPClientTransport, type CallToolResult, type RequestOptions } from "@modelcontextprotocol/client";
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
 import { loadClientConfig } from "../config.js";
-import { createApp, createMcpServer } from "../server.js";
+import { createApp, createMcpServer } from "../app/createApp.js";
 import { describeRemoteFailure } from "./remoteErrors.js";
 import { loadSetup } from "./setup.js";
 

@@ -1,4 +1,4 @@
-import { formatChecks, runDoctor } from "../doctor.js";
+import { formatChecks, runDoctor } from "../app/doctor.js";
 import { loadSetup } from "./setup.js";
 import { parseCommand } from "./usage.js";
 

@@ -1,4 +1,4 @@
-import { KittyError, messageOf } from "../errors.js";
+import { KittyError, messageOf } from "../core/errors.js";
 import { StoppedWaiting, USAGE, UsageError } from "./usage.js";
 
 type Command = (args: string[]) => Promise<void>;

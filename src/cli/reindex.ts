@@ -1,10 +1,10 @@
-import { openDatabase } from "../db.js";
-import { JobStore } from "../queue/jobStore.js";
+import { openDatabase } from "../db/sqlite/database.js";
+import { JobStore } from "../db/sqlite/jobs.js";
 import type { Config } from "../config.js";
-import type { Logger } from "../log.js";
-import { pgRecovered, reindex, sqliteRecovered, type RecoveredImages } from "../reindex.js";
-import { createStore } from "../server.js";
-import { ImageIndex } from "../storage/imageIndex.js";
+import type { Logger } from "../core/log.js";
+import { pgRecovered, reindex, sqliteRecovered, type RecoveredImages } from "../queue/reindex.js";
+import { createStore } from "../app/createApp.js";
+import { ImageIndex } from "../db/sqlite/images.js";
 import { printJson } from "./output.js";
 import { loadSetup } from "./setup.js";
 import { parseCommand } from "./usage.js";
@@ -31,9 +31,9 @@ export async function reindexCommand(args: string[]): Promise<void> {
 /** The index reindex fills: the shared Postgres one on a scale-out queue, else this data dir's SQLite file. */
 async function openIndex(config: Config, log: Logger): Promise<{ images: RecoveredImages; close(): Promise<void> }> {
   if (config.databaseUrl) {
-    const { createPgPool } = await import("../queue/pgPool.js");
-    const { migratePostgres, PgJobStore } = await import("../queue/pgJobStore.js");
-    const { PgImageIndex } = await import("../storage/pgImageIndex.js");
+    const { createPgPool } = await import("../db/postgres/pool.js");
+    const { migratePostgres, PgJobStore } = await import("../db/postgres/jobs.js");
+    const { PgImageIndex } = await import("../db/postgres/images.js");
     const pool = createPgPool(config.databaseUrl, log, 2);
     await migratePostgres(pool);
     return { images: pgRecovered(new PgJobStore(pool), new PgImageIndex(pool)), close: () => pool.end() };

@@ -1,5 +1,5 @@
 import { SdkHttpError } from "@modelcontextprotocol/client";
-import { messageOf } from "../errors.js";
+import { messageOf } from "../core/errors.js";
 
 /** The "why" out of a refusal's JSON body ({error, detail}, as the HTTP door answers), or the body itself. */
 function detailOf(body: string | undefined): string {

@@ -1,10 +1,10 @@
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
-import { boundedStdioTransport } from "../stdio/stdioTransport.js";
-import { messageOf } from "../errors.js";
+import { boundedStdioTransport } from "../mcp/stdioTransport.js";
+import { messageOf } from "../core/errors.js";
 import { isLoopbackAddress } from "../http/accessGuard.js";
 import type { HttpDoorOptions } from "../http/httpDoor.js";
 import { inspectEntry } from "../models/modelFolder.js";
-import { createApp, createMcpServer, type App } from "../server.js";
+import { createApp, createMcpServer, type App } from "../app/createApp.js";
 import { DeferredS3Store } from "../storage/deferredS3.js";
 import { loadSetup } from "./setup.js";
 import { numberFlag, parseCommand, UsageError } from "./usage.js";

@@ -1,7 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { loadConfig, type Config } from "../config.js";
-import { createLogger, type Logger } from "../log.js";
+import { createLogger, type Logger } from "../core/log.js";
 
 export interface Setup {
   config: Config;

@@ -1,5 +1,5 @@
-import { messageOf } from "../errors.js";
-import { createApp } from "../server.js";
+import { messageOf } from "../core/errors.js";
+import { createApp } from "../app/createApp.js";
 import { loadSetup } from "./setup.js";
 import { parseCommand, UsageError } from "./usage.js";
 

@@ -1,6 +1,6 @@
-import type { GenerationRequest, GenerationResult, SchedulerName } from "../generation.js";
-import { imageCount } from "../generation.js";
-import type { Logger } from "../log.js";
+import type { GenerationRequest, GenerationResult, SchedulerName } from "../core/generation.js";
+import { imageCount } from "../core/generation.js";
+import type { Logger } from "../core/log.js";
 import { AppEngine, type AppTiming } from "./appEngine.js";
 import { EngineJobError, type GenerationJob } from "./engine.js";
 import { stagePng } from "./engineHttp.js";

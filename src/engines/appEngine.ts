@@ -1,6 +1,6 @@
-import type { GenerationRequest, SchedulerName, GenerationResult } from "../generation.js";
-import { imageCount } from "../generation.js";
-import type { Logger } from "../log.js";
+import type { GenerationRequest, SchedulerName, GenerationResult } from "../core/generation.js";
+import { imageCount } from "../core/generation.js";
+import type { Logger } from "../core/log.js";
 import { EngineJobError, type Engine, type EngineHealth, type GenerationJob } from "./engine.js";
 import { EngineHttp } from "./engineHttp.js";
 

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
-import type { GenerationRequest, GenerationResult, SchedulerName } from "../generation.js";
-import { batchSeeds, imageCount } from "../generation.js";
-import type { Logger } from "../log.js";
+import type { GenerationRequest, GenerationResult, SchedulerName } from "../core/generation.js";
+import { batchSeeds, imageCount } from "../core/generation.js";
+import type { Logger } from "../core/log.js";
 import { AppEngine, type AppTiming } from "./appEngine.js";
 import { EngineJobError, type GenerationJob } from "./engine.js";
 import { fillWorkflow, loadWorkflow, type Workflow } from "../models/comfyWorkflow.js";

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
-import type { Logger } from "../log.js";
-import { imageCount, type GenerationRequest, type GenerationResult } from "../generation.js";
+import type { Logger } from "../core/log.js";
+import { imageCount, type GenerationRequest, type GenerationResult } from "../core/generation.js";
 import type { Engine, EngineHealth, GenerationJob } from "./engine.js";
 import { EngineJobError } from "./engine.js";
 import type { JobDeadline, RunnerOptions, RunnerProcess } from "./diffusersRunner.js";

@@ -1,6 +1,6 @@
 import { execa, type ResultPromise } from "execa";
 import { createInterface } from "node:readline";
-import type { Logger } from "../log.js";
+import type { Logger } from "../core/log.js";
 import type { GenerationJob } from "./engine.js";
 import { EngineJobError } from "./engine.js";
 import { runnerFix } from "./runnerFixes.js";

@@ -1,4 +1,4 @@
-import type { GenerationProgress, GenerationRequest, GenerationResult } from "../generation.js";
+import type { GenerationProgress, GenerationRequest, GenerationResult } from "../core/generation.js";
 
 /** What every engine (the diffusers runner today; InvokeAI, AUTOMATIC1111, ComfyUI later) does for the worker. */
 

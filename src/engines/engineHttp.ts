@@ -1,7 +1,7 @@
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
-import type { GenerationRequest } from "../generation.js";
-import { pngFileSize } from "../storage/pngInfo.js";
+import type { GenerationRequest } from "../core/generation.js";
+import { pngFileSize } from "../images/pngInfo.js";
 import { EngineJobError } from "./engine.js";
 
 /**

@@ -1,4 +1,4 @@
-import type { EngineName, GenerationRequest, GenerationResult } from "../generation.js";
+import type { EngineName, GenerationRequest, GenerationResult } from "../core/generation.js";
 import type { Engine, EngineHealth, GenerationJob } from "./engine.js";
 
 /**

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { REFINER_MODES, SCHEDULERS } from "../generation.js";
+import { REFINER_MODES, SCHEDULERS } from "../core/generation.js";
 
 /**
  * The runner wire format, declared once on this side (python/diffusers_runner/protocol.py is the other side).

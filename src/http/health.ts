@@ -1,6 +1,6 @@
-import { messageOf } from "../errors.js";
-import type { App } from "../server.js";
-import { VERSION } from "../server.js";
+import { messageOf } from "../core/errors.js";
+import type { App } from "../app/createApp.js";
+import { VERSION } from "../app/createApp.js";
 
 /** How long a storage check answers for, and how long it may take: a supervisor polling every second must not hammer S3. */
 const STORAGE_CHECK_TTL_MS = 5_000;

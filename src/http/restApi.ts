@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
-import { boundedInt, boundedNumber, boundedText } from "../arguments.js";
-import { KittyError } from "../errors.js";
-import { LIMITS } from "../generation.js";
+import { boundedInt, boundedNumber, boundedText } from "../core/arguments.js";
+import { KittyError } from "../core/errors.js";
+import { LIMITS } from "../core/generation.js";
 import type { ModelCatalog } from "../models/catalog.js";
 import { catalogWithEngineModels } from "../models/engineCatalog.js";
 import { modelsOfWorkers, resolveRequest } from "../models/resolveRequest.js";
-import type { Job } from "../queue/jobStore.js";
-import { toolDeps, type App } from "../server.js";
+import type { Job } from "../db/sqlite/jobs.js";
+import { toolDeps, type App } from "../app/createApp.js";
 import { checkImageKey } from "../storage/imageKeys.js";
 import { sidecarKey } from "../storage/imageStore.js";
 import { BodyNotJson, BodyTooLarge, decodePath, readJsonBody, sendJson } from "./body.js";

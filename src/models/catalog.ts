@@ -3,12 +3,12 @@ import { homedir } from "node:os";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { KittyError } from "../errors.js";
+import { KittyError } from "../core/errors.js";
 import { loadWorkflow } from "./comfyWorkflow.js";
 import { HUB_PREFIX, locateHubModel } from "./hubCache.js";
 import { listLoras, type LoraEntry } from "./loraFiles.js";
 import { isSingleFile } from "./modelFolder.js";
-import { ENGINE_NAMES, LIMITS, SCHEDULERS, type EngineName, type GenerationDefaults, type ModelFamily } from "../generation.js";
+import { ENGINE_NAMES, LIMITS, SCHEDULERS, type EngineName, type GenerationDefaults, type ModelFamily } from "../core/generation.js";
 import { MODEL_FAMILIES } from "./families.js";
 
 /**

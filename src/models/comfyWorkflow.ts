@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
-import { KittyError } from "../errors.js";
-import type { GenerationRequest } from "../generation.js";
+import { KittyError } from "../core/errors.js";
+import type { GenerationRequest } from "../core/generation.js";
 
 /**
  * A ComfyUI workflow of the user's own, in API format ("Save (API Format)"), filled from a request. Each input is

@@ -1,5 +1,5 @@
-import type { EngineName } from "../generation.js";
-import type { EngineModels } from "../tools/toolKit.js";
+import type { EngineName } from "../core/generation.js";
+import type { EngineModels } from "../mcp/tools/toolKit.js";
 import { ModelCatalog, type ModelEntry } from "./catalog.js";
 
 /**

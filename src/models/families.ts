@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import type { FamilySpec, GenerationDefaults, ModelFamily, PipelineFamily } from "../generation.js";
+import type { FamilySpec, GenerationDefaults, ModelFamily, PipelineFamily } from "../core/generation.js";
 
 /**
  * The family table, python/diffusers_runner/families.json: written once, read here and by the runner

@@ -1,5 +1,5 @@
-import { KittyError } from "../errors.js";
-import type { GenerationRequest } from "../generation.js";
+import { KittyError } from "../core/errors.js";
+import type { GenerationRequest } from "../core/generation.js";
 import type { ModelCatalog } from "./catalog.js";
 
 /**

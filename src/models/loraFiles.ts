@@ -1,6 +1,6 @@
 import { closeSync, openSync, readdirSync, readSync, statSync } from "node:fs";
 import path from "node:path";
-import type { ModelFamily } from "../generation.js";
+import type { ModelFamily } from "../core/generation.js";
 
 /** A LoRA file in models.yaml's `loras` folder: its name is its path there without `.safetensors`. */
 export interface LoraEntry {

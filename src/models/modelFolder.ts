@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import type { PipelineFamily } from "../generation.js";
+import type { PipelineFamily } from "../core/generation.js";
 import { PIPELINE_FAMILIES } from "./families.js";
 import { HUB_PREFIX } from "./hubCache.js";
 import { readSafetensorsHeader } from "./loraFiles.js";

@@ -1,5 +1,5 @@
 import { randomInt } from "node:crypto";
-import { KittyError } from "../errors.js";
+import { KittyError } from "../core/errors.js";
 import {
   LIMITS,
   type FamilySpec,
@@ -10,7 +10,7 @@ import {
   type RefinerMode,
   type ModelFamily,
   type SchedulerName,
-} from "../generation.js";
+} from "../core/generation.js";
 import type { ModelCatalog, ModelEntry } from "./catalog.js";
 import { FAMILIES, FAMILY_DEFAULTS } from "./families.js";
 import { inspectEntry, inspectModelFolder, type ModelOnDisk } from "./modelFolder.js";

@@ -1,7 +1,7 @@
-import { KittyError } from "../errors.js";
-import type { GenerationProgress, GenerationRequest } from "../generation.js";
-import { isTerminal, type JobState } from "./jobStates.js";
-import type { Job } from "./jobStore.js";
+import { KittyError } from "../core/errors.js";
+import type { GenerationProgress, GenerationRequest } from "../core/generation.js";
+import { isTerminal, type JobState } from "./job.js";
+import type { Job } from "../db/sqlite/jobs.js";
 import type { QueueStore } from "./queueStore.js";
 import { pause } from "./retry.js";
 

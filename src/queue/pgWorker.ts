@@ -1,9 +1,9 @@
-import { KittyError, messageOf } from "../errors.js";
-import type { GenerationRequest } from "../generation.js";
-import type { PgImageIndex } from "../storage/pgImageIndex.js";
+import { KittyError, messageOf } from "../core/errors.js";
+import type { GenerationRequest } from "../core/generation.js";
+import type { PgImageIndex } from "../db/postgres/images.js";
 import type { JobEventName } from "./jobEvents.js";
-import type { Job } from "./jobStore.js";
-import type { PgJobStore, WorkerCapabilities } from "./pgJobStore.js";
+import type { Job } from "../db/sqlite/jobs.js";
+import type { PgJobStore, WorkerCapabilities } from "../db/postgres/jobs.js";
 import { GrowingDelay, pause, retryWithBackoff } from "./retry.js";
 import { jobRunDeps, JobStopped, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver, type RunOutcome, type WorkerParts } from "./runJob.js";
 import { pgRunStore } from "./runJobStore.js";

@@ -1,9 +1,9 @@
-import type { GenerationRequest } from "../generation.js";
+import type { GenerationRequest } from "../core/generation.js";
 import type { JobEvents } from "./jobEvents.js";
-import type { JobState } from "./jobStates.js";
-import type { Job, JobStore } from "./jobStore.js";
-import type { PgJobStore } from "./pgJobStore.js";
-import type { WorkerLease } from "./workerLease.js";
+import type { JobState } from "./job.js";
+import type { Job, JobStore } from "../db/sqlite/jobs.js";
+import type { PgJobStore } from "../db/postgres/jobs.js";
+import type { WorkerLease } from "../db/sqlite/lease.js";
 
 /** A value now (SQLite answers in-process) or later (Postgres answers over the network); callers await either. */
 export type Maybe<T> = T | Promise<T>;

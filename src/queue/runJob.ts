@@ -1,16 +1,16 @@
 import { stat, writeFile } from "node:fs/promises";
 import { EngineJobError, type Engine } from "../engines/engine.js";
-import { messageOf } from "../errors.js";
-import { batchSeeds, imageCount, type GenerationResult, type PreviewFile } from "../generation.js";
-import type { Logger } from "../log.js";
+import { messageOf } from "../core/errors.js";
+import { batchSeeds, imageCount, type GenerationResult, type PreviewFile } from "../core/generation.js";
+import type { Logger } from "../core/log.js";
 import { batchImageKeys, newImageKey } from "../storage/imageKeys.js";
 import { previewKey, type ImageStore } from "../storage/imageStore.js";
-import { buildSidecar, type ImageSidecar, type StoredPreview } from "../storage/sidecar.js";
-import { checkPngFile } from "../storage/pngInfo.js";
-import type { PreviewMaker } from "../storage/previewMaker.js";
-import type { StagingArea } from "../storage/staging.js";
-import { MAX_ATTEMPTS } from "./jobStates.js";
-import { JobTakenOver, type Job } from "./jobStore.js";
+import { buildSidecar, type ImageSidecar, type StoredPreview } from "../images/sidecar.js";
+import { checkPngFile } from "../images/pngInfo.js";
+import type { PreviewMaker } from "../images/previewMaker.js";
+import type { StagingArea } from "../images/staging.js";
+import { MAX_ATTEMPTS } from "./job.js";
+import { JobTakenOver, type Job } from "../db/sqlite/jobs.js";
 import { retryWithBackoff, type Backoff } from "./retry.js";
 import type { RunJobStore } from "./runJobStore.js";
 

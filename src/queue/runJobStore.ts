@@ -1,8 +1,8 @@
-import type { ImageIndex, ImageRecord } from "../storage/imageIndex.js";
-import type { PgImageIndex } from "../storage/pgImageIndex.js";
-import type { JobState } from "./jobStates.js";
-import type { JobStore } from "./jobStore.js";
-import type { PgJobStore } from "./pgJobStore.js";
+import type { ImageIndex, ImageRecord } from "../db/sqlite/images.js";
+import type { PgImageIndex } from "../db/postgres/images.js";
+import type { JobState } from "./job.js";
+import type { JobStore } from "../db/sqlite/jobs.js";
+import type { PgJobStore } from "../db/postgres/jobs.js";
 import type { Maybe } from "./queueStore.js";
 
 /**

@@ -1,10 +1,10 @@
-import { messageOf } from "../errors.js";
-import type { ImageIndex } from "../storage/imageIndex.js";
-import type { Job, JobStore } from "./jobStore.js";
+import { messageOf } from "../core/errors.js";
+import type { ImageIndex } from "../db/sqlite/images.js";
+import type { Job, JobStore } from "../db/sqlite/jobs.js";
 import { GrowingDelay } from "./retry.js";
 import { jobRunDeps, JobStopped, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver, type RunOutcome, type WorkerParts } from "./runJob.js";
 import { sqliteRunStore } from "./runJobStore.js";
-import type { WorkerLease } from "./workerLease.js";
+import type { WorkerLease } from "../db/sqlite/lease.js";
 
 export interface WorkerOptions extends WorkerParts {
   jobs: JobStore;

@@ -1,7 +1,7 @@
 import type { S3Settings } from "../config.js";
 import type { ImageStore, StoredImage } from "./imageStore.js";
 import type { S3ImageStore } from "./s3.js";
-import type { ImageSidecar } from "./sidecar.js";
+import type { ImageSidecar } from "../images/sidecar.js";
 
 /**
  * The S3 store, loaded on first use: the AWS SDK takes a tenth of a second to import, and a stdio server should

@@ -1,4 +1,4 @@
-import { KittyError } from "../errors.js";
+import { KittyError } from "../core/errors.js";
 
 /** `images/YYYYmmdd_HHMMSS_<first 8 of the job id>.png`, as the original images-service named them. */
 export function newImageKey(prefix: string, jobId: string, at: Date = new Date()): string {

@@ -1,4 +1,4 @@
-import type { ImageSidecar } from "./sidecar.js";
+import type { ImageSidecar } from "../images/sidecar.js";
 
 /** Where finished images live. Each PNG has a JSON sidecar beside it (same key, .json). */
 export interface ImageStore {

@@ -1,10 +1,10 @@
 import { copyFile, mkdir, readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { KittyError } from "../errors.js";
+import { KittyError } from "../core/errors.js";
 import type { ImageStore, StoredImage } from "./imageStore.js";
 import { isPermanentFileError, previewKey, sidecarKey } from "./imageStore.js";
-import type { ImageSidecar } from "./sidecar.js";
+import type { ImageSidecar } from "../images/sidecar.js";
 
 /** The embedded default: a folder on this machine. URIs are file:// URLs, readable by tools on the same host. */
 export class LocalImageStore implements ImageStore {

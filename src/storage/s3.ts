@@ -10,10 +10,10 @@ import {
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { readFile } from "node:fs/promises";
 import type { S3Settings } from "../config.js";
-import { KittyError, messageOf } from "../errors.js";
+import { KittyError, messageOf } from "../core/errors.js";
 import type { ImageStore, StoredImage } from "./imageStore.js";
 import { isPermanentFileError, previewKey, sidecarKey } from "./imageStore.js";
-import type { ImageSidecar } from "./sidecar.js";
+import type { ImageSidecar } from "../images/sidecar.js";
 
 /** S3 refusals that waiting will not fix; anything else (timeouts, 5xx, SlowDown, RequestTimeout) is retried. */
 const PERMANENT_S3_ERRORS = new Set([

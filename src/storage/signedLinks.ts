@@ -1,7 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { KittyError } from "../errors.js";
+import { KittyError } from "../core/errors.js";
 
 /**
  * Download links for images in the local folder that other hosts can open: `/files/<key>?exp=…&sig=…` on this

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { readPngInfo } from "../../src/storage/pngInfo.js";
+import { readPngInfo } from "../../src/images/pngInfo.js";
 import { startA1111StandIn, STAND_IN_MODELS } from "../helpers/a1111StandIn.js";
 import { useEngineApp } from "../helpers/engineApp.js";
 import { RUNNER_PYTHON } from "../helpers/paths.js";

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { readPngInfo } from "../../src/storage/pngInfo.js";
+import { readPngInfo } from "../../src/images/pngInfo.js";
 import { COMFY_CHECKPOINTS, startComfyStandIn } from "../helpers/comfyStandIn.js";
 import { startEngineApp, useEngineApp } from "../helpers/engineApp.js";
 import { RUNNER_PYTHON } from "../helpers/paths.js";

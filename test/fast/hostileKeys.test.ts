@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi, type MockInstance } from "vitest";
-import { KittyError } from "../../src/errors.js";
+import { KittyError } from "../../src/core/errors.js";
 import { startHttpDoor, type HttpDoor } from "../../src/http/httpDoor.js";
 import { LocalImageStore } from "../../src/storage/local.js";
 import { LinkSigner } from "../../src/storage/signedLinks.js";

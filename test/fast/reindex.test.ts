@@ -3,12 +3,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
-import { openDatabase } from "../../src/db.js";
-import { JobStore } from "../../src/queue/jobStore.js";
-import { reindex, sqliteRecovered } from "../../src/reindex.js";
-import { ImageIndex } from "../../src/storage/imageIndex.js";
+import { openDatabase } from "../../src/db/sqlite/database.js";
+import { JobStore } from "../../src/db/sqlite/jobs.js";
+import { reindex, sqliteRecovered } from "../../src/queue/reindex.js";
+import { ImageIndex } from "../../src/db/sqlite/images.js";
 import { LocalImageStore } from "../../src/storage/local.js";
-import { buildSidecar } from "../../src/storage/sidecar.js";
+import { buildSidecar } from "../../src/images/sidecar.js";
 import { makePng } from "../helpers/png.js";
 import { makeRequest } from "../helpers/requests.js";
 

@@ -1,9 +1,9 @@
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { openDatabase } from "../../src/db.js";
+import { openDatabase } from "../../src/db/sqlite/database.js";
 import { EngineJobError } from "../../src/engines/engine.js";
-import { buildSidecar } from "../../src/storage/sidecar.js";
+import { buildSidecar } from "../../src/images/sidecar.js";
 import { makePng } from "../helpers/png.js";
 import { makeRequest } from "../helpers/requests.js";
 import { waitUntil } from "../helpers/waitUntil.js";

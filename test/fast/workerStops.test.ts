@@ -1,8 +1,8 @@
 import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { openDatabase } from "../../src/db.js";
-import { JobStore } from "../../src/queue/jobStore.js";
+import { openDatabase } from "../../src/db/sqlite/database.js";
+import { JobStore } from "../../src/db/sqlite/jobs.js";
 import { makeRequest } from "../helpers/requests.js";
 import { waitUntil } from "../helpers/waitUntil.js";
 import { fileError, holdIndexing, setUpWorker } from "../helpers/workerHarness.js";

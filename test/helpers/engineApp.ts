@@ -6,7 +6,7 @@ import path from "node:path";
 import pino from "pino";
 import { afterAll, beforeAll, beforeEach } from "vitest";
 import { loadConfig } from "../../src/config.js";
-import { createApp, createMcpServer, type App } from "../../src/server.js";
+import { createApp, createMcpServer, type App } from "../../src/app/createApp.js";
 import { RUNNER_PYTHON } from "./paths.js";
 import { toolCalls, type ToolCalls } from "./toolCalls.js";
 import { waitUntil } from "./waitUntil.js";

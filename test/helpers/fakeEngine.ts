@@ -2,7 +2,7 @@ import { mkdir, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Engine, EngineHealth, GenerationJob } from "../../src/engines/engine.js";
 import { EngineJobError } from "../../src/engines/engine.js";
-import type { GenerationRequest, GenerationResult } from "../../src/generation.js";
+import type { GenerationRequest, GenerationResult } from "../../src/core/generation.js";
 import { makePng } from "./png.js";
 
 /** What the next generate() does: finish normally, throw an error, wait until the job is aborted, or write bad output. */

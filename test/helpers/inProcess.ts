@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import pino from "pino";
 import { loadConfig } from "../../src/config.js";
-import { createApp, createMcpServer, type App } from "../../src/server.js";
+import { createApp, createMcpServer, type App } from "../../src/app/createApp.js";
 import { FakeEngine } from "./fakeEngine.js";
 import { toolCalls, type ToolCalls } from "./toolCalls.js";
 

@@ -1,4 +1,4 @@
-import type { GenerationRequest } from "../../src/generation.js";
+import type { GenerationRequest } from "../../src/core/generation.js";
 
 /** A resolved request for store and worker tests; the model path need not exist unless an engine loads it. */
 export function makeRequest(overrides: Partial<GenerationRequest> = {}): GenerationRequest {

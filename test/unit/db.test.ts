@@ -3,7 +3,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { MIGRATIONS, openDatabase } from "../../src/db.js";
+import { MIGRATIONS, openDatabase } from "../../src/db/sqlite/database.js";
 
 describe("database migrations", () => {
   it("carries images written before batches into the table where a job may own several", () => {

@@ -1,9 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { openDatabase, type Db } from "../../src/db.js";
-import { JobStore } from "../../src/queue/jobStore.js";
-import { ImageIndex } from "../../src/storage/imageIndex.js";
+import { openDatabase, type Db } from "../../src/db/sqlite/database.js";
+import { JobStore } from "../../src/db/sqlite/jobs.js";
+import { ImageIndex } from "../../src/db/sqlite/images.js";
 import { checkImageKey, newImageKey } from "../../src/storage/imageKeys.js";
-import { imageIndexContract, type IndexUnderTest } from "../helpers/imageIndexContract.js";
+import { imageIndexContract, type IndexUnderTest } from "../contracts/imageIndexContract.js";
 import { makeRequest } from "../helpers/requests.js";
 
 describe("ImageIndex (SQLite)", () => {

@@ -27,12 +27,12 @@ describe("the import graph keeps the layers apart", () => {
   it("finds the imports it checks", () => {
     expect(edges.length).toBeGreaterThan(50);
     expect(edges).toContainEqual(["queue/runJob.ts", "engines/engine.ts"]);
-    expect(edges).toContainEqual(["tools/toolKit.ts", "queue/jobQueue.ts"]);
+    expect(edges).toContainEqual(["mcp/tools/toolKit.ts", "queue/jobQueue.ts"]);
     expect(edges).toContainEqual(["storage/s3.ts", "@aws-sdk/client-s3"]);
   });
 
   it("tools reach the queue, never an engine or the worker", () => {
-    expect(offenders((from, to) => from.startsWith("tools/") && (to.startsWith("engines/") || to === "queue/worker.ts"))).toEqual([]);
+    expect(offenders((from, to) => from.startsWith("mcp/tools/") && (to.startsWith("engines/") || to === "queue/worker.ts"))).toEqual([]);
   });
 
   it("config and the model catalog sit above the engines", () => {
@@ -40,7 +40,7 @@ describe("the import graph keeps the layers apart", () => {
   });
 
   it("the generation module imports nothing of the project's", () => {
-    expect(offenders((from) => from === "generation.ts")).toEqual([]);
+    expect(offenders((from) => from === "core/generation.ts")).toEqual([]);
   });
 
   it("the queue does not know which storage it talks to", () => {

@@ -5,9 +5,9 @@ import { execa } from "execa";
 import { pathToFileURL } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../helpers/paths.js";
-import { openDatabase, type Db } from "../../src/db.js";
-import { JobStore } from "../../src/queue/jobStore.js";
-import { jobStoreContract, type StoreUnderTest } from "../helpers/jobStoreContract.js";
+import { openDatabase, type Db } from "../../src/db/sqlite/database.js";
+import { JobStore } from "../../src/db/sqlite/jobs.js";
+import { jobStoreContract, type StoreUnderTest } from "../contracts/jobStoreContract.js";
 import { makeRequest } from "../helpers/requests.js";
 
 const request = (prompt: string) => makeRequest({ prompt });
@@ -42,8 +42,8 @@ describe("JobStore on a real SQLite file: what only SQLite needs proven", () => 
 
   it("never lets two processes take the same job, with four taking from one file at once", async () => {
     const ids = Array.from({ length: 200 }, (_, n) => jobs.enqueue(request(`job ${n}`)).id);
-    const storeModule = pathToFileURL(path.join(PROJECT_ROOT, "dist/queue/jobStore.js")).href;
-    const dbModule = pathToFileURL(path.join(PROJECT_ROOT, "dist/db.js")).href;
+    const storeModule = pathToFileURL(path.join(PROJECT_ROOT, "dist/db/sqlite/jobs.js")).href;
+    const dbModule = pathToFileURL(path.join(PROJECT_ROOT, "dist/db/sqlite/database.js")).href;
     const takerScript = `
       const { JobStore } = await import(${JSON.stringify(storeModule)});
       const { openDatabase } = await import(${JSON.stringify(dbModule)});

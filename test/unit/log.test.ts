@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatLogLine } from "../../src/log.js";
+import { formatLogLine } from "../../src/core/log.js";
 
 describe("readable log lines for a person at a terminal", () => {
   it("show the level, the message and the fields that matter, quoting values with spaces", () => {

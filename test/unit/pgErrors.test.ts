@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fromPostgres, postgresUnavailable } from "../../src/queue/pgErrors.js";
+import { fromPostgres, postgresUnavailable } from "../../src/db/postgres/errors.js";
 
 describe("postgresUnavailable", () => {
   const network = (code: string) => Object.assign(new Error(`read ${code}`), { code });

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { runnerEventSchema, runnerRequestSchema, RUNNER_ERROR_CODES } from "../../src/engines/runnerProtocol.js";
-import { SCHEDULERS } from "../../src/generation.js";
+import { SCHEDULERS } from "../../src/core/generation.js";
 import { PIPELINE_FAMILIES } from "../../src/models/families.js";
 import { PROJECT_ROOT } from "../helpers/paths.js";
 

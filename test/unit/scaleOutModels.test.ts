@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { GenerationRequest } from "../../src/generation.js";
+import type { GenerationRequest } from "../../src/core/generation.js";
 import { parseModelsYaml } from "../../src/models/catalog.js";
 import { localizeRequest } from "../../src/models/localizeRequest.js";
 import { inspectModel, modelsOfWorkers } from "../../src/models/resolveRequest.js";

@@ -3,9 +3,9 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { openDatabase } from "../../src/db.js";
-import { JobStore } from "../../src/queue/jobStore.js";
-import { WorkerLease } from "../../src/queue/workerLease.js";
+import { openDatabase } from "../../src/db/sqlite/database.js";
+import { JobStore } from "../../src/db/sqlite/jobs.js";
+import { WorkerLease } from "../../src/db/sqlite/lease.js";
 
 const twoProcessesOnOneFile = () => {
   const file = path.join(mkdtempSync(path.join(tmpdir(), "kitty-lease-")), "q.sqlite");

@@ -1,0 +1,79 @@
+import type { GenerationRequest, GenerationResult } from "../core/generation.js";
+
+/** The JSON stored beside each PNG: everything needed to know how the image was made, and to make it again. */
+export interface ImageSidecar {
+  key: string;
+  jobId: string;
+  createdAt: string;
+  engine: string;
+  model: string;
+  family: string;
+  request: Omit<GenerationRequest, "model"> & { model: string };
+  seed: number;
+  width: number;
+  height: number;
+  scheduler: string;
+  device: string;
+  /** dtype and runtime options; absent in sidecars written before they were recorded. */
+  dtype?: string;
+  options?: Record<string, boolean>;
+  versions: Record<string, string>;
+  timings: GenerationResult["timings"];
+  /** Pipelines the runner had loaded in its life when it made this image: stays 1 while the model is kept warm. */
+  modelLoads: number;
+  /** Denoising steps that ran, base and refiner together. */
+  stepsRun: number;
+  /** The prompt's CLIP tokens; absent in sidecars written before it was recorded. */
+  promptTokens?: number;
+  promptNotes?: { tokensDropped?: number; emphasisStripped?: boolean };
+  /** This image's place in its job's batch, for a job of more than one image. */
+  batch?: { index: number; count: number };
+  /** What another engine said about the image (AUTOMATIC1111's `info`), as it came. */
+  engineInfo?: Record<string, unknown>;
+  /** The small WebP stored beside the PNG; absent for images made without one. */
+  preview?: StoredPreview;
+  /** Size of the stored PNG (the REST API's `size`); absent in sidecars written before it was recorded. */
+  pngBytes?: number;
+}
+
+export interface StoredPreview {
+  key: string;
+  mimeType: string;
+  width: number;
+  height: number;
+  bytes: number;
+}
+
+export function buildSidecar(
+  image: { key: string; jobId: string; engine: string; pngBytes?: number; createdAt?: Date; preview?: StoredPreview },
+  request: GenerationRequest,
+  result: GenerationResult,
+  batch?: { index: number; count: number },
+): ImageSidecar {
+  return {
+    key: image.key,
+    jobId: image.jobId,
+    createdAt: (image.createdAt ?? new Date()).toISOString(),
+    engine: image.engine,
+    model: request.model.name,
+    family: result.family,
+    request: { ...request, model: request.model.name },
+    seed: result.seed,
+    width: result.width,
+    height: result.height,
+    scheduler: result.scheduler,
+    device: result.device,
+    dtype: result.dtype,
+    options: result.options,
+    versions: result.versions,
+    timings: result.timings,
+    modelLoads: result.modelLoads,
+    stepsRun: result.stepsRun,
+    promptTokens: result.promptTokens,
+    ...(result.promptNotes && { promptNotes: result.promptNotes }),
+    ...(batch && { batch }),
+    ...(result.engineInfo && { engineInfo: result.engineInfo }),
+    ...(image.pngBytes !== undefined && { pngBytes: image.pngBytes }),
+    ...(image.preview && { preview: image.preview }),
+  };
+}

@@ -1,0 +1,73 @@
+import { z } from "zod";
+import { LIMITS, REFINER_MODES, SCHEDULERS } from "../../core/generation.js";
+import { catalogWithEngineModels } from "../../models/engineCatalog.js";
+import { modelsOfWorkers, resolveRequest } from "../../models/resolveRequest.js";
+import { boundedInt, boundedNumber, boundedText, loraList, oneOf } from "../../core/arguments.js";
+import { defineTool } from "./toolKit.js";
+
+const { size, steps, cfgScale, seed, promptChars, count, strength, loras } = LIMITS;
+
+export const generateImage = defineTool({
+  name: "generate_image",
+  title: "Generate an image",
+  description:
+    "Queue an image job; returns a jobId at once. Next: job_status with " +
+    "wait_seconds, then select_image. Unset fields take list_models defaults.",
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
+  input: {
+    prompt: boundedText("prompt", promptChars, { required: true }),
+    negative_prompt: boundedText("negative_prompt", promptChars, { required: false }).optional(),
+    model: z.string({ error: "model must be a string: a name from list_models" }).describe("From list_models.").optional(),
+    width: boundedInt("width", size.min, size.max, undefined, size.multipleOf).optional(),
+    height: boundedInt("height", size.min, size.max, undefined, size.multipleOf).optional(),
+    steps: boundedInt("steps", steps.min, steps.max).optional(),
+    cfg_scale: boundedNumber("cfg_scale", cfgScale.min, cfgScale.max, "Prompt adherence.").optional(),
+    seed: boundedInt("seed", seed.min, seed.max, "Same seed, same image. Default random.").optional(),
+    scheduler: oneOf("scheduler", SCHEDULERS).optional(),
+    refiner: z.boolean({ error: "refiner must be true or false" }).describe("Finish with the model's refiner.").optional(),
+    refiner_mode: oneOf("refiner_mode", REFINER_MODES, "polish: a light refiner pass after the base.").optional(),
+    count: boundedInt("count", count.min, count.max, "Images; seeds seed, seed+1...").optional(),
+    init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Start image: key or imageRef URL.").optional(),
+    strength: boundedNumber("strength", strength.min, strength.max, `Share repainted (default ${strength.default}).`).optional(),
+    loras: loraList("loras", loras.max, loras.weight).describe("From list_models.").optional(),
+  },
+  output: {
+    jobId: z.string(),
+    status: z.literal("queued"),
+    position: z.number().int(),
+    model: z.string(),
+    width: z.number().int(),
+    height: z.number().int(),
+    steps: z.number().int(),
+    seed: z.number().int(),
+    count: z.number().int(),
+  },
+  async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, ...rest }, { config, queue, index, log, engineModels, workers }) {
+    const initSource = init_image === undefined ? null : ((await index.byReference(init_image, config.keyPrefix)) ?? null);
+    const request = resolveRequest(
+      { ...rest, negativePrompt: negative_prompt, cfgScale: cfg_scale, refinerMode: refiner_mode, initImage: init_image },
+      await catalogWithEngineModels(config.models, config.engine, engineModels, { model: rest.model }),
+      () => initSource,
+      workers ? modelsOfWorkers(await workers()) : undefined,
+    );
+    const { job, position } = await queue.enqueue(request);
+    log.info({ jobId: job.id, model: request.model.name, position }, "job queued");
+    return {
+      structured: {
+        jobId: job.id,
+        status: "queued" as const,
+        position,
+        model: request.model.name,
+        width: request.width,
+        height: request.height,
+        steps: request.steps,
+        seed: request.seed,
+        count: request.count ?? 1,
+      },
+      summary:
+        `Queued job ${job.id} (${request.model.name}, ${request.width}x${request.height}, ${request.steps} steps, ` +
+        `${request.count && request.count > 1 ? `${request.count} images from seed` : "seed"} ${request.seed}) ` +
+        `at position ${position}. Next: job_status {"jobId":"${job.id}","wait_seconds":30}.`,
+    };
+  },
+});

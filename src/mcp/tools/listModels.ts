@@ -1,0 +1,134 @@
+import { z } from "zod";
+import { inspectModelFolder } from "../../models/modelFolder.js";
+import { catalogWithEngineModels } from "../../models/engineCatalog.js";
+import { defaultsFor, familyOf, familyOfElsewhere, familyTakes, inspectModel, modelsOfWorkers } from "../../models/resolveRequest.js";
+import type { EngineName } from "../../core/generation.js";
+import { FAMILIES } from "../../models/families.js";
+import { defineTool, type EngineModels } from "./toolKit.js";
+
+export const listModels = defineTool({
+  name: "list_models",
+  title: "List models",
+  description: "Models and LoRAs for generate_image: defaults, and what each model takes.",
+  annotations: { readOnlyHint: true, openWorldHint: false },
+  input: {},
+  output: {
+    engine: z.string(),
+    defaultModel: z.string().nullable(),
+    models: z.array(
+      z.object({
+        name: z.string(),
+        engine: z.string(),
+        family: z.string().nullable(),
+        // generate_image's arguments this model takes beyond the prompt and sizes.
+        takes: z.array(z.string()).optional(),
+        present: z.boolean(),
+        path: z.string(),
+        problem: z.string().optional(),
+        description: z.string().optional(),
+        refiner: z.object({ path: z.string(), present: z.boolean() }).nullable(),
+        defaults: z
+          .object({ width: z.number(), height: z.number(), steps: z.number(), cfgScale: z.number(), scheduler: z.string().nullable(), refiner: z.boolean() })
+          .nullable(),
+      }),
+    ),
+    loras: z.array(z.object({ name: z.string(), family: z.string().nullable(), problem: z.string().optional() })),
+  },
+  async handler(_args, { config, engineModels, workers: registry }) {
+    // tools/list is paid in tokens: the state says enough (the running job is job_status's business).
+    const registered = registry ? await registry() : null;
+    // On a shared queue a front-end keeps no model folders: what the workers report stands in for its disk.
+    const onWorkers = registered ? modelsOfWorkers(registered) : undefined;
+    const workers = registered && registered.map(({ id, device, models, modelInfo, alive, runningJobId }) => ({
+      id,
+      device,
+      models,
+      engines: [...new Set(models.map((model) => modelInfo[model]?.engine ?? "diffusers"))],
+      state: !alive ? ("silent" as const) : runningJobId ? ("busy" as const) : ("idle" as const),
+    }));
+    const catalog = await catalogWithEngineModels(config.models, config.engine, engineModels, "all");
+    // Each other engine is asked once, in parallel, with its own timeout: a dead web UI answers "not reachable", fast.
+    const elsewhere = new Map<EngineName, EngineModels>(
+      await Promise.all(
+        [...new Set(catalog.entries.map((entry) => entry.engine).filter((engine) => engine !== "diffusers"))].map(
+          async (engine) => [engine, await engineModels(engine)] as const,
+        ),
+      ),
+    );
+    const models = catalog.entries.map((entry) => {
+      const offered = elsewhere.get(entry.engine);
+      if (offered) {
+        const problem = !offered.reachable
+          ? offered.problem
+          : entry.engineModel && !offered.models.includes(entry.engineModel)
+            ? `${entry.engine} has no model '${entry.engineModel}' (it has: ${offered.models.join(", ") || "none"})`
+            : undefined;
+        const family = familyOfElsewhere(entry);
+        return {
+          name: entry.name,
+          engine: entry.engine,
+          family,
+          present: problem === undefined,
+          path: entry.engineModel ?? `(${entry.engine}'s loaded model)`,
+          ...(problem && { problem }),
+          ...(entry.description && { description: entry.description }),
+          refiner: null,
+          defaults: defaultsFor(entry, family),
+        };
+      }
+      const onDisk = inspectModel(entry, onWorkers);
+      const family = familyOf(entry, onDisk);
+      return {
+        name: entry.name,
+        engine: entry.engine,
+        family: entry.declaredFamily ?? onDisk.family,
+        ...(family && { takes: familyTakes(FAMILIES[family]!) }),
+        present: onDisk.present && !onDisk.unsupported,
+        path: entry.path,
+        ...(onDisk.problem && { problem: onDisk.problem }),
+        ...(entry.description && { description: entry.description }),
+        refiner: entry.refinerPath ? { path: entry.refinerPath, present: inspectModelFolder(entry.refinerPath).present || (onWorkers?.model(entry.name)?.refiner ?? false) } : null,
+        defaults: family ? defaultsFor(entry, family) : null,
+      };
+    });
+    const ready = models.filter((model) => model.present).map((model) => model.name);
+    const local = catalog.loras().map(({ name, family, problem }) => ({ name, family, ...(problem && { problem }) }));
+    // On a shared queue, the LoRAs live workers have that this host's folder lacks (a front-end keeps none).
+    const onWorkersOnly = (registered ?? [])
+      .filter((worker) => worker.alive)
+      .flatMap((worker) => worker.loras)
+      .filter((lora, at, all) => !local.some((own) => own.name === lora.name) && all.findIndex((other) => other.name === lora.name) === at);
+    const loras = [...local, ...onWorkersOnly.map(({ name, family }) => ({ name, family }))];
+    return {
+      structured: { engine: config.engine, defaultModel: catalog.defaultModel, models, loras, ...(workers && { workers }) },
+      summary:
+        (ready.length
+          ? `${models.length} model(s); ready: ${ready.join(", ")}. Pass one as generate_image's model.` +
+            (loras.length ? ` LoRAs: ${loras.map((lora) => `${lora.name} (${lora.family ?? "family unknown"})`).join(", ")}.` : "")
+          : `${models.length} model(s) in ${catalog.sourcePath}, none ready: see each model's problem.`) +
+        (workers ? ` ${workersLine(workers)}` : ""),
+    };
+  },
+});
+
+/**
+ * On a Postgres queue: the same tool, whose answer also names the GPU workers, the models each has (its jobs run
+ * only there) and whether it is idle, busy or silent. Registered only there, so a single machine's tools/list,
+ * paid in tokens by every agent, does not carry it.
+ */
+export const listModelsWithWorkers = defineTool({
+  ...listModels,
+  output: {
+    ...listModels.output,
+    workers: z
+      .array(z.object({ id: z.string(), device: z.string().nullable(), models: z.array(z.string()), engines: z.array(z.string()), state: z.enum(["idle", "busy", "silent"]) }))
+      .optional(),
+  },
+});
+
+/** One sentence on the GPU workers: who is free, who is busy, who went silent, and what each serves. */
+function workersLine(workers: Array<{ id: string; device: string | null; models: string[]; state: "idle" | "busy" | "silent" }>): string {
+  if (workers.length === 0) return "No GPU worker is registered: queued jobs wait until one starts (`kitty-images worker`).";
+  const described = workers.map((worker) => `${worker.id} (${worker.state}${worker.device ? `, ${worker.device}` : ""}: ${worker.models.join(", ") || "no models"})`);
+  return `Workers: ${described.join("; ")}.`;
+}

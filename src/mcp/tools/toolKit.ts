@@ -1,0 +1,165 @@
+import type { CallToolResult, McpServer, ServerContext, ToolAnnotations } from "@modelcontextprotocol/server";
+import { z } from "zod";
+import type { Config } from "../../config.js";
+import type { EngineName } from "../../core/generation.js";
+import { KittyError, messageOf } from "../../core/errors.js";
+import type { Logger } from "../../core/log.js";
+import type { JobQueue } from "../../queue/jobQueue.js";
+import type { WorkerInfo } from "../../db/postgres/jobs.js";
+import type { ImageIndexReader } from "../../db/sqlite/images.js";
+import type { ImageLinks } from "../../storage/imageLinks.js";
+import type { ImageStore } from "../../storage/imageStore.js";
+import { registerAppTool } from "@modelcontextprotocol/ext-apps/server";
+import { leanSchema } from "./leanSchema.js";
+import type { ImageContent } from "./previewImages.js";
+
+/** What a tool handler may use: the queue's door, the image index, storage (to read previews) and links into it; never the worker or an engine. */
+export interface ToolDeps {
+  config: Config;
+  queue: JobQueue;
+  index: ImageIndexReader;
+  store: ImageStore;
+  links: ImageLinks;
+  /** A database error a caller can act on (SQLite locked, Postgres restarting) as a typed error; null otherwise. */
+  databaseTrouble(error: unknown, doing: string): KittyError | null;
+  /** The GPU workers on the shared Postgres queue (who serves which model, who is idle); null on SQLite. */
+  workers: (() => Promise<WorkerInfo[]>) | null;
+  /** What another engine (AUTOMATIC1111) offers now: list_models asks, never the worker's engines themselves. */
+  engineModels(engine: EngineName): Promise<EngineModels>;
+  log: Logger;
+}
+
+export type EngineModels = { reachable: true; models: string[] } | { reachable: false; problem: string };
+
+/** What a handler may do within the call it answers. */
+export interface ToolCall {
+  /** Sends `notifications/progress` when the caller asked for it (a progressToken); otherwise does nothing. */
+  progress(progress: number, total: number, message: string): void;
+}
+
+interface ToolOutput<T> {
+  structured: T;
+  /** One line that tells the agent what happened and what to call next. */
+  summary: string;
+  /** Previews asked for: sent as `image` content after the text, never instead of the structured result. */
+  images?: ImageContent[];
+}
+
+type Shape = z.ZodRawShape;
+
+export interface ToolDefinition<In extends Shape, Out extends Shape> {
+  name: string;
+  title: string;
+  description: string;
+  /**
+   * Hints clients use to decide what needs the user's confirmation. destructiveHint and idempotentHint mean
+   * something only when readOnlyHint is false (MCP spec), so read-only tools leave them out: tools/list is paid in tokens.
+   */
+  annotations:
+    | { readOnlyHint: true; openWorldHint: boolean }
+    | Required<Pick<ToolAnnotations, "readOnlyHint" | "destructiveHint" | "idempotentHint" | "openWorldHint">>;
+  input: In;
+  output: Out;
+  /** An MCP App (`ui://` resource) that clients supporting Apps render with this tool's result; others ignore it. */
+  appUri?: string;
+  handler(args: z.infer<z.ZodObject<In>>, deps: ToolDeps, call: ToolCall): Promise<ToolOutput<z.infer<z.ZodObject<Out>>>>;
+}
+
+/** Any tool, for the list the server registers; each was type-checked by defineTool where it is written. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyTool = ToolDefinition<any, any>;
+
+export function defineTool<In extends Shape, Out extends Shape>(definition: ToolDefinition<In, Out>): ToolDefinition<In, Out> {
+  return definition;
+}
+
+function errorResult(code: string, message: string): CallToolResult {
+  return { isError: true, content: [{ type: "text", text: `${code}: ${message}` }] };
+}
+
+/**
+ * Registers a tool. Unknown argument names are refused rather than dropped, so a misspelt `step` is an error the
+ * agent sees instead of a silent default. Argument errors come back as `isError` results (SEP-1303) that the
+ * model can read and fix; nothing a tool throws reaches the transport.
+ */
+export function registerTool<In extends Shape, Out extends Shape>(server: McpServer, definition: ToolDefinition<In, Out>, deps: ToolDeps): void {
+  const inputSchema = argumentSchema(definition);
+  const config = {
+    title: definition.title,
+    description: definition.description,
+    annotations: definition.annotations,
+    inputSchema: leanSchema(inputSchema, { role: "arguments" }),
+    outputSchema: leanSchema(z.object(definition.output), { role: "result" }),
+  };
+  const callback = async (args: unknown, context: ServerContext): Promise<CallToolResult> => {
+    const tokenProblem = progressTokenProblem(context.mcpReq._meta?.progressToken);
+    if (tokenProblem) return errorResult("invalid_argument", tokenProblem);
+    try {
+      const { structured, summary, images = [] } = await definition.handler(args as z.infer<z.ZodObject<In>>, deps, progressReporter(context, deps));
+      return {
+        structuredContent: structured as Record<string, unknown>,
+        // The JSON copy is for clients that show the model only text content.
+        content: [
+          { type: "text", text: summary },
+          { type: "text", text: JSON.stringify(structured) },
+          ...images.map((image) => ({ type: "image" as const, ...image })),
+        ],
+      };
+    } catch (error) {
+      if (error instanceof KittyError) return errorResult(error.code, error.message);
+      const busy = deps.databaseTrouble(error, `${definition.name} failed`);
+      if (busy) {
+        deps.log.warn({ tool: definition.name, error: busy.code }, "the database cannot answer now; call refused");
+        return errorResult(busy.code, busy.message);
+      }
+      deps.log.error({ tool: definition.name, error: messageOf(error) }, "tool failed unexpectedly");
+      return errorResult("internal_error", `${definition.name} failed: ${messageOf(error)}`);
+    }
+  };
+  if (definition.appUri) registerAppTool(server, definition.name, { ...config, _meta: { ui: { resourceUri: definition.appUri } } }, callback);
+  else server.registerTool(definition.name, config, callback);
+}
+
+/** A tool's arguments as one strict object: the schema MCP clients see, and the one every door checks against. */
+function argumentSchema<In extends Shape, Out extends Shape>(definition: ToolDefinition<In, Out>) {
+  const allowed = Object.keys(definition.input);
+  return z.strictObject(definition.input, {
+    error: (issue) =>
+      issue.code === "unrecognized_keys"
+        ? `unknown argument(s) ${issue.keys.join(", ")}; ${definition.name} accepts ${allowed.join(", ") || "no arguments"}`
+        : undefined,
+  });
+}
+
+/**
+ * A tool called from another door (the gallery page): the same argument rules and handler as over MCP, so a
+ * button's answer is the tool's. Bad arguments throw a KittyError("invalid_argument") listing every problem.
+ */
+export async function invokeTool<In extends Shape, Out extends Shape>(definition: ToolDefinition<In, Out>, args: unknown, deps: ToolDeps) {
+  const parsed = argumentSchema(definition).safeParse(args);
+  if (!parsed.success) throw new KittyError("invalid_argument", parsed.error.issues.map((issue) => issue.message).join("; "));
+  return definition.handler(parsed.data as z.infer<z.ZodObject<In>>, deps, { progress() {} });
+}
+
+/** Every progress notification repeats the token: an unbounded one would make a single wait send megabytes. */
+export const MAX_PROGRESS_TOKEN_CHARS = 256;
+
+function progressTokenProblem(token: unknown): string | null {
+  if (token === undefined || typeof token === "number") return null;
+  if (typeof token !== "string") return "_meta.progressToken must be a string or an integer";
+  if (token.length <= MAX_PROGRESS_TOKEN_CHARS) return null;
+  return `_meta.progressToken is ${token.length} characters; at most ${MAX_PROGRESS_TOKEN_CHARS} are accepted (a job id is plenty)`;
+}
+
+function progressReporter(context: ServerContext, deps: ToolDeps): ToolCall {
+  const progressToken = context.mcpReq._meta?.progressToken;
+  return {
+    progress(progress, total, message) {
+      if (progressToken === undefined) return;
+      context.mcpReq
+        .notify({ method: "notifications/progress", params: { progressToken, progress, total, message } })
+        // Progress is advisory: a client gone mid-wait must not fail the call's answer.
+        .catch((error: unknown) => deps.log.debug({ error: messageOf(error) }, "could not send progress"));
+    },
+  };
+}

@@ -1,0 +1,64 @@
+import { messageOf } from "../core/errors.js";
+import type { Logger } from "../core/log.js";
+import type { PgJobStore, WorkerRegistration } from "../db/postgres/jobs.js";
+
+export interface PresenceTiming {
+  heartbeatMs: number;
+  /** A worker silent this long is taken for dead: its running job is recovered by whichever worker beats next. */
+  staleMs: number;
+}
+
+/**
+ * A GPU worker's presence in the shared registry: it registers with its models and device, heartbeats, and on each
+ * beat also recovers the jobs of workers gone silent (a host killed mid-job). Every live worker does so; the store
+ * settles each row once, so it needs no leader. A beat that fails (Postgres restarting) is logged and the next one
+ * tries again; a worker that finds itself unregistered registers again.
+ */
+export class PgWorkerPresence {
+  private timer: NodeJS.Timeout | null = null;
+  private beating: Promise<void> | null = null;
+
+  constructor(
+    private readonly jobs: PgJobStore,
+    /** `device`: read at each beat, since the engine learns it only once it has started (cuda, mps, cpu). */
+    private readonly worker: Omit<WorkerRegistration, "device"> & { device: () => string | null },
+    private readonly timing: PresenceTiming,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.register();
+    this.timer = setInterval(() => {
+      this.beating ??= this.beat().finally(() => (this.beating = null));
+    }, this.timing.heartbeatMs);
+  }
+
+  get models(): readonly string[] {
+    return this.worker.models;
+  }
+
+  private async register(): Promise<void> {
+    await this.jobs.registerWorker({ ...this.worker, device: this.worker.device() });
+  }
+
+  /** A clean goodbye: heartbeats stop and the row goes, so nobody waits for it to go stale. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.beating;
+    await this.jobs.forgetWorker(this.worker.id).catch((error: unknown) => this.log.warn({ error: messageOf(error) }, "could not unregister this worker"));
+  }
+
+  private async beat(): Promise<void> {
+    try {
+      if (!(await this.jobs.heartbeatWorker(this.worker.id, this.worker.device()))) {
+        this.log.warn({ workerId: this.worker.id }, "this worker was no longer registered; registering again");
+        await this.register();
+      }
+      const recovered = await this.jobs.recoverInterrupted(this.timing.staleMs);
+      if (recovered.resumed.length || recovered.failed.length) this.log.warn(recovered, "recovered the jobs of workers that went silent");
+    } catch (error) {
+      this.log.warn({ error: messageOf(error) }, "worker heartbeat failed; will try again");
+    }
+  }
+}
