@@ -1,7 +1,9 @@
+import { VERSION } from "../core/version.js";
 import { Client, InMemoryTransport, StreamableHTTPClientTransport, type CallToolResult, type RequestOptions } from "@modelcontextprotocol/client";
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
 import { loadClientConfig } from "../config.js";
-import { createApp, createMcpServer } from "../app/createApp.js";
+import { createApp, queueIsShared } from "../app/createApp.js";
+import { createMcpServer } from "../mcp/createMcpServer.js";
 import { describeRemoteFailure } from "./remoteErrors.js";
 import { loadSetup } from "./setup.js";
 
@@ -17,7 +19,7 @@ export interface Connection {
 /** The server said no (bad argument, unknown model, no such image): exit code 1 with its message. */
 export class ToolRefused extends Error {}
 
-const CLIENT_INFO = { name: "kitty-images-cli", version: "0.2.0" };
+const CLIENT_INFO = { name: "kitty-images-cli", version: VERSION };
 
 /** KITTY_IMAGES_URL names a running server (HTTP, with KITTY_IMAGES_TOKEN); without it the tools run here on the same data dir. */
 export async function connect({ runWorker }: { runWorker: boolean }): Promise<Connection> {
@@ -56,7 +58,7 @@ async function connectInProcess(runWorker: boolean): Promise<Connection> {
   const { config, log } = await loadSetup("person");
   // runWorker: this process runs jobs only while no server holds the queue's lease; otherwise the server runs them.
   // On Postgres the GPU workers run them: a command never becomes one.
-  const app = await createApp(config, log, { runWorker: runWorker && !config.databaseUrl });
+  const app = await createApp(config, log, { runsJobs: runWorker && !queueIsShared(config) });
   const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
   const stdio = serveStdio(() => createMcpServer(app), { transport: serverTransport });
   const client = new Client(CLIENT_INFO);

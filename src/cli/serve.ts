@@ -4,7 +4,9 @@ import { messageOf } from "../core/errors.js";
 import { isLoopbackAddress } from "../http/accessGuard.js";
 import type { HttpDoorOptions } from "../http/httpDoor.js";
 import { inspectEntry } from "../models/modelFolder.js";
-import { createApp, createMcpServer, type App } from "../app/createApp.js";
+import { createApp, queueIsShared } from "../app/createApp.js";
+import type { App } from "../mcp/app.js";
+import { createMcpServer } from "../mcp/createMcpServer.js";
 import { DeferredS3Store } from "../storage/deferredS3.js";
 import { loadSetup } from "./setup.js";
 import { numberFlag, parseCommand, UsageError } from "./usage.js";
@@ -29,11 +31,11 @@ export async function serveCommand(args: string[]): Promise<void> {
   const http = values.http ? { host: values.host ?? "127.0.0.1", port } : null;
 
   const { config, log } = await loadSetup("server", { demo: values.demo ?? false });
-  if (values.worker && !config.databaseUrl) {
+  if (values.worker && !queueIsShared(config)) {
     throw new UsageError("--worker goes with a shared Postgres queue (KITTY_IMAGES_DATABASE_URL); on the embedded SQLite queue serve runs the jobs itself");
   }
   // A front-end on a shared queue keeps no model folders: the workers have them (list_models shows which).
-  const runsJobs = !config.databaseUrl || values.worker;
+  const runsJobs = !queueIsShared(config) || values.worker;
   // Only the runner's models have folders here; another engine's live in that app.
   for (const entry of runsJobs ? config.models.entries.filter((model) => model.engine === "diffusers") : []) {
     const onDisk = inspectEntry(entry);
@@ -44,7 +46,7 @@ export async function serveCommand(args: string[]): Promise<void> {
   if (http && door) door.assertSafeBinding({ config }, http.host);
   // Over HTTP, local images are linked through this server, so other hosts can open them.
   const app = await createApp(config, log, {
-    ...(values.worker && { runWorker: true }),
+    runsJobs,
     ...(http && door && config.storage.kind === "local" && { filesBaseUrl: door.publicBaseUrl({ config }, http) }),
   });
   let closeDoor: () => Promise<void>;

@@ -1,5 +1,5 @@
 import { messageOf } from "../core/errors.js";
-import { createApp } from "../app/createApp.js";
+import { createApp, queueIsShared } from "../app/createApp.js";
 import { loadSetup } from "./setup.js";
 import { parseCommand, UsageError } from "./usage.js";
 
@@ -10,10 +10,10 @@ import { parseCommand, UsageError } from "./usage.js";
 export async function workerCommand(args: string[]): Promise<void> {
   parseCommand("worker", args, {}, { min: 0, max: 0, name: "" });
   const { config, log } = await loadSetup("server");
-  if (!config.databaseUrl) {
+  if (!queueIsShared(config)) {
     throw new UsageError("kitty-images worker takes jobs from a shared Postgres queue: set KITTY_IMAGES_DATABASE_URL=postgres://… (one machine needs no worker: serve runs its own)");
   }
-  const app = await createApp(config, log, { runWorker: true });
+  const app = await createApp(config, log, { runsJobs: true });
   let closing = false;
   const shutdown = async (reason: string) => {
     if (closing) return;

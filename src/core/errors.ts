@@ -13,6 +13,37 @@ export type ErrorCode =
   | "database_busy"
   | "database_unavailable";
 
+/**
+ * Every code a failed job's `error.code` can hold: what an agent may branch on, listed once (job_status's output
+ * schema names them). A database written by an older release may hold a code this list lost; it reads as written.
+ */
+export const JOB_ERROR_CODES = [
+  // The runner's own (its wire protocol, engines/runnerProtocol.ts).
+  "bad_request",
+  "model_not_found",
+  "model_load_failed",
+  "out_of_memory",
+  "disk_full",
+  "generation_failed",
+  "cancelled",
+  // An engine's: not reachable, broke mid-job, or made something that is not the image asked for.
+  "engine_unavailable",
+  "engine_unreachable",
+  "engine_failed",
+  "runner_crashed",
+  "runner_broken",
+  "runner_hung",
+  "bad_output",
+  "init_image_unavailable",
+  // A host that took a job it cannot run (scale-out: its folder for the model, its refiner or a LoRA is missing).
+  "model_missing",
+  // The queue's: a run cut off twice, storage refusing for good, a bug.
+  "interrupted",
+  "storage_refused",
+  "internal_error",
+] as const;
+export type JobErrorCode = (typeof JOB_ERROR_CODES)[number];
+
 export class KittyError extends Error {
   constructor(
     readonly code: ErrorCode,

@@ -1,3 +1,4 @@
+import type { JobErrorCode } from "../core/errors.js";
 import type { GenerationProgress, GenerationRequest, GenerationResult } from "../core/generation.js";
 
 /** What every engine (the diffusers runner today; InvokeAI, AUTOMATIC1111, ComfyUI later) does for the worker. */
@@ -21,7 +22,7 @@ export interface GenerationJob {
  */
 export class EngineJobError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: JobErrorCode,
     message: string,
     readonly retryable = false,
   ) {

@@ -1,6 +1,6 @@
 import { messageOf } from "../core/errors.js";
-import type { App } from "../app/createApp.js";
-import { VERSION } from "../app/createApp.js";
+import { VERSION } from "../core/version.js";
+import type { App } from "../mcp/app.js";
 
 /** How long a storage check answers for, and how long it may take: a supervisor polling every second must not hammer S3. */
 const STORAGE_CHECK_TTL_MS = 5_000;

@@ -7,7 +7,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import { KittyError, messageOf } from "../core/errors.js";
-import { createMcpServer, type App } from "../app/createApp.js";
+import type { App } from "../mcp/app.js";
+import { createMcpServer } from "../mcp/createMcpServer.js";
 import { checkImageKey } from "../storage/imageKeys.js";
 import { LocalImageStore } from "../storage/local.js";
 import { LinkSigner } from "../storage/signedLinks.js";

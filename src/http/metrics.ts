@@ -1,9 +1,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Engine } from "../engines/engine.js";
 import type { GenerationResult } from "../core/generation.js";
-import type { ImageIndexReader } from "../db/sqlite/images.js";
+import type { ImageIndex, WorkerInfo } from "../queue/ports.js";
 import type { JobQueue } from "../queue/jobQueue.js";
-import type { WorkerInfo } from "../db/postgres/jobs.js";
 import type { RunObserver } from "../queue/runJob.js";
 
 /** Seconds buckets from a warm SD 1.5 step on a GPU to a cold SDXL load on CPU. */
@@ -24,7 +23,7 @@ export class ServerMetrics implements RunObserver {
    * `engine`: null where this process runs no jobs (a Postgres front-end), which then has no runner metrics;
    * `workers`: the shared registry on Postgres, counted by state.
    */
-  constructor(sources: { queue: JobQueue; index: ImageIndexReader; engine: Engine | null; workers: (() => Promise<WorkerInfo[]>) | null }) {
+  constructor(sources: { queue: JobQueue; index: ImageIndex; engine: Engine | null; workers: (() => Promise<WorkerInfo[]>) | null }) {
     const { queue, index, engine, workers } = sources;
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "kitty_images_process_" });

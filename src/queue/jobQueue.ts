@@ -1,9 +1,19 @@
 import { KittyError } from "../core/errors.js";
 import type { GenerationProgress, GenerationRequest } from "../core/generation.js";
-import { isTerminal, type JobState } from "./job.js";
-import type { Job } from "../db/sqlite/jobs.js";
-import type { QueueStore } from "./queueStore.js";
+import { isTerminal, type Job, type JobState } from "./job.js";
+import type { JobEvents } from "./jobEvents.js";
+import type { JobStore } from "./ports.js";
 import { pause } from "./retry.js";
+
+/** How the doors learn of changes, on top of the store. */
+export interface QueueWatch {
+  /** Changes as soon as they are known: this process's own (SQLite), or every host's from the jobs channel (Postgres). */
+  events: JobEvents;
+  /** How often waiters re-read the row for the changes nobody announces to this process. */
+  pollMs: number;
+  /** Why `job` waits, when something is known to stand in its way (the engine will not start, no worker has its model). */
+  waitingReason(job: Job): Promise<string | null>;
+}
 
 /** How long cancel waits for a running job to stop at its next denoising step. */
 const RUNNING_CANCEL_WAIT_MS = 15_000;
@@ -14,7 +24,10 @@ const RUNNING_CANCEL_WAIT_MS = 15_000;
  * process, the jobs channel across Postgres hosts, the rows themselves for other processes on one SQLite file).
  */
 export class JobQueue {
-  constructor(private readonly jobs: QueueStore) {}
+  constructor(
+    private readonly jobs: JobStore,
+    private readonly watch: QueueWatch,
+  ) {}
 
   async enqueue(request: GenerationRequest): Promise<{ job: Job; position: number }> {
     const job = await this.jobs.enqueue(request);
@@ -49,7 +62,7 @@ export class JobQueue {
 
   /** Why the job waits (the engine will not start, storage is down, no worker has its model), when anything is known. */
   async waitingReason(job: Job): Promise<string | null> {
-    return this.jobs.waitingReason(job);
+    return this.watch.waitingReason(job);
   }
 
   /**
@@ -61,7 +74,7 @@ export class JobQueue {
     // Announced changes wake the wait at once; the poll covers changes nobody announced to this process.
     let changed = new AbortController();
     const wake = (changedId: string) => changedId === jobId && changed.abort();
-    const { events, pollMs } = this.jobs;
+    const { events, pollMs } = this.watch;
     const stopListening = [events.on("ended", wake), ...(onProgress ? [events.on("progress", wake)] : [])];
     let lastStep = -1;
     try {
@@ -92,7 +105,7 @@ export class JobQueue {
     if (isTerminal(job.state)) {
       throw new KittyError("invalid_state", `job ${jobId} is already ${job.state}; only queued or running jobs can be cancelled`);
     }
-    if (job.state === "queued" && (await this.jobs.cancelQueued(jobId))) return this.get(jobId);
+    if (job.state === "queued" && (await this.jobs.finish(jobId, "queued", "cancelled"))) return this.get(jobId);
     // It is running (perhaps it started a moment ago): mark it; the worker running it stops it at the next step.
     if (await this.jobs.requestCancel(jobId)) return this.waitForEnd(jobId, RUNNING_CANCEL_WAIT_MS);
     return this.get(jobId);

@@ -1,12 +1,7 @@
-import type { Db } from "../db/sqlite/database.js";
-import type { GenerationRequest } from "../core/generation.js";
 import { messageOf } from "../core/errors.js";
+import type { GenerationRequest } from "../core/generation.js";
 import type { Logger } from "../core/log.js";
-import type { JobStore } from "../db/sqlite/jobs.js";
-import type { PgJobStore } from "../db/postgres/jobs.js";
-import type { Maybe } from "./queueStore.js";
-import type { PgImageIndex } from "../db/postgres/images.js";
-import type { ImageIndex, ImageRecord } from "../db/sqlite/images.js";
+import type { ImageIndex, ImageRecord, JobStore } from "./ports.js";
 import type { ImageStore, StoredImage } from "../storage/imageStore.js";
 import { readPngInfo } from "../images/pngInfo.js";
 
@@ -26,42 +21,18 @@ export interface ReindexSummary {
  * prefix is indexed from its JSON sidecar, or, without one, from the PNG's own size and text chunks. Idempotent
  * (an indexed key is left as it is) and safe while a server runs: each image is one short transaction.
  */
-/** Where reindex writes, on SQLite or Postgres: the index, and a done job beside each recovered image. */
-export interface RecoveredImages {
-  isIndexed(key: string): Maybe<boolean>;
-  /** The image's row and its job's, in one transaction; a job that exists already is left as it is. */
-  add(record: ImageRecord, request: GenerationRequest): Maybe<void>;
-}
-
-export function sqliteRecovered(db: Db, jobs: JobStore, index: ImageIndex): RecoveredImages {
-  return {
-    isIndexed: (key) => index.byKey(key) !== undefined,
-    add: (record, request) =>
-      db.transaction(() => {
-        jobs.insertRecovered(record.jobId, request, record.key, record.createdAt);
-        index.add(record);
-      })(),
-  };
-}
-
-export function pgRecovered(jobs: PgJobStore, index: PgImageIndex): RecoveredImages {
-  return {
-    isIndexed: async (key) => (await index.byKey(key)) !== undefined,
-    add: (record, request) => jobs.insertRecovered(record.jobId, request, record.key, record.createdAt, (client) => index.add(record, client)),
-  };
-}
-
-export async function reindex(deps: { images: RecoveredImages; store: ImageStore; keyPrefix: string; log: Logger }): Promise<ReindexSummary> {
+export async function reindex(deps: { jobs: JobStore; images: ImageIndex; store: ImageStore; keyPrefix: string; log: Logger }): Promise<ReindexSummary> {
   const summary: ReindexSummary = { scanned: 0, added: 0, alreadyIndexed: 0, withoutSidecar: 0, unreadable: 0 };
   for await (const image of deps.store.listImages(deps.keyPrefix)) {
     summary.scanned++;
-    if (await deps.images.isIndexed(image.key)) {
+    if ((await deps.images.byKey(image.key)) !== undefined) {
       summary.alreadyIndexed++;
       continue;
     }
     try {
       const { record, fromSidecar } = await recordFor(image, deps.store);
-      await deps.images.add(record, requestOf(record));
+      // The image's row and its job's, in one transaction; a job that exists already is left as it is.
+      await deps.jobs.insertRecovered(requestOf(record), [record]);
       summary.added++;
       if (!fromSidecar) summary.withoutSidecar++;
     } catch (error) {

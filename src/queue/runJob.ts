@@ -9,10 +9,10 @@ import { buildSidecar, type ImageSidecar, type StoredPreview } from "../images/s
 import { checkPngFile } from "../images/pngInfo.js";
 import type { PreviewMaker } from "../images/previewMaker.js";
 import type { StagingArea } from "../images/staging.js";
-import { MAX_ATTEMPTS } from "./job.js";
-import { JobTakenOver, type Job } from "../db/sqlite/jobs.js";
+import type { JobErrorCode } from "../core/errors.js";
+import { JobTakenOver, MAX_ATTEMPTS, type Job } from "./job.js";
+import type { ImageRecord, JobStore } from "./ports.js";
 import { retryWithBackoff, type Backoff } from "./retry.js";
-import type { RunJobStore } from "./runJobStore.js";
 
 /** Why a job was stopped from outside before it ended; the abort reason of a job's signals. */
 export class JobStopped extends Error {
@@ -31,13 +31,13 @@ export interface JobSignals {
 
 export interface JobRunDeps {
   /** The job's row and the image index, on SQLite or Postgres. */
-  jobs: RunJobStore;
+  jobs: JobStore;
   engine: Engine;
   store: ImageStore;
   staging: StagingArea;
   keyPrefix: string;
   backoff: Backoff;
-  /** Why the queue waits, for job_status in every process; null clears it. */
+  /** Why the queue waits, for job_status in every process; null clears it. Never throws: a refusal is logged. */
   setNotice(notice: string | null): void;
   observer: RunObserver;
   /** Makes the previews an engine did not write; without one such images are stored without a preview. */
@@ -53,7 +53,7 @@ export interface RunObserver {
 
 export const NO_OBSERVER: RunObserver = { generated() {}, storageRetried() {} };
 
-/** What both workers are built with and pass on to each run, whichever database holds the jobs. */
+/** What the worker is built with and passes on to each run, whichever database holds the jobs. */
 export interface WorkerParts {
   engine: Engine;
   store: ImageStore;
@@ -70,7 +70,7 @@ export interface WorkerParts {
 }
 
 /** A worker's run deps: its parts, its database's calls and where its notices go; /metrics observes later. */
-export function jobRunDeps(parts: WorkerParts, jobs: RunJobStore, setNotice: JobRunDeps["setNotice"]): JobRunDeps {
+export function jobRunDeps(parts: WorkerParts, jobs: JobStore, setNotice: JobRunDeps["setNotice"]): JobRunDeps {
   const { engine, store, staging, keyPrefix, previewMaker, log, timing } = parts;
   return { jobs, engine, store, staging, keyPrefix, previewMaker, log, backoff: timing.backoff, observer: NO_OBSERVER, setNotice };
 }
@@ -85,11 +85,8 @@ class StorageRefused extends Error {}
  * One job's run: generate (or pick up what an earlier run left in staging), store PNG and sidecar, then index
  * the image and mark the job done together. Every way it can end is settled here, once.
  */
-export async function runJob(job: Job, runDeps: JobRunDeps, signals: JobSignals): Promise<RunOutcome> {
-  const log = runDeps.log.child({ jobId: job.id });
-  // A database another process held locked past the busy timeout made clearing the notice throw just after the
-  // upload: the stored image went unindexed and its job stayed running, with no run, until the next start.
-  const deps: JobRunDeps = { ...runDeps, setNotice: noticeOrWarn(runDeps.setNotice, log) };
+export async function runJob(job: Job, deps: JobRunDeps, signals: JobSignals): Promise<RunOutcome> {
+  const log = deps.log.child({ jobId: job.id });
   if (job.cancelRequested) {
     // Marked while its earlier run was cut off (a crash): it ends here, and whatever that run staged goes too.
     await deps.staging.remove(job.id);
@@ -154,17 +151,6 @@ export async function runTakenJob(
   } finally {
     clearInterval(cancelWatch);
   }
-}
-
-/** The notice is words for job_status: one the database is too busy to take is logged, never how a job ends. */
-function noticeOrWarn(setNotice: JobRunDeps["setNotice"], log: Logger): JobRunDeps["setNotice"] {
-  return (notice) => {
-    try {
-      setNotice(notice);
-    } catch (error) {
-      log.warn({ notice, error: messageOf(error) }, "could not update the queue's notice");
-    }
-  };
 }
 
 /**
@@ -251,9 +237,8 @@ async function generate(job: Job, deps: JobRunDeps, signals: JobSignals, log: Lo
     previewPaths: staging.previewPaths(job.id, imageCount(job.request)),
     initImagePath,
     onProgress: (progress) => {
-      // SQLite throws here, and the engine's stream handler logs it; Postgres answers later, so its refusal is logged here.
-      const written = jobs.setProgress(job.id, job.attempts, progress.step, progress.totalSteps);
-      if (written instanceof Promise) written.catch((error: unknown) => log.warn({ error: messageOf(error) }, "could not record progress"));
+      // Advisory: a database too busy for it skips a step, and the job goes on.
+      jobs.setProgress(job.id, job.attempts, progress.step, progress.totalSteps).catch((error: unknown) => log.warn({ error: messageOf(error) }, "could not record progress"));
     },
     signal: signals.stop,
   });
@@ -294,7 +279,7 @@ async function checkOutput(file: string, job: Job): Promise<void> {
   }
 }
 
-function indexRecordOf(sidecar: ImageSidecar) {
+function indexRecordOf(sidecar: ImageSidecar): ImageRecord {
   const { key, jobId, createdAt, model, width, height, seed } = sidecar;
   return { key, jobId, createdAt, prompt: sidecar.request.prompt, model, width, height, seed, metadata: { ...sidecar } };
 }
@@ -307,7 +292,7 @@ async function settleFailure(job: Job, error: unknown, deps: JobRunDeps, signals
   const stopped = reasonOf(signals.letGo) ?? reasonOf(signals.stop);
   // Put back without counting an attempt, fenced: nothing happens if the job is already someone else's.
   const putBack = () => jobs.requeue(job.id, { countAttempt: false, attempt: job.attempts });
-  const fail = (code: string, message: string) => jobs.finish(job.id, "running", "failed", { error: { code, message }, attempt: job.attempts });
+  const fail = (code: JobErrorCode, message: string) => jobs.finish(job.id, "running", "failed", { error: { code, message }, attempt: job.attempts });
 
   if (error instanceof JobTakenOver || stopped === "lease_lost") {
     await putBack();

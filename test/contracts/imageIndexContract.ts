@@ -1,21 +1,9 @@
 import { describe, expect, it } from "vitest";
-import type { ImageRecord } from "../../src/db/sqlite/images.js";
+import type { ImageIndex, ImageRecord } from "../../src/queue/ports.js";
 
-type Maybe<T> = T | Promise<T>;
-
-/** What the SQLite ImageIndex and the Postgres PgImageIndex both do, awaited either way. */
-export interface AnyImageIndex {
-  add(record: ImageRecord): Maybe<void>;
-  latest(limit: number, cursor?: string): Maybe<{ images: Array<ImageRecord & { index: number }>; nextCursor: string | null }>;
-  count(): Maybe<number>;
-  byKey(key: string): Maybe<ImageRecord | undefined>;
-  ofJob(jobId: string): Maybe<ImageRecord[]>;
-  byReference(reference: string, keyPrefix: string): Maybe<ImageRecord | undefined>;
-  atIndex(index: number): Maybe<ImageRecord | undefined>;
-}
-
+/** The port, and how each backend adds a row (in production only with its job: JobStore.completeWithImages). */
 export interface IndexUnderTest {
-  index: AnyImageIndex;
+  index: ImageIndex & { add(record: ImageRecord): unknown };
   /** A job row for images to belong to (the index refers to jobs). */
   newJob(): Promise<string>;
 }

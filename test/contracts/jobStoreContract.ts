@@ -1,39 +1,21 @@
 import { describe, expect, it } from "vitest";
-import type { GenerationRequest } from "../../src/core/generation.js";
-import type { JobEvents } from "../../src/queue/jobEvents.js";
-import type { JobState } from "../../src/queue/job.js";
-import { JobTakenOver, type Job } from "../../src/db/sqlite/jobs.js";
+import { JobTakenOver } from "../../src/queue/job.js";
+import type { ImageIndex, JobStore } from "../../src/queue/ports.js";
 import { makeRequest } from "../helpers/requests.js";
 
-type Maybe<T> = T | Promise<T>;
-
-/** What the SQLite JobStore and the Postgres PgJobStore both do: the one state machine, awaited either way. */
-export interface AnyJobStore {
-  events: JobEvents;
-  enqueue(request: GenerationRequest): Maybe<Job>;
-  get(jobId: string): Maybe<Job | undefined>;
-  position(job: Job): Maybe<number>;
-  takeNext(): Maybe<Job | undefined>;
-  fixImageKey(jobId: string, proposedKey: string): Maybe<string>;
-  finish(jobId: string, from: JobState, to: "done" | "failed" | "cancelled", how?: { error?: { code: string; message: string }; attempt?: number }): Maybe<boolean>;
-  setProgress(jobId: string, attempt: number, step: number, totalSteps: number): Maybe<void>;
-  requestCancel(jobId: string): Maybe<boolean>;
-  isCancelRequested(jobId: string): Maybe<boolean>;
-  requeue(jobId: string, how?: { countAttempt?: boolean; attempt?: number }): Maybe<boolean>;
-  recoverInterrupted(): Maybe<{ resumed: string[]; failed: string[] }>;
-  countByState(): Maybe<Record<JobState, number>>;
-}
-
+/** One backend's port, fresh for each test: the jobs and the index their images go to. */
 export interface StoreUnderTest {
-  jobs: AnyJobStore;
-  /** Completes the job with one index row written in the same transaction (each backend's own way). */
-  completeWithImage(jobId: string, attempt: number, key: string): Promise<void>;
-  imageCount(): Promise<number>;
+  jobs: JobStore;
+  images: ImageIndex;
 }
+
+/** Completes the job with one index row written in the same transaction, as a worker does. */
+const completeWithImage = ({ jobs }: StoreUnderTest, jobId: string, attempt: number, key: string) =>
+  jobs.completeWithImages(jobId, attempt, [{ key, jobId, createdAt: new Date().toISOString(), prompt: "p", model: "m", width: 1, height: 1, seed: 1, metadata: {} }]);
 
 const request = (prompt: string) => makeRequest({ prompt });
 
-/** The store test-suite both backends pass; `current()` is the store of the test running now (made in beforeEach). */
+/** The job store port's test-suite, which both backends pass; `current()` is the store of the test running now (made in beforeEach). */
 export function jobStoreContract(name: string, current: () => StoreUnderTest): void {
   describe(`${name}: the job store contract`, () => {
     it("hands out jobs first in, first out, and reports positions", async () => {
@@ -154,10 +136,10 @@ export function jobStoreContract(name: string, current: () => StoreUnderTest): v
       await jobs.takeNext();
       await jobs.recoverInterrupted();
       await jobs.takeNext(); // attempt 2 holds it now
-      await expect(store.completeWithImage(job.id, 1, "images/stale.png")).rejects.toBeInstanceOf(JobTakenOver);
-      expect(await store.imageCount()).toBe(0);
-      await store.completeWithImage(job.id, 2, "images/kept.png");
-      expect(await store.imageCount()).toBe(1);
+      await expect(completeWithImage(store, job.id, 1, "images/stale.png")).rejects.toBeInstanceOf(JobTakenOver);
+      expect(await store.images.count()).toBe(0);
+      await completeWithImage(store, job.id, 2, "images/kept.png");
+      expect(await store.images.count()).toBe(1);
       expect((await jobs.get(job.id))?.state).toBe("done");
     });
 

@@ -3,10 +3,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
-import { openDatabase } from "../../src/db/sqlite/database.js";
-import { JobStore } from "../../src/db/sqlite/jobs.js";
-import { reindex, sqliteRecovered } from "../../src/queue/reindex.js";
-import { ImageIndex } from "../../src/db/sqlite/images.js";
+import { openSqliteQueue } from "../../src/db/sqlite/store.js";
+import { reindex } from "../../src/queue/reindex.js";
 import { LocalImageStore } from "../../src/storage/local.js";
 import { buildSidecar } from "../../src/images/sidecar.js";
 import { makePng } from "../helpers/png.js";
@@ -33,22 +31,21 @@ describe("reindex rebuilds the image index from the local folder", () => {
     writeFileSync(path.join(dir, "files", "images", "notes.txt"), "ignored");
 
     // A fresh database, as after losing the SQLite file.
-    const db = openDatabase(path.join(dir, "fresh.sqlite"));
-    const jobs = new JobStore(db);
-    const index = new ImageIndex(db);
-    const deps = { images: sqliteRecovered(db, jobs, index), store, keyPrefix: "images/", log: pino({ level: "silent" }) };
+    const queue = openSqliteQueue(path.join(dir, "fresh.sqlite"));
+    const { jobs, images: index } = queue;
+    const deps = { jobs, images: index, store, keyPrefix: "images/", log: pino({ level: "silent" }) };
     expect(await reindex(deps)).toEqual({ scanned: 6, added: 5, alreadyIndexed: 0, withoutSidecar: 2, unreadable: 1 });
 
     // Newest first by the sidecar's time; a PNG without one is as new as its file.
-    const listed = index.latest(10).images.map((image) => image.key);
+    const listed = (await index.latest(10)).images.map((image) => image.key);
     expect(listed.filter((key) => stored.includes(key))).toEqual([...stored].reverse());
     expect(listed.slice(0, 2).sort()).toEqual(["images/imported/a1111.png", "images/imported/ours.png"]);
-    expect(index.byKey(stored[0]!)).toMatchObject({ jobId: "job-1", prompt: "stored 1", width: 320, height: 256, seed: 9, metadata: { device: "mps", pngBytes: 99 } });
-    expect(jobs.get("job-1")).toMatchObject({ state: "done", imageKey: stored[0], request: { prompt: "stored 1", model: { name: "m" }, width: 320 } });
-    expect(index.byKey("images/imported/ours.png")).toMatchObject({ prompt: "a lost sidecar", model: "sdxl_base", seed: 77, width: 64, height: 48, metadata: { source: "png" } });
-    expect(index.byKey("images/imported/a1111.png")).toMatchObject({ prompt: "a castle at dusk", width: 32, height: 32 });
+    expect(await index.byKey(stored[0]!)).toMatchObject({ jobId: "job-1", prompt: "stored 1", width: 320, height: 256, seed: 9, metadata: { device: "mps", pngBytes: 99 } });
+    expect(await jobs.get("job-1")).toMatchObject({ state: "done", imageKey: stored[0], request: { prompt: "stored 1", model: { name: "m" }, width: 320 } });
+    expect(await index.byKey("images/imported/ours.png")).toMatchObject({ prompt: "a lost sidecar", model: "sdxl_base", seed: 77, width: 64, height: 48, metadata: { source: "png" } });
+    expect(await index.byKey("images/imported/a1111.png")).toMatchObject({ prompt: "a castle at dusk", width: 32, height: 32 });
 
     expect(await reindex(deps)).toEqual({ scanned: 6, added: 0, alreadyIndexed: 5, withoutSidecar: 0, unreadable: 1 });
-    db.close();
+    queue.close();
   });
 });

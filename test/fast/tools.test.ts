@@ -1,4 +1,5 @@
 import { fileURLToPath } from "node:url";
+import { openDatabase } from "../../src/db/sqlite/database.js";
 import { existsSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startInProcess, type InProcessServer } from "../helpers/inProcess.js";
@@ -29,10 +30,10 @@ describe("MCP tools in-process: every argument rule, the tool list's size, a job
   });
 
   it("rejected calls queue nothing", async () => {
-    const jobCount = () => server.app.db!.prepare(`SELECT COUNT(*) AS n FROM jobs`).get();
-    const before = jobCount();
+    const jobCount = async () => Object.values(await server.app.queue.counts()).reduce((sum, n) => sum + n, 0);
+    const before = await jobCount();
     for (const [, args] of GENERATE_CASES) expect((await server.call("generate_image", args)).isError).toBe(true);
-    expect(jobCount()).toEqual(before);
+    expect(await jobCount()).toEqual(before);
   });
 
   it("declares annotations on every tool: what reads, what writes, what destroys", async () => {
@@ -89,7 +90,10 @@ describe("MCP tools in-process: every argument rule, the tool list's size, a job
     const queued = await server.ok("generate_image", { prompt: "no preview", model: "tiny_sd15" });
     const { images } = await server.ok("job_status", { jobId: queued.jobId, wait_seconds: 10 });
     const record = (await server.app.index.byKey(images[0].key))!;
-    server.app.db!.prepare(`UPDATE images SET metadata = ? WHERE key = ?`).run(JSON.stringify({ ...record.metadata, preview: undefined }), record.key);
+    // Another connection to the app's file, as an older release that stored no previews would have left the row.
+    const db = openDatabase(server.app.config.databasePath);
+    db.prepare(`UPDATE images SET metadata = ? WHERE key = ?`).run(JSON.stringify({ ...record.metadata, preview: undefined }), record.key);
+    db.close();
     const result = await server.call("select_image", { key: record.key, preview: true });
     expect(result.isError).toBeFalsy();
     expect(result.content.some((part: { type: string }) => part.type === "image")).toBe(false);

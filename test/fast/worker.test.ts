@@ -15,7 +15,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     h.worker.start();
     const { job } = await h.queue.enqueue(makeRequest({ prompt: "stored", steps: 3, seed: 77 }));
     expect(await h.ended(job.id)).toMatchObject({ state: "done", attempts: 1, progress: { step: 3, totalSteps: 3 } });
-    const image = h.index.ofJob(job.id)[0]!;
+    const image = (await h.index.ofJob(job.id))[0]!;
     const stored = await h.local.readSidecar(image.key);
     expect(stored).toMatchObject({ jobId: job.id, engine: "fake", device: "fake-device", seed: 77, request: { prompt: "stored", model: "m" } });
     expect(image).toMatchObject({ prompt: "stored", seed: 77, metadata: stored });
@@ -26,7 +26,8 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
 
   it("runs strictly one job at a time, oldest first", async () => {
     const h = setUpWorker();
-    const ids = ["a", "b", "c", "d"].map((prompt) => h.jobs.enqueue(makeRequest({ prompt })).id);
+    const ids: string[] = [];
+    for (const prompt of ["a", "b", "c", "d"]) ids.push((await h.jobs.enqueue(makeRequest({ prompt }))).id);
     h.worker.start();
     for (const jobId of ids) expect((await h.ended(jobId)).state).toBe("done");
     expect(h.engine.calls.map((request) => request.prompt)).toEqual(["a", "b", "c", "d"]);
@@ -46,11 +47,11 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     const h = setUpWorker();
     h.engine.script.push("not-a-png", "truncated", "damaged", "wrong-size");
     h.worker.start();
-    const junk = h.jobs.enqueue(makeRequest({ prompt: "junk" }));
-    const cut = h.jobs.enqueue(makeRequest({ prompt: "cut short" }));
-    const damaged = h.jobs.enqueue(makeRequest({ prompt: "damaged" }));
-    const small = h.jobs.enqueue(makeRequest({ prompt: "half", width: 512, height: 384 }));
-    const fine = h.jobs.enqueue(makeRequest({ prompt: "fine" }));
+    const junk = await h.jobs.enqueue(makeRequest({ prompt: "junk" }));
+    const cut = await h.jobs.enqueue(makeRequest({ prompt: "cut short" }));
+    const damaged = await h.jobs.enqueue(makeRequest({ prompt: "damaged" }));
+    const small = await h.jobs.enqueue(makeRequest({ prompt: "half", width: 512, height: 384 }));
+    const fine = await h.jobs.enqueue(makeRequest({ prompt: "fine" }));
     expect(await h.ended(junk.id)).toMatchObject({ state: "failed", error: { code: "bad_output", message: expect.stringContaining("does not start as a PNG does") } });
     expect(await h.ended(cut.id)).toMatchObject({ state: "failed", error: { code: "bad_output", message: expect.stringMatching(/is not a whole PNG .*: its IDAT chunk runs past the end of the file .*cut short; nothing was stored/) } });
     expect(await h.ended(damaged.id)).toMatchObject({ state: "failed", error: { code: "bad_output", message: expect.stringMatching(/its IDAT chunk at byte \d+ fails its CRC: damaged/) } });
@@ -64,9 +65,9 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     const crash = () => new EngineJobError("runner_crashed", "the diffusers runner stopped (signal SIGKILL)", true);
     h.engine.script.push(crash(), "ok", crash(), crash());
     h.worker.start();
-    const retried = h.jobs.enqueue(makeRequest({ prompt: "crash once" }));
+    const retried = await h.jobs.enqueue(makeRequest({ prompt: "crash once" }));
     expect(await h.ended(retried.id)).toMatchObject({ state: "done", attempts: 2 });
-    const given = h.jobs.enqueue(makeRequest({ prompt: "crash twice" }));
+    const given = await h.jobs.enqueue(makeRequest({ prompt: "crash twice" }));
     expect(await h.ended(given.id)).toMatchObject({ state: "failed", attempts: 2, error: { code: "runner_crashed" } });
     expect(h.engine.calls).toHaveLength(4);
   });
@@ -79,7 +80,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     const notice = await waitUntil("the queue says why it waits", () => h.queue.waitingReason(job));
     expect(notice).toMatch(/engine is not available: the runner's Python is missing/);
     await waitUntil("the engine was tried again", () => h.engine.calls.length >= 3);
-    expect(h.jobs.get(job.id)).toMatchObject({ state: "queued", attempts: 0 });
+    expect(await h.jobs.get(job.id)).toMatchObject({ state: "queued", attempts: 0 });
     h.engine.unavailable = null;
     expect(await h.ended(job.id)).toMatchObject({ state: "done", attempts: 1 });
     expect(await h.queue.waitingReason(job)).toBeNull();
@@ -117,7 +118,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     other.exec("ROLLBACK");
     other.close();
     expect(await h.ended(job.id)).toMatchObject({ state: "done", attempts: 1 });
-    expect(h.index.ofJob(job.id)).toHaveLength(1);
+    expect(await h.index.ofJob(job.id)).toHaveLength(1);
   });
 
   it("fails a job storage refuses for good, saying where the finished PNG is kept", async () => {
@@ -135,7 +136,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
   it("indexes what an earlier run stored before it died, without generating again", async () => {
     const h = setUpWorker();
     const { job } = await h.queue.enqueue(makeRequest({ prompt: "stored earlier" }));
-    const key = h.jobs.fixImageKey(job.id, "images/20261128_000000_earlier0.png");
+    const key = await h.jobs.fixImageKey(job.id, "images/20261128_000000_earlier0.png");
     const png = path.join(h.dir, "earlier.png");
     writeFileSync(png, "png bytes");
     const result = { width: 512, height: 512, seed: 1, family: "sd15", scheduler: "euler_a", device: "mps", dtype: "float32", options: {}, modelLoads: 1, stepsRun: 4, promptTokens: 3, timings: { loadSeconds: 1, inferenceSeconds: 2, saveSeconds: 0 }, versions: { torch: "2.15.0" } };
@@ -143,17 +144,18 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     h.worker.start();
     expect(await h.ended(job.id)).toMatchObject({ state: "done" });
     expect(h.engine.calls).toEqual([]);
-    expect(h.index.ofJob(job.id)[0]).toMatchObject({ key, metadata: { engine: "diffusers", device: "mps", versions: { torch: "2.15.0" } } });
+    expect((await h.index.ofJob(job.id))[0]).toMatchObject({ key, metadata: { engine: "diffusers", device: "mps", versions: { torch: "2.15.0" } } });
   });
 
   it("clears staged files of jobs that ended when it takes the queue, but keeps a PNG storage refused", async () => {
     const h = setUpWorker();
-    const endedIds = (["done", "failed"] as const).map((to) => {
-      const job = h.jobs.enqueue(makeRequest({ prompt: to }));
-      h.jobs.takeNext();
-      h.jobs.finish(job.id, "running", to, to === "failed" ? { error: { code: "storage_refused", message: "kept" } } : {});
-      return job.id;
-    });
+    const endedIds: string[] = [];
+    for (const to of ["done", "failed"] as const) {
+      const job = await h.jobs.enqueue(makeRequest({ prompt: to }));
+      await h.jobs.takeNext();
+      await h.jobs.finish(job.id, "running", to, to === "failed" ? { error: { code: "storage_refused", message: "kept" } } : {});
+      endedIds.push(job.id);
+    }
     await h.staging.prepare();
     for (const jobId of [...endedIds, "no-such-job"]) writeFileSync(h.staging.pngPath(jobId), "png bytes");
     h.worker.start();
@@ -169,7 +171,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     h.worker.start();
     expect(await h.ended(job.id)).toMatchObject({ state: "done" });
     expect(h.engine.calls).toEqual([]);
-    expect(h.index.ofJob(job.id)[0]?.metadata).toMatchObject({ device: "cuda", family: "sdxl" });
+    expect((await h.index.ofJob(job.id))[0]?.metadata).toMatchObject({ device: "cuda", family: "sdxl" });
   });
 
   it("stores a batch as one key per image, uploads a staged batch after a restart and names every kept PNG", async () => {
@@ -177,9 +179,9 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     h.worker.start();
     const { job } = await h.queue.enqueue(makeRequest({ prompt: "three", seed: 2 ** 32 - 1, count: 3 }));
     expect(await h.ended(job.id)).toMatchObject({ state: "done" });
-    const images = h.index.ofJob(job.id);
+    const images = await h.index.ofJob(job.id);
     expect(images.map((image) => image.seed)).toEqual([2 ** 32 - 1, 0, 1]);
-    const first = h.jobs.get(job.id)!.imageKey!;
+    const first = (await h.jobs.get(job.id))!.imageKey!;
     expect(images.map((image) => image.key)).toEqual([first, first.replace(/\.png$/, "_2.png"), first.replace(/\.png$/, "_3.png")]);
     for (const [index, image] of images.entries()) {
       expect(await h.local.readSidecar(image.key)).toMatchObject({ jobId: job.id, seed: image.seed, batch: { index, count: 3 } });
@@ -187,8 +189,8 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     expect(h.engine.calls).toHaveLength(1);
 
     // A batch staged whole by an earlier run goes up without generating; one staged in part is made again.
-    const staged = h.jobs.enqueue(makeRequest({ prompt: "staged", count: 2 }));
-    const partial = h.jobs.enqueue(makeRequest({ prompt: "partial", count: 2 }));
+    const staged = await h.jobs.enqueue(makeRequest({ prompt: "staged", count: 2 }));
+    const partial = await h.jobs.enqueue(makeRequest({ prompt: "partial", count: 2 }));
     await h.worker.stop();
     const again = setUpWorker(h.dir);
     await again.staging.prepare();
@@ -201,7 +203,7 @@ describe("worker: one job's run, with a stand-in engine, the local store and a t
     expect(await again.ended(staged.id)).toMatchObject({ state: "done" });
     expect(await again.ended(partial.id)).toMatchObject({ state: "done" });
     expect(again.engine.calls.map((request) => request.prompt)).toEqual(["partial"]);
-    expect(again.index.ofJob(staged.id).map((image) => image.seed)).toEqual([10, 11]);
+    expect((await again.index.ofJob(staged.id)).map((image) => image.seed)).toEqual([10, 11]);
     await waitUntil("staging is empty", async () => (await again.staging.jobIds()).length === 0);
   });
 

@@ -2,7 +2,8 @@ import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { openDatabase } from "../../src/db/sqlite/database.js";
-import { JobStore } from "../../src/db/sqlite/jobs.js";
+import { SqliteImageIndex } from "../../src/db/sqlite/images.js";
+import { SqliteJobStore } from "../../src/db/sqlite/jobs.js";
 import { makeRequest } from "../helpers/requests.js";
 import { waitUntil } from "../helpers/waitUntil.js";
 import { fileError, holdIndexing, setUpWorker } from "../helpers/workerHarness.js";
@@ -12,8 +13,8 @@ describe("worker: cancel in every phase", () => {
     const h = setUpWorker();
     h.engine.script.push("hang");
     h.worker.start();
-    const first = h.jobs.enqueue(makeRequest({ prompt: "hangs" }));
-    const second = h.jobs.enqueue(makeRequest({ prompt: "dropped" }));
+    const first = await h.jobs.enqueue(makeRequest({ prompt: "hangs" }));
+    const second = await h.jobs.enqueue(makeRequest({ prompt: "dropped" }));
     await h.running(first.id);
     expect((await h.queue.cancel(second.id)).state).toBe("cancelled");
     expect((await h.queue.cancel(first.id)).state).toBe("cancelled");
@@ -28,10 +29,10 @@ describe("worker: cancel in every phase", () => {
     const { job } = await h.queue.enqueue(makeRequest());
     await waitUntil("the engine has the job", () => h.engine.calls.length === 1);
     const cancelling = h.queue.cancel(job.id);
-    await waitUntil("the cancel is marked", () => h.jobs.get(job.id)?.cancelRequested);
+    await waitUntil("the cancel is marked", async () => (await h.jobs.get(job.id))?.cancelRequested);
     ready();
     expect((await cancelling).state).toBe("cancelled");
-    expect(h.jobs.get(job.id)?.progress).toBeNull();
+    expect((await h.jobs.get(job.id))?.progress).toBeNull();
   });
 
   it("stops a running job at its next step and leaves nothing staged", async () => {
@@ -42,7 +43,7 @@ describe("worker: cancel in every phase", () => {
     await h.running(job.id);
     expect((await h.queue.cancel(job.id)).state).toBe("cancelled");
     expect(readdirSync(h.staging.dir)).toEqual([]);
-    expect(h.index.ofJob(job.id)).toEqual([]);
+    expect(await h.index.ofJob(job.id)).toEqual([]);
   });
 
   it("stops a job that waits for storage, storing nothing, and drops the storage notice", async () => {
@@ -53,7 +54,7 @@ describe("worker: cancel in every phase", () => {
     await waitUntil("the queue says storage is down", async () => (await h.queue.waitingReason(job))?.includes("storage is unavailable"));
     expect((await h.queue.cancel(job.id)).state).toBe("cancelled");
     expect(readdirSync(h.staging.dir)).toEqual([]);
-    expect(h.index.ofJob(job.id)).toEqual([]);
+    expect(await h.index.ofJob(job.id)).toEqual([]);
     expect(await h.queue.waitingReason(job)).toBeNull();
   });
 
@@ -67,7 +68,7 @@ describe("worker: cancel in every phase", () => {
     await waitUntil("the worker saw the cancel mark", () => indexing.refusals() >= 6);
     indexing.release();
     expect((await cancelling).state).toBe("done");
-    expect(h.index.ofJob(job.id)[0]).toBeDefined();
+    expect((await h.index.ofJob(job.id))[0]).toBeDefined();
   });
 
   it("sees a cancel marked by another process on the same database", async () => {
@@ -77,7 +78,7 @@ describe("worker: cancel in every phase", () => {
     const { job } = await h.queue.enqueue(makeRequest());
     await h.running(job.id);
     const otherDb = openDatabase(path.join(h.dir, "kitty.sqlite"));
-    expect(new JobStore(otherDb).requestCancel(job.id)).toBe(true);
+    expect(await new SqliteJobStore(otherDb, new SqliteImageIndex(otherDb)).requestCancel(job.id)).toBe(true);
     otherDb.close();
     expect(await h.ended(job.id)).toMatchObject({ state: "cancelled" });
   });
@@ -92,13 +93,13 @@ describe("worker: losing the job to another run, and shutting down", () => {
     await h.running(job.id);
     // Another process took over (this one stalled past the lease's stale limit).
     h.db.prepare(`UPDATE worker_lease SET owner = 'another-process', pid = 1, heartbeat_at = ? WHERE id = 1`).run(Date.now() + 60_000);
-    await waitUntil("the job is back in the queue", () => h.jobs.get(job.id)?.state === "queued");
-    expect(h.jobs.get(job.id)).toMatchObject({ attempts: 0, progress: null });
+    await waitUntil("the job is back in the queue", async () => (await h.jobs.get(job.id))?.state === "queued");
+    expect(await h.jobs.get(job.id)).toMatchObject({ attempts: 0, progress: null });
     expect(h.engine.releases).toBeGreaterThan(0);
     // It no longer holds the queue: over several heartbeats (40 ms each) it takes nothing more.
-    const later = h.jobs.enqueue(makeRequest({ prompt: "not for this process" }));
+    const later = await h.jobs.enqueue(makeRequest({ prompt: "not for this process" }));
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(h.jobs.get(later.id)?.state).toBe("queued");
+    expect((await h.jobs.get(later.id))?.state).toBe("queued");
     expect(h.engine.calls).toHaveLength(1);
   });
 
@@ -112,10 +113,10 @@ describe("worker: losing the job to another run, and shutting down", () => {
       h.store.beforePut = () => {};
     };
     // One job at a time: once the next job is done, this run has settled the first.
-    const next = h.jobs.enqueue(makeRequest({ prompt: "next" }));
+    const next = await h.jobs.enqueue(makeRequest({ prompt: "next" }));
     expect(await h.ended(next.id)).toMatchObject({ state: "done" });
-    expect(h.jobs.get(job.id)).toMatchObject({ state: "running", attempts: 2 });
-    expect(h.index.ofJob(job.id)).toEqual([]);
+    expect(await h.jobs.get(job.id)).toMatchObject({ state: "running", attempts: 2 });
+    expect(await h.index.ofJob(job.id)).toEqual([]);
   });
 
   it("puts a job back when the database will not take how it ended, rather than leave it running with no run", async () => {
@@ -133,13 +134,13 @@ describe("worker: losing the job to another run, and shutting down", () => {
     const { job } = await h.queue.enqueue(makeRequest());
     await waitUntil("storage was tried under the lock", () => locked);
     await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(h.jobs.get(job.id)?.state, "nothing could be recorded under the lock").toBe("running");
+    expect((await h.jobs.get(job.id))?.state, "nothing could be recorded under the lock").toBe("running");
     h.store.failForever = null;
     other.exec("ROLLBACK");
     other.close();
     // Put back once the database answered, uncounted, and run again: done, once.
     expect(await h.ended(job.id)).toMatchObject({ state: "done", attempts: 1 });
-    expect(h.index.ofJob(job.id)).toHaveLength(1);
+    expect(await h.index.ofJob(job.id)).toHaveLength(1);
   });
 
   it("puts the running job back without counting an attempt when the server stops", async () => {
@@ -149,7 +150,7 @@ describe("worker: losing the job to another run, and shutting down", () => {
     const { job } = await h.queue.enqueue(makeRequest());
     await h.running(job.id);
     await h.worker.stop();
-    expect(h.jobs.get(job.id)).toMatchObject({ state: "queued", attempts: 0 });
+    expect(await h.jobs.get(job.id)).toMatchObject({ state: "queued", attempts: 0 });
     expect(h.engine.stopped).toBe(true);
   });
 
@@ -160,7 +161,7 @@ describe("worker: losing the job to another run, and shutting down", () => {
     const { job } = await h.queue.enqueue(makeRequest());
     await waitUntil("the queue says storage is down", () => h.queue.waitingReason(job));
     await h.worker.stop();
-    expect(h.jobs.get(job.id)).toMatchObject({ state: "queued", attempts: 0 });
+    expect(await h.jobs.get(job.id)).toMatchObject({ state: "queued", attempts: 0 });
     expect(await h.staging.finished(job.id, 1)).toMatchObject({ device: "fake-device" });
   });
 
@@ -174,7 +175,7 @@ describe("worker: losing the job to another run, and shutting down", () => {
     await waitUntil("the worker saw the cancel mark", () => indexing.refusals() >= 6);
     await h.worker.stop();
     // Not this process's to end any more: the next start finds the cancel mark and ends it there.
-    expect(h.jobs.get(job.id)).toMatchObject({ state: "queued", attempts: 0, cancelRequested: true });
+    expect(await h.jobs.get(job.id)).toMatchObject({ state: "queued", attempts: 0, cancelRequested: true });
     expect(existsSync(h.staging.pngPath(job.id))).toBe(true);
   });
 });

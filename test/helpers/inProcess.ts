@@ -5,7 +5,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import pino from "pino";
 import { loadConfig } from "../../src/config.js";
-import { createApp, createMcpServer, type App } from "../../src/app/createApp.js";
+import { createApp } from "../../src/app/createApp.js";
+import type { App } from "../../src/mcp/app.js";
+import { createMcpServer } from "../../src/mcp/createMcpServer.js";
 import { FakeEngine } from "./fakeEngine.js";
 import { toolCalls, type ToolCalls } from "./toolCalls.js";
 

@@ -4,13 +4,14 @@ import path from "node:path";
 import pino from "pino";
 import { afterEach } from "vitest";
 import { openDatabase, type Db } from "../../src/db/sqlite/database.js";
-import { sqliteQueueStore } from "../../src/queue/queueStore.js";
+import { SqliteImageIndex } from "../../src/db/sqlite/images.js";
+import { SqliteJobStore } from "../../src/db/sqlite/jobs.js";
+import { SqliteLease } from "../../src/db/sqlite/lease.js";
+import type { Job } from "../../src/queue/job.js";
 import { JobQueue } from "../../src/queue/jobQueue.js";
-import type { Job } from "../../src/db/sqlite/jobs.js";
-import { JobStore } from "../../src/db/sqlite/jobs.js";
+import { LeasedJobSource } from "../../src/queue/jobSources.js";
 import { Worker } from "../../src/queue/worker.js";
-import { WorkerLease } from "../../src/db/sqlite/lease.js";
-import { ImageIndex } from "../../src/db/sqlite/images.js";
+import { TIMING } from "../../src/app/timing.js";
 import type { ImageStore } from "../../src/storage/imageStore.js";
 import { LocalImageStore } from "../../src/storage/local.js";
 import type { ImageSidecar } from "../../src/images/sidecar.js";
@@ -52,9 +53,9 @@ export const fileError = (code: string) => Object.assign(new Error(`${code}: sim
 export interface WorkerHarness {
   dir: string;
   db: Db;
-  jobs: JobStore;
+  jobs: SqliteJobStore;
   queue: JobQueue;
-  index: ImageIndex;
+  index: SqliteImageIndex;
   local: LocalImageStore;
   store: FlakyStore;
   staging: StagingArea;
@@ -76,29 +77,33 @@ afterEach(async () => {
   }
 });
 
-/** The real worker, job store, lease, index, staging and local store on a temp database, around a FakeEngine. */
-/** A worker on a fresh temp dir, or on `dir` again (a restart: same database, store and staging). */
+/**
+ * The real worker, job store, lease, index, staging and local store on a temp database, around a FakeEngine: on a
+ * fresh temp dir, or on `dir` again (a restart: same database, store and staging).
+ */
 export function setUpWorker(dir: string = mkdtempSync(path.join(tmpdir(), "kitty-worker-"))): WorkerHarness {
   const db = openDatabase(path.join(dir, "kitty.sqlite"));
-  const jobs = new JobStore(db);
-  const lease = new WorkerLease(db);
-  const index = new ImageIndex(db);
+  const index = new SqliteImageIndex(db);
+  const jobs = new SqliteJobStore(db, index);
+  const lease = new SqliteLease(db);
   const local = new LocalImageStore(path.join(dir, "files"));
   const store = new FlakyStore(local);
   const staging = new StagingArea(path.join(dir, "staging"));
   const engine = new FakeEngine();
+  const log = pino({ level: "silent" });
+  const timing = { backoff: { first: 5, max: 20 }, queuePollMs: 20, cancelPollMs: 10, leaseHeartbeatMs: 40 };
   const worker = new Worker({
     jobs,
-    lease,
+    source: new LeasedJobSource(jobs, lease, timing, log),
+    heard: jobs.events,
     engine,
     store,
-    index,
     staging,
     keyPrefix: "images/",
-    log: pino({ level: "silent" }),
-    timing: { backoff: { first: 5, max: 20 }, queuePollMs: 20, cancelPollMs: 10, leaseHeartbeatMs: 40 },
+    log,
+    timing,
   });
-  const queue = new JobQueue(sqliteQueueStore(jobs, lease));
+  const queue = new JobQueue(jobs, { events: jobs.events, pollMs: TIMING.sqlite.waitPollMs, waitingReason: async () => (await lease.holder())?.notice ?? null });
   const harness: WorkerHarness = {
     dir,
     db,
@@ -112,7 +117,7 @@ export function setUpWorker(dir: string = mkdtempSync(path.join(tmpdir(), "kitty
     worker,
     ended: (jobId) => queue.waitForEnd(jobId, 10_000),
     running: async (jobId) => {
-      await waitUntil("the job reports a step", () => (jobs.get(jobId)?.progress?.step ?? 0) > 0);
+      await waitUntil("the job reports a step", async () => ((await jobs.get(jobId))?.progress?.step ?? 0) > 0);
     },
   };
   harnesses.push(harness);

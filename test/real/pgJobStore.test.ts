@@ -7,14 +7,16 @@ import pino from "pino";
 import { EngineJobError } from "../../src/engines/engine.js";
 import { PgJobListener } from "../../src/db/postgres/listener.js";
 import { createPgPool } from "../../src/db/postgres/pool.js";
-import { PgWorker } from "../../src/queue/pgWorker.js";
-import { PgWorkerPresence } from "../../src/queue/workerPresence.js";
+import { JOBS_CHANNEL, PgJobStore } from "../../src/db/postgres/jobs.js";
+import { migratePostgres, PG_MIGRATIONS } from "../../src/db/postgres/migrations.js";
+import { PgWorkerRegistry } from "../../src/db/postgres/registry.js";
+import { JobEvents } from "../../src/queue/jobEvents.js";
 import { JobQueue } from "../../src/queue/jobQueue.js";
-import { pgQueueStore } from "../../src/queue/queueStore.js";
+import { SharedJobSource } from "../../src/queue/jobSources.js";
 import { NO_OBSERVER, runJob } from "../../src/queue/runJob.js";
-import { JOBS_CHANNEL, migratePostgres, PG_MIGRATIONS, PgJobStore } from "../../src/db/postgres/jobs.js";
-import { pgRunStore } from "../../src/queue/runJobStore.js";
-import { pgRecovered, reindex } from "../../src/queue/reindex.js";
+import { reindex } from "../../src/queue/reindex.js";
+import { Worker } from "../../src/queue/worker.js";
+import { sharedWaitingReason, WorkerPresence } from "../../src/queue/workerPresence.js";
 import { LocalImageStore } from "../../src/storage/local.js";
 import { buildSidecar } from "../../src/images/sidecar.js";
 import { PgImageIndex } from "../../src/db/postgres/images.js";
@@ -31,12 +33,17 @@ import { waitUntil } from "../helpers/waitUntil.js";
 /** The Postgres job store (scale-out) on a throwaway cluster: the same contract as SQLite's, then what many workers need. */
 const noPostgres = whyNoPostgres();
 const quiet = pino({ level: "silent" });
+/** The port on one pool: jobs, the images they index, and the worker registry. */
+const portOn = (pool: pg.Pool) => {
+  const images = new PgImageIndex(pool);
+  return { jobs: new PgJobStore(pool, images), images, registry: new PgWorkerRegistry(pool) };
+};
 if (noPostgres) console.warn(`pgJobStore: skipped, ${noPostgres}`);
 
 describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Postgres", () => {
   let server: PostgresServer;
   let pool: pg.Pool;
-  let store: StoreUnderTest & { jobs: PgJobStore };
+  let store: StoreUnderTest & { jobs: PgJobStore; registry: PgWorkerRegistry };
 
   beforeAll(async () => {
     server = await startPostgres();
@@ -49,15 +56,7 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
   });
   beforeEach(async () => {
     await pool.query(`TRUNCATE images, jobs, workers RESTART IDENTITY CASCADE`);
-    const jobs = new PgJobStore(pool);
-    store = {
-      jobs,
-      completeWithImage: (jobId, attempt, key) =>
-        jobs.complete(jobId, attempt, (client) =>
-          new PgImageIndex(pool).add({ key, jobId, createdAt: new Date().toISOString(), prompt: "p", model: "m", width: 1, height: 1, seed: 1, metadata: {} }, client),
-        ),
-      imageCount: async () => Number((await pool.query(`SELECT count(*) AS n FROM images`)).rows[0].n),
-    };
+    store = portOn(pool);
   });
 
   jobStoreContract("Postgres", () => store);
@@ -81,9 +80,9 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     try {
       const perWorker = await Promise.all(
         pools.map(async (each, worker) => {
-          const jobs = new PgJobStore(each);
+          const { jobs } = portOn(each);
           const taken: string[] = [];
-          for (let job; (job = await jobs.takeNext(`worker-${worker}`)); ) taken.push(job.id);
+          for (let job; (job = await jobs.takeNext({ workerId: `worker-${worker}` })); ) taken.push(job.id);
           return taken;
         }),
       );
@@ -99,10 +98,10 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     const sdxl = await jobs.enqueue(makeRequest({ prompt: "big", model: { name: "sdxl", path: "/m/sdxl", refinerPath: null } }));
     const sd15 = await jobs.enqueue(makeRequest({ prompt: "small", model: { name: "sd15", path: "/m/sd15", refinerPath: null } }));
     const sd15Again = await jobs.enqueue(makeRequest({ prompt: "small again", model: { name: "sd15", path: "/m/sd15", refinerPath: null } }));
-    expect((await jobs.takeNext("mac", ["sd15"]))?.id).toBe(sd15.id);
-    expect((await jobs.takeNext("mac", ["sd15"]))?.id).toBe(sd15Again.id);
-    expect(await jobs.takeNext("mac", ["sd15"])).toBeUndefined();
-    expect((await jobs.takeNext("cuda-box", ["sd15", "sdxl"]))?.id).toBe(sdxl.id);
+    expect((await jobs.takeNext({ workerId: "mac", models: ["sd15"] }))?.id).toBe(sd15.id);
+    expect((await jobs.takeNext({ workerId: "mac", models: ["sd15"] }))?.id).toBe(sd15Again.id);
+    expect(await jobs.takeNext({ workerId: "mac", models: ["sd15"] })).toBeUndefined();
+    expect((await jobs.takeNext({ workerId: "cuda-box", models: ["sd15", "sdxl"] }))?.id).toBe(sdxl.id);
   });
 
   it("keeps a refiner pass and LoRAs away from a worker without them, and hands them to one that has them", async () => {
@@ -113,69 +112,68 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     const plain = await jobs.enqueue(makeRequest({ prompt: "plain", model: sdxl }));
     // The base model alone, no refiner, no LoRAs: it skips both and takes the plain job behind them.
     const bare = { refiners: [], loras: [] };
-    expect((await jobs.takeNext("bare-box", ["sdxl"], bare))?.id).toBe(plain.id);
-    expect(await jobs.takeNext("bare-box", ["sdxl"], bare)).toBeUndefined();
+    expect((await jobs.takeNext({ workerId: "bare-box", models: ["sdxl"], can: bare }))?.id).toBe(plain.id);
+    expect(await jobs.takeNext({ workerId: "bare-box", models: ["sdxl"], can: bare })).toBeUndefined();
     // A LoRA of another name does not do either.
-    expect(await jobs.takeNext("other-lora", ["sdxl"], { refiners: [], loras: ["style"] })).toBeUndefined();
+    expect(await jobs.takeNext({ workerId: "other-lora", models: ["sdxl"], can: { refiners: [], loras: ["style"] } })).toBeUndefined();
     const full = { refiners: ["sdxl"], loras: ["detail", "style"] };
-    expect((await jobs.takeNext("full-box", ["sdxl"], full))?.id).toBe(refined.id);
-    expect((await jobs.takeNext("full-box", ["sdxl"], full))?.id).toBe(withLora.id);
+    expect((await jobs.takeNext({ workerId: "full-box", models: ["sdxl"], can: full }))?.id).toBe(refined.id);
+    expect((await jobs.takeNext({ workerId: "full-box", models: ["sdxl"], can: full }))?.id).toBe(withLora.id);
   });
 
   it("keeps a registry of workers: models and what each is, device, heartbeat, the job each runs; a goodbye removes one", async () => {
-    const { jobs } = store;
+    const { jobs, registry } = store;
     const studioModels = { sdxl: { family: "sdxl" as const, refiner: true }, sd15: { family: "sd15" as const, refiner: false } };
-    await jobs.registerWorker({ id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], device: null, modelInfo: studioModels, loras: [{ name: "detail", family: "sdxl" }] });
-    await jobs.registerWorker({ id: "cuda-box", host: "rack-1", models: ["sdxl"], device: "cuda" });
+    await registry.register({ id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], device: null, modelInfo: studioModels, loras: [{ name: "detail", family: "sdxl" }] });
+    await registry.register({ id: "cuda-box", host: "rack-1", models: ["sdxl"], device: "cuda" });
     await pool.query(`UPDATE workers SET heartbeat_at = now() - interval '1 minute' WHERE id = 'cuda-box'`);
     const job = await jobs.enqueue(makeRequest({ model: { name: "sd15", path: "/m/sd15", refinerPath: null } }));
-    await jobs.takeNext("mac-studio", ["sdxl", "sd15"]);
-    expect(await jobs.workers(30_000)).toEqual([
+    await jobs.takeNext({ workerId: "mac-studio", models: ["sdxl", "sd15"] });
+    expect(await registry.workers(30_000)).toEqual([
       { id: "cuda-box", host: "rack-1", models: ["sdxl"], modelInfo: {}, loras: [], device: "cuda", notice: null, heartbeatAt: expect.any(String), alive: false, runningJobId: null },
       { id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], modelInfo: studioModels, loras: [{ name: "detail", family: "sdxl" }], device: null, notice: null, heartbeatAt: expect.any(String), alive: true, runningJobId: job.id },
     ]);
     // The device once the worker's runner says it; a beat without one keeps what was known.
-    expect(await jobs.heartbeatWorker("mac-studio", "mps")).toBe(true);
-    expect(await jobs.heartbeatWorker("mac-studio", null)).toBe(true);
-    expect((await jobs.workers(30_000)).find((worker) => worker.id === "mac-studio")?.device).toBe("mps");
+    expect(await registry.heartbeat("mac-studio", "mps")).toBe(true);
+    expect(await registry.heartbeat("mac-studio", null)).toBe(true);
+    expect((await registry.workers(30_000)).find((worker) => worker.id === "mac-studio")?.device).toBe("mps");
     // A worker starting again starts without the notice its last life left.
-    await jobs.setWorkerNotice("mac-studio", "storage is unavailable (ECONNREFUSED); retrying");
-    expect((await jobs.workers(30_000)).find((worker) => worker.id === "mac-studio")?.notice).toMatch(/^storage is unavailable/);
-    await jobs.registerWorker({ id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], device: "mps", modelInfo: studioModels });
-    expect((await jobs.workers(30_000)).find((worker) => worker.id === "mac-studio")?.notice).toBeNull();
-    expect(await jobs.heartbeatWorker("cuda-box")).toBe(true);
-    expect((await jobs.workers(30_000)).find((worker) => worker.id === "cuda-box")?.alive).toBe(true);
-    await jobs.forgetWorker("cuda-box");
-    expect(await jobs.heartbeatWorker("cuda-box")).toBe(false);
-    expect((await jobs.workers(30_000)).map((worker) => worker.id)).toEqual(["mac-studio"]);
+    await registry.setNotice("mac-studio", "storage is unavailable (ECONNREFUSED); retrying");
+    expect((await registry.workers(30_000)).find((worker) => worker.id === "mac-studio")?.notice).toMatch(/^storage is unavailable/);
+    await registry.register({ id: "mac-studio", host: "studio.local", models: ["sdxl", "sd15"], device: "mps", modelInfo: studioModels });
+    expect((await registry.workers(30_000)).find((worker) => worker.id === "mac-studio")?.notice).toBeNull();
+    expect(await registry.heartbeat("cuda-box")).toBe(true);
+    expect((await registry.workers(30_000)).find((worker) => worker.id === "cuda-box")?.alive).toBe(true);
+    await registry.forget("cuda-box");
+    expect(await registry.heartbeat("cuda-box")).toBe(false);
+    expect((await registry.workers(30_000)).map((worker) => worker.id)).toEqual(["mac-studio"]);
   });
 
   it("a worker that goes silent mid-job loses it to the next beat of a live one; the late finish is fenced out; a goodbye unregisters", async () => {
-    const { jobs } = store;
+    const { jobs, registry } = store;
     const timing = { heartbeatMs: 40, staleMs: 400 };
     // The doomed host registered, took a job, and then beat no more: a kill -9, as far as the registry can tell.
-    await jobs.registerWorker({ id: "doomed", host: "doomed", models: ["m"], device: "cpu" });
-    const survivor = new PgWorkerPresence(new PgJobStore(pool), { id: "survivor", host: "survivor", models: ["m"], device: () => "cpu" }, timing, quiet);
+    await registry.register({ id: "doomed", host: "doomed", models: ["m"], device: "cpu" });
+    const survivor = new WorkerPresence(portOn(pool).jobs, registry, { id: "survivor", host: "survivor", models: ["m"], device: () => "cpu" }, timing, quiet);
     await survivor.start();
     const job = await jobs.enqueue(makeRequest({ prompt: "its host dies" }));
-    expect((await jobs.takeNext("doomed"))?.attempts).toBe(1);
+    expect((await jobs.takeNext({ workerId: "doomed" }))?.attempts).toBe(1);
     await waitUntil("a live worker put the job back", async () => (await jobs.get(job.id))?.state === "queued", { timeoutMs: 5_000, intervalMs: 20 });
-    expect((await jobs.takeNext("survivor"))?.attempts).toBe(2);
+    expect((await jobs.takeNext({ workerId: "survivor" }))?.attempts).toBe(2);
     expect(await jobs.finish(job.id, "running", "done", { attempt: 1 }), "the dead host's late finish").toBe(false);
     expect(await jobs.finish(job.id, "running", "done", { attempt: 2 })).toBe(true);
     await survivor.stop();
-    expect((await jobs.workers(60_000)).map((worker) => worker.id)).toEqual(["doomed"]);
+    expect((await registry.workers(60_000)).map((worker) => worker.id)).toEqual(["doomed"]);
   });
 
   it("runs a job through runJob on Postgres: stored, done and indexed together; a crashed engine's job gets its one retry", async () => {
-    const { jobs } = store;
-    const index = new PgImageIndex(pool);
+    const { jobs, images: index } = store;
     const dir = mkdtempSync(path.join(tmpdir(), "kitty-pg-run-"));
     // The stand-in engine (a test double of the runner) is enough here: what is under test is the run's use of the database.
     const engine = new FakeEngine();
     engine.script.push(new EngineJobError("runner_crashed", "the diffusers runner stopped (signal SIGKILL)", true));
     const deps = {
-      jobs: pgRunStore(jobs, index),
+      jobs,
       engine,
       store: new LocalImageStore(path.join(dir, "files")),
       staging: new StagingArea(path.join(dir, "staging")),
@@ -188,9 +186,9 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     const signals = () => ({ stop: new AbortController().signal, letGo: new AbortController().signal });
     const job = await jobs.enqueue(makeRequest({ prompt: "on Postgres", width: 256, height: 256, count: 2 }));
 
-    expect(await runJob((await jobs.takeNext("w1"))!, deps, signals())).toBe("finished");
+    expect(await runJob((await jobs.takeNext({ workerId: "w1" }))!, deps, signals())).toBe("finished");
     expect(await jobs.get(job.id)).toMatchObject({ state: "queued", attempts: 1 });
-    expect(await runJob((await jobs.takeNext("w1"))!, deps, signals())).toBe("finished");
+    expect(await runJob((await jobs.takeNext({ workerId: "w1" }))!, deps, signals())).toBe("finished");
     const done = await jobs.get(job.id);
     expect(done).toMatchObject({ state: "done", attempts: 2 });
     const images = await index.ofJob(job.id);
@@ -201,34 +199,38 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
   it("two workers share the queue: each job runs once, a model only one has runs only there, and a cancel from a front-end reaches the running job over the channel", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "kitty-pg-workers-"));
     const files = new LocalImageStore(path.join(dir, "files"));
-    const frontEnd = new PgJobStore(pool);
+    const frontEnd = portOn(pool).jobs;
+    // What every process hears on the jobs channel.
+    const heard = new JobEvents();
     const workers = (["small-box", "big-box"] as const).map((workerId) => {
       const engine = new FakeEngine(2);
       const ownPool = createPgPool(server.url, quiet, 2);
-      const worker = new PgWorker({
-        jobs: new PgJobStore(ownPool),
-        index: new PgImageIndex(ownPool),
+      const { jobs, registry } = portOn(ownPool);
+      const models = workerId === "big-box" ? ["m", "xl"] : ["m"];
+      const presence = new WorkerPresence(jobs, registry, { id: workerId, host: workerId, models, device: () => "cpu" }, { heartbeatMs: 30_000, staleMs: 60_000 }, quiet);
+      const worker = new Worker({
+        jobs,
+        // Polls far apart: what wakes them and brings the cancel is the channel.
+        source: new SharedJobSource(jobs, registry, presence, { workerId, models, queuePollMs: 30_000 }),
+        heard,
         engine,
         store: files,
         staging: new StagingArea(path.join(dir, `staging-${workerId}`)),
         keyPrefix: "images/",
         log: quiet,
-        workerId,
-        models: workerId === "big-box" ? ["m", "xl"] : ["m"],
-        // Polls far apart: what wakes them and brings the cancel is the channel.
-        timing: { backoff: { first: 5, max: 50 }, queuePollMs: 30_000, cancelPollMs: 30_000 },
+        timing: { backoff: { first: 5, max: 50 }, cancelPollMs: 30_000 },
       });
       return { workerId, engine, worker, ownPool };
     });
-    const listener = new PgJobListener(server.url, { onEvent: (name, jobId) => workers.forEach(({ worker }) => worker.heard(name, jobId)), onReconnect: () => undefined }, { first: 50, max: 400 }, quiet);
+    const listener = new PgJobListener(server.url, { onEvent: (name, jobId) => heard.emit(name, jobId), onReconnect: () => undefined }, { first: 50, max: 400 }, quiet);
     await listener.start();
-    workers.forEach(({ worker }) => worker.start());
+    await Promise.all(workers.map(({ worker }) => worker.start()));
     try {
       const xl = { name: "xl", path: "/m/xl", refinerPath: null };
       const queued = [];
       for (let n = 0; n < 20; n++) queued.push(await frontEnd.enqueue(makeRequest({ prompt: `job ${n}`, width: 256, height: 256, ...(n % 5 === 0 && { model: xl }) })));
       await waitUntil("all 20 jobs are done", async () => (await frontEnd.countByState()).done === 20, { timeoutMs: 30_000, intervalMs: 50 });
-      const index = new PgImageIndex(pool);
+      const index = portOn(pool).images;
       expect(await index.count()).toBe(20);
       for (const job of queued) expect(await index.ofJob(job.id)).toHaveLength(1);
       const ran = Object.fromEntries(workers.map(({ workerId, engine }) => [workerId, engine.calls.map((request) => request.model.name)]));
@@ -254,29 +256,29 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     const dir = mkdtempSync(path.join(tmpdir(), "kitty-pg-notice-"));
     const files = new FlakyStore(new LocalImageStore(path.join(dir, "files")));
     files.failForever = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:9000"), { code: "ECONNREFUSED" });
-    const jobs = new PgJobStore(pool);
-    await jobs.registerWorker({ id: "gpu-1", host: "gpu-1", models: ["m"], device: "cuda" });
-    const worker = new PgWorker({
+    const { jobs, registry } = portOn(pool);
+    const presence = new WorkerPresence(jobs, registry, { id: "gpu-1", host: "gpu-1", models: ["m"], device: () => "cuda" }, { heartbeatMs: 30_000, staleMs: 60_000 }, quiet);
+    const worker = new Worker({
       jobs,
-      index: new PgImageIndex(pool),
+      source: new SharedJobSource(jobs, registry, presence, { workerId: "gpu-1", models: ["m"], queuePollMs: 50 }),
+      heard: jobs.events,
       engine: new FakeEngine(1),
       store: files,
       staging: new StagingArea(path.join(dir, "staging")),
       keyPrefix: "images/",
       log: quiet,
-      workerId: "gpu-1",
-      models: ["m"],
-      timing: { backoff: { first: 20, max: 100 }, queuePollMs: 50, cancelPollMs: 50 },
+      timing: { backoff: { first: 20, max: 100 }, cancelPollMs: 50 },
     });
-    const frontEnd = new JobQueue(pgQueueStore(new PgJobStore(pool), 60_000));
-    worker.start();
+    const front = portOn(pool);
+    const frontEnd = new JobQueue(front.jobs, { events: front.jobs.events, pollMs: 2_000, waitingReason: (job) => sharedWaitingReason(front.registry, 60_000, job) });
+    await worker.start();
     try {
       const { job } = await frontEnd.enqueue(makeRequest({ prompt: "stored later", width: 256, height: 256 }));
       const notice = await waitUntil("the front-end says why the job waits", async () => frontEnd.waitingReason(await frontEnd.get(job.id)), { timeoutMs: 10_000, intervalMs: 20 });
       expect(notice).toMatch(/^storage is unavailable \(connect ECONNREFUSED 127\.0\.0\.1:9000\); retrying$/);
       files.failForever = null;
       expect((await frontEnd.waitForEnd(job.id, 10_000)).state).toBe("done");
-      await waitUntil("the notice is cleared", async () => (await jobs.workers(60_000))[0]?.notice === null, { timeoutMs: 5_000, intervalMs: 20 });
+      await waitUntil("the notice is cleared", async () => (await registry.workers(60_000))[0]?.notice === null, { timeoutMs: 5_000, intervalMs: 20 });
       // A model no live worker has: the queued job says so.
       const orphan = await frontEnd.enqueue(makeRequest({ model: { name: "flux", path: "/m/flux", refinerPath: null } }));
       expect(await frontEnd.waitingReason(orphan.job)).toBe(
@@ -297,8 +299,8 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     await files.put(key, source, buildSidecar({ key, jobId: "job-1", engine: "diffusers", pngBytes: 99, createdAt: new Date(Date.UTC(2026, 10, 21)) }, makeRequest({ prompt: "stored" }), result));
     mkdirSync(path.join(dir, "files", "images", "imported"), { recursive: true });
     writeFileSync(path.join(dir, "files", "images", "imported", "ours.png"), makePng(64, 48, { "kitty-images": JSON.stringify({ prompt: "a lost sidecar", model: "sdxl_base", seed: 77 }) }));
-    const index = new PgImageIndex(pool);
-    const deps = { images: pgRecovered(store.jobs, index), store: files, keyPrefix: "images/", log: quiet };
+    const { jobs, images: index } = store;
+    const deps = { jobs, images: index, store: files, keyPrefix: "images/", log: quiet };
     expect(await reindex(deps)).toEqual({ scanned: 2, added: 2, alreadyIndexed: 0, withoutSidecar: 1, unreadable: 0 });
     expect(await index.byKey(key)).toMatchObject({ jobId: "job-1", prompt: "stored", width: 320, seed: 9, metadata: { device: "cuda" } });
     expect(await store.jobs.get("job-1")).toMatchObject({ state: "done", imageKey: key, request: { prompt: "stored" } });
@@ -312,8 +314,8 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     await pool.query(`INSERT INTO workers (id, host, models, heartbeat_at) VALUES ('alive', 'a', '{m}', now()), ('silent', 'b', '{m}', now() - interval '5 minutes')`);
     const held = await jobs.enqueue(makeRequest({ prompt: "held by a live worker" }));
     const orphaned = await jobs.enqueue(makeRequest({ prompt: "held by a silent one" }));
-    await jobs.takeNext("alive");
-    await jobs.takeNext("silent");
+    await jobs.takeNext({ workerId: "alive" });
+    await jobs.takeNext({ workerId: "silent" });
     expect(await jobs.recoverInterrupted(60_000)).toEqual({ resumed: [orphaned.id], failed: [] });
     expect((await jobs.get(held.id))?.state).toBe("running");
     expect(await jobs.get(orphaned.id)).toMatchObject({ state: "queued", attempts: 1 });
@@ -367,7 +369,7 @@ describe.skipIf(noPostgres !== null)("PgJobListener: the job channel across a Po
     );
     await listener.start();
     try {
-      const elsewhere = new PgJobStore(pool); // another process's store: its own local events are not ours
+      const elsewhere = portOn(pool).jobs; // another process's store: its own local events are not ours
       const before = await elsewhere.enqueue(makeRequest({ prompt: "before the restart" }));
       await waitUntil("the first change is heard", () => heard.includes(`enqueued ${before.id}`), { timeoutMs: 5_000 });
 

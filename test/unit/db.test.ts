@@ -3,7 +3,8 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { MIGRATIONS, openDatabase } from "../../src/db/sqlite/database.js";
+import { openDatabase } from "../../src/db/sqlite/database.js";
+import { MIGRATIONS } from "../../src/db/sqlite/migrations.js";
 
 describe("database migrations", () => {
   it("carries images written before batches into the table where a job may own several", () => {

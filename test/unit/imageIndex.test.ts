@@ -1,50 +1,49 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { openDatabase, type Db } from "../../src/db/sqlite/database.js";
-import { JobStore } from "../../src/db/sqlite/jobs.js";
-import { ImageIndex } from "../../src/db/sqlite/images.js";
+import { SqliteImageIndex } from "../../src/db/sqlite/images.js";
+import { SqliteJobStore } from "../../src/db/sqlite/jobs.js";
 import { checkImageKey, newImageKey } from "../../src/storage/imageKeys.js";
 import { imageIndexContract, type IndexUnderTest } from "../contracts/imageIndexContract.js";
 import { makeRequest } from "../helpers/requests.js";
 
-describe("ImageIndex (SQLite)", () => {
+describe("SqliteImageIndex", () => {
   let db: Db;
   let under: IndexUnderTest;
   beforeEach(() => {
     db = openDatabase(":memory:");
-    const jobs = new JobStore(db);
-    under = { index: new ImageIndex(db), newJob: async () => jobs.enqueue(makeRequest()).id };
+    const index = new SqliteImageIndex(db);
+    const jobs = new SqliteJobStore(db, index);
+    under = { index, newJob: async () => (await jobs.enqueue(makeRequest())).id };
   });
   afterEach(() => db.close());
 
   imageIndexContract("SQLite", () => under);
 });
 
-describe("ImageIndex", () => {
+describe("SqliteImageIndex at 2,500 images", () => {
   let db: Db;
-  let index: ImageIndex;
+  let index: SqliteImageIndex;
 
-  beforeEach(() => {
+  beforeEach(async () => {
     db = openDatabase(":memory:");
-    index = new ImageIndex(db);
-    const jobs = new JobStore(db);
-    db.transaction(() => {
-      for (let n = 0; n < 2500; n++) {
-        const job = jobs.enqueue({ prompt: `p${n}`, negativePrompt: null, model: { name: "m", path: "/m", refinerPath: null }, width: 512, height: 512, steps: 1, cfgScale: 7, seed: n, scheduler: null, refiner: null });
-        // two images per second: ties on created_at are broken by key
-        const createdAt = new Date(Date.UTC(2026, 0, 1) + Math.floor(n / 2) * 1000).toISOString();
-        index.add({ key: `images/${String(n).padStart(6, "0")}.png`, jobId: job.id, createdAt, prompt: `p${n}`, model: "m", width: 512, height: 512, seed: n, metadata: {} });
-      }
-    })();
+    index = new SqliteImageIndex(db);
+    const jobs = new SqliteJobStore(db, index);
+    for (let n = 0; n < 2500; n++) {
+      const job = await jobs.enqueue({ prompt: `p${n}`, negativePrompt: null, model: { name: "m", path: "/m", refinerPath: null }, width: 512, height: 512, steps: 1, cfgScale: 7, seed: n, scheduler: null, refiner: null });
+      // two images per second: ties on created_at are broken by key
+      const createdAt = new Date(Date.UTC(2026, 0, 1) + Math.floor(n / 2) * 1000).toISOString();
+      index.add({ key: `images/${String(n).padStart(6, "0")}.png`, jobId: job.id, createdAt, prompt: `p${n}`, model: "m", width: 512, height: 512, seed: n, metadata: {} });
+    }
   });
 
   afterEach(() => db.close());
 
-  it("lists newest first past 1000 images, page by page, without gaps or repeats", () => {
+  it("lists newest first past 1000 images, page by page, without gaps or repeats", async () => {
     const seen: string[] = [];
     let cursor: string | undefined;
     let expectedIndex = 1;
     for (;;) {
-      const page = index.latest(200, cursor);
+      const page = await index.latest(200, cursor);
       for (const image of page.images) {
         expect(image.index).toBe(expectedIndex++);
         seen.push(image.key);
@@ -65,10 +64,10 @@ describe("ImageIndex", () => {
     expect(details).not.toMatch(/TEMP B-TREE/);
   });
 
-  it("finds an image by listing index, 1 being the newest", () => {
-    expect(index.atIndex(1)?.key).toBe("images/002499.png");
-    expect(index.atIndex(3)?.key).toBe("images/002497.png");
-    expect(index.atIndex(2501)).toBeUndefined();
+  it("finds an image by listing index, 1 being the newest", async () => {
+    expect((await index.atIndex(1))?.key).toBe("images/002499.png");
+    expect((await index.atIndex(3))?.key).toBe("images/002497.png");
+    expect(await index.atIndex(2501)).toBeUndefined();
   });
 });
 

@@ -6,21 +6,22 @@ import { pathToFileURL } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../helpers/paths.js";
 import { openDatabase, type Db } from "../../src/db/sqlite/database.js";
-import { JobStore } from "../../src/db/sqlite/jobs.js";
+import { SqliteImageIndex } from "../../src/db/sqlite/images.js";
+import { SqliteJobStore } from "../../src/db/sqlite/jobs.js";
 import { jobStoreContract, type StoreUnderTest } from "../contracts/jobStoreContract.js";
 import { makeRequest } from "../helpers/requests.js";
 
 const request = (prompt: string) => makeRequest({ prompt });
 
-describe("JobStore on a real SQLite file: what only SQLite needs proven", () => {
+describe("SqliteJobStore on a real SQLite file: what only SQLite needs proven", () => {
   let dir: string;
   let db: Db;
-  let jobs: JobStore;
+  let jobs: SqliteJobStore;
 
   beforeEach(() => {
     dir = mkdtempSync(path.join(tmpdir(), "kitty-jobs-"));
     db = openDatabase(path.join(dir, "jobs.sqlite"));
-    jobs = new JobStore(db);
+    jobs = new SqliteJobStore(db, new SqliteImageIndex(db));
   });
 
   afterEach(() => {
@@ -32,25 +33,29 @@ describe("JobStore on a real SQLite file: what only SQLite needs proven", () => 
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
   });
 
-  it("survives reopening the file: the queue is durable", () => {
-    const a = jobs.enqueue(request("durable"));
+  it("survives reopening the file: the queue is durable", async () => {
+    const a = await jobs.enqueue(request("durable"));
     db.close();
     db = openDatabase(path.join(dir, "jobs.sqlite"));
-    jobs = new JobStore(db);
-    expect(jobs.get(a.id)).toMatchObject({ state: "queued", request: request("durable") });
+    jobs = new SqliteJobStore(db, new SqliteImageIndex(db));
+    expect(await jobs.get(a.id)).toMatchObject({ state: "queued", request: request("durable") });
   });
 
   it("never lets two processes take the same job, with four taking from one file at once", async () => {
-    const ids = Array.from({ length: 200 }, (_, n) => jobs.enqueue(request(`job ${n}`)).id);
+    const ids: string[] = [];
+    for (let n = 0; n < 200; n++) ids.push((await jobs.enqueue(request(`job ${n}`))).id);
     const storeModule = pathToFileURL(path.join(PROJECT_ROOT, "dist/db/sqlite/jobs.js")).href;
     const dbModule = pathToFileURL(path.join(PROJECT_ROOT, "dist/db/sqlite/database.js")).href;
+    const indexModule = pathToFileURL(path.join(PROJECT_ROOT, "dist/db/sqlite/images.js")).href;
     const takerScript = `
-      const { JobStore } = await import(${JSON.stringify(storeModule)});
+      const { SqliteJobStore } = await import(${JSON.stringify(storeModule)});
+      const { SqliteImageIndex } = await import(${JSON.stringify(indexModule)});
       const { openDatabase } = await import(${JSON.stringify(dbModule)});
-      const jobs = new JobStore(openDatabase(process.argv[1]));
+      const db = openDatabase(process.argv[1]);
+      const jobs = new SqliteJobStore(db, new SqliteImageIndex(db));
       while (Date.now() < Number(process.argv[2])) {} // all four start taking at the same moment
       const taken = [];
-      for (let job; (job = jobs.takeNext()); ) taken.push(job.id);
+      for (let job; (job = await jobs.takeNext()); ) taken.push(job.id);
       process.stdout.write(JSON.stringify(taken));`;
     const startAt = String(Date.now() + 2000);
     const takers = await Promise.all(
@@ -63,7 +68,7 @@ describe("JobStore on a real SQLite file: what only SQLite needs proven", () => 
 
 });
 
-describe("JobStore (SQLite)", () => {
+describe("SqliteJobStore", () => {
   let dir: string;
   let db: Db;
   let store: StoreUnderTest;
@@ -71,14 +76,8 @@ describe("JobStore (SQLite)", () => {
   beforeEach(() => {
     dir = mkdtempSync(path.join(tmpdir(), "kitty-jobs-"));
     db = openDatabase(path.join(dir, "jobs.sqlite"));
-    const jobs = new JobStore(db);
-    const addRow = (jobId: string, key: string) => () =>
-      db.prepare(`INSERT INTO images (key, job_id, created_at, prompt, model, width, height, seed, metadata) VALUES (?, ?, ?, 'p', 'm', 1, 1, 1, '{}')`).run(key, jobId, new Date().toISOString());
-    store = {
-      jobs,
-      completeWithImage: async (jobId, attempt, key) => jobs.complete(jobId, attempt, addRow(jobId, key)),
-      imageCount: async () => (db.prepare(`SELECT COUNT(*) AS n FROM images`).get() as { n: number }).n,
-    };
+    const images = new SqliteImageIndex(db);
+    store = { jobs: new SqliteJobStore(db, images), images };
   });
 
   afterEach(() => {

@@ -1,5 +1,6 @@
 import type pg from "pg";
-import { decodeCursor, keysIn, pageOf, type ImageIndexReader, type ImagePage, type ImageRecord } from "../sqlite/images.js";
+import type { ImageIndex, ImagePage, ImageRecord } from "../../queue/ports.js";
+import { decodeCursor, keysIn, pageOf } from "../imagePages.js";
 
 interface PgImageRow {
   key: string;
@@ -29,10 +30,10 @@ const toRecord = (row: PgImageRow): ImageRecord => ({
  * The image index on Postgres, one gallery for every front-end: the SQLite ImageIndex's listing (newest first by
  * (created_at, key), keyset cursor, `index` across pages) and lookups, async.
  */
-export class PgImageIndex implements ImageIndexReader {
+export class PgImageIndex implements ImageIndex {
   constructor(private readonly pool: pg.Pool) {}
 
-  /** `client`: the transaction that marks the job done (PgJobStore.complete), so a listed image always has a done job. */
+  /** `client`: the transaction that marks the job done (PgJobStore.completeWithImages), so a listed image always has a done job. */
   async add(record: ImageRecord, client: pg.Pool | pg.PoolClient = this.pool): Promise<void> {
     await client.query(
       `INSERT INTO images (key, job_id, created_at, prompt, model, width, height, seed, metadata)

@@ -1,103 +1,16 @@
-// The jobs table on Postgres, for several GPU hosts sharing one queue: the same guarded statements as jobStore.ts,
-// with rows taken by FOR UPDATE SKIP LOCKED and every change announced on a NOTIFY channel for the other hosts.
+// The jobs table on Postgres, for several GPU hosts sharing one queue: the same guarded statements as SQLite's
+// (db/sqlite/jobs.ts), with rows taken by FOR UPDATE SKIP LOCKED and every change announced on a NOTIFY channel.
 import { randomUUID } from "node:crypto";
-import pg from "pg";
-import type { EngineName, GenerationRequest, ModelFamily } from "../../core/generation.js";
+import type pg from "pg";
+import type { GenerationRequest } from "../../core/generation.js";
 import { JobEvents } from "../../queue/jobEvents.js";
-import { fromPostgres } from "./errors.js";
-import { canTransition, JOB_STATES, MAX_ATTEMPTS, type JobState } from "../../queue/job.js";
-import { JobTakenOver, type Job } from "../sqlite/jobs.js";
-
-/** Numbered migrations, applied in order; kitty_schema records how far a database has come. */
-export const PG_MIGRATIONS: readonly string[] = [
-  `
-  CREATE TABLE jobs (
-    seq              integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- FIFO order
-    id               text NOT NULL UNIQUE,
-    state            text NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
-    request          jsonb NOT NULL,
-    model            text NOT NULL,                                     -- routing: only a worker with it takes the job
-    attempts         integer NOT NULL DEFAULT 0,
-    worker_id        text,                                              -- the worker whose run holds it now
-    image_key        text,
-    progress_step    integer,
-    progress_total   integer,
-    cancel_requested boolean NOT NULL DEFAULT false,
-    error_code       text,
-    error_message    text,
-    created_at       text NOT NULL,
-    started_at       text,
-    finished_at      text
-  );
-  CREATE INDEX jobs_by_state ON jobs (state, seq);
-
-  -- Each GPU worker registers here and heartbeats; a running job whose worker went silent is recovered.
-  CREATE TABLE workers (
-    id           text PRIMARY KEY,
-    host         text NOT NULL,
-    models       text[] NOT NULL,
-    device       text,
-    heartbeat_at timestamptz NOT NULL
-  );
-
-  -- Byte order ("C") for keys and times, whatever the database's locale: keyset paging compares them as tuples.
-  CREATE TABLE images (
-    key        text COLLATE "C" PRIMARY KEY,
-    job_id     text NOT NULL REFERENCES jobs (id),
-    created_at text COLLATE "C" NOT NULL,
-    prompt     text NOT NULL,
-    model      text NOT NULL,
-    width      integer NOT NULL,
-    height     integer NOT NULL,
-    seed       bigint NOT NULL,
-    metadata   jsonb NOT NULL
-  );
-  CREATE INDEX images_newest ON images (created_at DESC, key DESC);
-  CREATE INDEX images_by_job ON images (job_id, created_at);
-  `,
-  `
-  -- What each worker knows of its models (family, refiner on disk), so front-ends need no model folders of their own.
-  ALTER TABLE workers ADD COLUMN model_info jsonb NOT NULL DEFAULT '{}'::jsonb;
-  -- Why the worker's job waits (storage down, the engine not starting), for job_status on every front-end.
-  ALTER TABLE workers ADD COLUMN notice text;
-  -- The LoRAs in its folder ([{name, family}]): a job naming LoRAs goes only to a worker that has them all.
-  ALTER TABLE workers ADD COLUMN loras jsonb NOT NULL DEFAULT '[]'::jsonb;
-  `,
-];
+import { canTransition, JOB_STATES, JobTakenOver, MAX_ATTEMPTS, type Job, type JobError, type JobState } from "../../queue/job.js";
+import type { FinishOptions, ImageRecord, JobStore, JobTaker } from "../../queue/ports.js";
+import type { PgImageIndex } from "./images.js";
+import { inTransaction } from "./pool.js";
 
 /** The channel every change is announced on: `<event> <jobId>`, for front-ends and workers on other hosts. */
 export const JOBS_CHANNEL = "kitty_jobs";
-
-/** Any process may start first: an advisory lock makes concurrent starts apply each migration exactly once. */
-export async function migratePostgres(pool: pg.Pool): Promise<void> {
-  await inTransaction(pool, async (client) => {
-    await client.query(`SELECT pg_advisory_xact_lock(hashtext('kitty-images migrations'))`);
-    await client.query(`CREATE TABLE IF NOT EXISTS kitty_schema (version integer NOT NULL)`);
-    const { rows } = await client.query<{ version: number }>(`SELECT version FROM kitty_schema`);
-    let version = rows[0]?.version ?? 0;
-    if (rows.length === 0) await client.query(`INSERT INTO kitty_schema (version) VALUES (0)`);
-    for (; version < PG_MIGRATIONS.length; version++) await client.query(PG_MIGRATIONS[version]!);
-    await client.query(`UPDATE kitty_schema SET version = $1`, [version]);
-  });
-}
-
-async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let failed: unknown;
-  try {
-    await client.query("BEGIN");
-    const result = await work(client);
-    await client.query("COMMIT");
-    return result;
-  } catch (error) {
-    failed = error;
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw fromPostgres(error);
-  } finally {
-    // A connection that failed mid-transaction is closed rather than handed to the next caller.
-    client.release(failed instanceof Error && !(failed instanceof JobTakenOver) ? failed : undefined);
-  }
-}
 
 interface PgJobRow {
   seq: number;
@@ -126,7 +39,7 @@ function toJob(row: PgJobRow): Job {
     imageKey: row.image_key,
     progress: row.progress_step === null || row.progress_total === null ? null : { step: row.progress_step, totalSteps: row.progress_total },
     cancelRequested: row.cancel_requested,
-    error: row.error_code ? { code: row.error_code, message: row.error_message ?? "" } : null,
+    error: row.error_code ? ({ code: row.error_code, message: row.error_message ?? "" } as JobError) : null,
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
@@ -141,66 +54,18 @@ const JOB_COLUMNS = `seq, id, state, request, attempts, image_key, progress_step
 /** A statement that changed the row also announces it, in the same transaction: no notice for what did not happen. */
 const announce = (event: string) => `pg_notify('${JOBS_CHANNEL}', '${event} ' || id)`;
 
-interface FinishOptions {
-  error?: { code: string; message: string };
-  attempt?: number;
-}
-
-/** A GPU worker as it registered: what list_models shows about who serves which model. */
-/** What a worker tells front-ends of one model it has: enough to fill a request's defaults and check its refiner. */
-export interface AdvertisedModel {
-  /** The engine that runs it on that worker (absent in rows written before engines were reported: the runner). */
-  engine?: EngineName;
-  family: ModelFamily | null;
-  refiner: boolean;
-}
-
-/** A LoRA in a worker's folder, as front-ends need to know it. */
-export interface AdvertisedLora {
-  name: string;
-  family: ModelFamily | null;
-}
-
-/** A worker as it registers itself. */
-export interface WorkerRegistration {
-  id: string;
-  host: string;
-  models: readonly string[];
-  device: string | null;
-  modelInfo?: Readonly<Record<string, AdvertisedModel>>;
-  loras?: readonly AdvertisedLora[];
-}
-
-/** What a worker can run beyond a model: a refiner pass only where it has the model's refiner, LoRAs it has. */
-export interface WorkerCapabilities {
-  refiners: readonly string[];
-  loras: readonly string[];
-}
-
-export interface WorkerInfo {
-  id: string;
-  host: string;
-  models: string[];
-  modelInfo: Record<string, AdvertisedModel>;
-  loras: AdvertisedLora[];
-  device: string | null;
-  /** Why the job it runs waits, as the worker said (null: nothing in the way). */
-  notice: string | null;
-  heartbeatAt: string;
-  /** Heartbeat within the staleness window asked for. */
-  alive: boolean;
-  /** The job it runs now, if any. */
-  runningJobId: string | null;
-}
-
 /**
  * The durable FIFO on Postgres. The same contract as the SQLite JobStore (one test-suite runs against both), async,
  * for many workers: takeNext hands each job to exactly one of them, only to a worker that has the job's model.
  */
-export class PgJobStore {
+export class PgJobStore implements JobStore {
   readonly events = new JobEvents();
 
-  constructor(private readonly pool: pg.Pool) {}
+  /** `images`: indexed in the transaction that marks their job done. */
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly images: PgImageIndex,
+  ) {}
 
   async enqueue(request: GenerationRequest): Promise<Job> {
     const { rows } = await this.pool.query<PgJobRow>(
@@ -214,17 +79,19 @@ export class PgJobStore {
   }
 
   /**
-   * A done job for an image found in storage that the database does not know (reindex), written with `alongside`
-   * (its index row) in one transaction. Nothing happens to a job that exists.
+   * A done job for images found in storage that the database does not know (reindex), with their index rows in
+   * one transaction. Nothing happens to a job that exists.
    */
-  async insertRecovered(jobId: string, request: GenerationRequest, imageKey: string, createdAt: string, alongside: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+  async insertRecovered(request: GenerationRequest, images: readonly ImageRecord[]): Promise<void> {
+    const first = images[0];
+    if (!first) return;
     await inTransaction(this.pool, async (client) => {
       await client.query(
         `INSERT INTO jobs (id, state, request, model, attempts, image_key, created_at, finished_at)
          VALUES ($1, 'done', $2, $3, 1, $4, $5, $5) ON CONFLICT (id) DO NOTHING`,
-        [jobId, JSON.stringify(request), request.model.name, imageKey, createdAt],
+        [first.jobId, JSON.stringify(request), request.model.name, first.key, first.createdAt],
       );
-      await alongside(client);
+      for (const image of images) await this.images.add(image, client);
     });
   }
 
@@ -260,7 +127,7 @@ export class PgJobStore {
    * workers take side by side without waiting on each other's rows; `models` (absent: any) routes by model, and
    * `can` (absent: anything) keeps a refiner pass or LoRAs away from a worker without them.
    */
-  async takeNext(workerId?: string, models?: readonly string[], can?: WorkerCapabilities): Promise<Job | undefined> {
+  async takeNext({ workerId, models, can }: JobTaker = {}): Promise<Job | undefined> {
     const { rows } = await this.pool.query<PgJobRow>(
       `WITH next AS (
          SELECT id FROM jobs WHERE state = 'queued' AND ($2::text[] IS NULL OR model = ANY($2))
@@ -291,12 +158,12 @@ export class PgJobStore {
   }
 
   /**
-   * Marks the running job done and runs `alongside` (indexing its images) in the same transaction. Throws
-   * JobTakenOver, with nothing written, when another run holds the job now (a worker declared dead finishing late).
+   * Marks the running job done and indexes its images in the same transaction. Throws JobTakenOver, with nothing
+   * written, when another run holds the job now (a worker declared dead finishing late).
    */
-  async complete(jobId: string, attempt: number, alongside: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+  async completeWithImages(jobId: string, attempt: number, images: readonly ImageRecord[]): Promise<void> {
     await inTransaction(this.pool, async (client) => {
-      await alongside(client);
+      for (const image of images) await this.images.add(image, client);
       if (!(await this.finishRow(client, jobId, "running", "done", { attempt }))) throw new JobTakenOver(jobId);
     });
     this.events.emit("ended", jobId);
@@ -348,69 +215,6 @@ export class PgJobStore {
       [jobId, countAttempt ? 0 : 1, attempt ?? null],
     );
     return result.rowCount === 1;
-  }
-
-  /** A worker announces itself, its models and device (again after a restart: same id, fresh heartbeat). */
-  async registerWorker(worker: WorkerRegistration): Promise<void> {
-    await this.pool.query(
-      // A worker starting again starts with no notice: what its last life waited on is not this one's business.
-      `INSERT INTO workers (id, host, models, device, model_info, loras, notice, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, NULL, now())
-       ON CONFLICT (id) DO UPDATE SET host = $2, models = $3, device = $4, model_info = $5, loras = $6, notice = NULL, heartbeat_at = now()`,
-      [worker.id, worker.host, [...worker.models], worker.device, JSON.stringify(worker.modelInfo ?? {}), JSON.stringify(worker.loras ?? [])],
-    );
-  }
-
-  /**
-   * `device`, once known, replaces what was registered. False when the worker is no longer registered (it said
-   * goodbye, or was removed): it must register again.
-   */
-  async heartbeatWorker(workerId: string, device: string | null = null): Promise<boolean> {
-    const result = await this.pool.query(`UPDATE workers SET heartbeat_at = now(), device = COALESCE($2, device) WHERE id = $1`, [workerId, device]);
-    return result.rowCount === 1;
-  }
-
-  /** Why this worker's job waits, or null when nothing is in the way; read by job_status on every front-end. */
-  async setWorkerNotice(workerId: string, notice: string | null): Promise<void> {
-    await this.pool.query(`UPDATE workers SET notice = $2 WHERE id = $1 AND notice IS DISTINCT FROM $2`, [workerId, notice]);
-  }
-
-  /** A clean shutdown: the worker's row goes, so nobody waits for its heartbeat to go stale. */
-  async forgetWorker(workerId: string): Promise<void> {
-    await this.pool.query(`DELETE FROM workers WHERE id = $1`, [workerId]);
-  }
-
-  /** Every registered worker, whether it heartbeat within `staleMs`, and what it runs now. */
-  async workers(staleMs: number): Promise<WorkerInfo[]> {
-    const { rows } = await this.pool.query<{
-      id: string;
-      host: string;
-      models: string[];
-      model_info: Record<string, AdvertisedModel>;
-      loras: AdvertisedLora[];
-      device: string | null;
-      notice: string | null;
-      heartbeat_at: Date;
-      alive: boolean;
-      running_job_id: string | null;
-    }>(
-      `SELECT w.id, w.host, w.models, w.model_info, w.loras, w.device, w.notice, w.heartbeat_at,
-              w.heartbeat_at > now() - make_interval(secs => $1::double precision / 1000) AS alive,
-              (SELECT j.id FROM jobs j WHERE j.worker_id = w.id AND j.state = 'running' ORDER BY j.seq LIMIT 1) AS running_job_id
-       FROM workers w ORDER BY w.id`,
-      [staleMs],
-    );
-    return rows.map((row) => ({
-      id: row.id,
-      host: row.host,
-      models: row.models,
-      modelInfo: row.model_info,
-      loras: row.loras,
-      device: row.device,
-      notice: row.notice,
-      heartbeatAt: row.heartbeat_at.toISOString(),
-      alive: row.alive,
-      runningJobId: row.running_job_id,
-    }));
   }
 
   /**

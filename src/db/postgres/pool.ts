@@ -1,6 +1,7 @@
 import pg from "pg";
 import { messageOf } from "../../core/errors.js";
 import type { Logger } from "../../core/log.js";
+import { JobTakenOver } from "../../queue/job.js";
 import { fromPostgres } from "./errors.js";
 
 /**
@@ -26,4 +27,23 @@ export function createPgPool(connectionString: string, log: Logger, max = 8): pg
     return result instanceof Promise ? result.catch((error: unknown) => Promise.reject(fromPostgres(error))) : result;
   }) as typeof pool.connect;
   return pool;
+}
+
+/** Runs `work` in one transaction on one connection; a connection that failed mid-transaction is closed. */
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let failed: unknown;
+  try {
+    await client.query("BEGIN");
+    const result = await work(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (error) {
+    failed = error;
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw fromPostgres(error);
+  } finally {
+    // A connection that failed mid-transaction is closed rather than handed to the next caller.
+    client.release(failed instanceof Error && !(failed instanceof JobTakenOver) ? failed : undefined);
+  }
 }

@@ -1,24 +1,12 @@
 // Every statement on the jobs table lives here, beside the guard it applies: longer than most files, read as one.
+// better-sqlite3 answers synchronously; the port is async, so each call resolves at once.
 import { randomUUID } from "node:crypto";
-import type { Db } from "./database.js";
 import type { GenerationRequest } from "../../core/generation.js";
 import { JobEvents } from "../../queue/jobEvents.js";
-import { canTransition, JOB_STATES, MAX_ATTEMPTS, type JobState } from "../../queue/job.js";
-
-export interface Job {
-  id: string;
-  seq: number;
-  state: JobState;
-  request: GenerationRequest;
-  attempts: number;
-  imageKey: string | null;
-  progress: { step: number; totalSteps: number } | null;
-  cancelRequested: boolean;
-  error: { code: string; message: string } | null;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-}
+import { canTransition, JOB_STATES, JobTakenOver, MAX_ATTEMPTS, type Job, type JobError, type JobState } from "../../queue/job.js";
+import type { FinishOptions, ImageRecord, JobStore, JobTaker } from "../../queue/ports.js";
+import type { Db } from "./database.js";
+import type { SqliteImageIndex } from "./images.js";
 
 interface JobRow {
   seq: number;
@@ -47,7 +35,7 @@ function toJob(row: JobRow): Job {
     imageKey: row.image_key,
     progress: row.progress_step === null || row.progress_total === null ? null : { step: row.progress_step, totalSteps: row.progress_total },
     cancelRequested: row.cancel_requested === 1,
-    error: row.error_code ? { code: row.error_code, message: row.error_message ?? "" } : null,
+    error: row.error_code ? ({ code: row.error_code, message: row.error_message ?? "" } as JobError) : null,
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
@@ -56,31 +44,21 @@ function toJob(row: JobRow): Job {
 
 const now = () => new Date().toISOString();
 
-interface FinishOptions {
-  error?: { code: string; message: string };
-  /** Fences a run that lost the job: only the run with this attempt number may end it. */
-  attempt?: number;
-}
-
-/** The job changed hands: another run holds it now (this process lost its lease, or it was recovered). */
-export class JobTakenOver extends Error {
-  constructor(jobId: string) {
-    super(`job ${jobId} is held by another run now`);
-    this.name = "JobTakenOver";
-  }
-}
-
 /**
  * The durable FIFO. Every state change is one guarded UPDATE, so a job can never be taken twice, and each is
  * announced on `events` once it is committed.
  */
-export class JobStore {
+export class SqliteJobStore implements JobStore {
   readonly events = new JobEvents();
   private readonly statements;
 
-  /** `progressDb`: where progress is written, a connection with a short busy wait (progress may be skipped). */
+  /**
+   * `images`: indexed in the transaction that marks their job done. `progressDb`: where progress is written, a
+   * connection with a short busy wait (progress may be skipped).
+   */
   constructor(
     private readonly db: Db,
+    private readonly images: SqliteImageIndex,
     progressDb: Db = db,
   ) {
     this.statements = {
@@ -119,50 +97,57 @@ export class JobStore {
     };
   }
 
-  enqueue(request: GenerationRequest): Job {
+  async enqueue(request: GenerationRequest): Promise<Job> {
     const id = randomUUID();
     this.statements.insert.run(id, JSON.stringify(request), now());
     this.events.emit("enqueued", id);
-    return this.get(id)!;
+    return this.getNow(id)!;
   }
 
-  get(jobId: string): Job | undefined {
+  async get(jobId: string): Promise<Job | undefined> {
+    return this.getNow(jobId);
+  }
+
+  private getNow(jobId: string): Job | undefined {
     const row = this.statements.byId.get(jobId) as JobRow | undefined;
     return row && toJob(row);
   }
 
   /**
-   * A done job for an image found in storage that this database does not know (the SQLite file was lost):
-   * every indexed image has its job, so job_status answers for it too. Nothing happens when the job exists.
+   * A done job for images found in storage that this database does not know (the SQLite file was lost): every
+   * indexed image has its job, so job_status answers for it too. Nothing happens to a job that exists.
    */
-  insertRecovered(jobId: string, request: GenerationRequest, imageKey: string, createdAt: string): void {
-    this.statements.insertRecovered.run(jobId, JSON.stringify(request), imageKey, createdAt, createdAt);
+  async insertRecovered(request: GenerationRequest, images: readonly ImageRecord[]): Promise<void> {
+    const first = images[0];
+    if (!first) return;
+    this.db.transaction(() => {
+      this.statements.insertRecovered.run(first.jobId, JSON.stringify(request), first.key, first.createdAt, first.createdAt);
+      for (const image of images) this.images.add(image);
+    })();
   }
 
-  /** How many jobs are in each state (states with none are 0). */
-  countByState(): Record<JobState, number> {
+  async countByState(): Promise<Record<JobState, number>> {
     const counts = Object.fromEntries(JOB_STATES.map((state) => [state, 0])) as Record<JobState, number>;
     for (const { state, n } of this.statements.countByState.all() as Array<{ state: JobState; n: number }>) counts[state] = n;
     return counts;
   }
 
-  /** The running job(s), then up to `queuedLimit` queued jobs in the order they will run. */
-  active(queuedLimit: number): Job[] {
+  async active(queuedLimit: number): Promise<Job[]> {
     return (this.statements.active.all(queuedLimit) as JobRow[]).map(toJob);
   }
 
-  /** 1 = next to run. Only meaningful for a queued job. */
-  position(job: Job): number {
+  async position(job: Job): Promise<number> {
     const { ahead } = this.statements.queuedAhead.get(job.seq) as { ahead: number };
     return ahead + 1;
   }
 
   /**
-   * Takes the oldest queued job and marks it running, or returns undefined when the queue is empty.
-   * With `leaseOwner`, only while that owner still holds the worker lease, checked in the same transaction:
-   * a process that has just lost the lease can never start a job the new holder would not know about.
+   * Takes the oldest queued job and marks it running, or returns undefined when the queue is empty. One machine
+   * runs whatever is queued, so only `leaseOwner` counts: the job is taken only while that owner still holds the
+   * worker lease, checked in the same transaction, so a process that has just lost the lease can never start a job
+   * the new holder would not know about.
    */
-  takeNext(leaseOwner?: string): Job | undefined {
+  async takeNext({ leaseOwner }: JobTaker = {}): Promise<Job | undefined> {
     // IMMEDIATE: take the write lock before reading, so a concurrent taker waits instead of failing to upgrade.
     return this.db
       .transaction(() => {
@@ -172,34 +157,34 @@ export class JobStore {
         const row = this.statements.nextQueued.get() as JobRow | undefined;
         if (!row) return undefined;
         const changed = this.statements.take.run(now(), row.id).changes;
-        return changed === 1 ? this.get(row.id) : undefined;
+        return changed === 1 ? this.getNow(row.id) : undefined;
       })
       .immediate();
   }
 
   /** The first run fixes the key; a retry keeps it, so it overwrites its own half-finished upload. */
-  fixImageKey(jobId: string, proposedKey: string): string {
+  async fixImageKey(jobId: string, proposedKey: string): Promise<string> {
     this.statements.fixImageKey.run(proposedKey, jobId);
-    return this.get(jobId)!.imageKey!;
+    return this.getNow(jobId)!.imageKey!;
   }
 
   /**
    * Moves a job to a terminal state; returns false when it was no longer in `from` or, given `attempt`, when
    * another run has taken it since (a worker that lost its lease must not end a job it no longer holds).
    */
-  finish(jobId: string, from: JobState, to: "done" | "failed" | "cancelled", how: FinishOptions = {}): boolean {
+  async finish(jobId: string, from: JobState, to: "done" | "failed" | "cancelled", how: FinishOptions = {}): Promise<boolean> {
     const finished = this.finishRow(jobId, from, to, how);
     if (finished) this.events.emit("ended", jobId);
     return finished;
   }
 
   /**
-   * Marks the running job `done` and runs `alongside` (indexing its image) in the same transaction: a listed
-   * image always has a done job. Throws JobTakenOver, with nothing written, when another run holds the job now.
+   * Marks the running job `done` and indexes its images in the same transaction: a listed image always has a done
+   * job. Throws JobTakenOver, with nothing written, when another run holds the job now.
    */
-  complete(jobId: string, attempt: number, alongside: () => void): void {
+  async completeWithImages(jobId: string, attempt: number, images: readonly ImageRecord[]): Promise<void> {
     this.db.transaction(() => {
-      alongside();
+      for (const image of images) this.images.add(image);
       if (!this.finishRow(jobId, "running", "done", { attempt })) throw new JobTakenOver(jobId);
     })();
     this.events.emit("ended", jobId);
@@ -219,18 +204,18 @@ export class JobStore {
     return result.changes === 1;
   }
 
-  setProgress(jobId: string, attempt: number, step: number, totalSteps: number): void {
+  async setProgress(jobId: string, attempt: number, step: number, totalSteps: number): Promise<void> {
     if (this.statements.progress.run(step, totalSteps, jobId, attempt).changes === 1) this.events.emit("progress", jobId);
   }
 
   /** Marks a running job for cancellation; the process running it sees the mark within a fraction of a second. */
-  requestCancel(jobId: string): boolean {
+  async requestCancel(jobId: string): Promise<boolean> {
     const marked = this.statements.requestCancel.run(jobId).changes === 1;
     if (marked) this.events.emit("cancelRequested", jobId);
     return marked;
   }
 
-  isCancelRequested(jobId: string): boolean {
+  async isCancelRequested(jobId: string): Promise<boolean> {
     const row = this.statements.cancelRequested.get(jobId) as { cancel_requested: number } | undefined;
     return row?.cancel_requested === 1;
   }
@@ -239,7 +224,11 @@ export class JobStore {
    * Puts a running job back at its place in line (its seq is unchanged, so it runs next).
    * `countAttempt: false` when nothing ran (the engine would not start): the job keeps its retry.
    */
-  requeue(jobId: string, { countAttempt = true, attempt }: { countAttempt?: boolean; attempt?: number } = {}): boolean {
+  async requeue(jobId: string, how: { countAttempt?: boolean; attempt?: number } = {}): Promise<boolean> {
+    return this.requeueRow(jobId, how);
+  }
+
+  private requeueRow(jobId: string, { countAttempt = true, attempt }: { countAttempt?: boolean; attempt?: number }): boolean {
     return this.statements.requeue.run({ id: jobId, uncount: countAttempt ? 0 : 1, attempt: attempt ?? null }).changes === 1;
   }
 
@@ -247,7 +236,7 @@ export class JobStore {
    * When a worker takes the lease, no job can really be running: any marked so was cut off when its process died.
    * Each gets one more run; a job that already had its retry fails as `interrupted`.
    */
-  recoverInterrupted(): { resumed: string[]; failed: string[] } {
+  async recoverInterrupted(): Promise<{ resumed: string[]; failed: string[] }> {
     const { cancelled, ...recovered } = this.db.transaction(() => {
       const resumed: string[] = [];
       const failed: string[] = [];
@@ -257,7 +246,7 @@ export class JobStore {
           this.finishRow(row.id, "running", "cancelled", {});
           cancelled.push(row.id);
         } else if (row.attempts < MAX_ATTEMPTS) {
-          this.requeue(row.id);
+          this.requeueRow(row.id, {});
           resumed.push(row.id);
         } else {
           this.finishRow(row.id, "running", "failed", {

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
+import type { QueueLease } from "../../queue/ports.js";
 import type { Db } from "./database.js";
 
 interface LeaseRow {
@@ -26,7 +27,7 @@ function processAlive(pid: number): boolean {
  * A holder's pid is checked only from the same host; one elsewhere (another container) is judged by heartbeat.
  * Containers on one host that share a hostname but not a pid namespace would still misjudge each other.
  */
-export class WorkerLease {
+export class SqliteLease implements QueueLease {
   readonly owner = randomUUID();
   private readonly statements;
 
@@ -47,11 +48,11 @@ export class WorkerLease {
     };
   }
 
-  tryAcquire(now = Date.now()): boolean {
+  async tryAcquire(now = Date.now()): Promise<boolean> {
     return this.db.transaction(() => {
       const row = this.statements.read.get() as LeaseRow | undefined;
       if (!row) return this.statements.insert.run(this.owner, this.pid, this.host, now).changes === 1;
-      if (row.owner === this.owner) return this.heartbeat(now);
+      if (row.owner === this.owner) return this.heartbeatNow(now);
       const holderGone = row.host === this.host && !processAlive(row.pid);
       const abandoned = now - row.heartbeat_at > this.staleAfterMs || holderGone;
       return abandoned && this.statements.takeOver.run(this.owner, this.pid, this.host, now, row.owner).changes === 1;
@@ -59,21 +60,25 @@ export class WorkerLease {
   }
 
   /** False when the lease was lost (this process stalled past staleAfterMs and another took over). */
-  heartbeat(now = Date.now()): boolean {
+  async heartbeat(now = Date.now()): Promise<boolean> {
+    return this.heartbeatNow(now);
+  }
+
+  private heartbeatNow(now: number): boolean {
     return this.statements.heartbeat.run(now, this.owner).changes === 1;
   }
 
   /** Who runs the queue, and why it is waiting if it is (read by every server process for job_status). */
-  holder(): { pid: number; notice: string | null } | undefined {
+  async holder(): Promise<{ pid: number; notice: string | null } | undefined> {
     const row = this.statements.read.get() as LeaseRow | undefined;
     return row && { pid: row.pid, notice: row.notice };
   }
 
-  setNotice(notice: string | null): void {
+  async setNotice(notice: string | null): Promise<void> {
     this.statements.notice.run(notice, this.owner);
   }
 
-  release(): void {
+  async release(): Promise<void> {
     this.statements.release.run(this.owner);
   }
 }

@@ -1,6 +1,6 @@
 import { SCHEDULERS } from "../../core/generation.js";
-import type { Job } from "../../db/sqlite/jobs.js";
-import type { ImageRecord } from "../../db/sqlite/images.js";
+import type { Job } from "../../queue/job.js";
+import type { ImageRecord } from "../../queue/ports.js";
 import type { ImageRef } from "../../storage/imageLinks.js";
 import { storedPreview } from "../../mcp/tools/previewImages.js";
 import { html, type Html } from "./html.js";

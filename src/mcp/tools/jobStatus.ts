@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { FAMILIES } from "../../models/families.js";
 import { isTerminal, JOB_STATES } from "../../queue/job.js";
-import type { Job } from "../../db/sqlite/jobs.js";
+import type { Job } from "../../queue/job.js";
 import { boundedInt } from "../../core/arguments.js";
 import { previewArgument, previewImages } from "./previewImages.js";
 import { defineTool, type ToolDeps } from "./toolKit.js";

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { messageOf } from "../../core/errors.js";
-import type { ImageRecord } from "../../db/sqlite/images.js";
+import type { ImageRecord } from "../../queue/ports.js";
 import type { StoredPreview } from "../../images/sidecar.js";
 import type { ToolDeps } from "./toolKit.js";
 

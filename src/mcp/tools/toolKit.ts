@@ -5,8 +5,7 @@ import type { EngineName } from "../../core/generation.js";
 import { KittyError, messageOf } from "../../core/errors.js";
 import type { Logger } from "../../core/log.js";
 import type { JobQueue } from "../../queue/jobQueue.js";
-import type { WorkerInfo } from "../../db/postgres/jobs.js";
-import type { ImageIndexReader } from "../../db/sqlite/images.js";
+import type { ImageIndex, WorkerInfo } from "../../queue/ports.js";
 import type { ImageLinks } from "../../storage/imageLinks.js";
 import type { ImageStore } from "../../storage/imageStore.js";
 import { registerAppTool } from "@modelcontextprotocol/ext-apps/server";
@@ -17,7 +16,7 @@ import type { ImageContent } from "./previewImages.js";
 export interface ToolDeps {
   config: Config;
   queue: JobQueue;
-  index: ImageIndexReader;
+  index: ImageIndex;
   store: ImageStore;
   links: ImageLinks;
   /** A database error a caller can act on (SQLite locked, Postgres restarting) as a typed error; null otherwise. */

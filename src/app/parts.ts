@@ -1,0 +1,58 @@
+// The parts every app is built from, whichever database holds the queue: the engine, storage, links, and what a
+// worker takes from the config.
+import path from "node:path";
+import type { Config } from "../config.js";
+import type { Logger } from "../core/log.js";
+import { A1111Engine } from "../engines/a1111.js";
+import { ComfyUIEngine } from "../engines/comfyui.js";
+import { DiffusersEngine } from "../engines/diffusers.js";
+import { EngineRouter } from "../engines/engineRouter.js";
+import { InvokeAIEngine } from "../engines/invokeai.js";
+import { pythonPreviewMaker } from "../images/previewMaker.js";
+import { StagingArea } from "../images/staging.js";
+import { DeferredS3Store } from "../storage/deferredS3.js";
+import { imageLinks, type ImageLinks } from "../storage/imageLinks.js";
+import type { ImageStore } from "../storage/imageStore.js";
+import { LocalImageStore } from "../storage/local.js";
+import { TIMING } from "./timing.js";
+
+export function createEngine(config: Config, log: Logger): EngineRouter {
+  return new EngineRouter(config.engine, (name) => {
+    const engineLog = log.child({ component: "engine", engine: name });
+    if (name === "a1111") return new A1111Engine({ baseUrl: config.a1111.baseUrl, auth: config.a1111.auth, timing: { jobBaseMs: config.a1111.jobTimeoutMs } }, engineLog);
+    if (name === "comfyui") return new ComfyUIEngine({ baseUrl: config.comfyui.baseUrl, timing: { jobBaseMs: config.comfyui.jobTimeoutMs } }, engineLog);
+    if (name === "invokeai") return new InvokeAIEngine({ baseUrl: config.invokeai.baseUrl, timing: { jobBaseMs: config.invokeai.jobTimeoutMs } }, engineLog);
+    const { python, packageDir, env, jobDeadline, brokenRetryMs } = config.runner;
+    return new DiffusersEngine(
+      { python, packageDir, env, readyTimeoutMs: TIMING.runnerReadyTimeoutMs, jobDeadline, startAttempts: TIMING.runnerStartAttempts, brokenRetryMs },
+      engineLog,
+    );
+  });
+}
+
+export function createStore(config: Config): ImageStore {
+  return config.storage.kind === "s3" ? new DeferredS3Store(config.storage.s3) : new LocalImageStore(path.join(config.home, "files"));
+}
+
+export function checkStoreSoon(store: ImageStore, log: Logger): void {
+  // Checked in the background, after the client's first requests: storage down or slow at start (MinIO still
+  // booting at login) must not keep the tools away; an upload makes sure of the bucket first and retries.
+  setTimeout(() => {
+    store.ensureReady().catch((error: Error) => log.warn({ error: error.message }, "storage is not reachable yet; uploads will retry"));
+  }, TIMING.storageCheckDelayMs).unref();
+}
+
+/** What a worker takes from the config, whichever queue it runs on: staging, keys, previews, its log. */
+export function workerParts(config: Config, log: Logger) {
+  return {
+    staging: new StagingArea(config.stagingDir),
+    keyPrefix: config.keyPrefix,
+    previewMaker: pythonPreviewMaker(config.runner.python, config.runner.packageDir, log.child({ component: "previews" })),
+    log: log.child({ component: "worker" }),
+  };
+}
+
+/** `filesBaseUrl`, set by the HTTP door: local images get signed links to its /files route instead of file:// URLs. */
+export function linksFor(config: Config, store: ImageStore, filesBaseUrl: string | undefined): ImageLinks {
+  return imageLinks(store, config.presignTtlSeconds, filesBaseUrl ? { baseUrl: filesBaseUrl, home: config.home } : undefined);
+}

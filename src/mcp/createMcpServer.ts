@@ -1,0 +1,55 @@
+import { McpServer } from "@modelcontextprotocol/server";
+import { messageOf } from "../core/errors.js";
+import { VERSION } from "../core/version.js";
+import { AppEngine } from "../engines/appEngine.js";
+import { EngineRouter } from "../engines/engineRouter.js";
+import type { App } from "./app.js";
+import { cancelJob } from "./tools/cancelJob.js";
+import { registerGalleryApp } from "./tools/galleryApp.js";
+import { generateImage } from "./tools/generateImage.js";
+import { jobStatus } from "./tools/jobStatus.js";
+import { listLatestImages } from "./tools/listLatestImages.js";
+import { listModels, listModelsWithWorkers } from "./tools/listModels.js";
+import { selectImage } from "./tools/selectImage.js";
+import { registerTool, type AnyTool, type ToolDeps } from "./tools/toolKit.js";
+
+const TOOLS: AnyTool[] = [generateImage, jobStatus, listLatestImages, selectImage, cancelJob, listModels];
+
+/** What tool handlers get, from whichever door calls them. */
+export function toolDeps(app: App): ToolDeps {
+  return {
+    config: app.config,
+    queue: app.queue,
+    index: app.index,
+    store: app.store,
+    links: app.links,
+    log: app.log,
+    workers: app.workers,
+    databaseTrouble: app.databaseTrouble,
+    async engineModels(name) {
+      const engine = app.engine instanceof EngineRouter ? app.engine.engine(name) : null;
+      if (!(engine instanceof AppEngine)) return { reachable: false, problem: `no ${name} engine here` };
+      try {
+        return { reachable: true, models: await engine.models() };
+      } catch (error) {
+        return { reachable: false, problem: messageOf(error) };
+      }
+    },
+  };
+}
+
+/** One MCP server over the app: cheap, so each connection (and each protocol era) may get its own. */
+export function createMcpServer(app: App): McpServer {
+  const server = new McpServer(
+    { name: "kitty-images", version: VERSION },
+    {
+      instructions:
+        "Local image generation. generate_image queues a job and returns a jobId at once; job_status with wait_seconds " +
+        "waits for it; select_image turns the result into an imageRef {downloadUrl, storageUri} for downstream tools.",
+    },
+  );
+  const deps = toolDeps(app);
+  for (const tool of TOOLS) registerTool(server, tool === listModels && app.workers ? listModelsWithWorkers : tool, deps);
+  registerGalleryApp(server);
+  return server;
+}
