@@ -2,8 +2,12 @@
 // worker takes from the config.
 import path from "node:path";
 import type { Config } from "../config.js";
+import { messageOf } from "../core/errors.js";
+import type { EngineName } from "../core/generation.js";
 import type { Logger } from "../core/log.js";
 import { A1111Engine } from "../engines/a1111.js";
+import { AppEngine } from "../engines/appEngine.js";
+import type { Engine } from "../engines/engine.js";
 import { ComfyUIEngine } from "../engines/comfyui.js";
 import { DiffusersEngine } from "../engines/diffusers.js";
 import { EngineRouter } from "../engines/engineRouter.js";
@@ -13,6 +17,7 @@ import { StagingArea } from "../images/staging.js";
 import { DeferredS3Store } from "../storage/deferredS3.js";
 import { imageLinks, type ImageLinks } from "../storage/imageLinks.js";
 import type { ImageStore } from "../storage/imageStore.js";
+import type { EngineModels } from "../models/engineCatalog.js";
 import { LocalImageStore } from "../storage/local.js";
 import { TIMING } from "./timing.js";
 
@@ -55,4 +60,17 @@ export function workerParts(config: Config, log: Logger) {
 /** `filesBaseUrl`, set by the HTTP door: local images get signed links to its /files route instead of file:// URLs. */
 export function linksFor(config: Config, store: ImageStore, filesBaseUrl: string | undefined): ImageLinks {
   return imageLinks(store, config.presignTtlSeconds, filesBaseUrl ? { baseUrl: filesBaseUrl, home: config.home } : undefined);
+}
+
+/** Asks an engine that is another app what it offers; any other engine (or none of that name) offers nothing here. */
+export function engineModelsOf(engine: Engine): (name: EngineName) => Promise<EngineModels> {
+  return async (name) => {
+    const named = engine instanceof EngineRouter ? engine.engine(name) : null;
+    if (!(named instanceof AppEngine)) return { reachable: false, problem: `no ${name} engine here` };
+    try {
+      return { reachable: true, models: await named.models() };
+    } catch (error) {
+      return { reachable: false, problem: messageOf(error) };
+    }
+  };
 }

@@ -8,14 +8,14 @@ import type { Engine } from "../engines/engine.js";
 import type { App } from "../mcp/app.js";
 import { localizeRequest } from "../models/localizeRequest.js";
 import { inspectEntry, inspectModelFolder } from "../models/modelFolder.js";
-import { familyOf, familyOfElsewhere } from "../models/resolveRequest.js";
+import { familyOf, familyOfElsewhere } from "../models/familyRules.js";
 import { JobEvents } from "../queue/jobEvents.js";
 import { JobQueue } from "../queue/jobQueue.js";
 import { SharedJobSource } from "../queue/jobSources.js";
 import type { AdvertisedLora, AdvertisedModel } from "../queue/ports.js";
 import { Worker } from "../queue/worker.js";
 import { sharedWaitingReason, WorkerPresence } from "../queue/workerPresence.js";
-import { checkStoreSoon, createStore, linksFor, workerParts } from "./parts.js";
+import { checkStoreSoon, createStore, engineModelsOf, linksFor, workerParts } from "./parts.js";
 import { TIMING } from "./timing.js";
 
 /**
@@ -104,6 +104,7 @@ export async function createPostgresApp(config: Config, url: string, log: Logger
     store,
     links: linksFor(config, store, filesBaseUrl),
     engine,
+    engineModels: engineModelsOf(engine),
     worker,
     workers: () => registry.workers(timing.staleMs),
     databaseTrouble: postgresUnavailable,

@@ -7,7 +7,7 @@ import type { App } from "../mcp/app.js";
 import { JobQueue } from "../queue/jobQueue.js";
 import { LeasedJobSource } from "../queue/jobSources.js";
 import { Worker } from "../queue/worker.js";
-import { checkStoreSoon, createStore, linksFor, workerParts } from "./parts.js";
+import { checkStoreSoon, createStore, engineModelsOf, linksFor, workerParts } from "./parts.js";
 import { TIMING, type SqliteTiming } from "./timing.js";
 
 /**
@@ -36,6 +36,7 @@ export function createSqliteApp(
     store,
     links: linksFor(config, store, filesBaseUrl),
     engine,
+    engineModels: engineModelsOf(engine),
     worker,
     workers: null,
     databaseTrouble: databaseBusy,

@@ -1,7 +1,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 
 /** Request bodies larger than this are refused with 413 before they are read further. */
-export const MAX_BODY_BYTES = 1024 * 1024;
+import { MAX_MESSAGE_BYTES } from "../core/limits.js";
+
+/** A request body over this is refused with 413, as a stdio line over it is with an error. */
+export const MAX_BODY_BYTES = MAX_MESSAGE_BYTES;
 
 export class BodyTooLarge extends Error {}
 export class BodyNotJson extends Error {}

@@ -1,7 +1,9 @@
 import type { Config } from "../config.js";
 import type { KittyError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
+import type { EngineName } from "../core/generation.js";
 import type { Engine } from "../engines/engine.js";
+import type { EngineModels } from "../models/engineCatalog.js";
 import type { JobQueue } from "../queue/jobQueue.js";
 import type { ImageIndex, WorkerInfo } from "../queue/ports.js";
 import type { RunObserver } from "../queue/runJob.js";
@@ -30,6 +32,8 @@ export interface App {
   worker: JobRunner | null;
   /** The GPU workers in the shared registry (Postgres), for list_models and /healthz; null on SQLite. */
   workers: (() => Promise<WorkerInfo[]>) | null;
+  /** What an engine that is another app (A1111, ComfyUI, InvokeAI) offers, asked now. */
+  engineModels(name: EngineName): Promise<EngineModels>;
   /** A database error a caller can act on (SQLite locked, Postgres restarting) as a typed error; null for any other. */
   databaseTrouble(error: unknown, doing: string): KittyError | null;
   /** Stops the worker (the running job stays queued for the next start), the engine and the database. */

@@ -1,8 +1,5 @@
 import { McpServer } from "@modelcontextprotocol/server";
-import { messageOf } from "../core/errors.js";
 import { VERSION } from "../core/version.js";
-import { AppEngine } from "../engines/appEngine.js";
-import { EngineRouter } from "../engines/engineRouter.js";
 import type { App } from "./app.js";
 import { cancelJob } from "./tools/cancelJob.js";
 import { registerGalleryApp } from "./tools/galleryApp.js";
@@ -26,15 +23,7 @@ export function toolDeps(app: App): ToolDeps {
     log: app.log,
     workers: app.workers,
     databaseTrouble: app.databaseTrouble,
-    async engineModels(name) {
-      const engine = app.engine instanceof EngineRouter ? app.engine.engine(name) : null;
-      if (!(engine instanceof AppEngine)) return { reachable: false, problem: `no ${name} engine here` };
-      try {
-        return { reachable: true, models: await engine.models() };
-      } catch (error) {
-        return { reachable: false, problem: messageOf(error) };
-      }
-    },
+    engineModels: (name) => app.engineModels(name),
   };
 }
 

@@ -1,10 +1,10 @@
 import { StdioServerTransport } from "@modelcontextprotocol/server/stdio";
 import { Transform, type Readable, type TransformCallback } from "node:stream";
-import { MAX_BODY_BYTES } from "../http/body.js";
+import { MAX_MESSAGE_BYTES } from "../core/limits.js";
 import type { Logger } from "../core/log.js";
 
 /** The largest message either door takes: what an HTTP body may hold is what a stdio line may hold. */
-export const MAX_MESSAGE_BYTES = MAX_BODY_BYTES;
+export { MAX_MESSAGE_BYTES };
 
 /** How much of a refused line is kept to find its request id: the TS SDK writes `id` last, Python's first. */
 const ID_SEARCH_BYTES = 512;

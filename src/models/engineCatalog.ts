@@ -1,6 +1,8 @@
 import type { EngineName } from "../core/generation.js";
-import type { EngineModels } from "../mcp/tools/toolKit.js";
 import { ModelCatalog, type ModelEntry } from "./catalog.js";
+
+/** What an engine that is another app (A1111, ComfyUI, InvokeAI) says it has, or why it could not be asked. */
+export type EngineModels = { reachable: true; models: string[] } | { reachable: false; problem: string };
 
 /**
  * Under IMAGE_ENGINE=a1111 every checkpoint the web UI offers is usable by its title, listed in models.yaml or

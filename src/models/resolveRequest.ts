@@ -2,9 +2,7 @@ import { randomInt } from "node:crypto";
 import { KittyError } from "../core/errors.js";
 import {
   LIMITS,
-  type FamilySpec,
   refinerPassFor,
-  type GenerationDefaults,
   type GenerationRequest,
   type LoraUse,
   type RefinerMode,
@@ -12,7 +10,8 @@ import {
   type SchedulerName,
 } from "../core/generation.js";
 import type { ModelCatalog, ModelEntry } from "./catalog.js";
-import { FAMILIES, FAMILY_DEFAULTS } from "./families.js";
+import { FAMILIES } from "./families.js";
+import { checkFamilyTakes, defaultsFor, familyOf, familyOfElsewhere } from "./familyRules.js";
 import { inspectEntry, inspectModelFolder, type ModelOnDisk } from "./modelFolder.js";
 
 /** What a caller asks for, in any door's words once mapped: every field but the prompt may be left out. */
@@ -38,53 +37,6 @@ export interface GenerationAsk {
 
 /** A stored image an init_image names, as the door finds it (null when this server has no such image). */
 export type FindImage = (reference: string) => { key: string; width: number; height: number } | null;
-
-/** The family a model runs as: declared in models.yaml, else what its folder says; null when neither says. */
-export function familyOf(entry: ModelEntry, onDisk: ModelOnDisk): ModelFamily | null {
-  if (entry.declaredFamily) return entry.declaredFamily;
-  return onDisk.family !== null && onDisk.family in FAMILIES ? onDisk.family : null;
-}
-
-/** The family's defaults with the entry's own on top: what an unset field becomes (list_models shows the same). */
-export function defaultsFor(entry: ModelEntry, family: ModelFamily): GenerationDefaults {
-  return { ...FAMILY_DEFAULTS[family]!, ...entry.defaults };
-}
-
-/** What a family takes beyond a prompt, in generate_image's argument names: list_models shows it, resolveRequest holds to it. */
-export function familyTakes(family: FamilySpec): string[] {
-  return [
-    ...(family.negativePrompt ? ["negative_prompt"] : []),
-    ...(family.pipelines.image ? ["init_image"] : []),
-    ...(family.lora ? ["loras"] : []),
-    ...(family.refiner ? ["refiner"] : []),
-  ];
-}
-
-/**
- * Refuses, before anything is queued, what this family cannot use, naming the field and what it does take: a
- * silently dropped negative prompt or a resized image is a wrong answer the agent never hears about.
- */
-function checkFamilyTakes(ask: GenerationAsk, name: string, familyName: ModelFamily, request: { width: number; height: number; cfgScale: number; scheduler: SchedulerName | null }): void {
-  const family = FAMILIES[familyName]!;
-  const what = `model '${name}' is ${family.label}, which takes ${familyTakes(family).join(", ") || "a prompt and sizes only"}`;
-  if (ask.negativePrompt?.trim()) {
-    if (!family.negativePrompt) throw new KittyError("invalid_argument", `negative_prompt does not apply: ${what}`, "negative_prompt");
-    const above = family.guidanceAbove ?? 1;
-    if (family.negativePrompt === true && family.guidance !== "distilled" && request.cfgScale <= above) {
-      throw new KittyError("invalid_argument", `negative_prompt needs guidance: cfg_scale is ${request.cfgScale}, and a negative prompt only acts above ${above} (model '${name}')`, "negative_prompt");
-    }
-  }
-  if (ask.initImage !== undefined && !family.pipelines.image) throw new KittyError("invalid_argument", `init_image does not apply: ${what}`, "init_image");
-  if (ask.loras?.length && !family.lora) throw new KittyError("invalid_argument", `loras do not apply: ${what}`, "loras");
-  for (const side of ["width", "height"] as const) {
-    if (request[side] % family.sizeMultiple !== 0) {
-      throw new KittyError("invalid_argument", `${side} must be a multiple of ${family.sizeMultiple} for ${family.label} (got ${request[side]})`, side);
-    }
-  }
-  if (request.scheduler && !family.schedulers.includes(request.scheduler)) {
-    throw new KittyError("invalid_argument", `scheduler ${request.scheduler} does not fit ${family.label}; it takes ${family.schedulers.join(", ")}`, "scheduler");
-  }
-}
 
 /**
  * What the live GPU workers on a shared queue say of models and LoRAs this host has no files for (a front-end keeps
@@ -254,10 +206,6 @@ function resolveElsewhere(ask: GenerationAsk, entry: ModelEntry): GenerationRequ
     initImage: null,
     loras: [],
   };
-}
-
-export function familyOfElsewhere(entry: ModelEntry): ModelFamily {
-  return entry.declaredFamily ?? (/xl/i.test(`${entry.engineModel ?? ""} ${entry.name}`) ? "sdxl" : "sd15");
 }
 
 /** A size with the image's aspect ratio inside the limits, each side a multiple of 8. */

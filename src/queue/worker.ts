@@ -4,7 +4,8 @@ import type { Job } from "./job.js";
 import type { JobSource } from "./jobSources.js";
 import type { JobStore } from "./ports.js";
 import { GrowingDelay, pause, retryWithBackoff } from "./retry.js";
-import { jobRunDeps, JobStopped, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver, type RunOutcome, type WorkerParts } from "./runJob.js";
+import { JobStopped, type RunOutcome } from "./runEnding.js";
+import { jobRunDeps, runTakenJob, type CurrentJob, type JobRunDeps, type RunObserver, type WorkerParts } from "./runJob.js";
 
 export interface WorkerOptions extends WorkerParts {
   jobs: JobStore;

@@ -3,8 +3,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
 import { PROJECT_ROOT } from "../../config.js";
 import { KittyError, messageOf } from "../../core/errors.js";
-import { formToken, isFormToken, isToken, sessionCookie, type AccessPolicy } from "../accessGuard.js";
-import { BodyTooLarge, decodePath, readFormBody, redirect, sendHtml, sendJson } from "../body.js";
+import { formToken, isFormToken, type AccessPolicy } from "../accessGuard.js";
+import { decodePath, redirect, sendHtml, sendJson } from "../body.js";
 import type { App } from "../../mcp/app.js";
 import { toolDeps } from "../../mcp/createMcpServer.js";
 import { checkImageKey } from "../../storage/imageKeys.js";
@@ -13,7 +13,8 @@ import { storedPreview } from "../../mcp/tools/previewImages.js";
 import { selectImage } from "../../mcp/tools/selectImage.js";
 import { invokeTool } from "../../mcp/tools/toolKit.js";
 import { html } from "./html.js";
-import { detailPage, galleryPage, jobStrip, loginPage, messagePage, regenerateForm, type RegenerateDefaults } from "./pages.js";
+import { readGalleryForm } from "./login.js";
+import { detailPage, galleryPage, jobStrip, messagePage, regenerateForm, type RegenerateDefaults } from "./pages.js";
 
 /**
  * /gallery: what was made, newest first, in a browser. Server-rendered pages; web/gallery.js adds the live job
@@ -26,52 +27,8 @@ const MAX_PAGE_SIZE = 100;
 const STRIP_QUEUED = 8;
 const EVENTS_POLL_MS = 400;
 const EVENTS_KEEPALIVE_MS = 15_000;
-const SESSION_MAX_AGE_S = 30 * 24 * 3600;
 const WEB_DIR = path.join(PROJECT_ROOT, "web");
 const STATIC_FILES: Record<string, string> = { "gallery.js": "text/javascript; charset=utf-8", "gallery.css": "text/css; charset=utf-8" };
-
-/**
- * Logging in: a GET with `?token=` on any gallery page, or the form at /gallery/login. The door lets these past
- * the token check (they are how one gets past it) and sends nothing else here.
- */
-export async function handleGalleryLogin(policy: AccessPolicy, request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
-  const given = url.searchParams.get("token");
-  if (given !== null && request.method === "GET") {
-    // Trade the token for the cookie at once, and drop it from the address so history and logs never keep it.
-    url.searchParams.delete("token");
-    const next = safeNext(`${url.pathname}${url.search}`);
-    if (isToken(given, policy)) redirect(response, next, { "set-cookie": sessionCookie(policy, SESSION_MAX_AGE_S) });
-    else sendHtml(response, 401, loginPage(next, "That token is not this server's KITTY_IMAGES_TOKEN."));
-    return;
-  }
-  if (request.method !== "POST") return sendHtml(response, 200, loginPage(safeNext(url.searchParams.get("next"))));
-  const form = await readGalleryForm(request, response);
-  if (!form) return;
-  const next = safeNext(form.get("next"));
-  if (isToken(form.get("token") ?? "", policy)) redirect(response, next, { "set-cookie": sessionCookie(policy, SESSION_MAX_AGE_S) });
-  else sendHtml(response, 401, loginPage(next, "That token is not this server's KITTY_IMAGES_TOKEN."));
-}
-
-/** A posted form; null once a body over the limit has been answered 413 (the rest of it is not read). */
-async function readGalleryForm(request: IncomingMessage, response: ServerResponse): Promise<URLSearchParams | null> {
-  try {
-    return await readFormBody(request);
-  } catch (error) {
-    if (!(error instanceof BodyTooLarge)) throw error;
-    sendHtml(response, 413, messagePage("Too large", html`<p>${error.message}</p>`), { connection: "close" });
-    return null;
-  }
-}
-
-/** Only a gallery path, printable ASCII: a login must not redirect anywhere else, nor put a line break in a header. */
-function safeNext(next: string | null | undefined): string {
-  return next && /^\/gallery(?:[/?]|$)/.test(next) && !next.startsWith("//") && /^[\x21-\x7e]*$/.test(next) ? next : "/gallery";
-}
-
-/** Where a browser without the cookie is sent instead of a JSON 401. */
-export function loginRedirect(response: ServerResponse, url: URL): void {
-  redirect(response, `/gallery/login?next=${encodeURIComponent(`${url.pathname}${url.search}`)}`);
-}
 
 /** The gallery's routes, for a request the access guard let through; false when the path is not the gallery's. */
 export async function handleGallery(app: App, policy: AccessPolicy, request: IncomingMessage, response: ServerResponse, url: URL): Promise<boolean> {

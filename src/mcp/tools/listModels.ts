@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { inspectModelFolder } from "../../models/modelFolder.js";
 import { catalogWithEngineModels } from "../../models/engineCatalog.js";
-import { defaultsFor, familyOf, familyOfElsewhere, familyTakes, inspectModel, modelsOfWorkers } from "../../models/resolveRequest.js";
+import { defaultsFor, familyOf, familyOfElsewhere, familyTakes } from "../../models/familyRules.js";
+import { inspectModel, modelsOfWorkers } from "../../models/resolveRequest.js";
 import type { EngineName } from "../../core/generation.js";
 import { FAMILIES } from "../../models/families.js";
 import { defineTool, type EngineModels } from "./toolKit.js";

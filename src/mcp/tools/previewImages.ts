@@ -2,13 +2,7 @@ import { z } from "zod";
 import { messageOf } from "../../core/errors.js";
 import type { ImageRecord } from "../../queue/ports.js";
 import type { StoredPreview } from "../../images/sidecar.js";
-import type { ToolDeps } from "./toolKit.js";
-
-/** MCP `image` content: base64 bytes and their type. */
-export interface ImageContent {
-  data: string;
-  mimeType: string;
-}
+import type { ImageContent, ToolDeps } from "./toolKit.js";
 
 /**
  * What previews one result may carry, in stored bytes (base64 adds a third). Clients cap a tool result (Claude

@@ -10,7 +10,7 @@ import type { ImageLinks } from "../../storage/imageLinks.js";
 import type { ImageStore } from "../../storage/imageStore.js";
 import { registerAppTool } from "@modelcontextprotocol/ext-apps/server";
 import { leanSchema } from "./leanSchema.js";
-import type { ImageContent } from "./previewImages.js";
+import type { EngineModels } from "../../models/engineCatalog.js";
 
 /** What a tool handler may use: the queue's door, the image index, storage (to read previews) and links into it; never the worker or an engine. */
 export interface ToolDeps {
@@ -28,7 +28,13 @@ export interface ToolDeps {
   log: Logger;
 }
 
-export type EngineModels = { reachable: true; models: string[] } | { reachable: false; problem: string };
+export type { EngineModels };
+
+/** MCP `image` content inlined in a tool result (a preview): base64 bytes and their type. */
+export interface ImageContent {
+  data: string;
+  mimeType: string;
+}
 
 /** What a handler may do within the call it answers. */
 export interface ToolCall {
