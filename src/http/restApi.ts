@@ -1,38 +1,56 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
-import { boundedInt, boundedNumber, boundedText } from "../core/arguments.js";
 import { KittyError } from "../core/errors.js";
-import { LIMITS } from "../core/generation.js";
-import type { ModelCatalog } from "../models/catalog.js";
 import { catalogWithEngineModels } from "../models/engineCatalog.js";
-import { modelsOfWorkers, resolveRequest } from "../models/resolveRequest.js";
-import type { Job } from "../queue/job.js";
 import type { App } from "../mcp/app.js";
 import { toolDeps } from "../mcp/createMcpServer.js";
-import { checkImageKey } from "../storage/imageKeys.js";
+import { generateImage } from "../mcp/tools/generateImage.js";
+import { selectImage } from "../mcp/tools/selectImage.js";
+import { invokeTool, type ToolDeps } from "../mcp/tools/toolKit.js";
+import type { Job } from "../queue/job.js";
 import { sidecarKey } from "../storage/imageStore.js";
 import { BodyNotJson, BodyTooLarge, decodePath, readJsonBody, sendJson } from "./body.js";
 
 /**
  * The images-service REST API as KITTY's gateway and kitty-cli call it today: the same paths, fields and status
- * words, so they work unchanged against this server. Requests go through the same queue, catalog and links as
- * the MCP tools.
+ * words, so they work unchanged against this server. Generating and selecting call the MCP tools themselves
+ * (generate_image, select_image) through invokeTool, as the gallery does: this file only translates the old
+ * service's request into the tool's arguments, and the tool's answer or refusal into the old service's shapes.
  */
 
-const { size, steps, cfgScale, seed, promptChars } = LIMITS;
+type Problem = { field: string | null; message: string; type: string };
 
-/** FastAPI's defaults: unknown fields are ignored, as the original service did. */
-const generateBody = z.object({
-  prompt: boundedText("prompt", promptChars, { required: true }),
-  width: boundedInt("width", size.min, size.max, undefined, size.multipleOf).optional(),
-  height: boundedInt("height", size.min, size.max, undefined, size.multipleOf).optional(),
-  steps: boundedInt("steps", steps.min, steps.max).optional(),
-  cfg: boundedNumber("cfg", cfgScale.min, cfgScale.max).optional(),
-  seed: boundedInt("seed", seed.min, seed.max).nullable().optional(),
+/** REST's body fields, in the order a 422 lists their problems (the order the old service's model declared them). */
+const REST_FIELDS = ["prompt", "width", "height", "steps", "cfg", "seed", "model", "refiner"] as const;
+/** generate_image's argument names where REST's differ. */
+const REST_NAME_OF: Record<string, string> = { cfg_scale: "cfg" };
+/** REST fields handed to generate_image as they are (its rules check them); cfg, seed, model and refiner are translated. */
+const PASSED_AS_IS = ["prompt", "width", "height", "steps"] as const;
+
+/**
+ * What only REST has, checked here: the body is an object (FastAPI's defaults: unknown fields are ignored, as the
+ * original service did), model's message points at models.yaml, and refiner may be the refiner's model name.
+ * Everything else is checked by generate_image's own argument rules.
+ */
+const restOnly = z.object({
   model: z.string({ error: "model must be a string: a name from models.yaml" }).optional(),
   // The deployed service took the refiner's model name; a boolean means the same here.
   refiner: z.union([z.string(), z.boolean(), z.null()], { error: "refiner must be a refiner model name or true/false" }).optional(),
 });
+
+/** The same rules invokeTool applies, read issue by issue so each 422 entry names its field. */
+const generateArguments = z.object(generateImage.input);
+
+/** A field (and the message that starts with its name) in REST's words: cfg_scale is cfg here. */
+function inRestWords({ field, message, type }: Problem): Problem {
+  const restName = field === null ? undefined : REST_NAME_OF[field];
+  if (!restName) return { field, message, type };
+  return { field: restName, message: message.startsWith(`${field} `) ? `${restName}${message.slice(field!.length)}` : message, type };
+}
+
+function problemsOf(error: z.ZodError): Problem[] {
+  return error.issues.map((issue) => ({ field: issue.path.map(String).join(".") || null, message: issue.message, type: issue.code }));
+}
 
 /** RQ's words, which kitty-cli polls for: it stops only at "finished" or "failed". */
 function rqStatus(job: Job, pngKey: string | undefined) {
@@ -51,20 +69,31 @@ function rqStatus(job: Job, pngKey: string | undefined) {
 }
 
 /** FastAPI's 422 shape, one entry per problem, each naming its field. */
-function unprocessable(response: ServerResponse, problems: Array<{ field: string | null; message: string; type: string }>): void {
+function unprocessable(response: ServerResponse, problems: Problem[]): void {
   sendJson(response, 422, { detail: problems.map(({ field, message, type }) => ({ loc: field ? ["body", field] : ["body"], msg: message, type })) });
 }
 
+/** Problems in the order of REST's fields, as one schema over REST's body listed them; a problem with the whole body first. */
+function inFieldOrder(problems: Problem[]): Problem[] {
+  const rank = (field: string | null) => (field === null ? -1 : (REST_FIELDS as readonly string[]).indexOf(field.split(".")[0]!));
+  return [...problems].sort((a, b) => rank(a.field) - rank(b.field));
+}
+
 /**
- * The deployed service took a refiner *model name*; a boolean means the same here. A name must be the refiner
- * models.yaml gives the model (as an entry's name), so a typo is an error rather than a silent other refiner.
+ * The deployed service took a refiner *model name*; a boolean means the same here, and generate_image takes only
+ * the boolean. A name must be the refiner models.yaml gives the model (as an entry's name), so a typo is an error
+ * rather than a silent other refiner.
  */
-function refinerWanted(refiner: string | boolean | null | undefined, modelName: string | null, catalog: ModelCatalog): boolean | undefined {
+async function refinerWanted(refiner: string | boolean | null | undefined, model: string | undefined, deps: ToolDeps): Promise<boolean | undefined> {
   if (refiner === undefined || refiner === null) return undefined;
   if (typeof refiner === "boolean") return refiner;
   const name = refiner.trim();
   if (name === "" || name.toLowerCase() === "false") return false;
-  if (name.toLowerCase() === "true" || !modelName) return true;
+  if (name.toLowerCase() === "true") return true;
+  // The catalog generate_image will resolve against: under another engine the default may be one of its models.
+  const catalog = await catalogWithEngineModels(deps.config.models, deps.config.engine, deps.engineModels, { model });
+  const modelName = model ?? catalog.defaultModel;
+  if (!modelName) return true;
   const named = catalog.entries.find((entry) => entry.name === name);
   const configured = catalog.entries.find((entry) => entry.name === modelName)?.refinerPath ?? null;
   if (named && configured && named.path === configured) return true;
@@ -77,47 +106,60 @@ function refinerWanted(refiner: string | boolean | null | undefined, modelName: 
   );
 }
 
+/** POST /api/images/generate: the body as generate_image's arguments, queued by the tool. */
 async function generate(app: App, request: IncomingMessage, response: ServerResponse): Promise<void> {
-  const parsed = generateBody.safeParse(await readJsonBody(request));
-  if (!parsed.success) {
-    return unprocessable(
-      response,
-      parsed.error.issues.map((issue) => ({ field: issue.path.map(String).join(".") || null, message: issue.message, type: issue.code })),
-    );
-  }
-  const { prompt, width, height, steps: stepCount, cfg, seed: seedValue, model, refiner } = parsed.data;
+  const body = await readJsonBody(request);
+  const own = restOnly.safeParse(body);
+  // Not an object: nothing in it to hand on.
+  if (!own.success && own.error.issues.some((issue) => issue.path.length === 0)) return unprocessable(response, problemsOf(own.error));
+  const fields = body as Record<string, unknown>;
+  const given = (name: string) => Object.hasOwn(fields, name);
+  const args: Record<string, unknown> = {};
+  for (const name of PASSED_AS_IS) if (given(name)) args[name] = fields[name];
+  if (given("cfg")) args.cfg_scale = fields.cfg;
+  // The old service's seed: null meant a random one, as leaving it out does.
+  if (given("seed") && fields.seed !== null) args.seed = fields.seed;
+  if (typeof fields.model === "string") args.model = fields.model;
+  const checked = generateArguments.safeParse(args);
+  const problems = [...(own.success ? [] : problemsOf(own.error)), ...(checked.success ? [] : problemsOf(checked.error).map(inRestWords))];
+  if (problems.length > 0) return unprocessable(response, inFieldOrder(problems));
+  const deps = toolDeps(app);
   try {
-    const catalog = await catalogWithEngineModels(app.config.models, app.config.engine, toolDeps(app).engineModels, { model });
-    const resolved = resolveRequest(
-      { prompt, width, height, steps: stepCount, cfgScale: cfg, seed: seedValue ?? undefined, model, refiner: refinerWanted(refiner, model ?? catalog.defaultModel, catalog) },
-      catalog,
-      undefined,
-      app.workers ? modelsOfWorkers(await app.workers()) : undefined,
-    );
-    const { job } = await app.queue.enqueue(resolved);
-    sendJson(response, 200, { job_id: job.id, status: "queued" });
+    const refiner = await refinerWanted(own.data!.refiner, own.data!.model, deps);
+    if (refiner !== undefined) args.refiner = refiner;
+    const { structured } = await invokeTool(generateImage, args, deps);
+    sendJson(response, 200, { job_id: structured.jobId, status: "queued" });
   } catch (error) {
     if (!(error instanceof KittyError)) throw error;
-    unprocessable(response, [{ field: error.field ?? null, message: error.message, type: error.code }]);
+    unprocessable(response, [inRestWords({ field: error.field ?? null, message: error.message, type: error.code })]);
   }
 }
 
+/** POST /api/images/select: select_image by key, its imageRef with the key in it. */
 async function select(app: App, request: IncomingMessage, response: ServerResponse): Promise<void> {
   const body = (await readJsonBody(request)) as { key?: unknown };
   // An empty key is checked like any other, so its 422 says what a key may be.
   if (typeof body?.key !== "string") {
     return unprocessable(response, [{ field: "key", message: "key is required: an image key from /api/images/latest", type: "missing" }]);
   }
+  const key = body.key;
   try {
-    checkImageKey(body.key, app.config.keyPrefix);
+    const { structured } = await invokeTool(selectImage, { key }, toolDeps(app));
+    const { downloadUrl, storageUri } = structured.imageRef;
+    sendJson(response, 200, { imageRef: { downloadUrl, storageUri, key } });
   } catch (error) {
-    return unprocessable(response, [{ field: "key", message: (error as Error).message, type: "value_error" }]);
+    if (!(error instanceof KittyError)) throw error;
+    // The old service's words for a key it does not have; a key that is not one is the key's 422.
+    if (error.code === "not_found") return sendJson(response, 404, { detail: `no image with key '${key}'` });
+    if (error.code !== "invalid_argument") throw error;
+    unprocessable(response, [{ field: "key", message: error.message, type: "value_error" }]);
   }
-  if (!(await app.index.byKey(body.key))) return sendJson(response, 404, { detail: `no image with key '${body.key}'` });
-  const { downloadUrl, storageUri } = await app.links.imageRef(body.key);
-  sendJson(response, 200, { imageRef: { downloadUrl, storageUri, key: body.key } });
 }
 
+/**
+ * GET /api/images/latest. Read from the index itself, not through list_latest_images: each item's `size` is the
+ * PNG's bytes, which the tool's listing does not carry.
+ */
 async function latest(app: App, url: URL, response: ServerResponse): Promise<void> {
   const raw = url.searchParams.get("limit") ?? "36";
   const limit = Number(raw);
