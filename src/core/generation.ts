@@ -1,8 +1,8 @@
 /**
- * What a generation is, independent of who asks (tools, later REST and CLI) and who runs it (engines): the
- * request, its result and progress, the scheduler and family names, the value limits and the family defaults.
- * Everything above and below imports from here; this file imports nothing of the project's (the family table's
-data is read by src/models/families.ts).
+ * What a generation is, independent of who asks (the MCP tools, REST, the gallery, the CLI) and who runs it (the
+ * engines): the request, its result and progress, the scheduler and family names, the value limits. Everything
+ * above and below imports from here; this file imports nothing of the project's (the family table's data and
+ * defaults are read by src/models/families.ts).
  */
 
 /**

@@ -1,5 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { openDatabase } from "../../src/db/sqlite/database.js";
+import { JOB_ERROR_CODES } from "../../src/core/errors.js";
+import { RUNNER_ERROR_CODES } from "../../src/engines/runnerProtocol.js";
 import { existsSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startInProcess, type InProcessServer } from "../helpers/inProcess.js";
@@ -44,8 +46,16 @@ describe("MCP tools in-process: every argument rule, the tool list's size, a job
     for (const name of ["job_status", "list_latest_images", "list_models", "select_image"]) {
       expect(annotations[name], name).toEqual({ readOnlyHint: true, openWorldHint: false });
     }
-    expect(annotations.generate_image).toEqual({ readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false });
-    expect(annotations.cancel_job).toEqual({ readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false });
+    // Tools that write leave out the hints whose default (readOnlyHint, idempotentHint: false) is what they are.
+    expect(annotations.generate_image).toEqual({ destructiveHint: false, openWorldHint: false });
+    expect(annotations.cancel_job).toEqual({ destructiveHint: true, idempotentHint: true, openWorldHint: false });
+  });
+
+  it("lists every code a failed job's error may carry in job_status's output schema, from the one list", async () => {
+    const { tools } = await server.client.listTools();
+    const schema = tools.find((tool) => tool.name === "job_status")!.outputSchema as { properties: { error: { properties: { code: { enum: string[] } } } } };
+    expect(schema.properties.error.properties.code.enum).toEqual([...JOB_ERROR_CODES]);
+    expect(JOB_ERROR_CODES).toEqual(expect.arrayContaining([...RUNNER_ERROR_CODES, "interrupted", "storage_refused", "internal_error"]));
   });
 
   it("runs a job from generate_image to an imageRef whose file exists, with the model's defaults filled in", async () => {

@@ -6,7 +6,7 @@ export const cancelJob = defineTool({
   name: "cancel_job",
   title: "Cancel a job",
   description: "Cancel a queued job, or stop a running one at its next step.",
-  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+  annotations: { destructiveHint: true, idempotentHint: true, openWorldHint: false },
   input: {
     jobId: z.string({ error: "jobId is required: the id generate_image returned" }),
   },

@@ -13,7 +13,8 @@ export const generateImage = defineTool({
   description:
     "Queue an image job; returns a jobId at once. Next: job_status with " +
     "wait_seconds, then select_image. Unset fields take list_models defaults.",
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
+  // readOnlyHint and idempotentHint default to false: written out they would cost tokens and say nothing.
+  annotations: { destructiveHint: false, openWorldHint: false },
   input: {
     prompt: boundedText("prompt", promptChars, { required: true }),
     negative_prompt: boundedText("negative_prompt", promptChars, { required: false }).optional(),
@@ -22,10 +23,10 @@ export const generateImage = defineTool({
     height: boundedInt("height", size.min, size.max, undefined, size.multipleOf).optional(),
     steps: boundedInt("steps", steps.min, steps.max).optional(),
     cfg_scale: boundedNumber("cfg_scale", cfgScale.min, cfgScale.max, "Prompt adherence.").optional(),
-    seed: boundedInt("seed", seed.min, seed.max, "Same seed, same image. Default random.").optional(),
+    seed: boundedInt("seed", seed.min, seed.max, "Default random.").optional(),
     scheduler: oneOf("scheduler", SCHEDULERS).optional(),
     refiner: z.boolean({ error: "refiner must be true or false" }).describe("Finish with the model's refiner.").optional(),
-    refiner_mode: oneOf("refiner_mode", REFINER_MODES, "polish: a light refiner pass after the base.").optional(),
+    refiner_mode: oneOf("refiner_mode", REFINER_MODES, "polish: a light pass after the base.").optional(),
     count: boundedInt("count", count.min, count.max, "Images; seeds seed, seed+1...").optional(),
     init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Start image: key or imageRef URL.").optional(),
     strength: boundedNumber("strength", strength.min, strength.max, `Share repainted (default ${strength.default}).`).optional(),

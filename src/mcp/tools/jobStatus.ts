@@ -3,15 +3,16 @@ import { FAMILIES } from "../../models/families.js";
 import { isTerminal, JOB_STATES } from "../../queue/job.js";
 import type { Job } from "../../queue/job.js";
 import { boundedInt } from "../../core/arguments.js";
+import { JOB_ERROR_CODES } from "../../core/errors.js";
+import type { JobError } from "../../queue/job.js";
 import { previewArgument, previewImages } from "./previewImages.js";
 import { defineTool, type ToolDeps } from "./toolKit.js";
 
 export const jobStatus = defineTool({
   name: "job_status",
-  title: "Job status",
   description:
-    "A job's state: queued, running (step k of n), done (image keys; preview: true adds small images), failed or cancelled. " +
-    "wait_seconds waits for the end.",
+    "State, step k/n, and image keys once done (preview: true adds small images). " +
+    "wait_seconds waits up to 50 s for the end.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   input: {
     jobId: z.string({ error: "jobId is required: the id generate_image returned" }),
@@ -25,7 +26,7 @@ export const jobStatus = defineTool({
     progress: z.object({ step: z.number().int(), totalSteps: z.number().int() }).optional(),
     images: z.array(z.object({ key: z.string(), width: z.number().int(), height: z.number().int(), seed: z.number().int() })).optional(),
     promptTokens: z.number().int().optional(),
-    error: z.object({ code: z.string(), message: z.string() }).optional(),
+    error: z.object({ code: z.enum(JOB_ERROR_CODES), message: z.string() }).optional(),
     notice: z.string().optional(),
     model: z.string(),
     prompt: z.string(),
@@ -96,7 +97,7 @@ async function describeJob(job: Job, { queue, index }: ToolDeps) {
       };
     }
     case "failed": {
-      const error = job.error ?? { code: "unknown", message: "no reason recorded" };
+      const error = knownError(job.error);
       return {
         structured: { ...base, error },
         summary: `Job ${job.id} failed (${error.code}): ${error.message.split("\n")[0]}`,
@@ -105,4 +106,14 @@ async function describeJob(job: Job, { queue, index }: ToolDeps) {
     case "cancelled":
       return { structured: base, summary: `Job ${job.id} was cancelled; it made no image.` };
   }
+}
+
+/**
+ * A failed job's error as the schema lists it. A row an older release wrote may hold a code this release no longer
+ * names, or none: it reads as internal_error, with the recorded code kept in the message.
+ */
+function knownError(error: JobError | null): JobError {
+  if (!error) return { code: "internal_error", message: "no reason recorded" };
+  if ((JOB_ERROR_CODES as readonly string[]).includes(error.code)) return error;
+  return { code: "internal_error", message: `(recorded as ${error.code}) ${error.message}` };
 }

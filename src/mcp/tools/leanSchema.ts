@@ -47,8 +47,12 @@ function trim(node: unknown, role: "arguments" | "result"): unknown {
     if (key === "$schema") continue;
     if ((key === "minimum" || key === "maximum") && Math.abs(value as number) === Number.MAX_SAFE_INTEGER) continue;
     // Arguments keep all of it: a model must know what is required and that unknown names are refused.
-    if (role === "result" && (key === "required" || key === "propertyNames" || (key === "additionalProperties" && value === false))) continue;
+    // `additionalProperties: {}` allows anything, as leaving it out does.
+    const anything = key === "additionalProperties" && (value === false || (typeof value === "object" && value !== null && Object.keys(value).length === 0));
+    if (role === "result" && (key === "required" || key === "propertyNames" || anything)) continue;
     kept[key] = trim(value, role);
   }
+  // An enum or a const names its values, which say their type: `type` beside them repeats it.
+  if ((Array.isArray(kept.enum) || "const" in kept) && typeof kept.type === "string") delete kept.type;
   return nullableAsType(kept);
 }

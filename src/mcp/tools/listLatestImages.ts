@@ -5,8 +5,7 @@ import { defineTool } from "./toolKit.js";
 
 export const listLatestImages = defineTool({
   name: "list_latest_images",
-  title: "List latest images",
-  description: "Images made, newest first, with index (1 = newest) and key for select_image; pass nextCursor as cursor for more.",
+  description: "Images made, newest first (index 1 = newest), with keys for select_image; pass nextCursor as cursor for more.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   appUri: GALLERY_APP_URI,
   input: {

@@ -9,7 +9,6 @@ import { defineTool, type EngineModels } from "./toolKit.js";
 
 export const listModels = defineTool({
   name: "list_models",
-  title: "List models",
   description: "Models and LoRAs for generate_image: defaults, and what each model takes.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   input: {},

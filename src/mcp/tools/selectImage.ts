@@ -9,7 +9,7 @@ export const selectImage = defineTool({
   name: "select_image",
   title: "Select an image",
   description:
-    "Make an imageRef {downloadUrl, storageUri} for downstream tools from a key or an index (1 = newest; a key stays put). " +
+    "An imageRef {downloadUrl, storageUri} for downstream tools, from a key or an index (1 = newest; keys stay put). " +
     "preview: true adds a small image.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   input: {

@@ -1,4 +1,4 @@
-import type { CallToolResult, McpServer, ServerContext, ToolAnnotations } from "@modelcontextprotocol/server";
+import type { CallToolResult, McpServer, ServerContext } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import type { Config } from "../../config.js";
 import type { EngineName } from "../../core/generation.js";
@@ -54,15 +54,19 @@ type Shape = z.ZodRawShape;
 
 export interface ToolDefinition<In extends Shape, Out extends Shape> {
   name: string;
-  title: string;
+  /**
+   * What a client shows for the tool (a permission prompt, a menu). Given where it reads better than the name: the
+   * tools that write; a read-only tool whose name already says it goes without, since tools/list is paid in tokens.
+   */
+  title?: string;
   description: string;
   /**
    * Hints clients use to decide what needs the user's confirmation. destructiveHint and idempotentHint mean
-   * something only when readOnlyHint is false (MCP spec), so read-only tools leave them out: tools/list is paid in tokens.
+   * something only when readOnlyHint is false (MCP spec), so read-only tools leave them out; a writing tool leaves
+   * out what is the default (readOnlyHint and idempotentHint false) but always says destructiveHint, whose default
+   * (true) would be wrong for most. tools/list is paid in tokens.
    */
-  annotations:
-    | { readOnlyHint: true; openWorldHint: boolean }
-    | Required<Pick<ToolAnnotations, "readOnlyHint" | "destructiveHint" | "idempotentHint" | "openWorldHint">>;
+  annotations: { readOnlyHint: true; openWorldHint: boolean } | { destructiveHint: boolean; idempotentHint?: true; openWorldHint: boolean };
   input: In;
   output: Out;
   /** An MCP App (`ui://` resource) that clients supporting Apps render with this tool's result; others ignore it. */
@@ -90,7 +94,7 @@ function errorResult(code: string, message: string): CallToolResult {
 export function registerTool<In extends Shape, Out extends Shape>(server: McpServer, definition: ToolDefinition<In, Out>, deps: ToolDeps): void {
   const inputSchema = argumentSchema(definition);
   const config = {
-    title: definition.title,
+    ...(definition.title && { title: definition.title }),
     description: definition.description,
     annotations: definition.annotations,
     inputSchema: leanSchema(inputSchema, { role: "arguments" }),
