@@ -18,7 +18,8 @@ export interface A1111Options {
   timing?: Partial<A1111Timing>;
 }
 
-interface A1111Timing extends AppTiming {
+export interface A1111Timing extends AppTiming {
+  /** How often /sdapi/v1/progress is read while txt2img runs. */
   pollMs: number;
 }
 

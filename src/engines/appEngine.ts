@@ -17,7 +17,8 @@ export interface AppTiming {
  */
 export abstract class AppEngine<Timing extends AppTiming = AppTiming> implements Engine {
   abstract readonly name: string;
-  protected readonly timing: Timing;
+  /** Its waits, production's defaults unless the options set them (the fast tests shorten them). */
+  readonly timing: Timing;
   protected readonly http: EngineHttp;
   protected stopped = false;
 

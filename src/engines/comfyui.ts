@@ -1,3 +1,5 @@
+// ComfyUI's API in one file: the built-in graph, one prompt's run (websocket, /history polling, deadline) and its
+// cancel share the prompt's state, and split apart each would need the others'.
 import { randomUUID } from "node:crypto";
 import type { GenerationRequest, GenerationResult, SchedulerName } from "../core/generation.js";
 import { batchSeeds, imageCount } from "../core/generation.js";
@@ -6,6 +8,7 @@ import { AppEngine, type AppTiming } from "./appEngine.js";
 import { EngineJobError, type GenerationJob } from "./engine.js";
 import { fillWorkflow, loadWorkflow, type Workflow } from "../models/comfyWorkflow.js";
 import { stagePng } from "./engineHttp.js";
+import { seconds } from "./seconds.js";
 
 /**
  * ComfyUI doing the generating: a built-in text-to-image graph (checkpoint loader, two CLIP encodes, empty latent,
@@ -19,7 +22,7 @@ export interface ComfyUIOptions {
   timing?: Partial<ComfyTiming>;
 }
 
-interface ComfyTiming extends AppTiming {
+export interface ComfyTiming extends AppTiming {
   /** How often /history is read while waiting, in case a websocket message was missed. */
   historyPollMs: number;
 }
@@ -213,7 +216,7 @@ export class ComfyUIEngine extends AppEngine<ComfyTiming> {
   private deadline(ms: number, isOver: () => boolean): Promise<never> {
     return new Promise((_, reject) => {
       const timer = setTimeout(() => {
-        if (!isOver()) reject(new EngineJobError("engine_unreachable", `${this.where} did not finish the prompt within ${Math.round(ms / 1000)} s`));
+        if (!isOver()) reject(new EngineJobError("engine_unreachable", `${this.where} did not finish the prompt within ${seconds(ms)} s`));
       }, ms);
       timer.unref();
     });

@@ -5,6 +5,7 @@ import type { GenerationJob } from "./engine.js";
 import { EngineJobError } from "./engine.js";
 import { runnerFix } from "./runnerFixes.js";
 import { runnerEventSchema, type DoneEvent, type ReadyEvent, type RunnerRequest } from "./runnerProtocol.js";
+import { seconds } from "./seconds.js";
 
 export interface RunnerOptions {
   python: string;
@@ -127,7 +128,7 @@ export class RunnerProcess {
         // Not alive from now on: the next job must not be sent to a process that is only waiting for its SIGKILL.
         this.alive = false;
         this.settle(job.jobId, (pending) =>
-          pending.reject(new EngineJobError("runner_hung", `the diffusers runner gave no answer within the job's deadline of ${Math.round(deadline.ms / 1000)}s (${deadline.why}), so it was killed and a new one started`, true)),
+          pending.reject(new EngineJobError("runner_hung", `the diffusers runner gave no answer within the job's deadline of ${seconds(deadline.ms)}s (${deadline.why}), so it was killed and a new one started`, true)),
         );
         this.kill();
       }, deadline.ms);

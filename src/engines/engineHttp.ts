@@ -3,6 +3,7 @@ import path from "node:path";
 import type { GenerationRequest } from "../core/generation.js";
 import { pngFileSize } from "../images/pngInfo.js";
 import { EngineJobError } from "./engine.js";
+import { seconds } from "./seconds.js";
 
 /**
  * Calls to another app's HTTP API (AUTOMATIC1111, ComfyUI) with a deadline each; every failure is an
@@ -59,7 +60,7 @@ export class EngineHttp {
       const cause = error as Error & { cause?: { code?: string } };
       const message =
         cause.name === "TimeoutError"
-          ? `${this.where} did not answer ${method} ${route} within ${Math.round(timeoutMs / 1000)} s`
+          ? `${this.where} did not answer ${method} ${route} within ${seconds(timeoutMs)} s`
           : `${this.where} could not be reached (${cause.cause?.code ?? cause.message}); ${this.unreachableHint}`;
       this.lastError = message;
       throw new EngineJobError("engine_unreachable", message);

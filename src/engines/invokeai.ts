@@ -4,6 +4,7 @@ import type { Logger } from "../core/log.js";
 import { AppEngine, type AppTiming } from "./appEngine.js";
 import { EngineJobError, type GenerationJob } from "./engine.js";
 import { stagePng } from "./engineHttp.js";
+import { seconds } from "./seconds.js";
 
 /**
  * InvokeAI doing the generating, through its session queue: a text-to-image graph (SD 1.5 or SDXL, by the model's
@@ -17,7 +18,8 @@ export interface InvokeAIOptions {
   timing?: Partial<InvokeTiming>;
 }
 
-interface InvokeTiming extends AppTiming {
+export interface InvokeTiming extends AppTiming {
+  /** How often the queue item is read while it runs. */
   pollMs: number;
 }
 
@@ -143,15 +145,18 @@ export class InvokeAIEngine extends AppEngine<InvokeTiming> {
 
   /** Enqueues one graph and polls its queue item to the end; resolves with the item id and the image it made. */
   private async runItem(request: GenerationRequest, job: GenerationJob, graph: Record<string, unknown>, onFraction: (fraction: number) => void): Promise<{ itemId: number; image: string }> {
-    const deadline = Date.now() + this.deadlineMs(request);
+    const deadlineMs = this.deadlineMs(request);
+    const deadline = Date.now() + deadlineMs;
     const queued = (await this.http.json("POST", `${QUEUE}/enqueue_batch`, { batch: { graph, runs: 1 }, prepend: false }, this.timing.callMs)) as { item_ids?: unknown };
     const itemId = Array.isArray(queued?.item_ids) ? queued.item_ids[0] : undefined;
     if (typeof itemId !== "number") throw this.http.nonsense(`${QUEUE}/enqueue_batch`, "the enqueued item_ids", queued);
     const progress = this.followProgress(itemId, onFraction);
+    // Asked once, whether the job was cancelled or ran past its deadline; awaited before the job ends.
+    let cancelling: Promise<unknown> | null = null;
     const cancel = () =>
-      this.http.json("PUT", `${QUEUE}/i/${itemId}/cancel`, undefined, this.timing.callMs).catch((error: Error) =>
+      (cancelling ??= this.http.json("PUT", `${QUEUE}/i/${itemId}/cancel`, undefined, this.timing.callMs).catch((error: Error) =>
         this.log.warn({ error: error.message }, "could not cancel the InvokeAI queue item"),
-      );
+      ));
     job.signal.addEventListener("abort", cancel, { once: true });
     try {
       for (;;) {
@@ -159,7 +164,11 @@ export class InvokeAIEngine extends AppEngine<InvokeTiming> {
         const status = item?.status;
         if (status === "completed") return { itemId, image: this.imageOf(item) };
         if (status === "canceled" || job.signal.aborted) {
-          if (job.signal.aborted) throw new EngineJobError("cancelled", "cancelled while running");
+          if (job.signal.aborted) {
+            // The job ends once InvokeAI has been told, so the next one does not queue behind this item.
+            await cancel();
+            throw new EngineJobError("cancelled", "cancelled while running");
+          }
           throw new EngineJobError("generation_failed", `${this.where} cancelled queue item ${itemId} itself`);
         }
         if (status === "failed") {
@@ -168,7 +177,7 @@ export class InvokeAIEngine extends AppEngine<InvokeTiming> {
         if (status !== "pending" && status !== "in_progress") throw this.http.nonsense(`${QUEUE}/i/${itemId}`, "a queue item status", item);
         if (Date.now() > deadline) {
           await cancel();
-          throw new EngineJobError("engine_unreachable", `${this.where} did not finish queue item ${itemId} in time; it was cancelled there`);
+          throw new EngineJobError("engine_unreachable", `${this.where} did not finish queue item ${itemId} within ${seconds(deadlineMs)} s; it was cancelled there`);
         }
         await new Promise((resolve) => setTimeout(resolve, this.timing.pollMs));
       }
