@@ -2,8 +2,9 @@ import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { readPngInfo } from "../../src/images/pngInfo.js";
+import { A1111Engine } from "../../src/engines/a1111.js";
 import { startA1111StandIn, STAND_IN_MODELS } from "../helpers/a1111StandIn.js";
-import { useEngineApp } from "../helpers/engineApp.js";
+import { configuredEngine, useEngineApp } from "../helpers/engineApp.js";
 import { RUNNER_PYTHON } from "../helpers/paths.js";
 import { errorText } from "../helpers/toolCalls.js";
 import { waitUntil } from "../helpers/waitUntil.js";
@@ -23,7 +24,17 @@ describe("IMAGE_ENGINE=a1111: the web UI generates, our queue, storage, previews
     "  defaults: {width: 256, height: 256, steps: 6}",
     "gone:",
     "  model: not-there.safetensors",
-  ], (standIn) => ({ IMAGE_ENGINE: "a1111", A1111_BASE_URL: standIn.url, A1111_API_AUTH: "kitty:secret", A1111_TIMEOUT_SECONDS: "1" }));
+  ], (standIn) => ({ IMAGE_ENGINE: "a1111", A1111_BASE_URL: standIn.url, A1111_API_AUTH: "kitty:secret" }), {
+    // A job's deadline: 100 ms + 3 s per step of a megapixel (production's), ~200 ms per step at 256x256, many
+    // times what the stand-in's steps take.
+    a1111: { jobBaseMs: 100, msPerMegapixelStep: 3_000 },
+  });
+
+  it("takes its waits from the config: A1111_TIMEOUT_SECONDS as the deadline's base, production's polls", () => {
+    const engine = configuredEngine("a1111", { A1111_TIMEOUT_SECONDS: "7" });
+    expect(engine).toBeInstanceOf(A1111Engine);
+    expect((engine as A1111Engine).timing).toEqual({ callMs: 10_000, pollMs: 250, jobBaseMs: 7_000, msPerMegapixelStep: 3_000 });
+  });
 
   const ended = (jobId: string) => context.server.ended(jobId);
 
@@ -58,7 +69,7 @@ describe("IMAGE_ENGINE=a1111: the web UI generates, our queue, storage, previews
   });
 
   it("runs a batch on the web UI with its checkpoint, sampler and seeds, reports its steps, and stores its PNGs with their own parameters", async () => {
-    context.standIn.stepMs = 40;
+    context.standIn.stepMs = 15;
     const queued = await context.server.ok("generate_image", { prompt: "a lighthouse", model: "webui_sd15", seed: 42, count: 2, scheduler: "dpmpp_2m", steps: 20 });
     const steps: number[] = [];
     const watch = setInterval(async () => {
@@ -123,7 +134,8 @@ describe("IMAGE_ENGINE=a1111: the web UI generates, our queue, storage, previews
     ["an answer without images", "malformed", "engine_failed", /AUTOMATIC1111 at http:\/\/127\.0\.0\.1:\d+ answered \/sdapi\/v1\/txt2img with something other than 1 base64 image\(s\) in 'images': \{"images":"not a list"/],
     ["a page that is not JSON", "not-json", "engine_failed", /answered POST \/sdapi\/v1\/txt2img with something other than JSON: <html>Internal Server Error/],
     ["an HTTP 500", "http-500", "engine_failed", /answered POST \/sdapi\/v1\/txt2img with HTTP 500: .*CUDA out of memory/],
-    ["no answer in time", "hang", "engine_unreachable", /AUTOMATIC1111 at http:\/\/127\.0\.0\.1:\d+ did not answer POST \/sdapi\/v1\/txt2img within \d+ s/],
+    // The job's deadline: 100 ms + 2 steps x 0.066 MP x 3,000 ms, 493 ms.
+    ["no answer in time", "hang", "engine_unreachable", /AUTOMATIC1111 at http:\/\/127\.0\.0\.1:\d+ did not answer POST \/sdapi\/v1\/txt2img within 0\.49 s$/],
     ["an image of another size", "wrong-size", "bad_output", /made a 128x256 image, not the 256x256 asked for; nothing was stored/],
   ] as const)("fails the job on %s, naming the engine, the URL and what came back; the queue goes on", async (_name, mode, code, message) => {
     context.standIn.mode = mode;

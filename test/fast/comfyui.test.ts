@@ -4,8 +4,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { readPngInfo } from "../../src/images/pngInfo.js";
+import { ComfyUIEngine } from "../../src/engines/comfyui.js";
 import { COMFY_CHECKPOINTS, startComfyStandIn } from "../helpers/comfyStandIn.js";
-import { startEngineApp, useEngineApp } from "../helpers/engineApp.js";
+import { configuredEngine, startEngineApp, useEngineApp } from "../helpers/engineApp.js";
 import { RUNNER_PYTHON } from "../helpers/paths.js";
 import { waitUntil } from "../helpers/waitUntil.js";
 
@@ -24,7 +25,17 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     "  engine: comfyui",
     `  model: ${COMFY_CHECKPOINTS[0]}`,
     "  defaults: {width: 256, height: 256, steps: 4}",
-  ], (standIn) => ({ COMFYUI_BASE_URL: standIn.url, COMFYUI_TIMEOUT_SECONDS: "5" }));
+  ], (standIn) => ({ COMFYUI_BASE_URL: standIn.url }), {
+    // A prompt's deadline: 100 ms + 3 s per step of a megapixel (production's), ~200 ms per step at 256x256, many
+    // times what the stand-in's steps take.
+    comfyui: { jobBaseMs: 100, msPerMegapixelStep: 3_000 },
+  });
+
+  it("takes its waits from the config: COMFYUI_TIMEOUT_SECONDS as the deadline's base, production's polls", () => {
+    const engine = configuredEngine("comfyui", { COMFYUI_BASE_URL: "http://127.0.0.1:1", COMFYUI_TIMEOUT_SECONDS: "7" });
+    expect(engine).toBeInstanceOf(ComfyUIEngine);
+    expect((engine as ComfyUIEngine).timing).toEqual({ callMs: 10_000, historyPollMs: 1_000, jobBaseMs: 7_000, msPerMegapixelStep: 3_000 });
+  });
 
   it("lists the checkpoints as present, read from ComfyUI's object_info", async () => {
     const { models } = await context.server.ok("list_models");
@@ -43,7 +54,7 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
   });
 
   it("queues one built-in graph per image with seeds seed, seed+1, follows the steps over the websocket, and stores ComfyUI's PNGs", async () => {
-    context.standIn.stepMs = 30;
+    context.standIn.stepMs = 15;
     const queued = await context.server.ok("generate_image", { prompt: "a red kettle", negative_prompt: "blurry", model: "comfy_sd15", seed: 7, count: 2, steps: 10, cfg_scale: 6.5, scheduler: "dpmpp_2m_karras" });
     const steps: number[] = [];
     const watch = setInterval(async () => {
@@ -88,7 +99,8 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     expect(context.server.warnings.filter((line) => line.includes("could not stop"))).toEqual([]);
 
     context.standIn.holdQueue = true;
-    const waiting = await context.server.ok("generate_image", { prompt: "never started", model: "comfy_sd15", steps: 3 });
+    // Many steps, so a deadline of seconds: the cancel, not the deadline, must be what ends it.
+    const waiting = await context.server.ok("generate_image", { prompt: "never started", model: "comfy_sd15", steps: 20 });
     await waitUntil("ComfyUI has the prompt", () => context.standIn.prompts.at(-1)?.graph["6"].inputs.text === "never started", { timeoutMs: 10_000 });
     await context.server.ok("cancel_job", { jobId: waiting.jobId });
     expect(await context.server.ended(waiting.jobId)).toMatchObject({ status: "cancelled" });
@@ -101,7 +113,6 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     ["an execution error", "execution-error", "generation_failed", /^ComfyUI at http:\/\/127\.0\.0\.1:\d+ failed the prompt: torch\.OutOfMemoryError: CUDA out of memory\. Tried to allocate 2\.00 GiB \(node 3, KSampler\)$/],
     ["a graph it refuses", "node-errors", "engine_failed", /answered POST \/prompt with HTTP 400: .*ckpt_name: 'missing\.safetensors' not in/],
     ["a finished prompt with no image", "no-outputs", "engine_failed", /answered \/history with something other than an image from the SaveImage node \(9\)/],
-    ["a prompt that never finishes", "never-finishes", "engine_unreachable", /^ComfyUI at http:\/\/127\.0\.0\.1:\d+ did not finish the prompt within \d+ s$/],
   ] as const)("fails the job on %s, naming ComfyUI, its URL and what came back; the queue goes on", async (_name, mode, code, message) => {
     context.standIn.mode = mode;
     const failed = await context.server.ended((await context.server.ok("generate_image", { prompt: `misbehaving: ${mode}`, model: "comfy_sd15", steps: 3 })).jobId);
@@ -111,9 +122,20 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     expect(await context.server.ended((await context.server.ok("generate_image", { prompt: "the next one", model: "comfy_sd15", steps: 3 })).jobId)).toMatchObject({ status: "done" });
   });
 
+  it("fails the job on a prompt that never finishes at its deadline, naming ComfyUI, its URL and the deadline; the queue goes on", async () => {
+    context.standIn.mode = "never-finishes";
+    const failed = await context.server.ended((await context.server.ok("generate_image", { prompt: "never ends", model: "comfy_sd15", steps: 1 })).jobId);
+    expect(failed).toMatchObject({ status: "failed", error: { code: "engine_unreachable" } });
+    // 100 ms + 1 step x 0.066 MP x 3,000 ms: 297 ms.
+    expect(failed.error.message).toMatch(/^ComfyUI at http:\/\/127\.0\.0\.1:\d+ did not finish the prompt within 0\.3 s$/);
+    context.standIn.mode = "ok";
+    expect(await context.server.ended((await context.server.ok("generate_image", { prompt: "the next one", model: "comfy_sd15", steps: 3 })).jobId)).toMatchObject({ status: "done" });
+  });
+
   it("waits for /history after execution_success, which ComfyUI sends before it writes the entry", async () => {
-    // Longer than the engine's first reads of /history: a job that read it once at execution_success failed here.
-    context.standIn.historyLagMs = 400;
+    // Longer than the engine's first reads of /history (at 0, 25 and 75 ms): a job that read it once at
+    // execution_success failed here.
+    context.standIn.historyLagMs = 150;
     try {
       const done = await context.server.ended((await context.server.ok("generate_image", { prompt: "history comes late", model: "comfy_sd15", steps: 2 })).jobId);
       expect(done, JSON.stringify(done.error)).toMatchObject({ status: "done", images: [{ width: 256, height: 256 }] });

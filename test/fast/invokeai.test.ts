@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { InvokeAIEngine } from "../../src/engines/invokeai.js";
 import { INVOKE_MODELS, startInvokeStandIn } from "../helpers/invokeStandIn.js";
-import { useEngineApp } from "../helpers/engineApp.js";
+import { configuredEngine, useEngineApp } from "../helpers/engineApp.js";
 import { waitUntil } from "../helpers/waitUntil.js";
 
 /**
@@ -13,8 +14,17 @@ describe("IMAGE_ENGINE=invokeai: InvokeAI's session queue generates, our queue, 
     IMAGE_ENGINE: "invokeai",
     INVOKE_HOST: "127.0.0.1",
     INVOKE_PORT: new URL(standIn.url).port,
-    INVOKEAI_TIMEOUT_SECONDS: "3",
-  }));
+  }), {
+    // An item's deadline: 100 ms + 3 s per step of a megapixel (production's), ~200 ms per step at 256x256, many
+    // times what the stand-in's steps take.
+    invokeai: { jobBaseMs: 100, msPerMegapixelStep: 3_000 },
+  });
+
+  it("takes its waits from the config: INVOKEAI_TIMEOUT_SECONDS as the deadline's base, production's polls", () => {
+    const engine = configuredEngine("invokeai", { INVOKEAI_TIMEOUT_SECONDS: "7" });
+    expect(engine).toBeInstanceOf(InvokeAIEngine);
+    expect((engine as InvokeAIEngine).timing).toEqual({ callMs: 10_000, pollMs: 500, jobBaseMs: 7_000, msPerMegapixelStep: 3_000 });
+  });
 
   it("lists InvokeAI's SD 1.5 and SDXL models (not the ones this engine cannot drive)", async () => {
     const { models } = await context.server.ok("list_models");
@@ -86,9 +96,10 @@ describe("IMAGE_ENGINE=invokeai: InvokeAI's session queue generates, our queue, 
   it("gives up on an item that never runs at its deadline, cancelling it in InvokeAI", async () => {
     context.standIn.mode = "stuck";
     const cancels = context.standIn.cancels.length;
-    const failed = await context.server.ended((await context.server.ok("generate_image", { prompt: "waits forever", model: "dream", width: 256, height: 256, steps: 2 })).jobId);
+    const failed = await context.server.ended((await context.server.ok("generate_image", { prompt: "waits forever", model: "dream", width: 256, height: 256, steps: 1 })).jobId);
     expect(failed).toMatchObject({ status: "failed", error: { code: "engine_unreachable" } });
-    expect(failed.error.message).toMatch(/^InvokeAI at http:\/\/127\.0\.0\.1:\d+ did not finish queue item \d+ in time; it was cancelled there$/);
+    // 100 ms + 1 step x 0.066 MP x 3,000 ms: 297 ms.
+    expect(failed.error.message).toMatch(/^InvokeAI at http:\/\/127\.0\.0\.1:\d+ did not finish queue item \d+ within 0\.3 s; it was cancelled there$/);
     expect(context.standIn.cancels.length).toBe(cancels + 1);
   });
 

@@ -64,7 +64,13 @@ function engineConfig(home: string, env: Record<string, string>): Config {
 
 /** The engine by that name as the server makes it from `env` (createEngine, production's waits): to check that wiring. */
 export function configuredEngine(name: Config["engine"], env: Record<string, string>) {
-  return createEngine(engineConfig(tmpdir(), env), pino({ level: "silent" })).engine(name);
+  const home = mkdtempSync(path.join(tmpdir(), "kitty-engine-"));
+  try {
+    writeFileSync(path.join(home, "models.yaml"), "\n");
+    return createEngine(engineConfig(home, env), pino({ level: "silent" })).engine(name);
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
 }
 
 /**
