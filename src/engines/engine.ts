@@ -1,8 +1,10 @@
 import type { JobErrorCode } from "../core/errors.js";
 import type { GenerationProgress, GenerationRequest, GenerationResult } from "../core/generation.js";
 
-/** What every engine (the diffusers runner today; InvokeAI, AUTOMATIC1111, ComfyUI later) does for the worker. */
+// The contract between the worker and the engines (the diffusers runner, AUTOMATIC1111, ComfyUI, InvokeAI): the
+// Engine interface, the job it is handed, the error it fails with, and what it reports for /healthz.
 
+/** One job as the worker hands it to an engine: where its files go, where its steps are reported, when to stop. */
 export interface GenerationJob {
   jobId: string;
   /** Where the engine writes the PNGs, one per image of the batch; each must appear whole (write then rename). */
@@ -40,6 +42,7 @@ export interface EngineHealth {
   device?: string;
 }
 
+/** What every engine does for the worker. */
 export interface Engine {
   readonly name: string;
   health(): EngineHealth;
