@@ -53,15 +53,16 @@ describe("SqliteJobStore on a real SQLite file: what only SQLite needs proven", 
       const { openDatabase } = await import(${JSON.stringify(dbModule)});
       const db = openDatabase(process.argv[1]);
       const jobs = new SqliteJobStore(db, new SqliteImageIndex(db));
-      while (Date.now() < Number(process.argv[2])) {} // all four start taking at the same moment
+      // All four start taking at the same moment: each says it is ready, then waits for the word on stdin.
+      process.stdout.write("ready\\n");
+      await new Promise((resolve) => process.stdin.once("data", resolve));
       const taken = [];
       for (let job; (job = await jobs.takeNext()); ) taken.push(job.id);
       process.stdout.write(JSON.stringify(taken));`;
-    const startAt = String(Date.now() + 2000);
-    const takers = await Promise.all(
-      [1, 2, 3, 4].map(() => execa(process.execPath, ["--input-type=module", "-e", takerScript, path.join(dir, "jobs.sqlite"), startAt])),
-    );
-    const perTaker = takers.map((taker) => JSON.parse(taker.stdout) as string[]);
+    const takers = [1, 2, 3, 4].map(() => execa(process.execPath, ["--input-type=module", "-e", takerScript, path.join(dir, "jobs.sqlite")]));
+    await Promise.all(takers.map((taker) => new Promise<void>((resolve) => taker.stdout!.once("data", () => resolve()))));
+    for (const taker of takers) taker.stdin!.end("go\n");
+    const perTaker = (await Promise.all(takers)).map((taker) => JSON.parse(taker.stdout.replace(/^ready\n/, "")) as string[]);
     expect(perTaker.flat().sort()).toEqual([...ids].sort());
     expect(perTaker.filter((taken) => taken.length > 0).length).toBeGreaterThan(1);
   });
