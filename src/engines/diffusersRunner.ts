@@ -71,12 +71,7 @@ export class RunnerProcess {
         clearTimeout(readyTimer);
         markReady(event);
       } else if (event.type === "progress") {
-        try {
-          this.pending.get(event.jobId)?.job.onProgress({ step: event.step, totalSteps: event.totalSteps });
-        } catch (error) {
-          // Progress is advisory: a busy database must not take the server down from inside a stream handler.
-          this.log.warn({ jobId: event.jobId, error: (error as Error).message }, "could not record progress");
-        }
+        this.pending.get(event.jobId)?.job.onProgress({ step: event.step, totalSteps: event.totalSteps });
       } else if (event.type === "done") {
         this.settle(event.jobId, (pending) => pending.resolve(event));
       } else if (event.jobId) {
