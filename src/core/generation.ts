@@ -69,7 +69,12 @@ export const LIMITS = {
   /** Image-to-image: how much of the schedule runs over the start image (1 repaints it all). */
   strength: { min: 0, max: 1, default: 0.6 },
   loras: { max: 4, weight: { min: -2, max: 2 } },
+  /** upscale_image's hires mode: the image resized by `scale`, then a light image-to-image pass (A1111's hires fix). */
+  upscale: { scales: [2, 4], strength: 0.3 },
 } as const;
+
+export const UPSCALE_MODES = ["hires"] as const;
+export type UpscaleMode = (typeof UPSCALE_MODES)[number];
 
 /** A batch's seeds: seed, seed+1, ... wrapping within 32 bits (python/diffusers_runner/generate.py does the same). */
 export function batchSeeds(seed: number, count: number): number[] {
@@ -161,6 +166,8 @@ export interface GenerationRequest {
   count?: number;
   /** Image-to-image: the stored image to start from (its key) and how much to repaint it. */
   initImage?: { key: string; strength: number } | null;
+  /** Set by upscale_image: the start image is this job's source, made `scale` times larger. Recorded, not sent to engines. */
+  upscale?: { scale: number; mode: UpscaleMode } | null;
   loras?: LoraUse[];
 }
 

@@ -34,6 +34,8 @@ export interface ImageSidecar {
   preview?: StoredPreview;
   /** Size of the stored PNG (the REST API's `size`); absent in sidecars written before it was recorded. */
   pngBytes?: number;
+  /** The stored images this one was made from (an image-to-image start, an upscale's source). */
+  parents?: string[];
 }
 
 export interface StoredPreview {
@@ -75,5 +77,6 @@ export function buildSidecar(
     ...(result.engineInfo && { engineInfo: result.engineInfo }),
     ...(image.pngBytes !== undefined && { pngBytes: image.pngBytes }),
     ...(image.preview && { preview: image.preview }),
+    ...(request.initImage && { parents: [request.initImage.key] }),
   };
 }

@@ -8,9 +8,10 @@ import { jobStatus } from "./tools/jobStatus.js";
 import { listLatestImages } from "./tools/listLatestImages.js";
 import { listModels, listModelsWithWorkers } from "./tools/listModels.js";
 import { selectImage } from "./tools/selectImage.js";
+import { upscaleImage } from "./tools/upscaleImage.js";
 import { registerTool, type AnyTool, type ToolDeps } from "./tools/toolKit.js";
 
-const TOOLS: AnyTool[] = [generateImage, jobStatus, listLatestImages, selectImage, cancelJob, listModels];
+const TOOLS: AnyTool[] = [generateImage, upscaleImage, jobStatus, listLatestImages, selectImage, cancelJob, listModels];
 
 /** What tool handlers get, from whichever door calls them. */
 export function toolDeps(app: App): ToolDeps {

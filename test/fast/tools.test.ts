@@ -40,7 +40,7 @@ describe("MCP tools in-process: every argument rule, the tool list's size, a job
 
   it("declares annotations on every tool: what reads, what writes, what destroys", async () => {
     const { tools } = await server.client.listTools();
-    expect(tools.map((tool) => tool.name).sort()).toEqual(["cancel_job", "generate_image", "job_status", "list_latest_images", "list_models", "select_image"]);
+    expect(tools.map((tool) => tool.name).sort()).toEqual(["cancel_job", "generate_image", "job_status", "list_latest_images", "list_models", "select_image", "upscale_image"]);
     const annotations = Object.fromEntries(tools.map((tool) => [tool.name, tool.annotations]));
     // destructiveHint and idempotentHint mean something only for tools that write (MCP spec).
     for (const name of ["job_status", "list_latest_images", "list_models", "select_image"]) {
@@ -48,6 +48,7 @@ describe("MCP tools in-process: every argument rule, the tool list's size, a job
     }
     // Tools that write leave out the hints whose default (readOnlyHint, idempotentHint: false) is what they are.
     expect(annotations.generate_image).toEqual({ destructiveHint: false, openWorldHint: false });
+    expect(annotations.upscale_image).toEqual({ destructiveHint: false, openWorldHint: false });
     expect(annotations.cancel_job).toEqual({ destructiveHint: true, idempotentHint: true, openWorldHint: false });
   });
 
@@ -144,14 +145,15 @@ describe("MCP tools in-process: every argument rule, the tool list's size, a job
 
 describe("both protocol eras over the same stdio entry", () => {
   // 1,700 until previews (two arguments) and the gallery App's link on list_latest_images; descriptions were trimmed to pay most of it.
-  it.each(["legacy", "modern"] as const)("the %s era's tools/list answer, as sent, stays within 1,750 tokens (characters / 4)", async (era) => {
+  // 2,000 from the editing work on (issue 21: upscale_image, and the edit tools and arguments to come), as it allows.
+  it.each(["legacy", "modern"] as const)("the %s era's tools/list answer, as sent, stays within 2,000 tokens (characters / 4)", async (era) => {
     const server = await startInProcess({ era });
     try {
       await server.client.listTools();
       const answer = server.received.findLast((message) => (message as { result?: { tools?: unknown } }).result?.tools);
       const tokens = JSON.stringify(answer).length / 4;
       expect(tokens, `tools/list is ~${Math.round(tokens)} tokens`).toBeGreaterThan(500);
-      expect(tokens, `tools/list is ~${Math.round(tokens)} tokens`).toBeLessThanOrEqual(1750);
+      expect(tokens, `tools/list is ~${Math.round(tokens)} tokens`).toBeLessThanOrEqual(2000);
     } finally {
       await server.close();
     }
@@ -164,7 +166,7 @@ describe("both protocol eras over the same stdio entry", () => {
     const server = await startInProcess({ era });
     try {
       expect(server.client.getNegotiatedProtocolVersion()).toBe(version);
-      expect((await server.client.listTools()).tools).toHaveLength(6);
+      expect((await server.client.listTools()).tools).toHaveLength(7);
       const refused = await server.call("generate_image", { prompt: "x", model: "tiny_sd15", width: 1001 });
       expect(refused.isError).toBe(true);
       expect(textOf(refused)).toMatch(/width must be a multiple of 8 between 256 and 2048 \(got 1001\)/);

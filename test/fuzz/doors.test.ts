@@ -33,6 +33,7 @@ const TOOL_FIELDS: Record<string, string[]> = {
   job_status: ["jobId", "wait_seconds"],
   list_latest_images: ["limit", "cursor"],
   select_image: ["key", "index"],
+  upscale_image: ["image", "scale", "prompt", "model", "strength"],
   cancel_job: ["jobId"],
   list_models: [],
 };

@@ -155,6 +155,10 @@ describe("the modern families through the same tools", () => {
     const result = await server.call("generate_image", { model: `tiny_${family}`, prompt: "repaint", init_image: start.images[0].key });
     expect(result.isError).toBe(true);
     expect(errorText(result)).toMatch(new RegExp(`init_image does not apply: model 'tiny_${family}' is .*, which takes`));
+    // Nor can it upscale (a resize and an image-to-image pass): the refusal names the model.
+    const upscale = await server.call("upscale_image", { image: start.images[0].key });
+    expect(upscale.isError).toBe(true);
+    expect(errorText(upscale)).toMatch(new RegExp(`upscale_image cannot run on this model: init_image does not apply: model 'tiny_${family}'`));
   });
 
   it.each(ALONE)("%s: a transformer-only single file loads with its base: folder, and makes what the whole folder makes", async (family) => {

@@ -3,6 +3,7 @@ import { execa } from "execa";
 import { describe, expect, it } from "vitest";
 import { RUNNER_PYTHON } from "../helpers/paths.js";
 import { downloadImage, generateDone, serverOnMinio } from "../helpers/jobs.js";
+import { waitForJob, waitUntilRunning } from "../helpers/server.js";
 import { errorText } from "../helpers/toolCalls.js";
 
 describe("batches, image-to-image, LoRAs and the polish pass, over MCP with the real runner and MinIO", () => {
@@ -59,6 +60,26 @@ describe("batches, image-to-image, LoRAs and the polish pass, over MCP with the 
     const { width: _w, height: _h, ...noSize } = small;
     const same = await generate({ ...noSize, prompt: "same size", init_image: parentKey });
     expect(same.status.images[0]).toMatchObject({ width: 256, height: 256 });
+  });
+
+  it("upscale_image makes a stored image twice as large with the real runner, its parent recorded; a longer one reports steps and stops on cancel", async () => {
+    const source = await generate({ ...small, prompt: "a gear on a bench", seed: 3 });
+    const sourceKey: string = source.status.images[0].key;
+    const queued = await servers.server.ok("upscale_image", { image: sourceKey });
+    expect(queued).toMatchObject({ width: 512, height: 512 });
+    const done = await waitForJob(servers.server, queued.jobId);
+    expect(done).toMatchObject({ status: "done", images: [{ width: 512, height: 512, seed: 3 }] });
+    const { png, selected } = await download(done.images[0].key);
+    expect([png.width, png.height]).toEqual([512, 512]);
+    expect(selected.metadata).toMatchObject({ parents: [sourceKey], request: { prompt: "a gear on a bench", upscale: { scale: 2, mode: "hires" }, initImage: { key: sourceKey, strength: 0.3 } } });
+
+    // Every step repainted at four times the size: long enough to be seen running and cancelled.
+    const long = await generate({ ...small, prompt: "a longer one", steps: 60 });
+    const big = await servers.server.ok("upscale_image", { image: long.status.images[0].key, scale: 4, strength: 1 });
+    await waitUntilRunning(servers.server, big.jobId);
+    const running = await servers.server.ok("job_status", { jobId: big.jobId });
+    expect(running.progress.totalSteps).toBe(60);
+    expect((await servers.server.ok("cancel_job", { jobId: big.jobId })).status).toBe("cancelled");
   });
 
   it("refuses an init_image this server does not have, and a strength that runs no step, saying what to give", async () => {

@@ -52,6 +52,11 @@ function trim(node: unknown, role: "arguments" | "result"): unknown {
     if (role === "result" && (key === "required" || key === "propertyNames" || anything)) continue;
     kept[key] = trim(value, role);
   }
+  // A choice of constants is an enum, said shorter.
+  if (Array.isArray(kept.anyOf) && kept.anyOf.every((option) => typeof option === "object" && option !== null && Object.keys(option).length === 1 && "const" in option)) {
+    kept.enum = (kept.anyOf as JsonNode[]).map((option) => option.const);
+    delete kept.anyOf;
+  }
   // An enum or a const names its values, which say their type: `type` beside them repeats it.
   if ((Array.isArray(kept.enum) || "const" in kept) && typeof kept.type === "string") delete kept.type;
   return nullableAsType(kept);

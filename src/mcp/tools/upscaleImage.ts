@@ -1,0 +1,109 @@
+import { z } from "zod";
+import { boundedNumber, boundedText } from "../../core/arguments.js";
+import { KittyError } from "../../core/errors.js";
+import { LIMITS, type GenerationRequest } from "../../core/generation.js";
+import type { ImageSidecar } from "../../images/sidecar.js";
+import { catalogWithEngineModels } from "../../models/engineCatalog.js";
+import { modelsOfWorkers, resolveRequest } from "../../models/resolveRequest.js";
+import type { ImageRecord } from "../../queue/ports.js";
+import { defineTool } from "./toolKit.js";
+
+const { upscale, size, strength, promptChars } = LIMITS;
+
+export const upscaleImage = defineTool({
+  name: "upscale_image",
+  title: "Upscale an image",
+  description:
+    "Queue a 2x (default) or 4x copy of a stored image, lightly repainted for detail (hires fix). Next: job_status.",
+  annotations: { destructiveHint: false, openWorldHint: false },
+  input: {
+    image: z.string({ error: "image must be a string: an image key, storageUri or downloadUrl" }),
+    scale: z.union([z.literal(2), z.literal(4)], { error: `scale must be ${upscale.scales.join(" or ")}` }).optional(),
+    // One mode so far (hires); `mode` comes with the second (ESRGAN weights), so it costs no tokens before then.
+    // Prompt and model default to the image's own (the summary says which ran); tools/list is paid in tokens.
+    prompt: boundedText("prompt", promptChars, { required: false }).optional(),
+    model: z.string({ error: "model must be a string: a name from list_models" }).optional(),
+    strength: boundedNumber("strength", strength.min, strength.max).optional(),
+  },
+  output: {
+    jobId: z.string(),
+    position: z.number().int(),
+    width: z.number().int(),
+    height: z.number().int(),
+  },
+  async handler({ image, scale = 2, prompt, model, strength: asked }, { config, queue, index, log, engineModels, workers }) {
+    const source = await index.byReference(image, config.keyPrefix);
+    if (!source) {
+      throw new KittyError("not_found", `image '${image}' is not an image of this server: give a key from list_latest_images, or an imageRef's storageUri or downloadUrl`, "image");
+    }
+    const made = madeHere(source);
+    const width = source.width * scale;
+    const height = source.height * scale;
+    if (width > size.max || height > size.max) {
+      const smaller = upscale.scales.filter((each) => source.width * each <= size.max && source.height * each <= size.max);
+      throw new KittyError(
+        "invalid_argument",
+        `scale ${scale} makes ${source.width}x${source.height} ${width}x${height}, past the ${size.max} px limit${smaller.length ? `; use scale ${smaller.join(" or ")}` : ""}`,
+        "scale",
+      );
+    }
+    const promptToUse = prompt ?? made?.request.prompt;
+    if (!promptToUse) throw new KittyError("invalid_argument", `prompt is needed: ${source.key} was not made here, so its prompt is not known`, "prompt");
+    const modelToUse = model ?? (made && config.models.names().includes(made.model) ? made.model : undefined);
+    if (!modelToUse) {
+      throw new KittyError("invalid_argument", `model is needed: ${made ? `${source.key} was made with '${made.model}', which models.yaml no longer lists` : `${source.key} was not made here`}`, "model");
+    }
+    const catalog = await catalogWithEngineModels(config.models, config.engine, engineModels, { model: modelToUse });
+    const elsewhere = workers ? modelsOfWorkers(await workers()) : undefined;
+    const request: GenerationRequest = {
+      ...resolveOrName(() => resolveRequest(
+        {
+          prompt: promptToUse,
+          model: modelToUse,
+          width,
+          height,
+          // The source's own seed: the repaint stays close to what was made.
+          seed: made?.request.seed,
+          // With the same model, what else the source was made with (its negative prompt, steps, guidance, LoRAs) carries over.
+          ...(made && modelToUse === made.model && {
+            negativePrompt: made.request.negativePrompt ?? undefined,
+            steps: made.request.steps,
+            cfgScale: made.request.cfgScale,
+            scheduler: made.request.scheduler ?? undefined,
+            loras: made.request.loras?.map(({ name, weight }) => ({ name, weight })),
+          }),
+          initImage: source.key,
+          strength: asked ?? upscale.strength,
+        },
+        catalog,
+        () => source,
+        elsewhere,
+      )),
+      upscale: { scale, mode: "hires" },
+    };
+    const { job, position } = await queue.enqueue(request);
+    log.info({ jobId: job.id, model: request.model.name, source: source.key, scale, position }, "upscale queued");
+    return {
+      structured: { jobId: job.id, position, width, height },
+      summary:
+        `Queued job ${job.id}: ${source.key} at ${scale}x (${width}x${height}, ${request.model.name}, ${Math.floor(request.steps * request.initImage!.strength)} steps ` +
+        `repainting ${request.initImage!.strength}) at position ${position}. Next: job_status {"jobId":"${job.id}","wait_seconds":30}.`,
+    };
+  },
+});
+
+/** What the image's sidecar says of how it was made here; undefined for an image from elsewhere (reindexed from a bare PNG). */
+function madeHere(record: ImageRecord): Pick<ImageSidecar, "model" | "request"> | undefined {
+  const sidecar = record.metadata as Partial<ImageSidecar>;
+  return sidecar.request && typeof sidecar.request.prompt === "string" && typeof sidecar.model === "string" ? { model: sidecar.model, request: sidecar.request } : undefined;
+}
+
+/** A refusal of the image-to-image pass is the model's (its family has no such pipeline): said as upscale_image's. */
+function resolveOrName(resolve: () => GenerationRequest): GenerationRequest {
+  try {
+    return resolve();
+  } catch (error) {
+    if (error instanceof KittyError && error.field === "init_image") throw new KittyError(error.code, `upscale_image cannot run on this model: ${error.message}`, "model");
+    throw error;
+  }
+}
