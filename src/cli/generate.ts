@@ -53,11 +53,18 @@ export async function generateCommand(args: string[]): Promise<void> {
       loras: values.lora?.map(loraFlag),
     }).filter(([, value]) => value !== undefined),
   );
-  const wait = values.wait ?? false;
+  await queueAndFollow("generate_image", request, values.wait ?? false);
+}
+
+/**
+ * Calls a tool that queues a job (generate_image, upscale_image) and prints the job; with `wait`, follows it to the
+ * end (a progress bar on a terminal), prints the finished job, and exits 1 if it did not end done.
+ */
+export async function queueAndFollow(tool: string, request: Record<string, unknown>, wait: boolean): Promise<void> {
   // Only a waiting command runs jobs itself, and only while no server holds the queue.
   const connection = await connect({ runWorker: wait });
   try {
-    const queued = await connection.call<{ jobId: string; steps: number; position: number }>("generate_image", request);
+    const queued = await connection.call<{ jobId: string; steps?: number; position: number }>(tool, request);
     if (!wait) {
       if (connection.inProcess) {
         process.stderr.write(`job ${queued.jobId} is queued (#${queued.position}); it runs when a kitty-images server on this data dir takes the queue (kitty-images serve), or run with --wait to make it here\n`);
@@ -65,7 +72,8 @@ export async function generateCommand(args: string[]): Promise<void> {
       printJson(queued);
       return;
     }
-    const display = jobProgress(queued.steps);
+    // An upscale says no steps up front: the runner's first step says how many.
+    const display = jobProgress(queued.steps ?? 0);
     display.show({ status: "queued", position: queued.position });
     const final = await followJob(connection, queued.jobId, display);
     printJson(final);

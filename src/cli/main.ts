@@ -7,6 +7,7 @@ type Command = (args: string[]) => Promise<void>;
 const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => (await import("./serve.js")).serveCommand,
   generate: async () => (await import("./generate.js")).generateCommand,
+  upscale: async () => (await import("./upscale.js")).upscaleCommand,
   latest: async () => (await import("./latest.js")).latestCommand,
   select: async () => (await import("./select.js")).selectCommand,
   models: async () => (await import("./models.js")).modelsCommand,

@@ -17,6 +17,8 @@ usage:
                                 [--wait]
                                 queue an image; prints the job as JSON. --wait follows it to the end (a
                                 progress bar on a terminal) and prints the finished job
+  kitty-images upscale KEY|URI|URL [--scale 2|4] [--prompt TEXT] [--model M] [--strength 0-1] [--wait]
+                                queue the image at 2x (default) or 4x, resized and lightly repainted (hires fix)
   kitty-images latest [--limit N]
                                 the newest images (a table on a terminal, JSON otherwise)
   kitty-images select N|KEY     the imageRef {downloadUrl, storageUri, key} of image N (1 = newest) or KEY, as JSON
@@ -27,7 +29,7 @@ usage:
                                 the models it has on disk, no door; start one per GPU host
   kitty-images help
 
-generate, latest and select talk to the server at KITTY_IMAGES_URL (e.g. http://127.0.0.1:8089, with
+generate, upscale, latest and select talk to the server at KITTY_IMAGES_URL (e.g. http://127.0.0.1:8089, with
 KITTY_IMAGES_TOKEN) when it is set, and otherwise work in this process on the same data dir.
 Exit codes: 0 done, 1 a failed job or a refused request, 2 bad usage, 130 stopped waiting (Ctrl-C; the job goes on).
 

@@ -6,6 +6,7 @@ import type { App } from "../mcp/app.js";
 import { toolDeps } from "../mcp/createMcpServer.js";
 import { generateImage } from "../mcp/tools/generateImage.js";
 import { selectImage } from "../mcp/tools/selectImage.js";
+import { upscaleImage } from "../mcp/tools/upscaleImage.js";
 import { invokeTool, type ToolDeps } from "../mcp/tools/toolKit.js";
 import type { Job } from "../queue/job.js";
 import { sidecarKey } from "../storage/imageStore.js";
@@ -40,6 +41,7 @@ const restOnly = z.object({
 
 /** The same rules invokeTool applies, read issue by issue so each 422 entry names its field. */
 const generateArguments = z.object(generateImage.input);
+const upscaleArguments = z.object(upscaleImage.input);
 
 /** A field (and the message that starts with its name) in REST's words: cfg_scale is cfg here. */
 function inRestWords({ field, message, type }: Problem): Problem {
@@ -135,6 +137,21 @@ async function generate(app: App, request: IncomingMessage, response: ServerResp
   }
 }
 
+/** POST /api/images/upscale (ours; the images-service had none): upscale_image's arguments, queued as generate's are. */
+async function upscale(app: App, request: IncomingMessage, response: ServerResponse): Promise<void> {
+  const body = await readJsonBody(request);
+  const checked = upscaleArguments.safeParse(body);
+  if (!checked.success) return unprocessable(response, problemsOf(checked.error));
+  try {
+    const { structured } = await invokeTool(upscaleImage, checked.data, toolDeps(app));
+    sendJson(response, 200, { job_id: structured.jobId, status: "queued" });
+  } catch (error) {
+    if (!(error instanceof KittyError)) throw error;
+    if (error.code === "not_found") return sendJson(response, 404, { detail: error.message });
+    unprocessable(response, [{ field: error.field ?? null, message: error.message, type: error.code }]);
+  }
+}
+
 /** POST /api/images/select: select_image by key, its imageRef with the key in it. */
 async function select(app: App, request: IncomingMessage, response: ServerResponse): Promise<void> {
   const body = (await readJsonBody(request)) as { key?: unknown };
@@ -174,7 +191,7 @@ async function latest(app: App, url: URL, response: ServerResponse): Promise<voi
   sendJson(response, 200, { items });
 }
 
-const REST_POSTS = new Set(["POST /api/images/generate", "POST /api/images/select"]);
+const REST_POSTS = new Set(["POST /api/images/generate", "POST /api/images/upscale", "POST /api/images/select"]);
 
 function isJsonBody(request: IncomingMessage): boolean {
   const type = request.headers["content-type"]?.split(";")[0]?.trim().toLowerCase();
@@ -194,6 +211,8 @@ export async function handleRest(app: App, request: IncomingMessage, response: S
       sendJson(response, 200, { service: "kitty-images", status: "online", engine: app.config.engine, queue_name: "images" });
     } else if (route === "POST /api/images/generate") {
       await generate(app, request, response);
+    } else if (route === "POST /api/images/upscale") {
+      await upscale(app, request, response);
     } else if (route.startsWith("GET /api/images/jobs/")) {
       const jobId = decodePath(url.pathname.slice("/api/images/jobs/".length)) ?? "";
       const job = await app.queue.find(jobId);

@@ -43,6 +43,18 @@ describe("REST over the MCP tools (stand-in engine)", () => {
     expect(status).toMatchObject({ jobId: queued.body.job_id });
   });
 
+  it("upscale queues through upscale_image; its refusals are 422s naming the field, an unknown image a 404", async () => {
+    const made = await generate({ prompt: "to enlarge", model: "tiny_sd15", width: 256, height: 256, seed: 4 });
+    const key = (await server.ok("job_status", { jobId: made.body.job_id, wait_seconds: 10 })).images[0].key;
+    const queued = await post("/api/images/upscale", { image: key, scale: 2 });
+    expect(queued).toMatchObject({ status: 200, body: { job_id: expect.any(String), status: "queued" } });
+    expect(await server.ok("job_status", { jobId: queued.body.job_id, wait_seconds: 10 })).toMatchObject({ status: "done", images: [{ width: 512, height: 512 }] });
+    const bad = await post("/api/images/upscale", { image: key, scale: 3 });
+    expect(bad).toMatchObject({ status: 422, body: { detail: [{ loc: ["body", "scale"], msg: "scale must be 2 or 4" }] } });
+    const missing = await post("/api/images/upscale", { image: "images/20260101_000000_nothere.png" });
+    expect(missing).toMatchObject({ status: 404, body: { detail: expect.stringContaining("is not an image of this server") } });
+  });
+
   it("a null seed and a null refiner are left out of the tool's arguments; false and 'false' turn the refiner off", async () => {
     const tool = vi.spyOn(generateImage, "handler");
     expect((await generate({ prompt: "defaults", seed: null, refiner: null })).status).toBe(200);

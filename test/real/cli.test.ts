@@ -71,6 +71,17 @@ describe("kitty-images in-process (no KITTY_IMAGES_URL)", () => {
     }
   });
 
+  it("upscale KEY --wait makes the image at twice its size and prints the finished job; a scale of 3 is refused", async () => {
+    const run = await kitty(["upscale", key, "--strength", "0.5", "--wait"]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const job = JSON.parse(run.stdout);
+    expect(job).toMatchObject({ status: "done", model: "tiny_sd15", prompt: "a cat", images: [{ width: 512, height: 512 }] });
+    expect(run.stderr).toMatch(/^step \d+\/\d+$/m);
+    const bad = await kitty(["upscale", key, "--scale", "3"]);
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toMatch(/scale must be 2 or 4/);
+  });
+
   it("generate takes --init (a file:// storageUri here), --strength, --count and repeated --lora", async () => {
     const ref = JSON.parse((await kitty(["select", key])).stdout);
     const args = ["--model", "tiny_sd15", "--steps", "4", "--init", ref.storageUri, "--strength", "0.5", "--count", "2", "--lora", "tiny_sd15_detail:0.5"];
