@@ -32,7 +32,7 @@ export class StorageRefused extends Error {}
 interface SettleDeps {
   jobs: JobStore;
   staging: StagingArea;
-  setNotice(notice: string | null): void;
+  setNotice(notice: string | null): Promise<void>;
 }
 
 /** Maps how a run broke off to how the job goes on: back in line, a retry, cancelled or failed with a reason. */
@@ -55,12 +55,12 @@ export async function settleFailure(job: Job, error: unknown, deps: SettleDeps, 
   } else if (stopped === "cancelled" || (error instanceof EngineJobError && error.code === "cancelled")) {
     await staging.remove(job.id);
     // A "storage is unavailable" notice belonged to this job's upload; the next job sets its own.
-    deps.setNotice(null);
+    await deps.setNotice(null);
     await jobs.finish(job.id, "running", "cancelled", { attempt: job.attempts });
     log.info("job cancelled");
   } else if (error instanceof EngineJobError && error.code === "engine_unavailable") {
     await putBack();
-    deps.setNotice(`the image engine is not available: ${error.message}`);
+    await deps.setNotice(`the image engine is not available: ${error.message}`);
     log.warn({ reason: error.message }, "engine unavailable; job stays queued");
     return "engine_unavailable";
   } else if (error instanceof EngineJobError && error.retryable && job.attempts < MAX_ATTEMPTS) {
@@ -69,7 +69,7 @@ export async function settleFailure(job: Job, error: unknown, deps: SettleDeps, 
   } else if (error instanceof StorageRefused) {
     // The image exists; say where, so nothing finished is lost even though storage would not take it.
     const kept = staging.keptPngs(job.id, imageCount(job.request));
-    deps.setNotice(null);
+    await deps.setNotice(null);
     const where = kept.length === 1 ? `; the image is kept at ${kept[0]}` : kept.length > 1 ? `; the images are kept at ${kept.join(", ")}` : "";
     await fail("storage_refused", `${error.message}${where}`);
     log.error({ error: error.message }, "job failed");

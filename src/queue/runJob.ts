@@ -24,8 +24,11 @@ export interface JobRunDeps {
   staging: StagingArea;
   keyPrefix: string;
   backoff: Backoff;
-  /** Why the queue waits, for job_status in every process; null clears it. Never throws: a refusal is logged. */
-  setNotice(notice: string | null): void;
+  /**
+   * Why the queue waits, for job_status in every process; null clears it. Resolves once written (in order); never
+   * rejects: a refusal is logged. A notice that must be gone when the job's end is seen is awaited first.
+   */
+  setNotice(notice: string | null): Promise<void>;
   observer: RunObserver;
   /** Makes the previews an engine did not write; without one such images are stored without a preview. */
   previewMaker?: PreviewMaker;
@@ -81,8 +84,8 @@ export async function runJob(job: Job, deps: JobRunDeps, signals: JobSignals): P
   try {
     const keys = batchImageKeys(await deps.jobs.fixImageKey(job.id, newImageKey(deps.keyPrefix, job.id)), imageCount(job.request));
     const sidecars = (await storedByEarlierRun(keys, job.id, deps, log)) ?? (await generateAndStore(job, keys, deps, signals, log));
-    // Engine and storage both worked: whatever the queue was waiting for is over.
-    deps.setNotice(null);
+    // Engine and storage both worked: whatever the queue was waiting for is over, before anyone sees the job done.
+    await deps.setNotice(null);
     const records = sidecars.map(indexRecordOf);
     // The images are stored: a busy or full database must not turn that into a failed job. Safe to repeat.
     await retryWithBackoff(() => deps.jobs.completeWithImages(job.id, job.attempts, records), {

@@ -48,6 +48,7 @@ export class Worker {
       this.notices = this.notices
         .then(() => source.setNotice(notice))
         .catch((error: unknown) => log.warn({ notice, error: messageOf(error) }, "could not update the queue's notice"));
+      return this.notices;
     });
     this.unsubscribe = [heard.on("enqueued", () => this.wake()), heard.on("cancelRequested", (jobId) => void this.checkCancel(jobId))];
   }

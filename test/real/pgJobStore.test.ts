@@ -179,7 +179,7 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
       staging: new StagingArea(path.join(dir, "staging")),
       keyPrefix: "images/",
       backoff: { first: 5, max: 20 },
-      setNotice: () => undefined,
+      setNotice: async () => undefined,
       observer: NO_OBSERVER,
       log: quiet,
     };
