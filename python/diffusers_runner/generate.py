@@ -1,5 +1,5 @@
-"""Runs one generate request on a warm pipeline: text- or image-to-image, a batch of seeds, the refiner's pass,
-LoRAs; writes one PNG per image."""
+"""Runs one generate request on a warm pipeline: text- or image-to-image or an outpaint, a batch of seeds, the
+refiner's pass, LoRAs; writes one PNG per image."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from PIL.PngImagePlugin import PngInfo
 from .files import output_failed, write_whole
 from .infotext import format_parameters, generation_settings
 from .loras import apply_loras
+from .outpaint import Outpaint, check_canvas, composite, edge_canvas, outpaint_mask, request_outpaint
 from .families import Family
 from .pipelines import LoadedModel, LoadedPipeline, ModelCache, ModelLoadError
 from .previews import write_preview
@@ -94,6 +95,14 @@ def _schedule_length(steps: int, fraction: float) -> int:
     return max(1, round(steps / fraction))
 
 
+def strength_steps(family: Family, steps: int, strength: float) -> int:
+    """The steps an image-to-image or inpaint pass at `strength` runs of a `steps` schedule. SD and SDXL run
+    int(steps * strength); the flow-matching pipelines skip int(steps - steps * strength) and run the rest."""
+    if family.denoiser == "unet":
+        return min(int(steps * strength), steps)
+    return steps - int(max(steps - steps * strength, 0))
+
+
 def _strength_schedule_length(steps: int, strength: float) -> int:
     """The schedule an image-to-image pass at `strength` needs to run exactly `steps`: diffusers runs
     int(schedule * strength) of it, so 1 step at 0.3 needs 4, not round(1 / 0.3) = 3 (which runs none)."""
@@ -113,6 +122,10 @@ class _Job:
     progress: _Progress
     init_image: Image.Image | None
     embeddings: dict[int, tuple[dict[str, Any], int]]
+    # An outpaint: init_image is the source at its own size, painted into `canvas` where `mask` is white.
+    outpaint: Outpaint | None = None
+    canvas: Image.Image | None = None
+    mask: Image.Image | None = None
     # Filled when the prompt is encoded for a family that takes it whole (see _text_prompt).
     prompt_notes: PromptNotes = field(default_factory=dict)
 
@@ -184,7 +197,10 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
     output_paths = request.get("outputPaths") or [request["outputPath"]]
     preview_paths: list[str | None] = list(request.get("previewPaths") or [])
     preview_paths += [None] * (len(output_paths) - len(preview_paths))
-    init_image = _load_init_image(request)
+    outpaint = request_outpaint(request)
+    init_image = _load_init_image(request, crop=outpaint is None)
+    if outpaint is not None:
+        check_canvas(outpaint, init_image.size, request["width"], request["height"])
 
     try:
         model, load_seconds = cache.get(model_spec["path"], refiner_path, model_spec.get("configPath"), model_spec.get("basePath"))
@@ -192,6 +208,9 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         raise JobFailed(exc.code, str(exc)) from exc
     if request.get("scheduler") and request["scheduler"] not in model.spec.schedulers:
         raise JobFailed("bad_request", f"scheduler {request['scheduler']} does not fit {model.spec.label}; it takes {', '.join(model.spec.schedulers)}")
+    if outpaint is not None and model.base.inpaint_class is None:
+        # The server refuses this before queueing; this is the backstop.
+        raise JobFailed("bad_request", f"{model.spec.label} cannot outpaint: its family has no inpaint pipeline in diffusers")
 
     try:
         scheduler_name = model.base.use_scheduler(request.get("scheduler"))
@@ -203,9 +222,12 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         raise JobFailed("cancelled", "cancelled before it started")
 
     init = request.get("initImage")
-    base_steps = int(request["steps"] * init["strength"]) if init else request["steps"]
+    # An outpaint is an inpaint pass at initImage's strength: it runs what image-to-image at that strength runs.
+    base_steps = strength_steps(model.spec, request["steps"], init["strength"]) if init else request["steps"]
     progress = _Progress(job_id, send, len(output_paths), base_steps, refiner["steps"] if refiner else 0)
     job = _Job(request, model, cancel, progress, init_image, {})
+    if outpaint is not None:
+        job.outpaint, job.canvas, job.mask = outpaint, edge_canvas(init_image, outpaint), outpaint_mask(init_image.size, outpaint)
     inference_seconds = save_seconds = 0.0
     width = height = 0
     previews: list[PreviewInfo | None] = []
@@ -214,6 +236,8 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         progress.next_image(index)
         started = time.perf_counter()
         image = _denoise_within_memory(job, seed, cache)
+        if outpaint is not None:
+            image = composite(image, init_image, outpaint)
         inference_seconds += time.perf_counter() - started
         started = time.perf_counter()
         _save_png(image, request, path, seed, model.spec, scheduler_name)
@@ -232,7 +256,7 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         scheduler=scheduler_name,
         device=cache.device.device,
         dtype=model.dtype_name,
-        options=_options_record(model, cache),
+        options=_options_record(model, cache, outpainted=outpaint is not None),
         modelLoads=cache.loads,
         stepsRun=progress.steps_run,
         promptTokens=job.prompt_kwargs(model.base.pipe)[1],
@@ -246,8 +270,9 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
     )
 
 
-def _load_init_image(request: GenerateRequest) -> Image.Image | None:
-    """The start image, cropped to the asked aspect ratio around its centre and resized: never a crash on a mismatch."""
+def _load_init_image(request: GenerateRequest, crop: bool = True) -> Image.Image | None:
+    """The start image, upright and RGB; with `crop`, cropped to the asked aspect ratio around its centre and
+    resized: never a crash on a mismatch. An outpaint takes it at its own size."""
     init = request.get("initImage")
     if not init:
         return None
@@ -256,6 +281,8 @@ def _load_init_image(request: GenerateRequest) -> Image.Image | None:
             image = ImageOps.exif_transpose(source).convert("RGB")
     except (OSError, UnidentifiedImageError) as exc:
         raise JobFailed("bad_request", f"the init image {init['path']} could not be read as an image: {exc}") from exc
+    if not crop:
+        return image
     size = (request["width"], request["height"])
     return image if image.size == size else ImageOps.fit(image, size, Image.Resampling.LANCZOS)
 
@@ -283,8 +310,9 @@ def _denoise_within_memory(job: _Job, seed: int, cache: ModelCache) -> Any:
     raise AssertionError("unreachable")
 
 
-def _options_record(model: LoadedModel, cache: ModelCache) -> dict[str, bool]:
-    """The options this image was really made with: slicing may have been turned on after an out-of-memory."""
+def _options_record(model: LoadedModel, cache: ModelCache, outpainted: bool = False) -> dict[str, bool]:
+    """The options this image was really made with: slicing may have been turned on after an out-of-memory.
+    An outpaint adds outpaintComposited: the source's pixels were put back exactly over the generated canvas."""
     vae = model.base.pipe.vae
     return {
         **cache.device.options.as_record(),
@@ -294,6 +322,7 @@ def _options_record(model: LoadedModel, cache: ModelCache) -> dict[str, bool]:
         "vaeTiling": bool(getattr(vae, "use_tiling", False)),
         "firstBlockCache": model.step_cache == "first_block",
         "taylorSeerCache": model.step_cache == "taylorseer",
+        **({"outpaintComposited": True} if outpainted else {}),
     }
 
 
@@ -317,7 +346,8 @@ def _check_cancel(job: _Job) -> None:
 
 
 def _denoise(job: _Job, seed: int) -> Any:
-    """One image: the base pass (text- or image-to-image), then the refiner's pass when asked for."""
+    """One image: the base pass (text- or image-to-image, or an outpaint's inpaint), then the refiner's pass when
+    asked for. An outpaint's source pixels are put back by the caller, after the refiner too."""
     request = job.request
     refiner = request.get("refiner")
     ensemble = refiner is not None and _refiner_mode(refiner) == "ensemble"
@@ -335,6 +365,11 @@ def _denoise(job: _Job, seed: int) -> Any:
     if job.init_image is None:
         pipe = base.pipe
         kwargs.update(width=request["width"], height=request["height"])
+    elif job.outpaint is not None:
+        pipe = base.inpaint()
+        kwargs.update(image=job.canvas, mask_image=job.mask, strength=request["initImage"]["strength"])
+        if _accepts(pipe, "width"):
+            kwargs.update(width=request["width"], height=request["height"])
     else:
         pipe = base.image_to_image()
         kwargs.update(image=job.init_image, strength=request["initImage"]["strength"])
@@ -418,6 +453,8 @@ def _parameters_text(request: GenerateRequest, seed: int, scheduler_name: str, w
     init = request.get("initImage")
     if init:
         extra["Denoising strength"] = float(init["strength"])
+    if request.get("outpaint"):
+        extra["Outpaint"] = Outpaint.of(request["outpaint"]).describe()
     refiner = request.get("refiner")
     refiner_path = request["model"].get("refinerPath")
     if refiner is not None and refiner_path:

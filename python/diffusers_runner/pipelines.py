@@ -104,20 +104,38 @@ class LoadedPipeline:
     _image_to_image: DiffusionPipeline | None = None
     # LoRA adapters loaded into this pipeline: adapter name -> the file it came from.
     loras: dict[str, str] = field(default_factory=dict)
+    # The diffusers class that runs this family's inpainting (outpaint, masked repaint); None where there is none.
+    inpaint_class: str | None = None
+    # The same weights as an inpaint pipeline, made on first use and kept, like the image-to-image twin.
+    _inpaint: DiffusionPipeline | None = None
 
     @classmethod
-    def of(cls, pipe: DiffusionPipeline, path: str, attention_slicing: bool, image_class: str | None = None) -> LoadedPipeline:
-        return cls(pipe, os.path.realpath(path), dict(pipe.scheduler.config), type(pipe.scheduler), attention_slicing, image_class)
+    def of(cls, pipe: DiffusionPipeline, path: str, attention_slicing: bool, image_class: str | None = None, inpaint_class: str | None = None) -> LoadedPipeline:
+        return cls(pipe, os.path.realpath(path), dict(pipe.scheduler.config), type(pipe.scheduler), attention_slicing, image_class, inpaint_class=inpaint_class)
 
     def image_to_image(self) -> DiffusionPipeline:
         """This pipeline's image-to-image twin, on the scheduler this job set."""
         if self._image_to_image is None:
             if self.image_class is None:
                 raise ModelLoadError("bad_request", f"{type(self.pipe).__name__} has no image-to-image pipeline in diffusers")
-            self._image_to_image = getattr(diffusers, self.image_class).from_pipe(self.pipe)
-            self._image_to_image.set_progress_bar_config(disable=True)
+            self._image_to_image = self._twin(self.image_class)
         self._image_to_image.scheduler = self.pipe.scheduler
         return self._image_to_image
+
+    def inpaint(self) -> DiffusionPipeline:
+        """This pipeline's inpaint twin (image, mask_image, strength), on the scheduler this job set."""
+        if self._inpaint is None:
+            if self.inpaint_class is None:
+                raise ModelLoadError("bad_request", f"{type(self.pipe).__name__} has no inpaint pipeline in diffusers")
+            self._inpaint = self._twin(self.inpaint_class)
+        self._inpaint.scheduler = self.pipe.scheduler
+        return self._inpaint
+
+    def _twin(self, class_name: str) -> DiffusionPipeline:
+        # from_pipe hands the same modules (weights, LoRA adapters, attention processors) to the other class.
+        twin = getattr(diffusers, class_name).from_pipe(self.pipe)
+        twin.set_progress_bar_config(disable=True)
+        return twin
 
     @property
     def can_slice(self) -> bool:
@@ -271,7 +289,7 @@ class ModelCache:
     def _loaded(self, pipe: DiffusionPipeline, path: str, family: str) -> LoadedPipeline:
         spec = FAMILIES.get(family)
         sliced = self.device.options.attention_slicing and getattr(pipe, "unet", None) is not None
-        return LoadedPipeline.of(pipe, path, sliced, spec.pipelines.get("image") if spec else None)
+        return LoadedPipeline.of(pipe, path, sliced, spec.pipelines.get("image") if spec else None, spec.pipelines.get("inpaint") if spec else None)
 
     def _load_base(self, path: str, family: str, config_path: str | None) -> LoadedModel:
         started = time.perf_counter()

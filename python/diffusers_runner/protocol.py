@@ -41,6 +41,15 @@ class InitImageSpec(TypedDict):
     strength: float
 
 
+class OutpaintSpec(TypedDict):
+    # pixels the canvas reaches past the start image on each side; the server's rounding up to the family's size
+    # multiple is already in right and bottom, so source width + left + right == width (and so for height)
+    left: int
+    right: int
+    top: int
+    bottom: int
+
+
 class LoraSpec(TypedDict):
     name: str
     path: str
@@ -66,6 +75,9 @@ class GenerateRequest(TypedDict):
     # a small WebP beside each PNG (same order as outputPaths); none asked, none written
     previewPaths: NotRequired[list[str]]
     initImage: NotRequired[InitImageSpec | None]
+    # Outpaint: extend initImage (taken at its own size) to the width x height canvas with the family's inpaint
+    # pipeline; the source's pixels are kept exactly. initImage.strength is the inpaint strength.
+    outpaint: NotRequired[OutpaintSpec | None]
     loras: NotRequired[list[LoraSpec]]
 
 
