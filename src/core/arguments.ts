@@ -41,6 +41,21 @@ export function loraList(field: string, max: number, weight: { min: number; max:
   return z.array(item, { error: `${field} must be a list of {name, weight}` }).max(max, { error: (issue) => `${field} takes at most ${max} LoRAs (got ${(issue.input as unknown[]).length})` });
 }
 
+/**
+ * Outpaint's pixels per side: an object of up to four side names. Each side's range is checked here and named in
+ * the message, not spelled out four times in tools/list (paid in tokens on every turn).
+ */
+export function sidesInPixels(field: string, max: number, description: string) {
+  const side = (name: string) => {
+    const message = (issue: { input?: unknown }) => `${field}.${name} must be an integer between 0 and ${max} pixels (got ${JSON.stringify(issue.input)})`;
+    return z.number({ error: message }).int({ error: message }).refine((pixels) => pixels >= 0 && pixels <= max, { error: message }).optional();
+  };
+  return z
+    .object({ left: side("left"), right: side("right"), top: side("top"), bottom: side("bottom") }, { error: `${field} must be an object of pixels per side: {left, right, top, bottom}` })
+    .strict()
+    .describe(description);
+}
+
 export function oneOf<T extends readonly [string, ...string[]]>(field: string, values: T, description?: string) {
   return described(z.enum(values, { error: (issue) => `${field} must be one of ${values.join(", ")} (got ${JSON.stringify(issue.input)})` }), description);
 }

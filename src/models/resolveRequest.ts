@@ -1,17 +1,10 @@
 import { randomInt } from "node:crypto";
 import { KittyError } from "../core/errors.js";
-import {
-  LIMITS,
-  refinerPassFor,
-  type GenerationRequest,
-  type LoraUse,
-  type RefinerMode,
-  type ModelFamily,
-  type SchedulerName,
-} from "../core/generation.js";
+import { LIMITS, refinerPassFor, type GenerationRequest, type LoraUse, type ModelFamily, type OutpaintSides, type RefinerMode, type SchedulerName } from "../core/generation.js";
 import type { ModelCatalog, ModelEntry } from "./catalog.js";
 import { FAMILIES } from "./families.js";
 import { checkFamilyTakes, defaultsFor, familyOf, familyOfElsewhere } from "./familyRules.js";
+import { outpaintCanvas, sizeLike } from "./imageSizes.js";
 import { inspectEntry, inspectModelFolder, type ModelOnDisk } from "./modelFolder.js";
 
 /** What a caller asks for, in any door's words once mapped: every field but the prompt may be left out. */
@@ -32,6 +25,8 @@ export interface GenerationAsk {
   /** Image-to-image: a stored image, named by key, storageUri or downloadUrl (see `images`). */
   initImage?: string | undefined;
   strength?: number | undefined;
+  /** Pixels to add on each side of init_image (any left out: none). */
+  outpaint?: Partial<OutpaintSides> | undefined;
   loras?: Array<{ name: string; weight: number }> | undefined;
 }
 
@@ -118,6 +113,10 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
 
   let size = { width: ask.width ?? defaults.width, height: ask.height ?? defaults.height };
   let initImage: GenerationRequest["initImage"] = null;
+  let outpaint: GenerationRequest["outpaint"] = null;
+  if (ask.outpaint !== undefined && ask.initImage === undefined) {
+    throw new KittyError("invalid_argument", "outpaint extends a start image: give init_image too", "outpaint");
+  }
   if (ask.initImage !== undefined) {
     const source = findImage?.(ask.initImage) ?? null;
     if (!source) {
@@ -127,14 +126,15 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
         "init_image",
       );
     }
-    const strength = ask.strength ?? LIMITS.strength.default;
+    const strength = ask.strength ?? (ask.outpaint ? LIMITS.outpaint.strength : LIMITS.strength.default);
     if (Math.floor(steps * strength) < 1) {
       const least = Math.ceil((1 / steps) * 100) / 100;
       throw new KittyError("invalid_argument", `strength ${strength} of ${steps} steps runs no step: use strength ≥ ${least} or more steps`, "strength");
     }
     initImage = { key: source.key, strength };
+    if (ask.outpaint) ({ size, outpaint } = outpaintCanvas(ask, source, FAMILIES[family]!.sizeMultiple));
     // Unset sizes follow the start image; a different aspect ratio is cropped around the centre, never stretched.
-    if (ask.width === undefined && ask.height === undefined) size = sizeLike(source.width, source.height);
+    else if (ask.width === undefined && ask.height === undefined) size = sizeLike(source.width, source.height);
   } else if (ask.strength !== undefined) {
     throw new KittyError("invalid_argument", "strength applies to image-to-image only: give init_image too", "strength");
   }
@@ -159,6 +159,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
     refiner,
     count: ask.count ?? 1,
     initImage,
+    ...(outpaint && { outpaint }),
     loras: resolveLoras(ask.loras ?? [], catalog, name, family, elsewhere),
   };
 }
@@ -208,13 +209,6 @@ function resolveElsewhere(ask: GenerationAsk, entry: ModelEntry): GenerationRequ
   };
 }
 
-/** A size with the image's aspect ratio inside the limits, each side a multiple of 8. */
-export function sizeLike(width: number, height: number): { width: number; height: number } {
-  const { min, max, multipleOf } = LIMITS.size;
-  const scale = Math.min(1, max / Math.max(width, height)) * Math.max(1, min / Math.min(width, height));
-  const snap = (side: number) => Math.min(max, Math.max(min, Math.round((side * scale) / multipleOf) * multipleOf));
-  return { width: snap(width), height: snap(height) };
-}
 
 function resolveLoras(asked: Array<{ name: string; weight: number }>, catalog: ModelCatalog, model: string, family: ModelFamily, elsewhere?: ModelsElsewhere): LoraUse[] {
   const names = new Set<string>();

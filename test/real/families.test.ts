@@ -31,6 +31,14 @@ for family in ${JSON.stringify(ALONE)}:
     save_file({name: tensor.contiguous() for name, tensor in transformer.state_dict().items()}, out / f"{family}_transformer.safetensors")
 `;
 const small = { width: 256, height: 256, steps: 2 };
+/** The largest and the mean difference of two images' pixel values (0-255), decoded by PIL. */
+const PIXEL_DIFFERENCE = `
+import json, sys
+import numpy as np
+from PIL import Image
+a, b = (np.asarray(Image.open(path).convert("RGB"), dtype=np.int16) for path in sys.argv[1:3])
+print(json.dumps({"max": int(np.abs(a - b).max()), "mean": float(np.abs(a - b).mean())}))
+`;
 
 describe("the modern families through the same tools", () => {
   let server: RunningServer;
@@ -168,7 +176,13 @@ describe("the modern families through the same tools", () => {
     const fromFile = await pixelsOf((await made({ ...args, model: `${family}_file` })).images[0].key);
     const fromFolder = await pixelsOf((await made({ ...args, model: `tiny_${family}` })).images[0].key);
     expect(fromFile.selected.metadata).toMatchObject({ family, model: `${family}_file` });
-    expect(fromFile.png.pixels.equals(fromFolder.png.pixels), "the same weights made other pixels").toBe(true);
+    // The same weights, loaded another way, lay out their tensors differently: sums round apart by ~1e-7, which may
+    // move a pixel by a level or two after sampling. A transformer that is not the folder's moves every pixel.
+    const pngPath = (selected: Record<string, any>) => fileURLToPath(selected.imageRef.downloadUrl as string);
+    const { stdout } = await execa(RUNNER_PYTHON, ["-c", PIXEL_DIFFERENCE, pngPath(fromFile.selected), pngPath(fromFolder.selected)]);
+    const { max, mean } = JSON.parse(stdout) as { max: number; mean: number };
+    expect(max, "the same weights made other pixels").toBeLessThanOrEqual(8);
+    expect(mean, "the same weights made other pixels").toBeLessThan(0.5);
   });
 
   it("applies a LoRA on a transformer family's pipeline (PEFT), and none leaves the pixels of a model that never had one", async () => {

@@ -82,6 +82,17 @@ describe("batches, image-to-image, LoRAs and the polish pass, over MCP with the 
     expect((await servers.server.ok("cancel_job", { jobId: big.jobId })).status).toBe("cancelled");
   });
 
+  it("outpaints a stored image with the real runner: the canvas grows by exactly what was asked, the source is composited back, the parent recorded", async () => {
+    const source = await generate({ ...small, prompt: "a lathe", seed: 5 });
+    const sourceKey: string = source.status.images[0].key;
+    const grown = await generate({ prompt: "a lathe in a workshop", model: "tiny_sd15", steps: 4, init_image: sourceKey, outpaint: { left: 64, top: 32 } });
+    expect(grown.status.images[0]).toMatchObject({ width: 320, height: 288 });
+    const { png, selected } = await download(grown.status.images[0].key);
+    expect([png.width, png.height]).toEqual([320, 288]);
+    expect(selected.metadata).toMatchObject({ parents: [sourceKey], options: { outpaintComposited: true }, request: { outpaint: { left: 64, right: 0, top: 32, bottom: 0 }, initImage: { strength: 1 } } });
+    expect(png.text.parameters).toContain('Outpaint: "left 64, right 0, top 32, bottom 0"');
+  });
+
   it("refuses an init_image this server does not have, and a strength that runs no step, saying what to give", async () => {
     const unknown = await servers.server.call("generate_image", { ...small, prompt: "x", init_image: "s3://elsewhere/images/nope.png" });
     expect(unknown.isError).toBe(true);

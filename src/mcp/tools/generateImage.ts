@@ -1,11 +1,11 @@
 import { z } from "zod";
-import { LIMITS, REFINER_MODES, SCHEDULERS } from "../../core/generation.js";
+import { LIMITS, REFINER_MODES, SCHEDULERS, type OutpaintSides } from "../../core/generation.js";
 import { catalogWithEngineModels } from "../../models/engineCatalog.js";
 import { modelsOfWorkers, resolveRequest } from "../../models/resolveRequest.js";
-import { boundedInt, boundedNumber, boundedText, loraList, oneOf } from "../../core/arguments.js";
+import { boundedInt, boundedNumber, boundedText, loraList, oneOf, sidesInPixels } from "../../core/arguments.js";
 import { defineTool } from "./toolKit.js";
 
-const { size, steps, cfgScale, seed, promptChars, count, strength, loras } = LIMITS;
+const { size, steps, cfgScale, seed, promptChars, count, strength, loras, outpaint } = LIMITS;
 
 export const generateImage = defineTool({
   name: "generate_image",
@@ -30,6 +30,7 @@ export const generateImage = defineTool({
     count: boundedInt("count", count.min, count.max, "Images; seeds seed, seed+1...").optional(),
     init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Start image: key or imageRef URL.").optional(),
     strength: boundedNumber("strength", strength.min, strength.max, `Share repainted (default ${strength.default}).`).optional(),
+    outpaint: sidesInPixels("outpaint", outpaint.maxSide, "Pixels to add per side of init_image.").optional(),
     loras: loraList("loras", loras.max, loras.weight).describe("From list_models.").optional(),
   },
   output: {
@@ -68,7 +69,14 @@ export const generateImage = defineTool({
       summary:
         `Queued job ${job.id} (${request.model.name}, ${request.width}x${request.height}, ${request.steps} steps, ` +
         `${request.count && request.count > 1 ? `${request.count} images from seed` : "seed"} ${request.seed}) ` +
-        `at position ${position}. Next: job_status {"jobId":"${job.id}","wait_seconds":30}.`,
+        `at position ${position}.${outpaintNote(rest.outpaint, request.outpaint)} Next: job_status {"jobId":"${job.id}","wait_seconds":30}.`,
     };
   },
 });
+
+/** What an outpaint adds, and where the canvas was rounded up to the family's size multiple (the extra goes right and down). */
+function outpaintNote(asked: { right?: number | undefined; bottom?: number | undefined } | undefined, run: OutpaintSides | null | undefined): string {
+  if (!run) return "";
+  const rounded = run.right !== (asked?.right ?? 0) || run.bottom !== (asked?.bottom ?? 0);
+  return ` Outpaint adds ${run.left} px left, ${run.right} right, ${run.top} top, ${run.bottom} bottom${rounded ? " (right and bottom rounded up to the model's size multiple)" : ""}.`;
+}

@@ -67,7 +67,8 @@ export const upscaleImage = defineTool({
           // With the same model, what else the source was made with (its negative prompt, steps, guidance, LoRAs) carries over.
           ...(made && modelToUse === made.model && {
             negativePrompt: made.request.negativePrompt ?? undefined,
-            steps: made.request.steps,
+            // The source's steps, but at least enough for the repaint to run one (a 2-step source at 0.3 would run none).
+            steps: Math.min(LIMITS.steps.max, Math.max(made.request.steps, Math.ceil(1 / Math.max(asked ?? upscale.strength, 0.01)))),
             cfgScale: made.request.cfgScale,
             scheduler: made.request.scheduler ?? undefined,
             loras: made.request.loras?.map(({ name, weight }) => ({ name, weight })),
