@@ -10,11 +10,12 @@ echo "test-fast-on-node: fast suite on Node $(node --version)" >&2
 
 WORK="$PWD/.cache/node/project-$MAJOR"
 mkdir -p "$WORK"
-rm -rf "$WORK/src" "$WORK/test" "$WORK/web" "$WORK/dist" "$WORK/python"
-cp -r src test web package.json package-lock.json tsconfig.json vitest.config.ts "$WORK/"
-# The family table both sides read ships beside the runner.
-mkdir -p "$WORK/python/diffusers_runner"
-cp python/diffusers_runner/families.json "$WORK/python/diffusers_runner/"
+rm -rf "$WORK/src" "$WORK/test" "$WORK/web" "$WORK/dist" "$WORK/python" "$WORK/docs" "$WORK/scripts" "$WORK/bench" "$WORK/.ci"
+cp -r src test web package.json package-lock.json tsconfig.json vitest.config.ts README.md docs scripts bench .ci "$WORK/"
+# The runner's sources (the family table both sides read ships beside it; the docs test checks the paths the docs
+# name), without the caches Python leaves beside them.
+cp -r python "$WORK/"
+find "$WORK/python" \( -name __pycache__ -o -name .pytest_cache \) -prune -exec rm -rf {} +
 cd "$WORK"
 # Reinstall only when the lockfile or the Node version changed.
 stamp="$(sha256sum < package-lock.json | cut -d' ' -f1)-$(node --version)"
