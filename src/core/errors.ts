@@ -13,12 +13,8 @@ export type ErrorCode =
   | "database_busy"
   | "database_unavailable";
 
-/**
- * Every code a failed job's `error.code` can hold: what an agent may branch on, listed once (job_status's output
- * schema names them). A database written by an older release may hold a code this list lost; it reads as written.
- */
-export const JOB_ERROR_CODES = [
-  // The runner's own (its wire protocol, engines/runnerProtocol.ts).
+/** The runner's own codes: its wire protocol (engines/runnerProtocol.ts) sends these and no others. */
+export const RUNNER_ERROR_CODES = [
   "bad_request",
   "model_not_found",
   "model_load_failed",
@@ -26,6 +22,14 @@ export const JOB_ERROR_CODES = [
   "disk_full",
   "generation_failed",
   "cancelled",
+] as const;
+
+/**
+ * Every code a failed job's `error.code` can hold: what an agent may branch on, listed once (job_status's output
+ * schema names them). A database written by an older release may hold a code this list lost; it reads as written.
+ */
+export const JOB_ERROR_CODES = [
+  ...RUNNER_ERROR_CODES,
   // An engine's: not reachable, broke mid-job, or made something that is not the image asked for.
   "engine_unavailable",
   "engine_unreachable",

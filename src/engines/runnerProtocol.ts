@@ -1,5 +1,8 @@
 import { z } from "zod";
+import { RUNNER_ERROR_CODES } from "../core/errors.js";
 import { REFINER_MODES, SCHEDULERS } from "../core/generation.js";
+
+export { RUNNER_ERROR_CODES };
 
 /**
  * The runner wire format, declared once on this side (python/diffusers_runner/protocol.py is the other side).
@@ -85,16 +88,6 @@ export const doneEventSchema = z.object({
   previews: z.array(previewInfoSchema.nullable()),
   timings: z.object({ loadSeconds: z.number(), inferenceSeconds: z.number(), saveSeconds: z.number() }),
 });
-
-export const RUNNER_ERROR_CODES = [
-  "bad_request",
-  "model_not_found",
-  "model_load_failed",
-  "out_of_memory",
-  "disk_full",
-  "generation_failed",
-  "cancelled",
-] as const;
 
 export const errorEventSchema = z.object({
   type: z.literal("error"),
