@@ -1,3 +1,5 @@
+// Every environment variable is read here and nowhere else (the import-graph test holds the rest of src/ to it),
+// so the whole of what a person can set is in one file, past 250 lines.
 import { isIP } from "node:net";
 import { homedir, hostname } from "node:os";
 import path from "node:path";
@@ -58,6 +60,8 @@ const envSchema = z.object({
   KITTY_IMAGES_TRUSTED_NETWORKS: z.preprocess(emptyToUndefined, z.string().optional()),
   KITTY_IMAGES_PUBLIC_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^https?$/, error: "must be an http(s) URL, e.g. http://studio.local:8089" }).optional()),
   KITTY_IMAGES_ALLOWED_HOSTS: z.preprocess(emptyToUndefined, z.string().optional()),
+  KITTY_IMAGES_INPUT_DIRS: z.preprocess(emptyToUndefined, z.string().optional()),
+  KITTY_IMAGES_FETCH_HOSTS: z.preprocess(emptyToUndefined, z.string().optional()),
 });
 
 /** `10.0.0.0/8`, `fd00::/8` or a single address: what KITTY_IMAGES_TRUSTED_NETWORKS lists. */
@@ -108,6 +112,15 @@ export interface Config {
   storage: { kind: "s3"; s3: S3Settings } | { kind: "local" };
   /** Every stored key starts with this; select_image refuses keys outside it. */
   keyPrefix: string;
+  /** Images users bring, beside the generations (`images/` → `uploads/`), indexed apart from them. */
+  uploadPrefix: string;
+  /** Where images may come from besides this server's own (images/imageInputs.ts). */
+  inputs: {
+    /** Absolute local paths are read over stdio only, and only under these folders (KITTY_IMAGES_INPUT_DIRS; default the home folder). */
+    dirs: string[];
+    /** http(s) URLs are fetched only from these hosts (KITTY_IMAGES_FETCH_HOSTS; default none). */
+    fetchHosts: string[];
+  };
   presignTtlSeconds: number;
   models: ModelCatalog;
   runner: {
@@ -190,6 +203,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
         }
       : { kind: "local" },
     keyPrefix,
+    uploadPrefix: keyPrefix.replace(/[^/]*\/$/, "") + "uploads/",
+    inputs: {
+      dirs: (e.KITTY_IMAGES_INPUT_DIRS ? e.KITTY_IMAGES_INPUT_DIRS.split(path.delimiter).map((dir) => dir.trim()).filter(Boolean) : [homedir()]).map((dir) => path.resolve(dir)),
+      fetchHosts: csv(e.KITTY_IMAGES_FETCH_HOSTS).map((host) => host.toLowerCase()),
+    },
     presignTtlSeconds: e.KITTY_IMAGES_PRESIGN_TTL_SECONDS,
     models: loadModelsYaml(
       modelsYaml,

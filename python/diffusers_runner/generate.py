@@ -19,6 +19,7 @@ from PIL.PngImagePlugin import PngInfo
 from .files import output_failed, write_whole
 from .infotext import format_parameters, generation_settings
 from .loras import apply_loras
+from .inpaint import composite_masked, load_mask
 from .outpaint import Outpaint, check_canvas, composite, edge_canvas, outpaint_mask, request_outpaint
 from .families import Family
 from .pipelines import LoadedModel, LoadedPipeline, ModelCache, ModelLoadError
@@ -122,10 +123,12 @@ class _Job:
     progress: _Progress
     init_image: Image.Image | None
     embeddings: dict[int, tuple[dict[str, Any], int]]
-    # An outpaint: init_image is the source at its own size, painted into `canvas` where `mask` is white.
+    # An outpaint or an inpaint: the family's inpaint pipeline paints `canvas` where `mask` is white. An outpaint's
+    # init_image is the source at its own size; an inpaint's canvas is init_image, and soft_mask blends the result.
     outpaint: Outpaint | None = None
     canvas: Image.Image | None = None
     mask: Image.Image | None = None
+    soft_mask: Image.Image | None = None
     # Filled when the prompt is encoded for a family that takes it whole (see _text_prompt).
     prompt_notes: PromptNotes = field(default_factory=dict)
 
@@ -201,6 +204,9 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
     init_image = _load_init_image(request, crop=outpaint is None)
     if outpaint is not None:
         check_canvas(outpaint, init_image.size, request["width"], request["height"])
+    masks = load_mask(request)
+    if masks is not None and outpaint is not None:
+        raise JobFailed("bad_request", "mask and outpaint do not go together: an outpaint masks its new border itself")
 
     try:
         model, load_seconds = cache.get(model_spec["path"], refiner_path, model_spec.get("configPath"), model_spec.get("basePath"))
@@ -208,9 +214,9 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         raise JobFailed(exc.code, str(exc)) from exc
     if request.get("scheduler") and request["scheduler"] not in model.spec.schedulers:
         raise JobFailed("bad_request", f"scheduler {request['scheduler']} does not fit {model.spec.label}; it takes {', '.join(model.spec.schedulers)}")
-    if outpaint is not None and model.base.inpaint_class is None:
+    if (outpaint is not None or masks is not None) and model.base.inpaint_class is None:
         # The server refuses this before queueing; this is the backstop.
-        raise JobFailed("bad_request", f"{model.spec.label} cannot outpaint: its family has no inpaint pipeline in diffusers")
+        raise JobFailed("bad_request", f"{model.spec.label} cannot {'outpaint' if outpaint else 'inpaint'}: its family has no inpaint pipeline in diffusers")
 
     try:
         scheduler_name = model.base.use_scheduler(request.get("scheduler"))
@@ -228,6 +234,8 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
     job = _Job(request, model, cancel, progress, init_image, {})
     if outpaint is not None:
         job.outpaint, job.canvas, job.mask = outpaint, edge_canvas(init_image, outpaint), outpaint_mask(init_image.size, outpaint)
+    elif masks is not None:
+        job.canvas, (job.mask, job.soft_mask) = init_image, masks
     inference_seconds = save_seconds = 0.0
     width = height = 0
     previews: list[PreviewInfo | None] = []
@@ -238,6 +246,8 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         image = _denoise_within_memory(job, seed, cache)
         if outpaint is not None:
             image = composite(image, init_image, outpaint)
+        elif job.soft_mask is not None:
+            image = composite_masked(image, init_image, job.soft_mask)
         inference_seconds += time.perf_counter() - started
         started = time.perf_counter()
         _save_png(image, request, path, seed, model.spec, scheduler_name)
@@ -256,7 +266,7 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         scheduler=scheduler_name,
         device=cache.device.device,
         dtype=model.dtype_name,
-        options=_options_record(model, cache, outpainted=outpaint is not None),
+        options=_options_record(model, cache, outpainted=outpaint is not None, inpainted=masks is not None),
         modelLoads=cache.loads,
         stepsRun=progress.steps_run,
         promptTokens=job.prompt_kwargs(model.base.pipe)[1],
@@ -310,9 +320,10 @@ def _denoise_within_memory(job: _Job, seed: int, cache: ModelCache) -> Any:
     raise AssertionError("unreachable")
 
 
-def _options_record(model: LoadedModel, cache: ModelCache, outpainted: bool = False) -> dict[str, bool]:
+def _options_record(model: LoadedModel, cache: ModelCache, outpainted: bool = False, inpainted: bool = False) -> dict[str, bool]:
     """The options this image was really made with: slicing may have been turned on after an out-of-memory.
-    An outpaint adds outpaintComposited: the source's pixels were put back exactly over the generated canvas."""
+    An outpaint adds outpaintComposited: the source's pixels were put back exactly over the generated canvas; an
+    inpaint adds inpaintComposited: the start image's pixels were put back wherever the mask is black."""
     vae = model.base.pipe.vae
     return {
         **cache.device.options.as_record(),
@@ -323,6 +334,7 @@ def _options_record(model: LoadedModel, cache: ModelCache, outpainted: bool = Fa
         "firstBlockCache": model.step_cache == "first_block",
         "taylorSeerCache": model.step_cache == "taylorseer",
         **({"outpaintComposited": True} if outpainted else {}),
+        **({"inpaintComposited": True} if inpainted else {}),
     }
 
 
@@ -365,7 +377,7 @@ def _denoise(job: _Job, seed: int) -> Any:
     if job.init_image is None:
         pipe = base.pipe
         kwargs.update(width=request["width"], height=request["height"])
-    elif job.outpaint is not None:
+    elif job.mask is not None:
         pipe = base.inpaint()
         kwargs.update(image=job.canvas, mask_image=job.mask, strength=request["initImage"]["strength"])
         if _accepts(pipe, "width"):
@@ -455,6 +467,8 @@ def _parameters_text(request: GenerateRequest, seed: int, scheduler_name: str, w
         extra["Denoising strength"] = float(init["strength"])
     if request.get("outpaint"):
         extra["Outpaint"] = Outpaint.of(request["outpaint"]).describe()
+    if request.get("mask"):
+        extra["Mask blur"] = int(request["mask"].get("blur", 0))
     refiner = request.get("refiner")
     refiner_path = request["model"].get("refinerPath")
     if refiner is not None and refiner_path:

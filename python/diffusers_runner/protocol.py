@@ -41,6 +41,12 @@ class InitImageSpec(TypedDict):
     strength: float
 
 
+class MaskSpec(TypedDict):
+    # the mask image as the server staged it (PNG, JPEG or WebP; white repaints), and its edge's softening in pixels
+    path: str
+    blur: int
+
+
 class OutpaintSpec(TypedDict):
     # pixels the canvas reaches past the start image on each side; the server's rounding up to the family's size
     # multiple is already in right and bottom, so source width + left + right == width (and so for height)
@@ -78,6 +84,9 @@ class GenerateRequest(TypedDict):
     # Outpaint: extend initImage (taken at its own size) to the width x height canvas with the family's inpaint
     # pipeline; the source's pixels are kept exactly. initImage.strength is the inpaint strength.
     outpaint: NotRequired[OutpaintSpec | None]
+    # Inpaint: repaint initImage where the mask (any size, fitted like initImage) is white, with the family's
+    # inpaint pipeline; the start image's pixels are kept wherever it is black. blur softens its edge, in pixels.
+    mask: NotRequired[MaskSpec | None]
     loras: NotRequired[list[LoraSpec]]
 
 

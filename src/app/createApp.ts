@@ -4,7 +4,7 @@ import type { Config } from "../config.js";
 import type { Logger } from "../core/log.js";
 import type { Engine } from "../engines/engine.js";
 import type { App } from "../mcp/app.js";
-import type { DatabaseFacts, ImageIndex, JobStore } from "../queue/ports.js";
+import type { DatabaseFacts, ImageIndex, JobStore, UploadIndex } from "../queue/ports.js";
 import { createEngine } from "./parts.js";
 import { createSqliteApp } from "./sqliteApp.js";
 import { TIMING, type SqliteTiming } from "./timing.js";
@@ -37,15 +37,15 @@ export async function createApp(config: Config, log: Logger, overrides: AppOverr
 }
 
 /** The queue's database for a maintenance command (reindex): its jobs and images, nothing running. */
-export async function openQueueDatabase(config: Config, log: Logger): Promise<{ jobs: JobStore; images: ImageIndex; close(): Promise<void> }> {
+export async function openQueueDatabase(config: Config, log: Logger): Promise<{ jobs: JobStore; images: ImageIndex; uploads: UploadIndex; close(): Promise<void> }> {
   if (config.databaseUrl) {
     const { openPostgresQueue } = await import("../db/postgres/store.js");
-    const { jobs, images, pool } = await openPostgresQueue(config.databaseUrl, log);
-    return { jobs, images, close: () => pool.end() };
+    const { jobs, images, uploads, pool } = await openPostgresQueue(config.databaseUrl, log);
+    return { jobs, images, uploads, close: () => pool.end() };
   }
   const { openSqliteQueue } = await import("../db/sqlite/store.js");
-  const { jobs, images, close } = openSqliteQueue(config.databasePath);
-  return { jobs, images, close: async () => close() };
+  const { jobs, images, uploads, close } = openSqliteQueue(config.databasePath);
+  return { jobs, images, uploads, close: async () => close() };
 }
 
 /** What `doctor` reports of the queue's database, without changing a shared one. */

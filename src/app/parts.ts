@@ -19,6 +19,9 @@ import { imageLinks, type ImageLinks } from "../storage/imageLinks.js";
 import type { ImageStore } from "../storage/imageStore.js";
 import type { EngineModels } from "../models/engineCatalog.js";
 import { LocalImageStore } from "../storage/local.js";
+import type { ImageIndex, UploadIndex } from "../queue/ports.js";
+import type { ImageInputDeps } from "../uploads/imageInputs.js";
+import { ImageUploads, pythonNormalizer } from "../uploads/imageUploads.js";
 import { TIMING } from "./timing.js";
 
 export function createEngine(config: Config, log: Logger): EngineRouter {
@@ -55,6 +58,19 @@ export function workerParts(config: Config, log: Logger) {
     previewMaker: pythonPreviewMaker(config.runner.python, config.runner.packageDir, log.child({ component: "previews" })),
     log: log.child({ component: "worker" }),
   };
+}
+
+/** Where the doors' image arguments may come from, and where a brought image is kept (uploads/). */
+export function imageInputsFor(config: Config, store: ImageStore, index: ImageIndex, uploads: UploadIndex, log: Logger): ImageInputDeps {
+  const intake = new ImageUploads({
+    store,
+    uploads,
+    normalize: pythonNormalizer(config.runner.python, config.runner.packageDir),
+    prefix: config.uploadPrefix,
+    workDir: path.join(config.stagingDir, "uploads"),
+    log: log.child({ component: "uploads" }),
+  });
+  return { index, uploads, intake, keyPrefix: config.keyPrefix, uploadPrefix: config.uploadPrefix, inputDirs: config.inputs.dirs, fetchHosts: config.inputs.fetchHosts };
 }
 
 /** `filesBaseUrl`, set by the HTTP door: local images get signed links to its /files route instead of file:// URLs. */

@@ -7,7 +7,7 @@ import type { App } from "../mcp/app.js";
 import { JobQueue } from "../queue/jobQueue.js";
 import { LeasedJobSource } from "../queue/jobSources.js";
 import { Worker } from "../queue/worker.js";
-import { checkStoreSoon, createStore, engineModelsOf, linksFor, workerParts } from "./parts.js";
+import { checkStoreSoon, createStore, engineModelsOf, imageInputsFor, linksFor, workerParts } from "./parts.js";
 import { TIMING, type SqliteTiming } from "./timing.js";
 
 /**
@@ -20,7 +20,7 @@ export function createSqliteApp(
   { runsJobs, engine, filesBaseUrl, timing: given }: { runsJobs: boolean; engine: Engine; filesBaseUrl?: string; timing?: Partial<SqliteTiming> },
 ): App {
   const timing = { ...TIMING.sqlite, ...given };
-  const { jobs, images, lease, close } = openSqliteQueue(config.databasePath);
+  const { jobs, images, uploads, lease, close } = openSqliteQueue(config.databasePath);
   const store = createStore(config);
   checkStoreSoon(store, log);
   const worker = runsJobs
@@ -33,6 +33,7 @@ export function createSqliteApp(
     log,
     queue: new JobQueue(jobs, { events: jobs.events, pollMs: timing.waitPollMs, waitingReason: async () => (await lease.holder())?.notice ?? null }),
     index: images,
+    imageInputs: imageInputsFor(config, store, images, uploads, log),
     store,
     links: linksFor(config, store, filesBaseUrl),
     engine,

@@ -60,7 +60,7 @@ async function connectInProcess(runWorker: boolean): Promise<Connection> {
   // On Postgres the GPU workers run them: a command never becomes one.
   const app = await createApp(config, log, { runsJobs: runWorker && !queueIsShared(config) });
   const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
-  const stdio = serveStdio(() => createMcpServer(app), { transport: serverTransport });
+  const stdio = serveStdio(() => createMcpServer(app, "stdio"), { transport: serverTransport });
   const client = new Client(CLIENT_INFO);
   try {
     await client.connect(clientTransport);

@@ -13,11 +13,11 @@ import { parseCommand } from "./usage.js";
 export async function reindexCommand(args: string[]): Promise<void> {
   parseCommand("reindex", args, {}, { min: 0, max: 0, name: "" });
   const { config, log } = await loadSetup("person");
-  const { jobs, images, close } = await openQueueDatabase(config, log);
+  const { jobs, images, uploads, close } = await openQueueDatabase(config, log);
   try {
     const store = createStore(config);
     await store.ensureReady();
-    const summary = await reindex({ jobs, images, store, keyPrefix: config.keyPrefix, log });
+    const summary = await reindex({ jobs, images, store, keyPrefix: config.keyPrefix, uploads: { index: uploads, prefix: config.uploadPrefix }, log });
     printJson(summary);
     if (summary.unreadable > 0) process.exitCode = 1;
   } finally {

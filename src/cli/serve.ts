@@ -81,7 +81,7 @@ export async function serveCommand(args: string[]): Promise<void> {
 function openStdio(app: App, endSession: () => void): () => Promise<void> {
   const { config, log } = app;
   // Serves both protocol eras: 2025 clients that send initialize and 2026-07-28 clients that start with server/discover.
-  const stdio = serveStdio(() => createMcpServer(app), {
+  const stdio = serveStdio(() => createMcpServer(app, "stdio"), {
     transport: boundedStdioTransport(log, endSession),
     onerror: (error) => log.warn({ error: error.message }, "MCP transport error"),
   });

@@ -73,6 +73,10 @@ export const LIMITS = {
   outpaint: { maxSide: 1024, strength: 1 },
   /** upscale_image's hires mode: the image resized by `scale`, then a light image-to-image pass (A1111's hires fix). */
   upscale: { scales: [2, 4], strength: 0.3 },
+  /** An image brought in (data: URL, local file, fetched URL), as bytes before decoding. */
+  imageInput: { maxBytes: 20_000_000 },
+  /** Inpaint: a mask's edge softened by this many pixels (0 keeps it hard). */
+  maskBlur: { min: 0, max: 64, default: 4 },
 } as const;
 
 /** Pixels added on each side of the start image (the server's rounding to the family's size multiple included). */

@@ -63,7 +63,7 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
   assertSafeBinding(app, options.host);
   const policy = accessPolicy(app.config.http, options.host, hostname());
   const log = app.log.child({ component: "http" });
-  const mcp = createMcpHandler(() => createMcpServer(app), {
+  const mcp = createMcpHandler(() => createMcpServer(app, "http"), {
     legacy: "stateless",
     maxRequestBodySize: MAX_BODY_BYTES,
     onerror: (error) => log.debug({ error: error.message }, "MCP request refused or failed"),

@@ -125,7 +125,7 @@ async function generate(app: App, request: IncomingMessage, response: ServerResp
   const checked = generateArguments.safeParse(args);
   const problems = [...(own.success ? [] : problemsOf(own.error)), ...(checked.success ? [] : problemsOf(checked.error).map(inRestWords))];
   if (problems.length > 0) return unprocessable(response, inFieldOrder(problems));
-  const deps = toolDeps(app);
+  const deps = toolDeps(app, "http");
   try {
     const refiner = await refinerWanted(own.data!.refiner, own.data!.model, deps);
     if (refiner !== undefined) args.refiner = refiner;
@@ -143,7 +143,7 @@ async function upscale(app: App, request: IncomingMessage, response: ServerRespo
   const checked = upscaleArguments.safeParse(body);
   if (!checked.success) return unprocessable(response, problemsOf(checked.error));
   try {
-    const { structured } = await invokeTool(upscaleImage, checked.data, toolDeps(app));
+    const { structured } = await invokeTool(upscaleImage, checked.data, toolDeps(app, "http"));
     sendJson(response, 200, { job_id: structured.jobId, status: "queued" });
   } catch (error) {
     if (!(error instanceof KittyError)) throw error;
@@ -161,7 +161,7 @@ async function select(app: App, request: IncomingMessage, response: ServerRespon
   }
   const key = body.key;
   try {
-    const { structured } = await invokeTool(selectImage, { key }, toolDeps(app));
+    const { structured } = await invokeTool(selectImage, { key }, toolDeps(app, "http"));
     const { downloadUrl, storageUri } = structured.imageRef;
     sendJson(response, 200, { imageRef: { downloadUrl, storageUri, key } });
   } catch (error) {

@@ -38,6 +38,36 @@ export interface ImageSidecar {
   parents?: string[];
 }
 
+/** Where a brought image came from: what its sidecar records, and what list/gallery pages show. */
+export type UploadOrigin = { from: "data" } | { from: "file"; path: string } | { from: "url"; url: string };
+
+/** The JSON stored beside an upload's PNG (generations have ImageSidecar): `kind` tells them apart on a reindex. */
+export interface UploadSidecar {
+  kind: "upload";
+  key: string;
+  createdAt: string;
+  width: number;
+  height: number;
+  /** As it was brought: PNG, JPEG or WEBP (stored as PNG either way). */
+  format: string;
+  /** The bytes as brought, and their SHA-256 (the key is made from it: the same bytes twice are one upload). */
+  bytes: number;
+  sha256: string;
+  pngBytes: number;
+  origin: UploadOrigin;
+  preview?: StoredPreview;
+}
+
+export function isUploadSidecar(value: unknown): value is UploadSidecar {
+  const sidecar = value as Partial<UploadSidecar> | null;
+  return sidecar?.kind === "upload" && typeof sidecar.key === "string" && typeof sidecar.width === "number" && typeof sidecar.height === "number";
+}
+
+/** An upload as the index holds it: the sidecar is its metadata. */
+export function uploadRecordOf(sidecar: UploadSidecar): { key: string; createdAt: string; width: number; height: number; metadata: Record<string, unknown> } {
+  return { key: sidecar.key, createdAt: sidecar.createdAt, width: sidecar.width, height: sidecar.height, metadata: { ...sidecar } };
+}
+
 export interface StoredPreview {
   key: string;
   mimeType: string;

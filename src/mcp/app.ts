@@ -9,6 +9,7 @@ import type { ImageIndex, WorkerInfo } from "../queue/ports.js";
 import type { RunObserver } from "../queue/runJob.js";
 import type { ImageLinks } from "../storage/imageLinks.js";
 import type { ImageStore } from "../storage/imageStore.js";
+import type { ImageInputDeps } from "../uploads/imageInputs.js";
 
 /** What runs jobs in this process, as the doors see it: /healthz asks whether it holds the queue, /metrics listens. */
 export interface JobRunner {
@@ -25,6 +26,8 @@ export interface App {
   log: Logger;
   queue: JobQueue;
   index: ImageIndex;
+  /** Where image arguments come from (stored images, uploads, data: URLs, local files, listed hosts). */
+  imageInputs: ImageInputDeps;
   store: ImageStore;
   links: ImageLinks;
   engine: Engine;

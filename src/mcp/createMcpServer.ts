@@ -1,5 +1,6 @@
 import { McpServer } from "@modelcontextprotocol/server";
 import { VERSION } from "../core/version.js";
+import type { Door } from "../uploads/imageInputs.js";
 import type { App } from "./app.js";
 import { cancelJob } from "./tools/cancelJob.js";
 import { registerGalleryApp } from "./tools/galleryApp.js";
@@ -14,11 +15,13 @@ import { registerTool, type AnyTool, type ToolDeps } from "./tools/toolKit.js";
 const TOOLS: AnyTool[] = [generateImage, upscaleImage, jobStatus, listLatestImages, selectImage, cancelJob, listModels];
 
 /** What tool handlers get, from whichever door calls them. */
-export function toolDeps(app: App): ToolDeps {
+export function toolDeps(app: App, door: Door): ToolDeps {
   return {
     config: app.config,
     queue: app.queue,
     index: app.index,
+    imageInputs: app.imageInputs,
+    door,
     store: app.store,
     links: app.links,
     log: app.log,
@@ -29,7 +32,7 @@ export function toolDeps(app: App): ToolDeps {
 }
 
 /** One MCP server over the app: cheap, so each connection (and each protocol era) may get its own. */
-export function createMcpServer(app: App): McpServer {
+export function createMcpServer(app: App, door: Door): McpServer {
   const server = new McpServer(
     { name: "kitty-images", version: VERSION },
     {
@@ -38,7 +41,7 @@ export function createMcpServer(app: App): McpServer {
         "waits for it; select_image turns the result into an imageRef {downloadUrl, storageUri} for downstream tools.",
     },
   );
-  const deps = toolDeps(app);
+  const deps = toolDeps(app, door);
   for (const tool of TOOLS) registerTool(server, tool === listModels && app.workers ? listModelsWithWorkers : tool, deps);
   registerGalleryApp(server);
   return server;

@@ -39,6 +39,27 @@ export interface ImageIndex {
   atIndex(index: number): Promise<ImageRecord | undefined>;
 }
 
+/**
+ * An image a user brought (a pasted data: URL, a local file, a fetched URL): stored as a PNG under the uploads
+ * prefix with a sidecar of its own, and indexed apart, so list_latest_images shows only what was made.
+ */
+export interface UploadRecord {
+  key: string;
+  createdAt: string;
+  width: number;
+  height: number;
+  /** The upload's sidecar (images/uploads.ts): where it came from, its bytes and format. */
+  metadata: Record<string, unknown>;
+}
+
+export interface UploadIndex {
+  /** An upload already indexed (the same bytes brought again) is left as it is. */
+  add(record: UploadRecord): Promise<void>;
+  byKey(key: string): Promise<UploadRecord | undefined>;
+  /** Newest first. */
+  latest(limit: number): Promise<UploadRecord[]>;
+}
+
 /** What a worker can run beyond a model: a refiner pass only where it has the model's refiner, LoRAs it has. */
 export interface WorkerCapabilities {
   refiners: readonly string[];

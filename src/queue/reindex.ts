@@ -1,9 +1,10 @@
 import { messageOf } from "../core/errors.js";
 import type { GenerationRequest } from "../core/generation.js";
 import type { Logger } from "../core/log.js";
-import type { ImageIndex, ImageRecord, JobStore } from "./ports.js";
+import type { ImageIndex, ImageRecord, JobStore, UploadIndex } from "./ports.js";
 import type { ImageStore, StoredImage } from "../storage/imageStore.js";
 import { readPngInfo } from "../images/pngInfo.js";
+import { isUploadSidecar, uploadRecordOf } from "../images/sidecar.js";
 
 export interface ReindexSummary {
   /** PNGs storage holds under the prefix. */
@@ -14,6 +15,8 @@ export interface ReindexSummary {
   withoutSidecar: number;
   /** Could not be read at all; named in the log. */
   unreadable: number;
+  /** Images users brought (under the uploads prefix) indexed again from their sidecars. */
+  uploadsAdded: number;
 }
 
 /**
@@ -21,8 +24,8 @@ export interface ReindexSummary {
  * prefix is indexed from its JSON sidecar, or, without one, from the PNG's own size and text chunks. Idempotent
  * (an indexed key is left as it is) and safe while a server runs: each image is one short transaction.
  */
-export async function reindex(deps: { jobs: JobStore; images: ImageIndex; store: ImageStore; keyPrefix: string; log: Logger }): Promise<ReindexSummary> {
-  const summary: ReindexSummary = { scanned: 0, added: 0, alreadyIndexed: 0, withoutSidecar: 0, unreadable: 0 };
+export async function reindex(deps: { jobs: JobStore; images: ImageIndex; store: ImageStore; keyPrefix: string; uploads?: { index: UploadIndex; prefix: string }; log: Logger }): Promise<ReindexSummary> {
+  const summary: ReindexSummary = { scanned: 0, added: 0, alreadyIndexed: 0, withoutSidecar: 0, unreadable: 0, uploadsAdded: 0 };
   for await (const image of deps.store.listImages(deps.keyPrefix)) {
     summary.scanned++;
     if ((await deps.images.byKey(image.key)) !== undefined) {
@@ -40,7 +43,24 @@ export async function reindex(deps: { jobs: JobStore; images: ImageIndex; store:
       deps.log.warn({ key: image.key, error: messageOf(error) }, "could not index a stored image");
     }
   }
+  if (deps.uploads) summary.uploadsAdded = await reindexUploads(deps.uploads.index, deps.uploads.prefix, deps.store, deps.log);
   return summary;
+}
+
+/** Uploads are whole only with their sidecar (it goes up last): a PNG without one is an upload cut short, and skipped. */
+async function reindexUploads(uploads: UploadIndex, prefix: string, store: ImageStore, log: Logger): Promise<number> {
+  let added = 0;
+  for await (const image of store.listImages(prefix)) {
+    if (await uploads.byKey(image.key)) continue;
+    const sidecar = await store.readSidecar(image.key).catch(() => undefined);
+    if (!isUploadSidecar(sidecar) || sidecar.key !== image.key) {
+      log.warn({ key: image.key }, "an upload without its sidecar was left unindexed");
+      continue;
+    }
+    await uploads.add(uploadRecordOf(sidecar));
+    added++;
+  }
+  return added;
 }
 
 async function recordFor(image: StoredImage, store: ImageStore): Promise<{ record: ImageRecord; fromSidecar: boolean }> {

@@ -1,5 +1,5 @@
 import type { S3Settings } from "../config.js";
-import type { ImageStore, StoredImage } from "./imageStore.js";
+import type { ImageStore, StoredImage, StoredSidecar } from "./imageStore.js";
 import type { S3ImageStore } from "./s3.js";
 import type { ImageSidecar } from "../images/sidecar.js";
 
@@ -24,7 +24,7 @@ export class DeferredS3Store implements ImageStore {
     await (await this.store()).ensureReady();
   }
 
-  async put(key: string, pngPath: string, sidecar: ImageSidecar, previewPath?: string): Promise<void> {
+  async put(key: string, pngPath: string, sidecar: StoredSidecar, previewPath?: string): Promise<void> {
     await (await this.store()).put(key, pngPath, sidecar, previewPath);
   }
 

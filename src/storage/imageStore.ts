@@ -1,4 +1,7 @@
-import type { ImageSidecar } from "../images/sidecar.js";
+import type { ImageSidecar, UploadSidecar } from "../images/sidecar.js";
+
+/** What may be stored beside a PNG: a generation's sidecar, or an image a user brought (`kind: "upload"`). */
+export type StoredSidecar = ImageSidecar | UploadSidecar;
 
 /** Where finished images live. Each PNG has a JSON sidecar beside it (same key, .json). */
 export interface ImageStore {
@@ -6,7 +9,7 @@ export interface ImageStore {
   /** Creates the bucket or folder when missing; throws a KittyError that says what to fix. */
   ensureReady(): Promise<void>;
   /** Stores the PNG, its preview (when there is one), then the sidecar: a sidecar present means the image is whole. */
-  put(key: string, pngPath: string, sidecar: ImageSidecar, previewPath?: string): Promise<void>;
+  put(key: string, pngPath: string, sidecar: StoredSidecar, previewPath?: string): Promise<void>;
   /** The stored sidecar, or undefined when the image is not (wholly) stored. */
   readSidecar(key: string): Promise<ImageSidecar | undefined>;
   /** Every stored PNG under `prefix`, in pages as storage hands them out (reindex walks them all). */

@@ -3,7 +3,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { KittyError } from "../core/errors.js";
 import type { ImageStore, StoredImage } from "./imageStore.js";
-import { isPermanentFileError, previewKey, sidecarKey } from "./imageStore.js";
+import { isPermanentFileError, previewKey, sidecarKey, type StoredSidecar } from "./imageStore.js";
 import type { ImageSidecar } from "../images/sidecar.js";
 
 /** The embedded default: a folder on this machine. URIs are file:// URLs, readable by tools on the same host. */
@@ -26,7 +26,7 @@ export class LocalImageStore implements ImageStore {
     return file;
   }
 
-  async put(key: string, pngPath: string, sidecar: ImageSidecar, previewPath?: string): Promise<void> {
+  async put(key: string, pngPath: string, sidecar: StoredSidecar, previewPath?: string): Promise<void> {
     const target = this.fileFor(key);
     await mkdir(path.dirname(target), { recursive: true });
     // Copy then rename, so a reader never sees half a file.

@@ -12,7 +12,7 @@ import { readFile } from "node:fs/promises";
 import type { S3Settings } from "../config.js";
 import { KittyError, messageOf } from "../core/errors.js";
 import type { ImageStore, StoredImage } from "./imageStore.js";
-import { isPermanentFileError, previewKey, sidecarKey } from "./imageStore.js";
+import { isPermanentFileError, previewKey, sidecarKey, type StoredSidecar } from "./imageStore.js";
 import type { ImageSidecar } from "../images/sidecar.js";
 
 /** S3 refusals that waiting will not fix; anything else (timeouts, 5xx, SlowDown, RequestTimeout) is retried. */
@@ -88,7 +88,7 @@ export class S3ImageStore implements ImageStore {
     this.bucketReady = true;
   }
 
-  async put(key: string, pngPath: string, sidecar: ImageSidecar, previewPath?: string): Promise<void> {
+  async put(key: string, pngPath: string, sidecar: StoredSidecar, previewPath?: string): Promise<void> {
     const Bucket = this.settings.bucket;
     // Storage may have been down when the server started: make sure of the bucket before the first upload.
     if (!this.bucketReady) await this.ensureReady();

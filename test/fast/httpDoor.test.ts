@@ -1,3 +1,4 @@
+import { MAX_MESSAGE_BYTES } from "../../src/core/limits.js";
 import { writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -73,8 +74,9 @@ describe("the HTTP door in-process: REST edge cases, file links, refusals (stand
   });
 
   it("refuses an oversized body sent in chunks with 413", async () => {
-    const chunk = Buffer.alloc(256 * 1024, 0x20);
-    const response = await raw(`${door.url}/api/images/generate`, { method: "POST", headers: { "transfer-encoding": "chunked", "content-type": "application/json" }, body: [chunk, chunk, chunk, chunk, chunk] });
+    const chunk = Buffer.alloc(1024 * 1024, 0x20);
+    const chunks = Array.from({ length: MAX_MESSAGE_BYTES / chunk.length + 1 }, () => chunk);
+    const response = await raw(`${door.url}/api/images/generate`, { method: "POST", headers: { "transfer-encoding": "chunked", "content-type": "application/json" }, body: chunks });
     expect(response.status).toBe(413);
   });
 

@@ -34,7 +34,7 @@ describe("reindex rebuilds the image index from the local folder", () => {
     const queue = openSqliteQueue(path.join(dir, "fresh.sqlite"));
     const { jobs, images: index } = queue;
     const deps = { jobs, images: index, store, keyPrefix: "images/", log: pino({ level: "silent" }) };
-    expect(await reindex(deps)).toEqual({ scanned: 6, added: 5, alreadyIndexed: 0, withoutSidecar: 2, unreadable: 1 });
+    expect(await reindex(deps)).toEqual({ scanned: 6, added: 5, alreadyIndexed: 0, withoutSidecar: 2, unreadable: 1, uploadsAdded: 0 });
 
     // Newest first by the sidecar's time; a PNG without one is as new as its file.
     const listed = (await index.latest(10)).images.map((image) => image.key);
@@ -45,7 +45,7 @@ describe("reindex rebuilds the image index from the local folder", () => {
     expect(await index.byKey("images/imported/ours.png")).toMatchObject({ prompt: "a lost sidecar", model: "sdxl_base", seed: 77, width: 64, height: 48, metadata: { source: "png" } });
     expect(await index.byKey("images/imported/a1111.png")).toMatchObject({ prompt: "a castle at dusk", width: 32, height: 32 });
 
-    expect(await reindex(deps)).toEqual({ scanned: 6, added: 0, alreadyIndexed: 5, withoutSidecar: 0, unreadable: 1 });
+    expect(await reindex(deps)).toEqual({ scanned: 6, added: 0, alreadyIndexed: 5, withoutSidecar: 0, unreadable: 1, uploadsAdded: 0 });
     queue.close();
   });
 });

@@ -89,7 +89,7 @@ export async function startEngineApp(modelsYaml: string[], env: Record<string, s
     timing: { backoff: { first: 5, max: 20 }, queuePollMs: 20, cancelPollMs: 10, leaseHeartbeatMs: 100 },
   });
   const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
-  const stdio = serveStdio(() => createMcpServer(app), { transport: serverTransport });
+  const stdio = serveStdio(() => createMcpServer(app, "stdio"), { transport: serverTransport });
   const client = new Client({ name: "engine-tests", version: "0" });
   await client.connect(clientTransport);
   const calls = toolCalls(client);

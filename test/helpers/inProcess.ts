@@ -55,7 +55,7 @@ export async function startInProcess({ era = "legacy", refinerEntry = false }: {
     timing: { backoff: { first: 5, max: 20 }, queuePollMs: 20, cancelPollMs: 10, leaseHeartbeatMs: 100 },
   });
   const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
-  const stdio = serveStdio(() => createMcpServer(app), { transport: serverTransport });
+  const stdio = serveStdio(() => createMcpServer(app, "stdio"), { transport: serverTransport });
   const client = new Client(
     { name: "kitty-images-fast-tests", version: "0.0.0" },
     era === "modern" ? { versionNegotiation: { mode: { pin: "2026-07-28" } } } : {},

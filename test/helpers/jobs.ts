@@ -24,12 +24,13 @@ export async function downloadImage(server: RunningServer, key: string): Promise
 /**
  * For a describe block: MinIO, the built server over stdio storing in `bucket`, and an S3 client of its own to
  * check what storage holds; started before the block's tests and stopped after them. Read the fields in tests.
+ * `extraEnv` is asked for in the hook, after the block's own earlier hooks (a port they opened, a folder they made).
  */
-export function serverOnMinio(bucket: string) {
+export function serverOnMinio(bucket: string, extraEnv: () => Record<string, string> = () => ({})) {
   const context = {} as { minio: MinioServer; server: RunningServer; s3: S3Client };
   beforeAll(async () => {
     context.minio = await startMinio();
-    context.server = await startServer(await makeTestHome(inject("tinyModelsDir")), s3Env(context.minio, bucket));
+    context.server = await startServer(await makeTestHome(inject("tinyModelsDir")), { ...s3Env(context.minio, bucket), ...extraEnv() });
     context.s3 = s3ClientFor(context.minio);
   });
   afterAll(async () => {

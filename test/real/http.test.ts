@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { MAX_MESSAGE_BYTES } from "../../src/core/limits.js";
 import { startHttpServer, type RunningHttpServer } from "../helpers/httpServer.js";
 import { freePort } from "../helpers/minio.js";
 import { PROJECT_ROOT, RUNNER_PYTHON, SERVER_ENTRY } from "../helpers/paths.js";
@@ -146,7 +147,7 @@ describe("the HTTP door", () => {
       expect(JSON.parse(response.body), name).toMatchObject({ error, detail: expect.any(String) });
     }
     // Over the body cap: refused before anything is read or queued.
-    const huge = JSON.stringify({ prompt: "x".repeat(2 * 1024 * 1024) });
+    const huge = JSON.stringify({ prompt: "x".repeat(MAX_MESSAGE_BYTES + 1024) });
     expect((await fetch(`${guarded.url}/api/images/generate`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: huge })).status).toBe(413);
     expect((await fetch(`${guarded.url}/mcp`, { method: "POST", headers: { ...mcpHeaders, authorization: `Bearer ${TOKEN}` }, body: huge })).status).toBe(413);
     expect(await jobsNow()).toBe(before);

@@ -301,11 +301,11 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     writeFileSync(path.join(dir, "files", "images", "imported", "ours.png"), makePng(64, 48, { "kitty-images": JSON.stringify({ prompt: "a lost sidecar", model: "sdxl_base", seed: 77 }) }));
     const { jobs, images: index } = store;
     const deps = { jobs, images: index, store: files, keyPrefix: "images/", log: quiet };
-    expect(await reindex(deps)).toEqual({ scanned: 2, added: 2, alreadyIndexed: 0, withoutSidecar: 1, unreadable: 0 });
+    expect(await reindex(deps)).toEqual({ scanned: 2, added: 2, alreadyIndexed: 0, withoutSidecar: 1, unreadable: 0, uploadsAdded: 0 });
     expect(await index.byKey(key)).toMatchObject({ jobId: "job-1", prompt: "stored", width: 320, seed: 9, metadata: { device: "cuda" } });
     expect(await store.jobs.get("job-1")).toMatchObject({ state: "done", imageKey: key, request: { prompt: "stored" } });
     expect(await index.byKey("images/imported/ours.png")).toMatchObject({ prompt: "a lost sidecar", model: "sdxl_base", width: 64, height: 48 });
-    expect(await reindex(deps)).toEqual({ scanned: 2, added: 0, alreadyIndexed: 2, withoutSidecar: 0, unreadable: 0 });
+    expect(await reindex(deps)).toEqual({ scanned: 2, added: 0, alreadyIndexed: 2, withoutSidecar: 0, unreadable: 0, uploadsAdded: 0 });
     expect(await index.count()).toBe(2);
   });
 

@@ -1,6 +1,7 @@
 import { execa } from "execa";
 import { createInterface } from "node:readline";
 import { describe, expect, inject, it } from "vitest";
+import { MAX_MESSAGE_BYTES } from "../../src/core/limits.js";
 import { SERVER_ENTRY } from "../helpers/paths.js";
 import { makeTestHome, serverEnv } from "../helpers/server.js";
 import { waitUntil } from "../helpers/waitUntil.js";
@@ -64,7 +65,7 @@ function rawStdioServer(home: Awaited<ReturnType<typeof makeTestHome>>) {
 
 describe("a message over the size limit on stdio", () => {
   // Past the SDK's own 10 MiB read buffer too, which used to close the transport without a word.
-  const huge = "x".repeat(11 * 1024 * 1024);
+  const huge = "x".repeat(MAX_MESSAGE_BYTES + 1024);
 
   it("is answered with an error for its id, whether the id comes last (TypeScript SDK) or first (Python SDK), and the session goes on", async () => {
     const server = rawStdioServer(await makeTestHome(inject("tinyModelsDir")));
@@ -74,7 +75,7 @@ describe("a message over the size limit on stdio", () => {
     server.send(`{"method":"tools/call","params":{"name":"generate_image","arguments":{"prompt":"${huge}"}},"jsonrpc":"2.0","id":2}`);
     server.send(`{"jsonrpc":"2.0","id":"python-3","method":"tools/call","params":{"name":"generate_image","arguments":{"prompt":"${huge}"}}}`);
     for (const id of [2, "python-3"]) {
-      expect(await server.answerTo(id)).toMatchObject({ jsonrpc: "2.0", id, error: { code: -32600, message: expect.stringMatching(/the message is \d+ bytes; this server reads at most 1048576 bytes a message/) } });
+      expect(await server.answerTo(id)).toMatchObject({ jsonrpc: "2.0", id, error: { code: -32600, message: expect.stringMatching(new RegExp(`the message is \\d+ bytes; this server reads at most ${MAX_MESSAGE_BYTES} bytes a message`)) } });
     }
     server.send(JSON.stringify({ jsonrpc: "2.0", id: 4, method: "tools/list", params: {} }));
     expect((await server.answerTo(4)).result.tools.length).toBeGreaterThan(0);

@@ -18,6 +18,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["storage/", "engines/"],
   ["queue/"],
   ["db/"],
+  ["uploads/"],
   ["mcp/"],
   ["http/"],
   ["app/"],

@@ -41,12 +41,14 @@ describe("a SQLite job database made by release 0.2.0 (5dba63c), opened with tod
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("opens at today's schema version with nothing to migrate: the tables stay as the release made them", () => {
+  it("migrates to today's schema version: the release's tables stay as it made them, and the uploads table is added", () => {
     queue.close();
     const raw = new Database(file, { readonly: true });
-    expect(MIGRATIONS.length).toBe(RELEASE_USER_VERSION);
+    expect(MIGRATIONS.length).toBeGreaterThan(RELEASE_USER_VERSION);
     expect(raw.pragma("user_version", { simple: true })).toBe(MIGRATIONS.length);
-    expect(raw.prepare(`SELECT type, name, sql FROM sqlite_master ORDER BY name`).all()).toEqual(schemaAsLoaded);
+    const schema = raw.prepare(`SELECT type, name, sql FROM sqlite_master ORDER BY name`).all() as Array<{ name: string }>;
+    expect(schema.filter((entry) => !entry.name.includes("uploads"))).toEqual(schemaAsLoaded);
+    expect(schema.filter((entry) => entry.name.includes("uploads")).map((entry) => entry.name)).toEqual(["uploads", "uploads_newest", "sqlite_autoindex_uploads_1"].sort());
     expect((raw.prepare(`SELECT COUNT(*) AS n FROM jobs`).get() as { n: number }).n).toBe(9);
     raw.close();
     queue = openSqliteQueue(file); // for afterEach

@@ -56,6 +56,17 @@ export const PG_MIGRATIONS: readonly string[] = [
   -- The LoRAs in its folder ([{name, family}]): a job naming LoRAs goes only to a worker that has them all.
   ALTER TABLE workers ADD COLUMN loras jsonb NOT NULL DEFAULT '[]'::jsonb;
   `,
+  `
+  -- Images a user brought, listed apart from generations (db/sqlite/migrations.ts says more).
+  CREATE TABLE uploads (
+    key        text COLLATE "C" PRIMARY KEY,
+    created_at text COLLATE "C" NOT NULL,
+    width      integer NOT NULL,
+    height     integer NOT NULL,
+    metadata   jsonb NOT NULL
+  );
+  CREATE INDEX uploads_newest ON uploads (created_at DESC, key DESC);
+  `,
 ];
 
 /** Any process may start first: an advisory lock makes concurrent starts apply each migration exactly once. */

@@ -7,6 +7,7 @@ import { PgJobStore } from "./jobs.js";
 import { migratePostgres, PG_MIGRATIONS } from "./migrations.js";
 import { createPgPool } from "./pool.js";
 import { PgWorkerRegistry } from "./registry.js";
+import { PgUploadIndex } from "./uploads.js";
 
 /** The URL as logs and errors may show it: the password never leaves the process. */
 export function redactedUrl(url: string): string {
@@ -23,6 +24,7 @@ export function redactedUrl(url: string): string {
 export interface PostgresQueue {
   jobs: PgJobStore;
   images: PgImageIndex;
+  uploads: PgUploadIndex;
   registry: PgWorkerRegistry;
   pool: pg.Pool;
 }
@@ -37,7 +39,7 @@ export async function openPostgresQueue(url: string, log: Logger): Promise<Postg
     throw new Error(`cannot use the Postgres queue at ${redactedUrl(url)} (KITTY_IMAGES_DATABASE_URL): ${messageOf(error)}`);
   }
   const images = new PgImageIndex(pool);
-  return { jobs: new PgJobStore(pool, images), images, registry: new PgWorkerRegistry(pool), pool };
+  return { jobs: new PgJobStore(pool, images), images, uploads: new PgUploadIndex(pool), registry: new PgWorkerRegistry(pool), pool };
 }
 
 /**

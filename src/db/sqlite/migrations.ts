@@ -65,4 +65,16 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX images_newest ON images (created_at DESC, key DESC);
   CREATE INDEX images_by_job ON images (job_id, created_at);
   `,
+  `
+  -- Images a user brought (a pasted data: URL, a local file, a fetched URL), stored under their own key prefix and
+  -- listed apart from generations. Content-addressed keys: the same bytes brought twice are one upload.
+  CREATE TABLE uploads (
+    key        TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    width      INTEGER NOT NULL,
+    height     INTEGER NOT NULL,
+    metadata   TEXT NOT NULL                          -- the JSON sidecar, as stored
+  );
+  CREATE INDEX uploads_newest ON uploads (created_at DESC, key DESC);
+  `,
 ];

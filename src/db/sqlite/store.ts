@@ -4,6 +4,7 @@ import { SqliteImageIndex } from "./images.js";
 import { SqliteJobStore } from "./jobs.js";
 import { SqliteLease } from "./lease.js";
 import { MIGRATIONS } from "./migrations.js";
+import { SqliteUploadIndex } from "./uploads.js";
 
 /** How long a heartbeat, a progress write or a notice waits for another process's lock before it skips a beat. */
 const QUICK_BUSY_TIMEOUT_MS = 250;
@@ -12,6 +13,7 @@ const QUICK_BUSY_TIMEOUT_MS = 250;
 export interface SqliteQueue {
   jobs: SqliteJobStore;
   images: SqliteImageIndex;
+  uploads: SqliteUploadIndex;
   lease: SqliteLease;
   close(): void;
 }
@@ -25,6 +27,7 @@ export function openSqliteQueue(file: string): SqliteQueue {
   return {
     jobs: new SqliteJobStore(db, images, quickDb),
     images,
+    uploads: new SqliteUploadIndex(db),
     lease: new SqliteLease(quickDb),
     close() {
       quickDb.close();

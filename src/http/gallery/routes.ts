@@ -135,7 +135,7 @@ async function sendPreview(app: App, response: ServerResponse, encoded: string):
 /** Select: exactly what select_image answers, through the same tool. */
 async function select(app: App, response: ServerResponse, key: string): Promise<void> {
   try {
-    const { structured } = await invokeTool(selectImage, { key }, toolDeps(app));
+    const { structured } = await invokeTool(selectImage, { key }, toolDeps(app, "http"));
     sendJson(response, 200, structured);
   } catch (error) {
     if (!(error instanceof KittyError)) throw error;
@@ -166,7 +166,7 @@ async function regenerate(app: App, policy: AccessPolicy, request: IncomingMessa
     if (value) args[name] = Number.isNaN(Number(value)) ? value : Number(value);
   }
   try {
-    const { structured } = await invokeTool(generateImage, args, toolDeps(app));
+    const { structured } = await invokeTool(generateImage, args, toolDeps(app, "http"));
     redirect(response, `/gallery?queued=${encodeURIComponent(structured.jobId)}`);
   } catch (error) {
     if (!(error instanceof KittyError)) throw error;

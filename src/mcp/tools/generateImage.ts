@@ -3,6 +3,7 @@ import { LIMITS, REFINER_MODES, SCHEDULERS, type OutpaintSides } from "../../cor
 import { catalogWithEngineModels } from "../../models/engineCatalog.js";
 import { modelsOfWorkers, resolveRequest } from "../../models/resolveRequest.js";
 import { boundedInt, boundedNumber, boundedText, loraList, oneOf, sidesInPixels } from "../../core/arguments.js";
+import { resolveImageInput } from "../../uploads/imageInputs.js";
 import { defineTool } from "./toolKit.js";
 
 const { size, steps, cfgScale, seed, promptChars, count, strength, loras, outpaint } = LIMITS;
@@ -28,7 +29,7 @@ export const generateImage = defineTool({
     refiner: z.boolean({ error: "refiner must be true or false" }).describe("Finish with the model's refiner.").optional(),
     refiner_mode: oneOf("refiner_mode", REFINER_MODES, "polish: a light pass after the base.").optional(),
     count: boundedInt("count", count.min, count.max, "Images; seeds seed, seed+1...").optional(),
-    init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Start image: key or imageRef URL.").optional(),
+    init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Start image: key, imageRef URL, data: URL or file path.").optional(),
     strength: boundedNumber("strength", strength.min, strength.max, `Share repainted (default ${strength.default}).`).optional(),
     outpaint: sidesInPixels("outpaint", outpaint.maxSide, "Pixels to add per side of init_image.").optional(),
     loras: loraList("loras", loras.max, loras.weight).describe("From list_models.").optional(),
@@ -44,8 +45,8 @@ export const generateImage = defineTool({
     seed: z.number().int(),
     count: z.number().int(),
   },
-  async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, ...rest }, { config, queue, index, log, engineModels, workers }) {
-    const initSource = init_image === undefined ? null : ((await index.byReference(init_image, config.keyPrefix)) ?? null);
+  async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, ...rest }, { config, queue, imageInputs, door, log, engineModels, workers }) {
+    const initSource = init_image === undefined ? null : await resolveImageInput(init_image, "init_image", door, imageInputs);
     const request = resolveRequest(
       { ...rest, negativePrompt: negative_prompt, cfgScale: cfg_scale, refinerMode: refiner_mode, initImage: init_image },
       await catalogWithEngineModels(config.models, config.engine, engineModels, { model: rest.model }),

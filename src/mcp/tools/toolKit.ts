@@ -10,6 +10,7 @@ import type { ImageLinks } from "../../storage/imageLinks.js";
 import type { ImageStore } from "../../storage/imageStore.js";
 import { registerAppTool } from "@modelcontextprotocol/ext-apps/server";
 import { leanSchema } from "./leanSchema.js";
+import type { Door, ImageInputDeps } from "../../uploads/imageInputs.js";
 import type { EngineModels } from "../../models/engineCatalog.js";
 
 /** What a tool handler may use: the queue's door, the image index, storage (to read previews) and links into it; never the worker or an engine. */
@@ -17,6 +18,9 @@ export interface ToolDeps {
   config: Config;
   queue: JobQueue;
   index: ImageIndex;
+  /** Resolves image arguments (resolveImageInput); `door` says whether local paths may be read. */
+  imageInputs: ImageInputDeps;
+  door: Door;
   store: ImageStore;
   links: ImageLinks;
   /** A database error a caller can act on (SQLite locked, Postgres restarting) as a typed error; null otherwise. */

@@ -6,6 +6,7 @@ import type { ImageSidecar } from "../../images/sidecar.js";
 import { catalogWithEngineModels } from "../../models/engineCatalog.js";
 import { modelsOfWorkers, resolveRequest } from "../../models/resolveRequest.js";
 import type { ImageRecord } from "../../queue/ports.js";
+import { resolveImageInput } from "../../uploads/imageInputs.js";
 import { defineTool } from "./toolKit.js";
 
 const { upscale, size, strength, promptChars } = LIMITS;
@@ -31,12 +32,9 @@ export const upscaleImage = defineTool({
     width: z.number().int(),
     height: z.number().int(),
   },
-  async handler({ image, scale = 2, prompt, model, strength: asked }, { config, queue, index, log, engineModels, workers }) {
-    const source = await index.byReference(image, config.keyPrefix);
-    if (!source) {
-      throw new KittyError("not_found", `image '${image}' is not an image of this server: give a key from list_latest_images, or an imageRef's storageUri or downloadUrl`, "image");
-    }
-    const made = madeHere(source);
+  async handler({ image, scale = 2, prompt, model, strength: asked }, { config, queue, imageInputs, door, log, engineModels, workers }) {
+    const source = await resolveImageInput(image, "image", door, imageInputs);
+    const made = source.made && madeHere(source.made);
     const width = source.width * scale;
     const height = source.height * scale;
     if (width > size.max || height > size.max) {
@@ -48,7 +46,7 @@ export const upscaleImage = defineTool({
       );
     }
     const promptToUse = prompt ?? made?.request.prompt;
-    if (!promptToUse) throw new KittyError("invalid_argument", `prompt is needed: ${source.key} was not made here, so its prompt is not known`, "prompt");
+    if (!promptToUse) throw new KittyError("invalid_argument", `prompt is needed: ${source.key} was not made here, so its prompt is not known; say what the image shows`, "prompt");
     const modelToUse = model ?? (made && config.models.names().includes(made.model) ? made.model : undefined);
     if (!modelToUse) {
       throw new KittyError("invalid_argument", `model is needed: ${made ? `${source.key} was made with '${made.model}', which models.yaml no longer lists` : `${source.key} was not made here`}`, "model");
