@@ -1,7 +1,7 @@
 """An image a user brings (a pasted data: URL, a local file, a fetched URL), checked by decoding it and kept as a PNG.
 
 Run alone by the server (Pillow only, no torch): `python -m diffusers_runner.uploads IN OUT.png PREVIEW.webp`
-prints `{"width", "height", "format", "mode", "preview"}`, or exits 3 with one line on stderr saying what is wrong.
+prints `{"width", "height", "format", "mode", "coverage", "preview"}`, or exits 3 with one line on stderr saying what is wrong.
 """
 
 from __future__ import annotations
@@ -50,7 +50,17 @@ def normalize(source: str, png_path: str, preview_path: str) -> dict[str, object
         image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
     write_whole(png_path, lambda partial: image.save(partial, format="PNG"))
     preview = write_preview(image, preview_path)
-    return {"width": image.width, "height": image.height, "format": found, "mode": image.mode, "preview": {key: preview[key] for key in ("mimeType", "width", "height", "bytes")}}
+    # The share of white (>= 128) pixels, should the image be used as a mask: 0 or 1 is refused before queueing.
+    histogram = image.convert("L").histogram()
+    coverage = sum(histogram[128:]) / (image.width * image.height)
+    return {
+        "width": image.width,
+        "height": image.height,
+        "format": found,
+        "mode": image.mode,
+        "coverage": coverage,
+        "preview": {key: preview[key] for key in ("mimeType", "width", "height", "bytes")},
+    }
 
 
 def main(argv: list[str]) -> int:

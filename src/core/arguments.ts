@@ -56,6 +56,14 @@ export function sidesInPixels(field: string, max: number, description: string) {
     .describe(description);
 }
 
+/**
+ * One of `values`, checked as oneOf checks it, but shown in tools/list as a string with `description`: for a long
+ * list whose members depend on the model (schedulers), which list_models gives per model.
+ */
+export function oneOfListedElsewhere<T extends readonly [string, ...string[]]>(field: string, values: T, description: string) {
+  return z.string({ error: (issue) => `${field} must be one of ${values.join(", ")} (got ${JSON.stringify(issue.input)})` }).pipe(oneOf(field, values)).describe(description);
+}
+
 export function oneOf<T extends readonly [string, ...string[]]>(field: string, values: T, description?: string) {
   return described(z.enum(values, { error: (issue) => `${field} must be one of ${values.join(", ")} (got ${JSON.stringify(issue.input)})` }), description);
 }

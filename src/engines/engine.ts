@@ -13,6 +13,8 @@ export interface GenerationJob {
   previewPaths: string[];
   /** Image-to-image: the start image, already on local disk. */
   initImagePath: string | null;
+  /** Inpaint: the mask, already on local disk (absent: none). */
+  maskPath?: string | null;
   /** Never throws: the worker records progress in the background and logs a write the database refuses. */
   onProgress(progress: GenerationProgress): void;
   /** Aborted when the job is cancelled or this process must let go of it: the engine stops at its next step. */

@@ -38,6 +38,8 @@ export const generateRequestSchema = z.object({
   /** Image-to-image: a start image on local disk and how much of the schedule runs over it. */
   initImage: z.object({ path: z.string(), strength: z.number() }).nullable().optional(),
   outpaint: z.object({ left: z.number().int(), right: z.number().int(), top: z.number().int(), bottom: z.number().int() }).nullable().optional(),
+  /** Inpaint: the mask on local disk (white repaints) and its edge's softening in pixels. */
+  mask: z.object({ path: z.string(), blur: z.number().int() }).nullable().optional(),
   loras: z.array(z.object({ name: z.string(), path: z.string(), weight: z.number() })).optional(),
 });
 

@@ -22,11 +22,15 @@ import { BodyNotJson, BodyTooLarge, decodePath, readJsonBody, sendJson } from ".
 type Problem = { field: string | null; message: string; type: string };
 
 /** REST's body fields, in the order a 422 lists their problems (the order the old service's model declared them). */
-const REST_FIELDS = ["prompt", "width", "height", "steps", "cfg", "seed", "model", "refiner"] as const;
+const REST_FIELDS = ["prompt", "width", "height", "steps", "cfg", "seed", "model", "refiner", "init_image", "strength", "mask", "mask_blur", "outpaint"] as const;
 /** generate_image's argument names where REST's differ. */
 const REST_NAME_OF: Record<string, string> = { cfg_scale: "cfg" };
-/** REST fields handed to generate_image as they are (its rules check them); cfg, seed, model and refiner are translated. */
-const PASSED_AS_IS = ["prompt", "width", "height", "steps"] as const;
+/**
+ * REST fields handed to generate_image as they are (its rules check them); cfg, seed, model and refiner are
+ * translated. The images (init_image, mask) are what generate_image takes over HTTP: a stored key or imageRef, a
+ * data: URL, or a URL from a listed host; never a path on the server's disk.
+ */
+const PASSED_AS_IS = ["prompt", "width", "height", "steps", "init_image", "strength", "mask", "mask_blur", "outpaint"] as const;
 
 /**
  * What only REST has, checked here: the body is an object (FastAPI's defaults: unknown fields are ignored, as the

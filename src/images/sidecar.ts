@@ -50,6 +50,8 @@ export interface UploadSidecar {
   height: number;
   /** As it was brought: PNG, JPEG or WEBP (stored as PNG either way). */
   format: string;
+  /** The share of white (>= 128) pixels, should it be a mask: one that covers nothing or all is refused at once. */
+  coverage?: number;
   /** The bytes as brought, and their SHA-256 (the key is made from it: the same bytes twice are one upload). */
   bytes: number;
   sha256: string;
@@ -107,6 +109,6 @@ export function buildSidecar(
     ...(result.engineInfo && { engineInfo: result.engineInfo }),
     ...(image.pngBytes !== undefined && { pngBytes: image.pngBytes }),
     ...(image.preview && { preview: image.preview }),
-    ...(request.initImage && { parents: [request.initImage.key] }),
+    ...(request.initImage && { parents: [request.initImage.key, ...(request.mask ? [request.mask.key] : [])] }),
   };
 }

@@ -30,6 +30,11 @@ export class StagingArea {
     return path.join(this.dir, `${jobId}.init`);
   }
 
+  /** Where an inpaint job's mask is put for the engine. */
+  maskPath(jobId: string): string {
+    return path.join(this.dir, `${jobId}.mask`);
+  }
+
   private resultPath(jobId: string): string {
     return `${this.pngPath(jobId)}.result.json`;
   }
@@ -71,8 +76,8 @@ export class StagingArea {
   }
 }
 
-/** `<id>.png`, `<id>.3.png.partial`, `<id>.png.result.json`, `<id>.init`, `<id>.2.preview.webp` -> `<id>`; null for a file not ours. */
+/** `<id>.png`, `<id>.3.png.partial`, `<id>.png.result.json`, `<id>.init`, `<id>.mask`, `<id>.2.preview.webp` -> `<id>`; null for a file not ours. */
 function jobIdOfFile(name: string): string | null {
-  const match = /^([^.]+)\.(?:\d+\.)?(?:png|init|preview\.webp)(?:\.|$)/.exec(name);
+  const match = /^([^.]+)\.(?:\d+\.)?(?:png|init|mask|preview\.webp)(?:\.|$)/.exec(name);
   return match ? match[1]! : null;
 }

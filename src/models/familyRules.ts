@@ -32,7 +32,7 @@ export function familyTakes(family: FamilySpec): string[] {
  * Refuses, before anything is queued, what this family cannot use, naming the field and what it does take: a
  * silently dropped negative prompt or a resized image is a wrong answer the agent never hears about.
  */
-export function checkFamilyTakes(ask: { negativePrompt?: string | undefined; initImage?: unknown; outpaint?: unknown; loras?: readonly unknown[] | undefined }, name: string, familyName: ModelFamily, request: { width: number; height: number; cfgScale: number; scheduler: SchedulerName | null }): void {
+export function checkFamilyTakes(ask: { negativePrompt?: string | undefined; initImage?: unknown; outpaint?: unknown; mask?: unknown; loras?: readonly unknown[] | undefined }, name: string, familyName: ModelFamily, request: { width: number; height: number; cfgScale: number; scheduler: SchedulerName | null }): void {
   const family = FAMILIES[familyName]!;
   const what = `model '${name}' is ${family.label}, which takes ${familyTakes(family).join(", ") || "a prompt and sizes only"}`;
   if (ask.negativePrompt?.trim()) {
@@ -42,9 +42,10 @@ export function checkFamilyTakes(ask: { negativePrompt?: string | undefined; ini
       throw new KittyError("invalid_argument", `negative_prompt needs guidance: cfg_scale is ${request.cfgScale}, and a negative prompt only acts above ${above} (model '${name}')`, "negative_prompt");
     }
   }
-  // Outpaint runs the inpaint pipeline, not the image-to-image one: a family may have either without the other.
-  if (ask.outpaint !== undefined) {
-    if (!family.pipelines.inpaint) throw new KittyError("invalid_argument", `outpaint does not apply: ${what}`, "outpaint");
+  // Outpaint and inpaint run the inpaint pipeline, not the image-to-image one: a family may have either without the other.
+  const inpaintField = ask.outpaint !== undefined ? "outpaint" : ask.mask !== undefined ? "mask" : null;
+  if (inpaintField) {
+    if (!family.pipelines.inpaint) throw new KittyError("invalid_argument", `${inpaintField} does not apply: ${what}`, inpaintField);
   } else if (ask.initImage !== undefined && !family.pipelines.image) throw new KittyError("invalid_argument", `init_image does not apply: ${what}`, "init_image");
   if (ask.loras?.length && !family.lora) throw new KittyError("invalid_argument", `loras do not apply: ${what}`, "loras");
   for (const side of ["width", "height"] as const) {

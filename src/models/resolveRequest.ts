@@ -4,6 +4,7 @@ import { LIMITS, refinerPassFor, type GenerationRequest, type LoraUse, type Mode
 import type { ModelCatalog, ModelEntry } from "./catalog.js";
 import { FAMILIES } from "./families.js";
 import { checkFamilyTakes, defaultsFor, familyOf, familyOfElsewhere } from "./familyRules.js";
+import { maskOf } from "./editArguments.js";
 import { outpaintCanvas, sizeLike } from "./imageSizes.js";
 import { inspectEntry, inspectModelFolder, type ModelOnDisk } from "./modelFolder.js";
 
@@ -27,6 +28,9 @@ export interface GenerationAsk {
   strength?: number | undefined;
   /** Pixels to add on each side of init_image (any left out: none). */
   outpaint?: Partial<OutpaintSides> | undefined;
+  /** Inpaint: the mask as the door found it (a stored image or an upload); `coverage`, when known, its white share. */
+  mask?: { key: string; coverage?: number | undefined } | undefined;
+  maskBlur?: number | undefined;
   loras?: Array<{ name: string; weight: number }> | undefined;
 }
 
@@ -117,6 +121,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
   if (ask.outpaint !== undefined && ask.initImage === undefined) {
     throw new KittyError("invalid_argument", "outpaint extends a start image: give init_image too", "outpaint");
   }
+  const mask = maskOf(ask);
   if (ask.initImage !== undefined) {
     const source = findImage?.(ask.initImage) ?? null;
     if (!source) {
@@ -126,7 +131,8 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
         "init_image",
       );
     }
-    const strength = ask.strength ?? (ask.outpaint ? LIMITS.outpaint.strength : LIMITS.strength.default);
+    // Outpaint and inpaint repaint their region in full unless strength says less; image-to-image repaints some.
+    const strength = ask.strength ?? (ask.outpaint || mask ? LIMITS.outpaint.strength : LIMITS.strength.default);
     if (Math.floor(steps * strength) < 1) {
       const least = Math.ceil((1 / steps) * 100) / 100;
       throw new KittyError("invalid_argument", `strength ${strength} of ${steps} steps runs no step: use strength ≥ ${least} or more steps`, "strength");
@@ -160,6 +166,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
     count: ask.count ?? 1,
     initImage,
     ...(outpaint && { outpaint }),
+    ...(mask && { mask }),
     loras: resolveLoras(ask.loras ?? [], catalog, name, family, elsewhere),
   };
 }
@@ -208,7 +215,6 @@ function resolveElsewhere(ask: GenerationAsk, entry: ModelEntry): GenerationRequ
     loras: [],
   };
 }
-
 
 function resolveLoras(asked: Array<{ name: string; weight: number }>, catalog: ModelCatalog, model: string, family: ModelFamily, elsewhere?: ModelsElsewhere): LoraUse[] {
   const names = new Set<string>();

@@ -216,12 +216,14 @@ async function generate(job: Job, deps: JobRunDeps, signals: JobSignals, log: Lo
   // Stopped while storage was asked about the key: do not start (perhaps spawn) the engine for nothing.
   signals.stop.throwIfAborted();
   await staging.prepare();
-  const initImagePath = await fetchInitImage(job, deps, signals, log);
+  const initImagePath = await fetchStored(job.request.initImage?.key, "start image", staging.initImagePath(job.id), deps, signals, log);
+  const maskPath = await fetchStored(job.request.mask?.key, "mask", staging.maskPath(job.id), deps, signals, log);
   const result = await engine.generate(job.request, {
     jobId: job.id,
     outputPaths: staging.pngPaths(job.id, imageCount(job.request)),
     previewPaths: staging.previewPaths(job.id, imageCount(job.request)),
     initImagePath,
+    maskPath,
     onProgress: (progress) => {
       // Advisory: a database too busy for it skips a step, and the job goes on.
       jobs.setProgress(job.id, job.attempts, progress.step, progress.totalSteps).catch((error: unknown) => log.warn({ error: messageOf(error) }, "could not record progress"));
@@ -233,24 +235,22 @@ async function generate(job: Job, deps: JobRunDeps, signals: JobSignals, log: Lo
   return result;
 }
 
-/** Image-to-image: the start image, from storage into staging for the engine. Storage down waits; gone fails the job. */
-async function fetchInitImage(job: Job, { store, staging, backoff, setNotice, observer }: JobRunDeps, signals: JobSignals, log: Logger): Promise<string | null> {
-  const init = job.request.initImage;
-  if (!init) return null;
-  const bytes = await retryWithBackoff(() => store.readImage(init.key), {
+/** A start image or a mask, from storage into staging for the engine. Storage down waits; gone fails the job. */
+async function fetchStored(key: string | undefined, what: string, target: string, { store, backoff, setNotice, observer }: JobRunDeps, signals: JobSignals, log: Logger): Promise<string | null> {
+  if (!key) return null;
+  const bytes = await retryWithBackoff(() => store.readImage(key), {
     backoff,
     signal: signals.stop,
     giveUp: (error) =>
       store.isPermanentError(error)
-        ? new EngineJobError("init_image_unavailable", `the start image ${init.key} could not be read from storage: ${messageOf(error)}`)
+        ? new EngineJobError("init_image_unavailable", `the ${what} ${key} could not be read from storage: ${messageOf(error)}`)
         : undefined,
     onRetry: (error, retryInMs) => {
       observer.storageRetried();
       setNotice(`storage is unavailable (${messageOf(error)}); retrying`);
-      log.warn({ error: messageOf(error), retryInMs }, "could not read the start image; will retry");
+      log.warn({ error: messageOf(error), retryInMs }, `could not read the ${what}; will retry`);
     },
   });
-  const target = staging.initImagePath(job.id);
   await writeFile(target, bytes);
   return target;
 }

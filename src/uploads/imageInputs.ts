@@ -4,7 +4,7 @@ import path from "node:path";
 import { KittyError } from "../core/errors.js";
 import { LIMITS } from "../core/generation.js";
 import { keysIn } from "../db/imagePages.js";
-import type { ImageIndex, ImageRecord, UploadIndex } from "../queue/ports.js";
+import type { ImageIndex, ImageRecord, UploadIndex, UploadRecord } from "../queue/ports.js";
 import { fetchImage } from "./fetchImage.js";
 import type { ImageUploads } from "./imageUploads.js";
 
@@ -15,6 +15,8 @@ export interface SourceImage {
   height: number;
   /** The generation's index row when this server made it (its prompt and model are the upscale's defaults). */
   made: ImageRecord | null;
+  /** An upload's share of white pixels, as a mask would read it (unknown for a generation). */
+  coverage?: number;
 }
 
 /** Which door a call came through: local paths are read for a stdio client (the user's own machine) only. */
@@ -74,8 +76,9 @@ async function storedImage(text: string, deps: ImageInputDeps): Promise<SourceIm
   return null;
 }
 
-function fromUpload(upload: { key: string; width: number; height: number }): SourceImage {
-  return { key: upload.key, width: upload.width, height: upload.height, made: null };
+function fromUpload(upload: UploadRecord): SourceImage {
+  const coverage = upload.metadata.coverage;
+  return { key: upload.key, width: upload.width, height: upload.height, made: null, ...(typeof coverage === "number" && { coverage }) };
 }
 
 /** A base64 `data:` URL's bytes; the size is checked from the text's length before anything is decoded. */

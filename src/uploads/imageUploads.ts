@@ -14,6 +14,8 @@ export interface NormalizedImage {
   width: number;
   height: number;
   format: string;
+  /** The share of pixels at or above mid-grey: what a mask of this image would repaint. */
+  coverage: number;
   preview: Omit<StoredPreview, "key">;
 }
 
@@ -71,6 +73,7 @@ export class ImageUploads {
         width: facts.width,
         height: facts.height,
         format: facts.format,
+        coverage: facts.coverage,
         bytes: bytes.length,
         sha256,
         pngBytes,

@@ -1,6 +1,6 @@
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { execa } from "execa";
-import { mkdtempSync, readFileSync, symlinkSync } from "node:fs";
+import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -21,6 +21,9 @@ describe("images brought in: data: URLs, local files and listed hosts, stored as
   const inputs = mkdtempSync(path.join(tmpdir(), "kitty-inputs-"));
   const photo = path.join(inputs, "photo.jpg");
   const square = path.join(inputs, "square.png");
+  const noise = path.join(inputs, "noise.png");
+  const mask = path.join(inputs, "mask.png");
+  const blank = path.join(inputs, "blank-mask.png");
   let web: Server;
   let port = 0;
 
@@ -32,7 +35,11 @@ describe("images brought in: data: URLs, local files and listed hosts, stored as
 im = Image.new("RGB", (200, 120), (200, 40, 40)); im.paste((40, 40, 200), (0, 0, 100, 120))
 exif = Image.Exif(); exif[0x0112] = 6
 im.save(${JSON.stringify(photo)}, format="JPEG", exif=exif.tobytes())
-Image.radial_gradient("L").convert("RGB").resize((256, 256)).save(${JSON.stringify(square)})`,
+Image.radial_gradient("L").convert("RGB").resize((256, 256)).save(${JSON.stringify(square)})
+import numpy as np
+Image.fromarray(np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(${JSON.stringify(noise)})
+m = Image.new("L", (512, 512), 0); m.paste(255, (128, 128, 384, 384)); m.save(${JSON.stringify(mask)})
+Image.new("L", (64, 64), 0).save(${JSON.stringify(blank)})`,
     ]);
     symlinkSync("/etc/hostname", path.join(inputs, "outside-link.png"));
     web = createServer((request, response) => {
@@ -90,6 +97,34 @@ Image.radial_gradient("L").convert("RGB").resize((256, 256)).save(${JSON.stringi
     expect(errorText(inward)).toMatch(/init_image: localhost:\d+ is not a host this server fetches from \(KITTY_IMAGES_FETCH_HOSTS lists 127\.0\.0\.1\)/);
     const offList = await servers.server.call("generate_image", { ...small, prompt: "x", init_image: "https://example.com/a.png" });
     expect(errorText(offList)).toMatch(/example\.com is not a host this server fetches from/);
+  });
+
+  it("inpaints under a mask of another size: pixels under black stay the input's exactly, the square is repainted; both are parents", async () => {
+    const { status } = await generateDone(servers.server, { model: "tiny_sd15", steps: 4, prompt: "a brass gear", init_image: dataUrl(noise, "image/png"), mask: dataUrl(mask, "image/png"), mask_blur: 0 });
+    expect(status.images[0]).toMatchObject({ width: 256, height: 256 });
+    const { selected } = await downloadImage(servers.server, status.images[0].key);
+    expect(selected.metadata).toMatchObject({ options: { inpaintComposited: true }, request: { mask: { blur: 0 }, initImage: { strength: 1 } } });
+    expect(selected.metadata.parents).toHaveLength(2);
+    expect(selected.metadata.parents.every((key: string) => key.startsWith("uploads/"))).toBe(true);
+    const result = path.join(inputs, "inpainted.png");
+    writeFileSync(result, Buffer.from(await (await fetch(selected.imageRef.downloadUrl)).arrayBuffer()));
+    // The 512² mask's square (128..384) lands on 64..192 of the 256² image; its edge is a pixel soft once fitted.
+    const { stdout } = await execa(RUNNER_PYTHON, [
+      "-c",
+      `import json, numpy as np
+from PIL import Image
+a = np.asarray(Image.open(${JSON.stringify(noise)}).convert("RGB")); b = np.asarray(Image.open(${JSON.stringify(result)}).convert("RGB"))
+keep = np.ones((256, 256), bool); keep[62:194, 62:194] = False
+print(json.dumps({"kept": bool((a[keep] == b[keep]).all()), "repainted": float((a[66:190, 66:190] != b[66:190, 66:190]).mean())}))`,
+    ]);
+    const compared = JSON.parse(stdout);
+    expect(compared.kept, "every pixel under black is the input's").toBe(true);
+    expect(compared.repainted, "the masked square is repainted").toBeGreaterThan(0.9);
+
+    const nothing = await servers.server.call("generate_image", { model: "tiny_sd15", prompt: "x", init_image: dataUrl(noise, "image/png"), mask: dataUrl(blank, "image/png") });
+    expect(errorText(nothing)).toMatch(/the mask covers nothing: no pixel is white/);
+    const alone = await servers.server.call("generate_image", { model: "tiny_sd15", prompt: "x", mask: dataUrl(mask, "image/png") });
+    expect(errorText(alone)).toMatch(/mask marks what to repaint in a start image: give init_image too/);
   });
 
   it("refuses a file outside the input folders (a link out of them too), a 30 MB payload and bytes that are no image, and goes on", async () => {

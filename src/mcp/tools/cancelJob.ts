@@ -4,7 +4,6 @@ import { defineTool } from "./toolKit.js";
 
 export const cancelJob = defineTool({
   name: "cancel_job",
-  title: "Cancel a job",
   description: "Cancel a queued job, or stop a running one at its next step.",
   annotations: { destructiveHint: true, idempotentHint: true, openWorldHint: false },
   input: {

@@ -2,20 +2,17 @@ import { z } from "zod";
 import { LIMITS, REFINER_MODES, SCHEDULERS, type OutpaintSides } from "../../core/generation.js";
 import { catalogWithEngineModels } from "../../models/engineCatalog.js";
 import { modelsOfWorkers, resolveRequest } from "../../models/resolveRequest.js";
-import { boundedInt, boundedNumber, boundedText, loraList, oneOf, sidesInPixels } from "../../core/arguments.js";
+import { boundedInt, boundedNumber, boundedText, loraList, oneOf, oneOfListedElsewhere, sidesInPixels } from "../../core/arguments.js";
 import { resolveImageInput } from "../../uploads/imageInputs.js";
 import { defineTool } from "./toolKit.js";
 
-const { size, steps, cfgScale, seed, promptChars, count, strength, loras, outpaint } = LIMITS;
+const { size, steps, cfgScale, seed, promptChars, count, strength, loras, outpaint, maskBlur } = LIMITS;
 
 export const generateImage = defineTool({
   name: "generate_image",
-  title: "Generate an image",
-  description:
-    "Queue an image job; returns a jobId at once. Next: job_status with " +
-    "wait_seconds, then select_image. Unset fields take list_models defaults.",
-  // readOnlyHint and idempotentHint default to false: written out they would cost tokens and say nothing.
-  annotations: { destructiveHint: false, openWorldHint: false },
+  description: "Queue an image job; returns a jobId at once. Next: job_status with wait_seconds, then select_image.",
+  // readOnlyHint and idempotentHint default to false, openWorldHint to true (an image may come from a listed host).
+  annotations: { destructiveHint: false },
   input: {
     prompt: boundedText("prompt", promptChars, { required: true }),
     negative_prompt: boundedText("negative_prompt", promptChars, { required: false }).optional(),
@@ -23,15 +20,17 @@ export const generateImage = defineTool({
     width: boundedInt("width", size.min, size.max, undefined, size.multipleOf).optional(),
     height: boundedInt("height", size.min, size.max, undefined, size.multipleOf).optional(),
     steps: boundedInt("steps", steps.min, steps.max).optional(),
-    cfg_scale: boundedNumber("cfg_scale", cfgScale.min, cfgScale.max, "Prompt adherence.").optional(),
-    seed: boundedInt("seed", seed.min, seed.max, "Default random.").optional(),
-    scheduler: oneOf("scheduler", SCHEDULERS).optional(),
-    refiner: z.boolean({ error: "refiner must be true or false" }).describe("Finish with the model's refiner.").optional(),
+    cfg_scale: boundedNumber("cfg_scale", cfgScale.min, cfgScale.max).optional(),
+    seed: boundedInt("seed", seed.min, seed.max).optional(),
+    scheduler: oneOfListedElsewhere("scheduler", SCHEDULERS, "See list_models.").optional(),
+    refiner: z.boolean({ error: "refiner must be true or false" }).optional(),
     refiner_mode: oneOf("refiner_mode", REFINER_MODES, "polish: a light pass after the base.").optional(),
-    count: boundedInt("count", count.min, count.max, "Images; seeds seed, seed+1...").optional(),
+    count: boundedInt("count", count.min, count.max, "Seeds seed, seed+1...").optional(),
     init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Start image: key, imageRef URL, data: URL or file path.").optional(),
     strength: boundedNumber("strength", strength.min, strength.max, `Share repainted (default ${strength.default}).`).optional(),
-    outpaint: sidesInPixels("outpaint", outpaint.maxSide, "Pixels to add per side of init_image.").optional(),
+    outpaint: sidesInPixels("outpaint", outpaint.maxSide, "Pixels added per side.").optional(),
+    mask: z.string({ error: "mask must be a string: an image like init_image's" }).describe("Inpaint init_image where white.").optional(),
+    mask_blur: boundedInt("mask_blur", maskBlur.min, maskBlur.max).optional(),
     loras: loraList("loras", loras.max, loras.weight).describe("From list_models.").optional(),
   },
   output: {
@@ -45,10 +44,11 @@ export const generateImage = defineTool({
     seed: z.number().int(),
     count: z.number().int(),
   },
-  async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, ...rest }, { config, queue, imageInputs, door, log, engineModels, workers }) {
+  async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, mask, mask_blur, ...rest }, { config, queue, imageInputs, door, log, engineModels, workers }) {
     const initSource = init_image === undefined ? null : await resolveImageInput(init_image, "init_image", door, imageInputs);
+    const maskSource = mask === undefined ? undefined : await resolveImageInput(mask, "mask", door, imageInputs);
     const request = resolveRequest(
-      { ...rest, negativePrompt: negative_prompt, cfgScale: cfg_scale, refinerMode: refiner_mode, initImage: init_image },
+      { ...rest, negativePrompt: negative_prompt, cfgScale: cfg_scale, refinerMode: refiner_mode, initImage: init_image, mask: maskSource, maskBlur: mask_blur },
       await catalogWithEngineModels(config.models, config.engine, engineModels, { model: rest.model }),
       () => initSource,
       workers ? modelsOfWorkers(await workers()) : undefined,

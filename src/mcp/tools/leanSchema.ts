@@ -34,23 +34,26 @@ function nullableAsType(node: JsonNode): JsonNode {
   return { ...value, type: [value.type, "null"] };
 }
 
-function trim(node: unknown, role: "arguments" | "result"): unknown {
-  if (Array.isArray(node)) return node.map((item) => trim(item, role));
+function trim(node: unknown, role: "arguments" | "result", nested = false): unknown {
+  if (Array.isArray(node)) return node.map((item) => trim(item, role, nested));
   if (typeof node !== "object" || node === null) return node;
   const kept: JsonNode = {};
   for (const [key, value] of Object.entries(node as JsonNode)) {
     if (key === "properties") {
       // Names of fields, not keywords: keep every one, trim what each describes.
-      kept[key] = Object.fromEntries(Object.entries(value as JsonNode).map(([name, field]) => [name, trim(field, role)]));
+      kept[key] = Object.fromEntries(Object.entries(value as JsonNode).map(([name, field]) => [name, trim(field, role, true)]));
       continue;
     }
     if (key === "$schema") continue;
     if ((key === "minimum" || key === "maximum") && Math.abs(value as number) === Number.MAX_SAFE_INTEGER) continue;
-    // Arguments keep all of it: a model must know what is required and that unknown names are refused.
+    // Arguments keep what is required, and at the top that unknown names are refused. Inside an argument (outpaint's
+    // sides, a LoRA) the server refuses an unknown name too, naming it; said once at the top, it is not said again.
     // `additionalProperties: {}` allows anything, as leaving it out does.
-    const anything = key === "additionalProperties" && (value === false || (typeof value === "object" && value !== null && Object.keys(value).length === 0));
+    const empty = typeof value === "object" && value !== null && !Array.isArray(value) && Object.keys(value).length === 0;
+    const anything = key === "additionalProperties" && (value === false || empty);
     if (role === "result" && (key === "required" || key === "propertyNames" || anything)) continue;
-    kept[key] = trim(value, role);
+    if (role === "arguments" && nested && key === "additionalProperties" && value === false) continue;
+    kept[key] = trim(value, role, nested);
   }
   // A choice of constants is an enum, said shorter.
   if (Array.isArray(kept.anyOf) && kept.anyOf.every((option) => typeof option === "object" && option !== null && Object.keys(option).length === 1 && "const" in option)) {

@@ -5,11 +5,11 @@ import { defineTool } from "./toolKit.js";
 
 export const listLatestImages = defineTool({
   name: "list_latest_images",
-  description: "Images made, newest first (index 1 = newest), with keys for select_image; pass nextCursor as cursor for more.",
+  description: "Images made, newest first (index 1), with keys for select_image; nextCursor as cursor pages on.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   appUri: GALLERY_APP_URI,
   input: {
-    limit: boundedInt("limit", 1, 200, "Default 36.").optional(),
+    limit: boundedInt("limit", 1, 200).optional(),
     cursor: z.string({ error: "cursor must be the nextCursor string from an earlier list_latest_images" }).optional(),
   },
   output: {

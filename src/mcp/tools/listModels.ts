@@ -20,16 +20,17 @@ export const listModels = defineTool({
         name: z.string(),
         engine: z.string(),
         family: z.string().nullable(),
-        // generate_image's arguments this model takes beyond the prompt and sizes.
+        // generate_image's arguments this model takes beyond the prompt and sizes, and its schedulers.
         takes: z.array(z.string()).optional(),
+        schedulers: z.array(z.string()).optional(),
         present: z.boolean(),
         path: z.string(),
         problem: z.string().optional(),
         description: z.string().optional(),
-        refiner: z.object({ path: z.string(), present: z.boolean() }).nullable(),
-        defaults: z
-          .object({ width: z.number(), height: z.number(), steps: z.number(), cfgScale: z.number(), scheduler: z.string().nullable(), refiner: z.boolean() })
-          .nullable(),
+        // {path, present} and {width, height, steps, cfgScale, scheduler, refiner}: typed loosely, as their names
+        // say what they hold and tools/list is paid in tokens.
+        refiner: z.record(z.string(), z.unknown()).nullable(),
+        defaults: z.record(z.string(), z.unknown()).nullable(),
       }),
     ),
     loras: z.array(z.object({ name: z.string(), family: z.string().nullable(), problem: z.string().optional() })),
@@ -73,7 +74,7 @@ export const listModels = defineTool({
           ...(problem && { problem }),
           ...(entry.description && { description: entry.description }),
           refiner: null,
-          defaults: defaultsFor(entry, family),
+          defaults: { ...defaultsFor(entry, family) },
         };
       }
       const onDisk = inspectModel(entry, onWorkers);
@@ -82,13 +83,13 @@ export const listModels = defineTool({
         name: entry.name,
         engine: entry.engine,
         family: entry.declaredFamily ?? onDisk.family,
-        ...(family && { takes: familyTakes(FAMILIES[family]!) }),
+        ...(family && { takes: familyTakes(FAMILIES[family]!), schedulers: [...FAMILIES[family]!.schedulers] }),
         present: onDisk.present && !onDisk.unsupported,
         path: entry.path,
         ...(onDisk.problem && { problem: onDisk.problem }),
         ...(entry.description && { description: entry.description }),
         refiner: entry.refinerPath ? { path: entry.refinerPath, present: inspectModelFolder(entry.refinerPath).present || (onWorkers?.model(entry.name)?.refiner ?? false) } : null,
-        defaults: family ? defaultsFor(entry, family) : null,
+        defaults: family ? { ...defaultsFor(entry, family) } : null,
       };
     });
     const ready = models.filter((model) => model.present).map((model) => model.name);

@@ -59,8 +59,8 @@ type Shape = z.ZodRawShape;
 export interface ToolDefinition<In extends Shape, Out extends Shape> {
   name: string;
   /**
-   * What a client shows for the tool (a permission prompt, a menu). Given where it reads better than the name: the
-   * tools that write; a read-only tool whose name already says it goes without, since tools/list is paid in tokens.
+   * What a client shows for the tool (a permission prompt, a menu). None of ours has one: each name already says
+   * it ("generate_image"), and tools/list is paid in tokens on every turn; clients show the name instead.
    */
   title?: string;
   description: string;
@@ -68,9 +68,10 @@ export interface ToolDefinition<In extends Shape, Out extends Shape> {
    * Hints clients use to decide what needs the user's confirmation. destructiveHint and idempotentHint mean
    * something only when readOnlyHint is false (MCP spec), so read-only tools leave them out; a writing tool leaves
    * out what is the default (readOnlyHint and idempotentHint false) but always says destructiveHint, whose default
-   * (true) would be wrong for most. tools/list is paid in tokens.
+   * (true) would be wrong for most. openWorldHint is said (false) by the tools that reach nothing outside this
+   * server; those that may fetch an image from a listed host leave it at its default, true. tools/list is paid in tokens.
    */
-  annotations: { readOnlyHint: true; openWorldHint: boolean } | { destructiveHint: boolean; idempotentHint?: true; openWorldHint: boolean };
+  annotations: { readOnlyHint: true; openWorldHint: false } | { destructiveHint: boolean; idempotentHint?: true; openWorldHint?: false };
   input: In;
   output: Out;
   /** An MCP App (`ui://` resource) that clients supporting Apps render with this tool's result; others ignore it. */

@@ -13,10 +13,9 @@ const { upscale, size, strength, promptChars } = LIMITS;
 
 export const upscaleImage = defineTool({
   name: "upscale_image",
-  title: "Upscale an image",
   description:
     "Queue a 2x (default) or 4x copy of a stored image, lightly repainted for detail (hires fix). Next: job_status.",
-  annotations: { destructiveHint: false, openWorldHint: false },
+  annotations: { destructiveHint: false },
   input: {
     image: z.string({ error: "image must be a string: an image key, storageUri or downloadUrl" }),
     scale: z.union([z.literal(2), z.literal(4)], { error: `scale must be ${upscale.scales.join(" or ")}` }).optional(),
