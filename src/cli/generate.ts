@@ -1,7 +1,10 @@
+import { readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import { LIMITS } from "../core/generation.js";
 import { connect, type Connection } from "./connect.js";
 import { printJson } from "./output.js";
 import { jobProgress, type JobProgress, type JobUpdate } from "./progress.js";
-import { numberFlag, parseCommand, StoppedWaiting } from "./usage.js";
+import { numberFlag, parseCommand, StoppedWaiting, UsageError } from "./usage.js";
 
 const FLAGS = {
   model: { type: "string" },
@@ -16,6 +19,8 @@ const FLAGS = {
   "refiner-mode": { type: "string" },
   count: { type: "string" },
   init: { type: "string" },
+  mask: { type: "string" },
+  "mask-blur": { type: "string" },
   strength: { type: "string" },
   lora: { type: "string", multiple: true },
   wait: { type: "boolean" },
@@ -49,21 +54,26 @@ export async function generateCommand(args: string[]): Promise<void> {
       refiner_mode: values["refiner-mode"],
       count: numberFlag("count", values.count),
       init_image: values.init,
+      mask: values.mask,
+      mask_blur: numberFlag("mask-blur", values["mask-blur"]),
       strength: numberFlag("strength", values.strength, "number"),
       loras: values.lora?.map(loraFlag),
     }).filter(([, value]) => value !== undefined),
   );
-  await queueAndFollow("generate_image", request, values.wait ?? false);
+  await queueAndFollow("generate_image", request, values.wait ?? false, ["init_image", "mask"]);
 }
 
 /**
  * Calls a tool that queues a job (generate_image, upscale_image) and prints the job; with `wait`, follows it to the
  * end (a progress bar on a terminal), prints the finished job, and exits 1 if it did not end done.
  */
-export async function queueAndFollow(tool: string, request: Record<string, unknown>, wait: boolean): Promise<void> {
+export async function queueAndFollow(tool: string, request: Record<string, unknown>, wait: boolean, imageFields: readonly string[]): Promise<void> {
   // Only a waiting command runs jobs itself, and only while no server holds the queue.
   const connection = await connect({ runWorker: wait });
   try {
+    for (const field of imageFields) {
+      if (typeof request[field] === "string") request[field] = await imageArgument(request[field]);
+    }
     const queued = await connection.call<{ jobId: string; steps?: number; position: number }>(tool, request);
     if (!wait) {
       if (connection.inProcess) {
@@ -84,6 +94,21 @@ export async function queueAndFollow(tool: string, request: Record<string, unkno
   } finally {
     await connection.close();
   }
+}
+
+/**
+ * An image flag as the tool takes it: a file goes as a data: URL, in this process or to a server elsewhere alike
+ * (the person named it on their own command line: KITTY_IMAGES_INPUT_DIRS, which fences what an agent may read,
+ * is not for them); anything else (a key, an imageRef URL) as it is.
+ */
+async function imageArgument(given: string): Promise<string> {
+  if (/^(data|https?|s3|file):/i.test(given)) return given;
+  const file = path.resolve(given);
+  const info = await stat(file).catch(() => null);
+  if (!info?.isFile()) return given;
+  if (info.size > LIMITS.imageInput.maxBytes) throw new UsageError(`${file} is ${(info.size / 1e6).toFixed(1)} MB; an image brought in is at most ${LIMITS.imageInput.maxBytes / 1e6} MB`);
+  const type = /\.jpe?g$/i.test(file) ? "image/jpeg" : /\.webp$/i.test(file) ? "image/webp" : "image/png";
+  return `data:${type};base64,${(await readFile(file)).toString("base64")}`;
 }
 
 /** `--lora name` (weight 1) or `--lora name:0.8`. */

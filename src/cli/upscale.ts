@@ -9,9 +9,9 @@ const FLAGS = {
   wait: { type: "boolean" },
 } as const;
 
-/** `kitty-images upscale KEY|URI|URL [--scale 2|4] [...] [--wait]`: upscale_image, then (with --wait) job_status to the end. */
+/** `kitty-images upscale KEY|URI|URL|FILE [--scale 2|4] [...] [--wait]`: upscale_image, then (with --wait) job_status to the end. */
 export async function upscaleCommand(args: string[]): Promise<void> {
-  const { values, positionals } = parseCommand("upscale", args, FLAGS, { min: 1, max: 1, name: "an image: a key from kitty-images latest, or an imageRef's storageUri or downloadUrl" });
+  const { values, positionals } = parseCommand("upscale", args, FLAGS, { min: 1, max: 1, name: "an image: a key from kitty-images latest, an imageRef's storageUri or downloadUrl, or an image file" });
   const request = Object.fromEntries(
     Object.entries({
       image: positionals[0],
@@ -21,5 +21,5 @@ export async function upscaleCommand(args: string[]): Promise<void> {
       strength: numberFlag("strength", values.strength, "number"),
     }).filter(([, value]) => value !== undefined),
   );
-  await queueAndFollow("upscale_image", request, values.wait ?? false);
+  await queueAndFollow("upscale_image", request, values.wait ?? false, ["image"]);
 }

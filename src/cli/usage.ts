@@ -13,11 +13,12 @@ usage:
                                 and lists; --worker makes it run jobs too, like kitty-images worker
   kitty-images generate "prompt" [--model M] [--width N] [--height N] [--steps N] [--cfg X] [--seed N]
                                 [--scheduler S] [--refiner] [--refiner-mode ensemble|polish] [--negative TEXT]
-                                [--count 1-4] [--init KEY|URI|URL] [--strength 0-1] [--lora NAME[:WEIGHT]]...
-                                [--wait]
+                                [--count 1-4] [--init IMAGE] [--strength 0-1] [--mask IMAGE] [--mask-blur 0-64]
+                                [--lora NAME[:WEIGHT]]... [--wait]
                                 queue an image; prints the job as JSON. --wait follows it to the end (a
-                                progress bar on a terminal) and prints the finished job
-  kitty-images upscale KEY|URI|URL [--scale 2|4] [--prompt TEXT] [--model M] [--strength 0-1] [--wait]
+                                progress bar on a terminal) and prints the finished job. IMAGE: a file, a key
+                                from kitty-images latest, or an imageRef URL; --mask repaints where it is white
+  kitty-images upscale IMAGE [--scale 2|4] [--prompt TEXT] [--model M] [--strength 0-1] [--wait]
                                 queue the image at 2x (default) or 4x, resized and lightly repainted (hires fix)
   kitty-images latest [--limit N]
                                 the newest images (a table on a terminal, JSON otherwise)

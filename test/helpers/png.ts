@@ -35,8 +35,8 @@ export function readPng(bytes: Buffer): DecodedPng {
   return { width, height, pixels: inflateSync(Buffer.concat(data)), text };
 }
 
-/** A valid PNG of the given size (grey pixels) with text chunks, for storage and reindex tests. */
-export function makePng(width: number, height: number, text: Record<string, string> = {}): Buffer {
+/** A valid 8-bit greyscale PNG of the given size (mid-grey, or `grey(x, y)`) with text chunks, for storage and reindex tests. */
+export function makePng(width: number, height: number, text: Record<string, string> = {}, grey: (x: number, y: number) => number = () => 0x80): Buffer {
   const chunk = (type: string, body: Buffer) => {
     const head = Buffer.alloc(8);
     head.writeUInt32BE(body.length, 0);
@@ -49,8 +49,11 @@ export function makePng(width: number, height: number, text: Record<string, stri
   header.writeUInt32BE(width, 0);
   header.writeUInt32BE(height, 4);
   header.set([8, 0, 0, 0, 0], 8); // 8-bit greyscale, no interlace
-  const rows = Buffer.alloc((width + 1) * height, 0x80);
-  for (let row = 0; row < height; row++) rows[row * (width + 1)] = 0; // filter byte: none
+  const rows = Buffer.alloc((width + 1) * height);
+  for (let row = 0; row < height; row++) {
+    rows[row * (width + 1)] = 0; // filter byte: none
+    for (let x = 0; x < width; x++) rows[row * (width + 1) + 1 + x] = grey(x, row);
+  }
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     chunk("IHDR", header),
@@ -58,4 +61,10 @@ export function makePng(width: number, height: number, text: Record<string, stri
     chunk("IDAT", deflateSync(rows)),
     chunk("IEND", Buffer.alloc(0)),
   ]);
+}
+
+/** An inpaint mask: black (kept) with a white (repainted) square. */
+export function makeMaskPng(width: number, height: number, square: { x: number; y: number; size: number }): Buffer {
+  const inside = (at: number, from: number) => at >= from && at < from + square.size;
+  return makePng(width, height, {}, (x, y) => (inside(x, square.x) && inside(y, square.y) ? 255 : 0));
 }

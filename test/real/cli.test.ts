@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startHttpServer, type RunningHttpServer } from "../helpers/httpServer.js";
 import { freePort } from "../helpers/minio.js";
 import { SERVER_ENTRY } from "../helpers/paths.js";
+import { makeMaskPng } from "../helpers/png.js";
 import { makeTestHome, serverEnv, type TestHome } from "../helpers/server.js";
 
 const TOKEN = "cli-test-token-0123456789abcdef";
@@ -133,6 +134,27 @@ describe("kitty-images against a running server (KITTY_IMAGES_URL)", () => {
     const ref = JSON.parse(selected.stdout);
     expect(ref.downloadUrl.startsWith(`${server.url}/files/`)).toBe(true);
     expect((await fetch(ref.downloadUrl)).status).toBe(200);
+  });
+
+  it("generate takes image files for --init and --mask, sent to the server as data: URLs; upscale takes a file here, in-process", async () => {
+    const files = path.join(home.home, "my-pictures");
+    mkdirSync(files, { recursive: true });
+    const png = (await kitty(["select", "1"], remote)).stdout;
+    const source = path.join(files, "source.png");
+    writeFileSync(source, readFileSync(new URL(JSON.parse(png).storageUri)));
+    const mask = path.join(files, "mask.png");
+    writeFileSync(mask, makeMaskPng(256, 256, { x: 64, y: 64, size: 128 }));
+    const run = await kitty(["generate", "a cat with a hat", "--model", "tiny_sd15", "--steps", "4", "--init", source, "--mask", mask, "--mask-blur", "0", "--wait"], remote);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const job = JSON.parse(run.stdout);
+    expect(job).toMatchObject({ status: "done", images: [{ width: 256, height: 256 }] });
+    const selected = JSON.parse((await kitty(["select", job.images[0].key], remote)).stdout);
+    const sidecar = JSON.parse(readFileSync(new URL(selected.storageUri.replace(/\.png$/, ".json")), "utf8"));
+    expect(sidecar.parents).toHaveLength(2);
+    expect(sidecar.request.mask).toEqual({ key: sidecar.parents[1], blur: 0 });
+    const up = await kitty(["upscale", source, "--prompt", "a cat", "--model", "tiny_sd15", "--wait"]);
+    expect(up.exitCode, up.stderr).toBe(0);
+    expect(JSON.parse(up.stdout)).toMatchObject({ status: "done", images: [{ width: 512, height: 512 }] });
   });
 
   it("a wrong or missing token exits 1 with a message that names KITTY_IMAGES_TOKEN", async () => {
