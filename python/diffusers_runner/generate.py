@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import diffusers
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
@@ -19,6 +20,7 @@ from PIL.PngImagePlugin import PngInfo
 from .files import output_failed, write_whole
 from .infotext import format_parameters, generation_settings
 from .loras import apply_loras
+from .control import UNION_MODES, PreparedControl, control_kwargs, describe_controls, is_union, request_controls
 from .inpaint import composite_masked, load_mask
 from .outpaint import Outpaint, check_canvas, composite, edge_canvas, outpaint_mask, request_outpaint
 from .families import Family
@@ -129,6 +131,9 @@ class _Job:
     canvas: Image.Image | None = None
     mask: Image.Image | None = None
     soft_mask: Image.Image | None = None
+    # ControlNet: the prepared maps, and (pipeline class, ControlNet folders, the network(s), union?) to run them.
+    controls: list[PreparedControl] = field(default_factory=list)
+    control: tuple[str, tuple[str, ...], Any, bool] | None = None
     # Filled when the prompt is encoded for a family that takes it whole (see _text_prompt).
     prompt_notes: PromptNotes = field(default_factory=dict)
 
@@ -207,6 +212,9 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
     masks = load_mask(request)
     if masks is not None and outpaint is not None:
         raise JobFailed("bad_request", "mask and outpaint do not go together: an outpaint masks its new border itself")
+    controls = request_controls(request)
+    if controls and (masks is not None or outpaint is not None):
+        raise JobFailed("bad_request", "control goes with text-to-image and image-to-image here, not with mask or outpaint")
 
     try:
         model, load_seconds = cache.get(model_spec["path"], refiner_path, model_spec.get("configPath"), model_spec.get("basePath"))
@@ -236,6 +244,8 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         job.outpaint, job.canvas, job.mask = outpaint, edge_canvas(init_image, outpaint), outpaint_mask(init_image.size, outpaint)
     elif masks is not None:
         job.canvas, (job.mask, job.soft_mask) = init_image, masks
+    if controls:
+        job.controls, job.control = controls, _control_networks(model, cache, controls, image=init_image is not None)
     inference_seconds = save_seconds = 0.0
     width = height = 0
     previews: list[PreviewInfo | None] = []
@@ -266,7 +276,7 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         scheduler=scheduler_name,
         device=cache.device.device,
         dtype=model.dtype_name,
-        options=_options_record(model, cache, outpainted=outpaint is not None, inpainted=masks is not None),
+        options=_options_record(model, cache, outpainted=outpaint is not None, inpainted=masks is not None, controlled=bool(controls)),
         modelLoads=cache.loads,
         stepsRun=progress.steps_run,
         promptTokens=job.prompt_kwargs(model.base.pipe)[1],
@@ -320,7 +330,29 @@ def _denoise_within_memory(job: _Job, seed: int, cache: ModelCache) -> Any:
     raise AssertionError("unreachable")
 
 
-def _options_record(model: LoadedModel, cache: ModelCache, outpainted: bool = False, inpainted: bool = False) -> dict[str, bool]:
+def _control_networks(model: LoadedModel, cache: ModelCache, controls: list[PreparedControl], image: bool) -> tuple[str, tuple[str, ...], Any, bool]:
+    """The ControlNet pipeline class for this family and job, and the network(s) it carries: one ControlNet, several
+    as one multi-model (each entry its own, in order), or one union network for every map."""
+    paths = tuple(control.spec["path"] for control in controls)
+    nets = [cache.controlnets.get(path, model.dtype) for path in paths]
+    union = is_union(nets[0])
+    if any(is_union(net) != union for net in nets) or (union and len(set(paths)) > 1):
+        raise JobFailed("bad_request", "a union ControlNet takes every map itself: give all control entries the same union network, or none")
+    if union:
+        kinds = nets[0].config.num_control_type
+        for control in controls:
+            if UNION_MODES.get(control.spec["type"], 3) >= kinds:
+                raise JobFailed("bad_request", f"this union ControlNet knows {kinds} control types; '{control.spec['type']}' is not one of them")
+    role = ("controlUnion" if union else "control") + ("Image" if image else "")
+    class_name = model.spec.pipelines.get(role)
+    if class_name is None:
+        raise JobFailed("bad_request", f"{model.spec.label} has no {'union ' if union else ''}ControlNet pipeline{' for image-to-image' if image else ''} in diffusers")
+    if union or len(nets) == 1:
+        return class_name, paths[:1] if union else paths, nets[0], union
+    return class_name, paths, diffusers.MultiControlNetModel(nets), union
+
+
+def _options_record(model: LoadedModel, cache: ModelCache, outpainted: bool = False, inpainted: bool = False, controlled: bool = False) -> dict[str, bool]:
     """The options this image was really made with: slicing may have been turned on after an out-of-memory.
     An outpaint adds outpaintComposited: the source's pixels were put back exactly over the generated canvas; an
     inpaint adds inpaintComposited: the start image's pixels were put back wherever the mask is black."""
@@ -335,6 +367,7 @@ def _options_record(model: LoadedModel, cache: ModelCache, outpainted: bool = Fa
         "taylorSeerCache": model.step_cache == "taylorseer",
         **({"outpaintComposited": True} if outpainted else {}),
         **({"inpaintComposited": True} if inpainted else {}),
+        **({"controlNet": True} if controlled else {}),
     }
 
 
@@ -374,7 +407,16 @@ def _denoise(job: _Job, seed: int) -> Any:
         "num_inference_steps": request["steps"],
         "callback_on_step_end": _step_callback(job.cancel, job.progress.base_step),
     }
-    if job.init_image is None:
+    if job.control is not None:
+        class_name, paths, network, union = job.control
+        pipe = base.controlled(class_name, paths, network)
+        image_key = "control_image" if _accepts(pipe, "control_image") else "image"
+        kwargs.update(control_kwargs(job.controls, union, image_key))
+        if job.init_image is not None:
+            kwargs.update(image=job.init_image, strength=request["initImage"]["strength"])
+        if _accepts(pipe, "width"):
+            kwargs.update(width=request["width"], height=request["height"])
+    elif job.init_image is None:
         pipe = base.pipe
         kwargs.update(width=request["width"], height=request["height"])
     elif job.mask is not None:
@@ -469,6 +511,7 @@ def _parameters_text(request: GenerateRequest, seed: int, scheduler_name: str, w
         extra["Outpaint"] = Outpaint.of(request["outpaint"]).describe()
     if request.get("mask"):
         extra["Mask blur"] = int(request["mask"].get("blur", 0))
+    extra.update(describe_controls(request.get("control") or []))
     refiner = request.get("refiner")
     refiner_path = request["model"].get("refinerPath")
     if refiner is not None and refiner_path:

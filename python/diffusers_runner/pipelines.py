@@ -30,6 +30,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
+from .control import ControlNets
 from .device import DeviceChoice
 from .families import FAMILIES, PIPELINE_FAMILIES, Family
 from .single_file import SingleFileError, checkpoint_family, config_folder, is_single_file
@@ -108,6 +109,8 @@ class LoadedPipeline:
     inpaint_class: str | None = None
     # The same weights as an inpaint pipeline, made on first use and kept, like the image-to-image twin.
     _inpaint: DiffusionPipeline | None = None
+    # ControlNet pipelines on the same weights, by (class, the ControlNet folders they carry): made once, kept.
+    _controlled: dict[tuple[str, tuple[str, ...]], DiffusionPipeline] = field(default_factory=dict)
 
     @classmethod
     def of(cls, pipe: DiffusionPipeline, path: str, attention_slicing: bool, image_class: str | None = None, inpaint_class: str | None = None) -> LoadedPipeline:
@@ -131,9 +134,19 @@ class LoadedPipeline:
         self._inpaint.scheduler = self.pipe.scheduler
         return self._inpaint
 
-    def _twin(self, class_name: str) -> DiffusionPipeline:
+    def controlled(self, class_name: str, paths: tuple[str, ...], controlnet: Any) -> DiffusionPipeline:
+        """This pipeline's ControlNet twin (class_name) carrying `controlnet` (one, or several as a multi-model), on
+        the scheduler this job set. The base weights are shared; only the ControlNet's are its own."""
+        key = (class_name, paths)
+        if key not in self._controlled:
+            self._controlled[key] = self._twin(class_name, controlnet=controlnet)
+        twin = self._controlled[key]
+        twin.scheduler = self.pipe.scheduler
+        return twin
+
+    def _twin(self, class_name: str, **extra: Any) -> DiffusionPipeline:
         # from_pipe hands the same modules (weights, LoRA adapters, attention processors) to the other class.
-        twin = getattr(diffusers, class_name).from_pipe(self.pipe)
+        twin = getattr(diffusers, class_name).from_pipe(self.pipe, **extra)
         twin.set_progress_bar_config(disable=True)
         return twin
 
@@ -198,6 +211,8 @@ class ModelCache:
         self.capacity = max(1, capacity)
         self.loads = 0
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        # ControlNet weights by folder, kept like the models (each is small beside its base).
+        self.controlnets = ControlNets(device.device)
 
     def get(self, path: str, refiner_path: str | None, config_path: str | None = None, base_path: str | None = None) -> tuple[LoadedModel, float]:
         """Returns the model (with its refiner when asked for) and the seconds this call spent loading.

@@ -41,6 +41,19 @@ class InitImageSpec(TypedDict):
     strength: float
 
 
+class ControlSpec(TypedDict):
+    # the ControlNet's diffusers folder, the control image staged by the server, and what kind of map it is
+    path: str
+    imagePath: str
+    type: str
+    # how hard it steers (0-2), and the share of the schedule it steers in (0 <= start < end <= 1)
+    strength: float
+    start: float
+    end: float
+    # canny and lineart: True makes the edges from the image here; False takes it as a ready map
+    preprocess: bool
+
+
 class MaskSpec(TypedDict):
     # the mask image as the server staged it (PNG, JPEG or WebP; white repaints), and its edge's softening in pixels
     path: str
@@ -87,6 +100,8 @@ class GenerateRequest(TypedDict):
     # Inpaint: repaint initImage where the mask (any size, fitted like initImage) is white, with the family's
     # inpaint pipeline; the start image's pixels are kept wherever it is black. blur softens its edge, in pixels.
     mask: NotRequired[MaskSpec | None]
+    # ControlNet: up to two maps, each with the ControlNet (from models.yaml's controlnets folder) that reads it
+    control: NotRequired[list[ControlSpec] | None]
     loras: NotRequired[list[LoraSpec]]
 
 

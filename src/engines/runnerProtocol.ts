@@ -40,6 +40,11 @@ export const generateRequestSchema = z.object({
   outpaint: z.object({ left: z.number().int(), right: z.number().int(), top: z.number().int(), bottom: z.number().int() }).nullable().optional(),
   /** Inpaint: the mask on local disk (white repaints) and its edge's softening in pixels. */
   mask: z.object({ path: z.string(), blur: z.number().int() }).nullable().optional(),
+  /** ControlNet: each map on local disk with the ControlNet folder that reads it (python/diffusers_runner/control.py). */
+  control: z
+    .array(z.object({ path: z.string(), imagePath: z.string(), type: z.string(), strength: z.number(), start: z.number(), end: z.number(), preprocess: z.boolean() }))
+    .nullable()
+    .optional(),
   loras: z.array(z.object({ name: z.string(), path: z.string(), weight: z.number() })).optional(),
 });
 
