@@ -64,6 +64,34 @@ export function oneOfListedElsewhere<T extends readonly [string, ...string[]]>(f
   return z.string({ error: (issue) => `${field} must be one of ${values.join(", ")} (got ${JSON.stringify(issue.input)})` }).pipe(oneOf(field, values)).describe(description);
 }
 
+/**
+ * ControlNet maps: up to `max` of {image, type, strength, start, end, preprocess}. Ranges are checked here and
+ * named in the message, not spelled out in tools/list (paid in tokens on every turn); the types are listed.
+ */
+export function controlList<T extends readonly [string, ...string[]]>(field: string, max: number, types: T, strength: { min: number; max: number }) {
+  const share = (name: string) => boundedShare(`${field}[].${name}`, 0, 1);
+  const item = z
+    .object(
+      {
+        image: z.string({ error: `${field}[].image must be a string: an image like init_image's` }),
+        type: oneOf(`${field}[].type`, types),
+        strength: boundedShare(`${field}[].strength`, strength.min, strength.max).optional(),
+        start: share("start").optional(),
+        end: share("end").optional(),
+        preprocess: z.boolean({ error: `${field}[].preprocess must be true or false` }).optional(),
+      },
+      { error: `${field} must be a list of {image, type, strength?, start?, end?, preprocess?}` },
+    )
+    .strict();
+  return z.array(item, { error: `${field} must be a list of {image, type, ...}` }).max(max, { error: (issue) => `${field} takes at most ${max} maps (got ${(issue.input as unknown[]).length})` });
+}
+
+/** A number whose range is said in its error message only (see controlList). */
+function boundedShare(field: string, min: number, max: number) {
+  const message = (issue: { input?: unknown }) => `${field} must be a number between ${min} and ${max} (got ${JSON.stringify(issue.input)})`;
+  return z.number({ error: message }).refine((value) => value >= min && value <= max, { error: message });
+}
+
 export function oneOf<T extends readonly [string, ...string[]]>(field: string, values: T, description?: string) {
   return described(z.enum(values, { error: (issue) => `${field} must be one of ${values.join(", ")} (got ${JSON.stringify(issue.input)})` }), description);
 }

@@ -1,9 +1,8 @@
-/**
- * What a generation is, independent of who asks (the MCP tools, REST, the gallery, the CLI) and who runs it (the
- * engines): the request, its result and progress, the scheduler and family names, the value limits. Everything
- * above and below imports from here; this file imports nothing of the project's (the family table's data and
- * defaults are read by src/models/families.ts).
- */
+// What a generation is, independent of who asks (the MCP tools, REST, the gallery, the CLI) and who runs it (the
+// engines): the request, its result and progress, the scheduler and family names, the value limits. Everything
+// above and below imports from here; this file imports nothing of the project's (the family table's data and
+// defaults are read by src/models/families.ts). One file past 250 lines, as the request's parts (sizes, start
+// image, mask, outpaint, control maps, refiner, LoRAs) are read together.
 
 /**
  * Scheduler names the runner accepts; python/diffusers_runner/pipelines.py maps each to a diffusers class, and each
@@ -34,7 +33,8 @@ export type Guidance = "cfg" | "distilled" | "true_cfg";
 /** One entry of the family table, python/diffusers_runner/families.json, which the runner reads too (families.py). */
 export interface FamilySpec {
   label: string;
-  pipelines: { text: string; image?: string; inpaint?: string };
+  /** diffusers classes by role; the control roles run ControlNets (Image: beside a start image; Union: one network for every map). */
+  pipelines: { text: string; image?: string; inpaint?: string; control?: string; controlImage?: string; controlUnion?: string; controlUnionImage?: string };
   denoiser: "unet" | "transformer";
   guidance: Guidance;
   /** true, false, or "true_cfg": a negative prompt runs true CFG at trueCfgScale. */
@@ -77,7 +77,25 @@ export const LIMITS = {
   imageInput: { maxBytes: 20_000_000 },
   /** Inpaint: a mask's edge softened by this many pixels (0 keeps it hard). */
   maskBlur: { min: 0, max: 64, default: 4 },
+  /** ControlNet: maps per job, how hard each steers, and the share of the schedule it steers in. */
+  control: { max: 2, strength: { min: 0, max: 2, default: 1 }, start: 0, end: 1 },
 } as const;
+
+/** The kinds of control map: canny and lineart edges are made from any picture here; the rest come ready (a CAD render's depth or normals). */
+export const CONTROL_TYPES = ["canny", "lineart", "depth", "normal", "scribble", "pose", "tile"] as const;
+export type ControlType = (typeof CONTROL_TYPES)[number];
+
+/** One control map of a job: the stored image, the ControlNet that reads it (from models.yaml's folder), and how. */
+export interface ControlUse {
+  key: string;
+  controlnet: string;
+  path: string;
+  type: ControlType;
+  strength: number;
+  start: number;
+  end: number;
+  preprocess: boolean;
+}
 
 /** Pixels added on each side of the start image (the server's rounding to the family's size multiple included). */
 export interface OutpaintSides {
@@ -190,6 +208,8 @@ export interface GenerationRequest {
    * with the family's inpaint pipeline; pixels under black are kept exactly. `blur` softens the edge, in pixels.
    */
   mask?: { key: string; blur: number } | null;
+  /** ControlNet: up to two maps that steer the denoising (text-to-image and image-to-image). */
+  control?: ControlUse[];
   /** Set by upscale_image: the start image is this job's source, made `scale` times larger. Recorded, not sent to engines. */
   upscale?: { scale: number; mode: UpscaleMode } | null;
   loras?: LoraUse[];

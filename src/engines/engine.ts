@@ -15,6 +15,8 @@ export interface GenerationJob {
   initImagePath: string | null;
   /** Inpaint: the mask, already on local disk (absent: none). */
   maskPath?: string | null;
+  /** ControlNet: each control map, already on local disk, in the request's order. */
+  controlPaths?: string[];
   /** Never throws: the worker records progress in the background and logs a write the database refuses. */
   onProgress(progress: GenerationProgress): void;
   /** Aborted when the job is cancelled or this process must let go of it: the engine stops at its next step. */

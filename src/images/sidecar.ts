@@ -109,6 +109,11 @@ export function buildSidecar(
     ...(result.engineInfo && { engineInfo: result.engineInfo }),
     ...(image.pngBytes !== undefined && { pngBytes: image.pngBytes }),
     ...(image.preview && { preview: image.preview }),
-    ...(request.initImage && { parents: [request.initImage.key, ...(request.mask ? [request.mask.key] : [])] }),
+    ...(parentsOf(request).length > 0 && { parents: parentsOf(request) }),
   };
+}
+
+/** The stored images a job was made from, start image first: its mask and control maps follow. */
+function parentsOf(request: GenerationRequest): string[] {
+  return [...(request.initImage ? [request.initImage.key] : []), ...(request.mask ? [request.mask.key] : []), ...(request.control ?? []).map((control) => control.key)];
 }

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { KittyError } from "../core/errors.js";
 import { loadWorkflow } from "./comfyWorkflow.js";
 import { HUB_PREFIX, locateHubModel } from "./hubCache.js";
+import { listControlNets, type ControlNetEntry } from "./controlnetFiles.js";
 import { listLoras, type LoraEntry } from "./loraFiles.js";
 import { isSingleFile } from "./modelFolder.js";
 import { ENGINE_NAMES, LIMITS, SCHEDULERS, type EngineName, type GenerationDefaults, type ModelFamily } from "../core/generation.js";
@@ -67,8 +68,9 @@ const richEntrySchema = z
 
 const entrySchema = z.union([z.string().min(1), richEntrySchema]);
 
-/** The one key in models.yaml that is not a model: the folder LoRA files are read from. */
+/** The keys in models.yaml that are not models: the folders LoRA files and ControlNets are read from. */
 export const LORAS_KEY = "loras";
+export const CONTROLNETS_KEY = "controlnets";
 
 export class ModelCatalog {
   constructor(
@@ -76,7 +78,13 @@ export class ModelCatalog {
     readonly defaultModel: string | null,
     readonly sourcePath: string | null,
     readonly lorasDir: string | null = null,
+    readonly controlnetsDir: string | null = null,
   ) {}
+
+  /** Read from the folder each time, like the LoRAs. */
+  controlnets(): ControlNetEntry[] {
+    return this.controlnetsDir ? listControlNets(this.controlnetsDir) : [];
+  }
 
   /** Read from the folder each time: a LoRA dropped in is usable without a restart. */
   loras(): LoraEntry[] {
@@ -133,7 +141,15 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
   const raw = document as Record<string, unknown>;
   const entries: ModelEntry[] = [];
   let lorasDir: string | null = null;
+  let controlnetsDir: string | null = null;
   for (const [name, value] of Object.entries(raw)) {
+    if (name === CONTROLNETS_KEY) {
+      if (typeof value !== "string" || !value) {
+        throw new KittyError("config_invalid", `${sourcePath}: '${CONTROLNETS_KEY}' must be a folder of diffusers ControlNet folders ('${CONTROLNETS_KEY}: /path/to/controlnets')`);
+      }
+      controlnetsDir = expandPath(value, baseDir);
+      continue;
+    }
     if (name === LORAS_KEY) {
       if (typeof value !== "string" || !value) {
         throw new KittyError("config_invalid", `${sourcePath}: '${LORAS_KEY}' must be a folder of .safetensors LoRA files ('${LORAS_KEY}: /path/to/loras')`);
@@ -215,7 +231,7 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
       `KITTY_IMAGES_DEFAULT_MODEL='${defaultModel}' is not in ${sourcePath} (known: ${entries.map((e) => e.name).join(", ")})`,
     );
   }
-  return new ModelCatalog(entries, defaultModel ?? entries[0]?.name ?? null, sourcePath, lorasDir);
+  return new ModelCatalog(entries, defaultModel ?? entries[0]?.name ?? null, sourcePath, lorasDir, controlnetsDir);
 }
 
 export function loadModelsYaml(sourcePath: string, defaultModel?: string, hubCache?: string, defaultEngine?: EngineName): ModelCatalog {

@@ -22,7 +22,8 @@ export function familyTakes(family: FamilySpec): string[] {
   return [
     ...(family.negativePrompt ? ["negative_prompt"] : []),
     ...(family.pipelines.image ? ["init_image"] : []),
-    ...(family.pipelines.inpaint ? ["outpaint"] : []),
+    ...(family.pipelines.inpaint ? ["mask", "outpaint"] : []),
+    ...(family.pipelines.control ? ["control"] : []),
     ...(family.lora ? ["loras"] : []),
     ...(family.refiner ? ["refiner"] : []),
   ];

@@ -4,8 +4,9 @@ import { LIMITS, refinerPassFor, type GenerationRequest, type LoraUse, type Mode
 import type { ModelCatalog, ModelEntry } from "./catalog.js";
 import { FAMILIES } from "./families.js";
 import { checkFamilyTakes, defaultsFor, familyOf, familyOfElsewhere } from "./familyRules.js";
-import { maskOf } from "./editArguments.js";
+import { controlOf, maskOf, type ControlAsk } from "./editArguments.js";
 import { outpaintCanvas, sizeLike } from "./imageSizes.js";
+import type { ModelsElsewhere } from "./workerModels.js";
 import { inspectEntry, inspectModelFolder, type ModelOnDisk } from "./modelFolder.js";
 
 /** What a caller asks for, in any door's words once mapped: every field but the prompt may be left out. */
@@ -31,46 +32,13 @@ export interface GenerationAsk {
   /** Inpaint: the mask as the door found it (a stored image or an upload); `coverage`, when known, its white share. */
   mask?: { key: string; coverage?: number | undefined } | undefined;
   maskBlur?: number | undefined;
+  /** ControlNet maps, their images found by the door. */
+  control?: ControlAsk[] | undefined;
   loras?: Array<{ name: string; weight: number }> | undefined;
 }
 
 /** A stored image an init_image names, as the door finds it (null when this server has no such image). */
 export type FindImage = (reference: string) => { key: string; width: number; height: number } | null;
-
-/**
- * What the live GPU workers on a shared queue say of models and LoRAs this host has no files for (a front-end keeps
- * none): a model's family and whether some worker has its refiner, a LoRA's family. null: no live worker has it.
- */
-export interface ModelsElsewhere {
-  model(name: string): { family: ModelFamily | null; refiner: boolean } | null;
-  lora(name: string): { family: ModelFamily | null } | null;
-}
-
-interface WorkerReport {
-  alive: boolean;
-  models: readonly string[];
-  modelInfo: Record<string, { family: ModelFamily | null; refiner: boolean }>;
-  loras: ReadonlyArray<{ name: string; family: ModelFamily | null }>;
-}
-
-/**
- * The live workers' word, merged: a model or LoRA is there when one of them has it. A worker registered before
- * workers described their models (model_info empty) still counts for the names it lists, family unknown.
- */
-export function modelsOfWorkers(workers: readonly WorkerReport[]): ModelsElsewhere {
-  const live = workers.filter((worker) => worker.alive);
-  return {
-    model(name) {
-      const told = live.filter((worker) => worker.models.includes(name)).map((worker) => worker.modelInfo[name] ?? { family: null, refiner: false });
-      if (told.length === 0) return null;
-      return { family: told.find((info) => info.family)?.family ?? null, refiner: told.some((info) => info.refiner) };
-    },
-    lora(name) {
-      const told = live.flatMap((worker) => worker.loras.filter((lora) => lora.name === name));
-      return told.length === 0 ? null : { family: told.find((lora) => lora.family)?.family ?? null };
-    },
-  };
-}
 
 /** The model's folder as this host sees it, else as a live worker reported it. */
 export function inspectModel(entry: ModelEntry, elsewhere?: ModelsElsewhere): ModelOnDisk {
@@ -147,6 +115,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
 
   const scheduler = ask.scheduler ?? defaults.scheduler;
   checkFamilyTakes(ask, name, family, { ...size, cfgScale, scheduler });
+  const control = controlOf(ask, { name, family }, { list: () => catalog.controlnets(), folder: catalog.controlnetsDir });
   return {
     prompt: ask.prompt,
     negativePrompt: ask.negativePrompt?.trim() ? ask.negativePrompt : null,
@@ -167,6 +136,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
     initImage,
     ...(outpaint && { outpaint }),
     ...(mask && { mask }),
+    ...(control.length > 0 && { control }),
     loras: resolveLoras(ask.loras ?? [], catalog, name, family, elsewhere),
   };
 }
@@ -176,7 +146,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
  * The family (for the defaults) is declared in models.yaml, else read from the name ("xl" in it: SDXL).
  */
 function resolveElsewhere(ask: GenerationAsk, entry: ModelEntry): GenerationRequest {
-  for (const [field, given] of [["refiner", ask.refiner || ask.refinerMode], ["init_image", ask.initImage], ["loras", ask.loras?.length]] as const) {
+  for (const [field, given] of [["refiner", ask.refiner || ask.refinerMode], ["init_image", ask.initImage], ["control", ask.control?.length], ["loras", ask.loras?.length]] as const) {
     if (given) throw new KittyError("invalid_argument", `${field} needs a model the diffusers engine runs; model '${entry.name}' runs on ${entry.engine}`, field);
   }
   if (ask.strength !== undefined) throw new KittyError("invalid_argument", "strength applies to image-to-image only: give init_image too", "strength");

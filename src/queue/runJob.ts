@@ -218,12 +218,17 @@ async function generate(job: Job, deps: JobRunDeps, signals: JobSignals, log: Lo
   await staging.prepare();
   const initImagePath = await fetchStored(job.request.initImage?.key, "start image", staging.initImagePath(job.id), deps, signals, log);
   const maskPath = await fetchStored(job.request.mask?.key, "mask", staging.maskPath(job.id), deps, signals, log);
+  const controlPaths: string[] = [];
+  for (const [index, control] of (job.request.control ?? []).entries()) {
+    controlPaths.push((await fetchStored(control.key, "control map", staging.controlPath(job.id, index), deps, signals, log))!);
+  }
   const result = await engine.generate(job.request, {
     jobId: job.id,
     outputPaths: staging.pngPaths(job.id, imageCount(job.request)),
     previewPaths: staging.previewPaths(job.id, imageCount(job.request)),
     initImagePath,
     maskPath,
+    controlPaths,
     onProgress: (progress) => {
       // Advisory: a database too busy for it skips a step, and the job goes on.
       jobs.setProgress(job.id, job.attempts, progress.step, progress.totalSteps).catch((error: unknown) => log.warn({ error: messageOf(error) }, "could not record progress"));

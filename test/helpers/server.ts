@@ -31,6 +31,7 @@ export async function makeTestHome(tinyModelsDir: string): Promise<TestHome> {
       `  path: ${path.join(tinyModelsDir, "single", "sd15.safetensors")}`,
       `  config: ${path.join(tinyModelsDir, "single", "sd15-config")}`,
       `loras: ${path.join(tinyModelsDir, "loras")}`,
+      `controlnets: ${path.join(tinyModelsDir, "controlnets")}`,
       "",
     ].join("\n"),
   );

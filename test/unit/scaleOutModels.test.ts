@@ -5,7 +5,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { GenerationRequest } from "../../src/core/generation.js";
 import { parseModelsYaml } from "../../src/models/catalog.js";
 import { localizeRequest } from "../../src/models/localizeRequest.js";
-import { inspectModel, modelsOfWorkers } from "../../src/models/resolveRequest.js";
+import { inspectModel } from "../../src/models/resolveRequest.js";
+import { modelsOfWorkers } from "../../src/models/workerModels.js";
 
 const request = (model: Partial<GenerationRequest["model"]>, loras?: GenerationRequest["loras"]): GenerationRequest => ({
   prompt: "p",

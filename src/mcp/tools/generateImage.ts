@@ -1,12 +1,13 @@
 import { z } from "zod";
-import { LIMITS, REFINER_MODES, SCHEDULERS, type OutpaintSides } from "../../core/generation.js";
+import { CONTROL_TYPES, LIMITS, REFINER_MODES, SCHEDULERS, type ControlUse, type OutpaintSides } from "../../core/generation.js";
 import { catalogWithEngineModels } from "../../models/engineCatalog.js";
-import { modelsOfWorkers, resolveRequest } from "../../models/resolveRequest.js";
-import { boundedInt, boundedNumber, boundedText, loraList, oneOf, oneOfListedElsewhere, sidesInPixels } from "../../core/arguments.js";
+import { resolveRequest } from "../../models/resolveRequest.js";
+import { modelsOfWorkers } from "../../models/workerModels.js";
+import { boundedInt, boundedNumber, boundedText, controlList, loraList, oneOf, oneOfListedElsewhere, sidesInPixels } from "../../core/arguments.js";
 import { resolveImageInput } from "../../uploads/imageInputs.js";
 import { defineTool } from "./toolKit.js";
 
-const { size, steps, cfgScale, seed, promptChars, count, strength, loras, outpaint, maskBlur } = LIMITS;
+const { size, steps, cfgScale, seed, promptChars, count, strength, loras, outpaint, maskBlur, control } = LIMITS;
 
 export const generateImage = defineTool({
   name: "generate_image",
@@ -25,12 +26,13 @@ export const generateImage = defineTool({
     scheduler: oneOfListedElsewhere("scheduler", SCHEDULERS, "See list_models.").optional(),
     refiner: z.boolean({ error: "refiner must be true or false" }).optional(),
     refiner_mode: oneOf("refiner_mode", REFINER_MODES, "polish: a light pass after the base.").optional(),
-    count: boundedInt("count", count.min, count.max, "Seeds seed, seed+1...").optional(),
+    count: boundedInt("count", count.min, count.max, "Seeds seed, seed+1.").optional(),
     init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Start image: key, imageRef URL, data: URL or file path.").optional(),
-    strength: boundedNumber("strength", strength.min, strength.max, `Share repainted (default ${strength.default}).`).optional(),
+    strength: boundedNumber("strength", strength.min, strength.max, "Share repainted.").optional(),
     outpaint: sidesInPixels("outpaint", outpaint.maxSide, "Pixels added per side.").optional(),
     mask: z.string({ error: "mask must be a string: an image like init_image's" }).describe("Inpaint init_image where white.").optional(),
     mask_blur: boundedInt("mask_blur", maskBlur.min, maskBlur.max).optional(),
+    control: controlList("control", control.max, CONTROL_TYPES, control.strength).describe("ControlNet maps.").optional(),
     loras: loraList("loras", loras.max, loras.weight).describe("From list_models.").optional(),
   },
   output: {
@@ -40,15 +42,16 @@ export const generateImage = defineTool({
     model: z.string(),
     width: z.number().int(),
     height: z.number().int(),
-    steps: z.number().int(),
     seed: z.number().int(),
-    count: z.number().int(),
+    // Also `steps` and `count`, said in the summary too; left out of the schema as tokens.
   },
-  async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, mask, mask_blur, ...rest }, { config, queue, imageInputs, door, log, engineModels, workers }) {
+  async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, mask, mask_blur, control: maps, ...rest }, { config, queue, imageInputs, door, log, engineModels, workers }) {
     const initSource = init_image === undefined ? null : await resolveImageInput(init_image, "init_image", door, imageInputs);
     const maskSource = mask === undefined ? undefined : await resolveImageInput(mask, "mask", door, imageInputs);
+    const controls = [];
+    for (const [index, map] of (maps ?? []).entries()) controls.push({ ...map, image: await resolveImageInput(map.image, `control[${index}].image`, door, imageInputs) });
     const request = resolveRequest(
-      { ...rest, negativePrompt: negative_prompt, cfgScale: cfg_scale, refinerMode: refiner_mode, initImage: init_image, mask: maskSource, maskBlur: mask_blur },
+      { ...rest, negativePrompt: negative_prompt, cfgScale: cfg_scale, refinerMode: refiner_mode, initImage: init_image, mask: maskSource, maskBlur: mask_blur, control: controls },
       await catalogWithEngineModels(config.models, config.engine, engineModels, { model: rest.model }),
       () => initSource,
       workers ? modelsOfWorkers(await workers()) : undefined,
@@ -70,10 +73,16 @@ export const generateImage = defineTool({
       summary:
         `Queued job ${job.id} (${request.model.name}, ${request.width}x${request.height}, ${request.steps} steps, ` +
         `${request.count && request.count > 1 ? `${request.count} images from seed` : "seed"} ${request.seed}) ` +
-        `at position ${position}.${outpaintNote(rest.outpaint, request.outpaint)} Next: job_status {"jobId":"${job.id}","wait_seconds":30}.`,
+        `at position ${position}.${outpaintNote(rest.outpaint, request.outpaint)}${controlNote(request.control)} Next: job_status {"jobId":"${job.id}","wait_seconds":30}.`,
     };
   },
 });
+
+/** Which ControlNet reads each map: the server chose it from the folder by the model's family and the map's type. */
+function controlNote(control: readonly ControlUse[] | undefined): string {
+  if (!control?.length) return "";
+  return ` Control: ${control.map((use) => `${use.type} via ${use.controlnet}`).join(", ")}.`;
+}
 
 /** What an outpaint adds, and where the canvas was rounded up to the family's size multiple (the extra goes right and down). */
 function outpaintNote(asked: { right?: number | undefined; bottom?: number | undefined } | undefined, run: OutpaintSides | null | undefined): string {

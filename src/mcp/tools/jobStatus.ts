@@ -29,9 +29,8 @@ export const jobStatus = defineTool({
     notice: z.string().optional(),
     model: z.string(),
     prompt: z.string(),
-    createdAt: z.string(),
-    startedAt: z.string().optional(),
-    finishedAt: z.string().optional(),
+    // The answer also carries createdAt, startedAt and finishedAt (ISO times), left out of the schema: tools/list is
+    // paid in tokens on every turn, and an agent acts on the state, not the clock.
   },
   async handler({ jobId, wait_seconds, preview }, deps, call) {
     let job = await deps.queue.get(jobId);

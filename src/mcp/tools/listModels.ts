@@ -2,8 +2,10 @@ import { z } from "zod";
 import { inspectModelFolder } from "../../models/modelFolder.js";
 import { catalogWithEngineModels } from "../../models/engineCatalog.js";
 import { defaultsFor, familyOf, familyOfElsewhere, familyTakes } from "../../models/familyRules.js";
-import { inspectModel, modelsOfWorkers } from "../../models/resolveRequest.js";
-import type { EngineName } from "../../core/generation.js";
+import { inspectModel } from "../../models/resolveRequest.js";
+import { modelsOfWorkers } from "../../models/workerModels.js";
+import { CONTROL_TYPES, type EngineName, type ModelFamily } from "../../core/generation.js";
+import type { ControlNetEntry } from "../../models/controlnetFiles.js";
 import { FAMILIES } from "../../models/families.js";
 import { defineTool, type EngineModels } from "./toolKit.js";
 
@@ -23,10 +25,11 @@ export const listModels = defineTool({
         // generate_image's arguments this model takes beyond the prompt and sizes, and its schedulers.
         takes: z.array(z.string()).optional(),
         schedulers: z.array(z.string()).optional(),
+        // The control map types its family's ControlNets in models.yaml's folder read.
+        control: z.array(z.string()).optional(),
         present: z.boolean(),
-        path: z.string(),
+        // Also `path` (the folder or the engine's name for it) and models.yaml's `description`, left out of the schema as tokens.
         problem: z.string().optional(),
-        description: z.string().optional(),
         // {path, present} and {width, height, steps, cfgScale, scheduler, refiner}: typed loosely, as their names
         // say what they hold and tools/list is paid in tokens.
         refiner: z.record(z.string(), z.unknown()).nullable(),
@@ -56,6 +59,7 @@ export const listModels = defineTool({
         ),
       ),
     );
+    const controlnets = catalog.controlnets();
     const models = catalog.entries.map((entry) => {
       const offered = elsewhere.get(entry.engine);
       if (offered) {
@@ -84,6 +88,7 @@ export const listModels = defineTool({
         engine: entry.engine,
         family: entry.declaredFamily ?? onDisk.family,
         ...(family && { takes: familyTakes(FAMILIES[family]!), schedulers: [...FAMILIES[family]!.schedulers] }),
+        ...(family && FAMILIES[family]!.pipelines.control && { control: controlTypesFor(controlnets, family) }),
         present: onDisk.present && !onDisk.unsupported,
         path: entry.path,
         ...(onDisk.problem && { problem: onDisk.problem }),
@@ -126,6 +131,13 @@ export const listModelsWithWorkers = defineTool({
       .optional(),
   },
 });
+
+/** The map types a family's ControlNets read: a union network reads them all. */
+function controlTypesFor(controlnets: ControlNetEntry[], family: ModelFamily): string[] {
+  const fitting = controlnets.filter((entry) => !entry.problem && entry.family === family);
+  if (fitting.some((entry) => entry.type === "union")) return [...CONTROL_TYPES];
+  return CONTROL_TYPES.filter((type) => fitting.some((entry) => entry.type === type));
+}
 
 /** One sentence on the GPU workers: who is free, who is busy, who went silent, and what each serves. */
 function workersLine(workers: Array<{ id: string; device: string | null; models: string[]; state: "idle" | "busy" | "silent" }>): string {

@@ -4,7 +4,8 @@ import { KittyError } from "../../core/errors.js";
 import { LIMITS, type GenerationRequest } from "../../core/generation.js";
 import type { ImageSidecar } from "../../images/sidecar.js";
 import { catalogWithEngineModels } from "../../models/engineCatalog.js";
-import { modelsOfWorkers, resolveRequest } from "../../models/resolveRequest.js";
+import { resolveRequest } from "../../models/resolveRequest.js";
+import { modelsOfWorkers } from "../../models/workerModels.js";
 import type { ImageRecord } from "../../queue/ports.js";
 import { resolveImageInput } from "../../uploads/imageInputs.js";
 import { defineTool } from "./toolKit.js";
@@ -14,7 +15,7 @@ const { upscale, size, strength, promptChars } = LIMITS;
 export const upscaleImage = defineTool({
   name: "upscale_image",
   description:
-    "Queue a 2x (default) or 4x copy of a stored image, lightly repainted for detail (hires fix). Next: job_status.",
+    "Queue a 2x or 4x copy of an image, lightly repainted for detail. Next: job_status.",
   annotations: { destructiveHint: false },
   input: {
     image: z.string({ error: "image must be a string: an image key, storageUri or downloadUrl" }),
