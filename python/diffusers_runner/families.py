@@ -49,6 +49,8 @@ class Family:
     defaults: dict[str, Any]
     schedulers: tuple[str, ...]
     dtypes: dict[str, str]
+    # instruction edits (pipelines["edit"]): how many images one edit takes, the edited one first; 0: it edits none
+    edit_images: int = 0
 
     @property
     def uses_clip_prompts(self) -> bool:
@@ -78,6 +80,7 @@ def _family(name: str, entry: dict[str, Any]) -> Family:
         defaults=dict(entry["defaults"]),
         schedulers=tuple(entry["schedulers"]),
         dtypes=dict(entry["dtype"]),
+        edit_images=entry.get("editImages", 0),
     )
 
 

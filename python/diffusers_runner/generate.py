@@ -131,6 +131,8 @@ class _Job:
     canvas: Image.Image | None = None
     mask: Image.Image | None = None
     soft_mask: Image.Image | None = None
+    # An instruction edit: the image to edit and its references, at the job's size (the prompt is the instruction).
+    edit_images: list[Image.Image] | None = None
     # ControlNet: the prepared maps, and (pipeline class, ControlNet folders, the network(s), union?) to run them.
     controls: list[PreparedControl] = field(default_factory=list)
     control: tuple[str, tuple[str, ...], Any, bool] | None = None
@@ -215,6 +217,9 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
     controls = request_controls(request)
     if controls and (masks is not None or outpaint is not None):
         raise JobFailed("bad_request", "control goes with text-to-image and image-to-image here, not with mask or outpaint")
+    edit_images = _load_edit_images(request)
+    if edit_images is not None and (init_image is not None or controls):
+        raise JobFailed("bad_request", "an edit takes its images alone: no initImage, mask, outpaint or control beside them")
 
     try:
         model, load_seconds = cache.get(model_spec["path"], refiner_path, model_spec.get("configPath"), model_spec.get("basePath"))
@@ -222,6 +227,11 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         raise JobFailed(exc.code, str(exc)) from exc
     if request.get("scheduler") and request["scheduler"] not in model.spec.schedulers:
         raise JobFailed("bad_request", f"scheduler {request['scheduler']} does not fit {model.spec.label}; it takes {', '.join(model.spec.schedulers)}")
+    if edit_images is not None:
+        if "edit" not in model.spec.pipelines:
+            raise JobFailed("bad_request", f"{model.spec.label} does not edit images by instruction")
+        if len(edit_images) > model.spec.edit_images:
+            raise JobFailed("bad_request", f"{model.spec.label} takes {model.spec.edit_images} image(s) per edit (got {len(edit_images)})")
     if (outpaint is not None or masks is not None) and model.base.inpaint_class is None:
         # The server refuses this before queueing; this is the backstop.
         raise JobFailed("bad_request", f"{model.spec.label} cannot {'outpaint' if outpaint else 'inpaint'}: its family has no inpaint pipeline in diffusers")
@@ -246,6 +256,7 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         job.canvas, (job.mask, job.soft_mask) = init_image, masks
     if controls:
         job.controls, job.control = controls, _control_networks(model, cache, controls, image=init_image is not None)
+    job.edit_images = edit_images
     inference_seconds = save_seconds = 0.0
     width = height = 0
     previews: list[PreviewInfo | None] = []
@@ -288,6 +299,26 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
             "saveSeconds": round(save_seconds, 4),
         },
     )
+
+
+def _load_edit_images(request: GenerateRequest) -> list[Image.Image] | None:
+    """An instruction edit's images, upright and RGB, each fitted to the job's size (the first sets it: the server
+    sizes the job after it); None for a job that is no edit."""
+    spec = request.get("edit")
+    if not spec:
+        return None
+    images = []
+    for index, path in enumerate(spec["images"]):
+        try:
+            with Image.open(path) as source:
+                image = ImageOps.exif_transpose(source).convert("RGB")
+        except (OSError, UnidentifiedImageError) as exc:
+            raise JobFailed("bad_request", f"edit image {index + 1} ({path}) could not be read as an image: {exc}") from exc
+        size = (request["width"], request["height"])
+        images.append(image if image.size == size else ImageOps.fit(image, size, Image.Resampling.LANCZOS))
+    if not images:
+        raise JobFailed("bad_request", "an edit needs the image to edit")
+    return images
 
 
 def _load_init_image(request: GenerateRequest, crop: bool = True) -> Image.Image | None:
@@ -407,7 +438,16 @@ def _denoise(job: _Job, seed: int) -> Any:
         "num_inference_steps": request["steps"],
         "callback_on_step_end": _step_callback(job.cancel, job.progress.base_step),
     }
-    if job.control is not None:
+    if job.edit_images is not None:
+        pipe = base.as_class(job.model.spec.pipelines["edit"])
+        kwargs.update(image=job.edit_images[0] if job.model.spec.edit_images == 1 else job.edit_images, width=request["width"], height=request["height"])
+        # The images come fitted to the job's size: FLUX.1 Kontext would otherwise pick a size of its own for them,
+        # and scale the output to a megapixel.
+        if _accepts(pipe, "_auto_resize"):
+            kwargs["_auto_resize"] = False
+        if _accepts(pipe, "max_area"):
+            kwargs["max_area"] = request["width"] * request["height"]
+    elif job.control is not None:
         class_name, paths, network, union = job.control
         pipe = base.controlled(class_name, paths, network)
         image_key = "control_image" if _accepts(pipe, "control_image") else "image"
@@ -512,6 +552,8 @@ def _parameters_text(request: GenerateRequest, seed: int, scheduler_name: str, w
     if request.get("mask"):
         extra["Mask blur"] = int(request["mask"].get("blur", 0))
     extra.update(describe_controls(request.get("control") or []))
+    if request.get("edit"):
+        extra["Edit images"] = len(request["edit"]["images"])
     refiner = request.get("refiner")
     refiner_path = request["model"].get("refinerPath")
     if refiner is not None and refiner_path:

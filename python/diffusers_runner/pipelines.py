@@ -111,6 +111,8 @@ class LoadedPipeline:
     _inpaint: DiffusionPipeline | None = None
     # ControlNet pipelines on the same weights, by (class, the ControlNet folders they carry): made once, kept.
     _controlled: dict[tuple[str, tuple[str, ...]], DiffusionPipeline] = field(default_factory=dict)
+    # Other roles' pipelines on the same weights (an instruction edit's), by class: made once, kept.
+    _roles: dict[str, DiffusionPipeline] = field(default_factory=dict)
 
     @classmethod
     def of(cls, pipe: DiffusionPipeline, path: str, attention_slicing: bool, image_class: str | None = None, inpaint_class: str | None = None) -> LoadedPipeline:
@@ -133,6 +135,16 @@ class LoadedPipeline:
             self._inpaint = self._twin(self.inpaint_class)
         self._inpaint.scheduler = self.pipe.scheduler
         return self._inpaint
+
+    def as_class(self, class_name: str) -> DiffusionPipeline:
+        """This pipeline run as `class_name` (itself when it is one already), on the scheduler this job set."""
+        if type(self.pipe).__name__ == class_name:
+            return self.pipe
+        if class_name not in self._roles:
+            self._roles[class_name] = self._twin(class_name)
+        twin = self._roles[class_name]
+        twin.scheduler = self.pipe.scheduler
+        return twin
 
     def controlled(self, class_name: str, paths: tuple[str, ...], controlnet: Any) -> DiffusionPipeline:
         """This pipeline's ControlNet twin (class_name) carrying `controlnet` (one, or several as a multi-model), on

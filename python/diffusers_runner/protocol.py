@@ -54,6 +54,11 @@ class ControlSpec(TypedDict):
     preprocess: bool
 
 
+class EditSpec(TypedDict):
+    # the image to edit, then any reference images, as the server staged them; the prompt is the instruction
+    images: list[str]
+
+
 class MaskSpec(TypedDict):
     # the mask image as the server staged it (PNG, JPEG or WebP; white repaints), and its edge's softening in pixels
     path: str
@@ -102,6 +107,8 @@ class GenerateRequest(TypedDict):
     mask: NotRequired[MaskSpec | None]
     # ControlNet: up to two maps, each with the ControlNet (from models.yaml's controlnets folder) that reads it
     control: NotRequired[list[ControlSpec] | None]
+    # An instruction edit with the family's edit pipeline (FLUX.1 Kontext, FLUX.2 klein's references)
+    edit: NotRequired[EditSpec | None]
     loras: NotRequired[list[LoraSpec]]
 
 

@@ -30,6 +30,7 @@ from diffusers import (
     Flux2KleinPipeline,
     Flux2Transformer2DModel,
     FluxPipeline,
+    FluxKontextPipeline,
     FluxTransformer2DModel,
     Krea2Pipeline,
     Krea2Transformer2DModel,
@@ -371,11 +372,11 @@ def _krea2_scheduler() -> FlowMatchEulerDiscreteScheduler:
 # --- families -----------------------------------------------------------------------------------------------------
 
 
-def build_flux(out: Path) -> Path:
+def build_flux(out: Path, pipeline_class: type = FluxPipeline, name: str = "flux") -> Path:
     """FLUX.1 [dev]: CLIP-L pooled + T5 sequence, guidance-distilled (guidance_embeds)."""
     torch.manual_seed(SEED)
     tokenizer, tokenizer_2 = clip_tokenizer(), t5_tokenizer()
-    pipe = FluxPipeline(
+    pipe = pipeline_class(
         scheduler=_flux_scheduler(),
         vae=_flux1_vae(),
         text_encoder=CLIPTextModel(_clip_config(len(tokenizer), FLUX_CLIP_HIDDEN)),
@@ -395,8 +396,13 @@ def build_flux(out: Path) -> Path:
             axes_dims_rope=(4, 6, 6),
         ),
     )
-    pipe.save_pretrained(out / "flux")
-    return out / "flux"
+    pipe.save_pretrained(out / name)
+    return out / name
+
+
+def build_fluxkontext(out: Path) -> Path:
+    """FLUX.1 Kontext: FLUX.1's modules, run by FluxKontextPipeline, which puts the image to edit beside the latents."""
+    return build_flux(out, FluxKontextPipeline, "fluxkontext")
 
 
 def build_chroma(out: Path) -> Path:
@@ -572,6 +578,7 @@ def build_krea2(out: Path) -> Path:
 
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "flux": build_flux,
+    "fluxkontext": build_fluxkontext,
     "chroma": build_chroma,
     "sd3": build_sd3,
     "zimage": build_zimage,

@@ -45,6 +45,8 @@ export const generateRequestSchema = z.object({
     .array(z.object({ path: z.string(), imagePath: z.string(), type: z.string(), strength: z.number(), start: z.number(), end: z.number(), preprocess: z.boolean() }))
     .nullable()
     .optional(),
+  /** An instruction edit: the image to edit, then its references, on local disk; the prompt is the instruction. */
+  edit: z.object({ images: z.array(z.string()).min(1) }).nullable().optional(),
   loras: z.array(z.object({ name: z.string(), path: z.string(), weight: z.number() })).optional(),
 });
 
