@@ -459,6 +459,9 @@ def _denoise(job: _Job, seed: int) -> Any:
     elif job.init_image is None:
         pipe = base.pipe
         kwargs.update(width=request["width"], height=request["height"])
+        # FLUX.1 Kontext scales what it makes to a megapixel unless told the area.
+        if _accepts(pipe, "max_area"):
+            kwargs["max_area"] = request["width"] * request["height"]
     elif job.mask is not None:
         pipe = base.inpaint()
         kwargs.update(image=job.canvas, mask_image=job.mask, strength=request["initImage"]["strength"])

@@ -92,6 +92,22 @@ function boundedShare(field: string, min: number, max: number) {
   return z.number({ error: message }).refine((value) => value >= min && value <= max, { error: message });
 }
 
+/**
+ * A seed: a whole number from 0 to 2^32 - 1, the range said in its error message, not in tools/list (where it
+ * would cost tokens in every tool that takes one, and an agent picks small seeds anyway).
+ */
+export function seedArgument(field: string, min: number, max: number) {
+  const message = (issue: { input?: unknown }) => `${field} must be an integer between ${min} and ${max} (got ${JSON.stringify(issue.input)})`;
+  // too_small / too_big, as .min/.max would say (REST's 422 names the kind), without their bounds in the JSON Schema.
+  return z
+    .number({ error: message })
+    .int({ error: message })
+    .superRefine((value, context) => {
+      if (value < min) context.addIssue({ code: "too_small", origin: "number", minimum: min, inclusive: true, input: value, message: message({ input: value }) });
+      else if (value > max) context.addIssue({ code: "too_big", origin: "number", maximum: max, inclusive: true, input: value, message: message({ input: value }) });
+    });
+}
+
 export function oneOf<T extends readonly [string, ...string[]]>(field: string, values: T, description?: string) {
   return described(z.enum(values, { error: (issue) => `${field} must be one of ${values.join(", ")} (got ${JSON.stringify(issue.input)})` }), description);
 }

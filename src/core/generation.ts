@@ -79,6 +79,8 @@ export const LIMITS = {
   imageInput: { maxBytes: 20_000_000 },
   /** Inpaint: a mask's edge softened by this many pixels (0 keeps it hard). */
   maskBlur: { min: 0, max: 64, default: 4 },
+  /** edit_image: reference images beside the one edited (the family may take fewer: FLUX.1 Kontext none). */
+  editReferences: { max: 3 },
   /** ControlNet: maps per job, how hard each steers, and the share of the schedule it steers in. */
   control: { max: 2, strength: { min: 0, max: 2, default: 1 }, start: 0, end: 1 },
 } as const;
@@ -212,6 +214,8 @@ export interface GenerationRequest {
   mask?: { key: string; blur: number } | null;
   /** ControlNet: up to two maps that steer the denoising (text-to-image and image-to-image). */
   control?: ControlUse[];
+  /** Set by edit_image: the stored image to edit, then its references; the prompt is the instruction. */
+  edit?: { keys: string[] } | null;
   /** Set by upscale_image: the start image is this job's source, made `scale` times larger. Recorded, not sent to engines. */
   upscale?: { scale: number; mode: UpscaleMode } | null;
   loras?: LoraUse[];

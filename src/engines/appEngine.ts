@@ -58,8 +58,8 @@ export abstract class AppEngine<Timing extends AppTiming = AppTiming> implements
   protected checkRunnable(request: GenerationRequest, job: GenerationJob): void {
     if (this.stopped) throw new EngineJobError("engine_unavailable", "the server is shutting down", true);
     if (job.signal.aborted) throw new EngineJobError("cancelled", "cancelled before it started");
-    if (request.initImage || request.mask || request.control?.length || request.refiner || (request.loras?.length ?? 0) > 0) {
-      throw new EngineJobError("bad_request", `${this.where} runs text-to-image only here: init_image, mask, control, refiner and loras need the diffusers engine`);
+    if (request.initImage || request.mask || request.control?.length || request.edit || request.refiner || (request.loras?.length ?? 0) > 0) {
+      throw new EngineJobError("bad_request", `${this.where} runs text-to-image only here: init_image, mask, control, edits, refiner and loras need the diffusers engine`);
     }
   }
 

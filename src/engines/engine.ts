@@ -17,6 +17,8 @@ export interface GenerationJob {
   maskPath?: string | null;
   /** ControlNet: each control map, already on local disk, in the request's order. */
   controlPaths?: string[];
+  /** An instruction edit: the image to edit, then its references, already on local disk. */
+  editPaths?: string[];
   /** Never throws: the worker records progress in the background and logs a write the database refuses. */
   onProgress(progress: GenerationProgress): void;
   /** Aborted when the job is cancelled or this process must let go of it: the engine stops at its next step. */

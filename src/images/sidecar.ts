@@ -113,7 +113,12 @@ export function buildSidecar(
   };
 }
 
-/** The stored images a job was made from, start image first: its mask and control maps follow. */
+/** The stored images a job was made from, start image first: its mask and control maps follow (an edit's: the edited image, then its references). */
 function parentsOf(request: GenerationRequest): string[] {
-  return [...(request.initImage ? [request.initImage.key] : []), ...(request.mask ? [request.mask.key] : []), ...(request.control ?? []).map((control) => control.key)];
+  return [
+    ...(request.initImage ? [request.initImage.key] : []),
+    ...(request.mask ? [request.mask.key] : []),
+    ...(request.control ?? []).map((control) => control.key),
+    ...(request.edit?.keys ?? []),
+  ];
 }

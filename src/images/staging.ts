@@ -35,6 +35,11 @@ export class StagingArea {
     return path.join(this.dir, `${jobId}.mask`);
   }
 
+  /** Where an edit's image `index` (from 0: the edited one, then its references) is put for the engine. */
+  editPath(jobId: string, index: number): string {
+    return path.join(this.dir, `${jobId}.edit${index + 1}`);
+  }
+
   /** Where a ControlNet job's control map `index` (from 0) is put for the engine. */
   controlPath(jobId: string, index: number): string {
     return path.join(this.dir, `${jobId}.control${index + 1}`);
@@ -83,6 +88,6 @@ export class StagingArea {
 
 /** `<id>.png`, `<id>.3.png.partial`, `<id>.png.result.json`, `<id>.init`, `<id>.mask`, `<id>.2.preview.webp` -> `<id>`; null for a file not ours. */
 function jobIdOfFile(name: string): string | null {
-  const match = /^([^.]+)\.(?:\d+\.)?(?:png|init|mask|control\d|preview\.webp)(?:\.|$)/.exec(name);
+  const match = /^([^.]+)\.(?:\d+\.)?(?:png|init|mask|control\d|edit\d|preview\.webp)(?:\.|$)/.exec(name);
   return match ? match[1]! : null;
 }

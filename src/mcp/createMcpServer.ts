@@ -10,9 +10,10 @@ import { listLatestImages } from "./tools/listLatestImages.js";
 import { listModels, listModelsWithWorkers } from "./tools/listModels.js";
 import { selectImage } from "./tools/selectImage.js";
 import { upscaleImage } from "./tools/upscaleImage.js";
+import { editImage } from "./tools/editImage.js";
 import { registerTool, type AnyTool, type ToolDeps } from "./tools/toolKit.js";
 
-const TOOLS: AnyTool[] = [generateImage, upscaleImage, jobStatus, listLatestImages, selectImage, cancelJob, listModels];
+const TOOLS: AnyTool[] = [generateImage, upscaleImage, editImage, jobStatus, listLatestImages, selectImage, cancelJob, listModels];
 
 /** What tool handlers get, from whichever door calls them. */
 export function toolDeps(app: App, door: Door): ToolDeps {

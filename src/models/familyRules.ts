@@ -24,6 +24,7 @@ export function familyTakes(family: FamilySpec): string[] {
     ...(family.pipelines.image ? ["init_image"] : []),
     ...(family.pipelines.inpaint ? ["mask", "outpaint"] : []),
     ...(family.pipelines.control ? ["control"] : []),
+    ...(family.pipelines.edit ? ["edit"] : []),
     ...(family.lora ? ["loras"] : []),
     ...(family.refiner ? ["refiner"] : []),
   ];

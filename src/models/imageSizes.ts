@@ -26,9 +26,9 @@ export function outpaintCanvas(ask: { width?: number | undefined; height?: numbe
   return { size: { width, height }, outpaint: sides };
 }
 
-/** A size with the image's aspect ratio inside the limits, each side a multiple of 8. */
-export function sizeLike(width: number, height: number): { width: number; height: number } {
-  const { min, max, multipleOf } = LIMITS.size;
+/** A size with the image's aspect ratio inside the limits, each side a multiple of `multipleOf` (the family's; at least 8). */
+export function sizeLike(width: number, height: number, multipleOf: number = LIMITS.size.multipleOf): { width: number; height: number } {
+  const { min, max } = LIMITS.size;
   const scale = Math.min(1, max / Math.max(width, height)) * Math.max(1, min / Math.min(width, height));
   const snap = (side: number) => Math.min(max, Math.max(min, Math.round((side * scale) / multipleOf) * multipleOf));
   return { width: snap(width), height: snap(height) };

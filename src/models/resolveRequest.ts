@@ -108,7 +108,7 @@ export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findIm
     initImage = { key: source.key, strength };
     if (ask.outpaint) ({ size, outpaint } = outpaintCanvas(ask, source, FAMILIES[family]!.sizeMultiple));
     // Unset sizes follow the start image; a different aspect ratio is cropped around the centre, never stretched.
-    else if (ask.width === undefined && ask.height === undefined) size = sizeLike(source.width, source.height);
+    else if (ask.width === undefined && ask.height === undefined) size = sizeLike(source.width, source.height, FAMILIES[family]!.sizeMultiple);
   } else if (ask.strength !== undefined) {
     throw new KittyError("invalid_argument", "strength applies to image-to-image only: give init_image too", "strength");
   }

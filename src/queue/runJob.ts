@@ -222,6 +222,10 @@ async function generate(job: Job, deps: JobRunDeps, signals: JobSignals, log: Lo
   for (const [index, control] of (job.request.control ?? []).entries()) {
     controlPaths.push((await fetchStored(control.key, "control map", staging.controlPath(job.id, index), deps, signals, log))!);
   }
+  const editPaths: string[] = [];
+  for (const [index, key] of (job.request.edit?.keys ?? []).entries()) {
+    editPaths.push((await fetchStored(key, index === 0 ? "image to edit" : "reference image", staging.editPath(job.id, index), deps, signals, log))!);
+  }
   const result = await engine.generate(job.request, {
     jobId: job.id,
     outputPaths: staging.pngPaths(job.id, imageCount(job.request)),
@@ -229,6 +233,7 @@ async function generate(job: Job, deps: JobRunDeps, signals: JobSignals, log: Lo
     initImagePath,
     maskPath,
     controlPaths,
+    editPaths,
     onProgress: (progress) => {
       // Advisory: a database too busy for it skips a step, and the job goes on.
       jobs.setProgress(job.id, job.attempts, progress.step, progress.totalSteps).catch((error: unknown) => log.warn({ error: messageOf(error) }, "could not record progress"));

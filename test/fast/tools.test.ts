@@ -40,7 +40,7 @@ describe("MCP tools in-process: every argument rule, the tool list's size, a job
 
   it("declares annotations on every tool: what reads, what writes, what destroys", async () => {
     const { tools } = await server.client.listTools();
-    expect(tools.map((tool) => tool.name).sort()).toEqual(["cancel_job", "generate_image", "job_status", "list_latest_images", "list_models", "select_image", "upscale_image"]);
+    expect(tools.map((tool) => tool.name).sort()).toEqual(["cancel_job", "edit_image", "generate_image", "job_status", "list_latest_images", "list_models", "select_image", "upscale_image"]);
     const annotations = Object.fromEntries(tools.map((tool) => [tool.name, tool.annotations]));
     // destructiveHint and idempotentHint mean something only for tools that write (MCP spec).
     for (const name of ["job_status", "list_latest_images", "list_models", "select_image"]) {
@@ -50,6 +50,7 @@ describe("MCP tools in-process: every argument rule, the tool list's size, a job
     // openWorldHint left at its default (true): they may fetch an image from a host KITTY_IMAGES_FETCH_HOSTS lists.
     expect(annotations.generate_image).toEqual({ destructiveHint: false });
     expect(annotations.upscale_image).toEqual({ destructiveHint: false });
+    expect(annotations.edit_image).toEqual({ destructiveHint: false });
     expect(annotations.cancel_job).toEqual({ destructiveHint: true, idempotentHint: true, openWorldHint: false });
   });
 
@@ -167,7 +168,7 @@ describe("both protocol eras over the same stdio entry", () => {
     const server = await startInProcess({ era });
     try {
       expect(server.client.getNegotiatedProtocolVersion()).toBe(version);
-      expect((await server.client.listTools()).tools).toHaveLength(7);
+      expect((await server.client.listTools()).tools).toHaveLength(8);
       const refused = await server.call("generate_image", { prompt: "x", model: "tiny_sd15", width: 1001 });
       expect(refused.isError).toBe(true);
       expect(textOf(refused)).toMatch(/width must be a multiple of 8 between 256 and 2048 \(got 1001\)/);

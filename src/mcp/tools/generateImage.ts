@@ -3,7 +3,7 @@ import { CONTROL_TYPES, LIMITS, REFINER_MODES, SCHEDULERS, type ControlUse, type
 import { catalogWithEngineModels } from "../../models/engineCatalog.js";
 import { resolveRequest } from "../../models/resolveRequest.js";
 import { modelsOfWorkers } from "../../models/workerModels.js";
-import { boundedInt, boundedNumber, boundedText, controlList, loraList, oneOf, oneOfListedElsewhere, sidesInPixels } from "../../core/arguments.js";
+import { boundedInt, boundedNumber, boundedText, controlList, loraList, oneOf, oneOfListedElsewhere, seedArgument, sidesInPixels } from "../../core/arguments.js";
 import { resolveImageInput } from "../../uploads/imageInputs.js";
 import { defineTool } from "./toolKit.js";
 
@@ -22,10 +22,10 @@ export const generateImage = defineTool({
     height: boundedInt("height", size.min, size.max, undefined, size.multipleOf).optional(),
     steps: boundedInt("steps", steps.min, steps.max).optional(),
     cfg_scale: boundedNumber("cfg_scale", cfgScale.min, cfgScale.max).optional(),
-    seed: boundedInt("seed", seed.min, seed.max).optional(),
+    seed: seedArgument("seed", seed.min, seed.max).optional(),
     scheduler: oneOfListedElsewhere("scheduler", SCHEDULERS, "See list_models.").optional(),
     refiner: z.boolean({ error: "refiner must be true or false" }).optional(),
-    refiner_mode: oneOf("refiner_mode", REFINER_MODES, "polish: a light pass after the base.").optional(),
+    refiner_mode: oneOf("refiner_mode", REFINER_MODES, "polish: a light pass after.").optional(),
     count: boundedInt("count", count.min, count.max, "Seeds seed, seed+1.").optional(),
     init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Start image: key, imageRef URL, data: URL or file path.").optional(),
     strength: boundedNumber("strength", strength.min, strength.max, "Share repainted.").optional(),
