@@ -15,6 +15,7 @@ from diffusers_runner import tiny_families
 
 PIPELINE_CLASSES = {
     "flux": "FluxPipeline",
+    "fluxkontext": "FluxKontextPipeline",
     "chroma": "ChromaPipeline",
     "sd3": "StableDiffusion3Pipeline",
     "zimage": "ZImagePipeline",
