@@ -28,6 +28,8 @@ PIPELINE_CLASSES = {
 CALL_KWARGS = {
     "qwenimage": {"negative_prompt": " "},
     "flux2klein": {"guidance_scale": 1.0},
+    # Kontext scales what it makes to max_area (a megapixel) unless told the area asked for.
+    "fluxkontext": {"max_area": 256 * 256},
 }
 
 
