@@ -198,6 +198,10 @@ def prompt_token_count(pipe: Any, family: Family, text: str) -> int:
 
 
 def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.Event, send: SendProgress) -> DoneEvent:
+    if (request.get("upscale") or {}).get("mode") == "esrgan":
+        from .esrgan import run_esrgan
+
+        return run_esrgan(request, cache, cancel, send)
     job_id = request["jobId"]
     model_spec = request["model"]
     refiner = request.get("refiner")
@@ -504,24 +508,24 @@ def _denoise(job: _Job, seed: int) -> Any:
 
 
 def _save_png(image, request: GenerateRequest, output_path: str, seed: int, family: Family, scheduler_name: str) -> None:
-    info = PngInfo()
     # AUTOMATIC1111's text first: PNG-info viewers, Civitai and the other UIs' importers read this one.
-    info.add_text("parameters", _parameters_text(request, seed, scheduler_name, image.width, image.height, family))
-    info.add_text(
-        "kitty-images",
-        json.dumps(
-            {
-                "prompt": request["prompt"],
-                "negativePrompt": request.get("negativePrompt"),
-                "model": request["model"]["name"],
-                "family": family.name,
-                "seed": seed,
-                "steps": request["steps"],
-                "cfgScale": request["cfgScale"],
-                "scheduler": scheduler_name,
-            }
-        ),
-    )
+    parameters = _parameters_text(request, seed, scheduler_name, image.width, image.height, family)
+    _write_png(image, output_path, parameters, {"family": family.name, "seed": seed, "steps": request["steps"], "cfgScale": request["cfgScale"], "scheduler": scheduler_name}, request)
+
+
+def save_image_files(image: Image.Image, request: GenerateRequest, output_path: str, preview_path: str | None, postprocess: tuple[str, int]) -> PreviewInfo | None:
+    """An image no pipeline made (an ESRGAN upscale): the PNG with A1111's extras text (`Postprocess upscaler`),
+    and its preview."""
+    upscaler, scale = postprocess
+    parameters = f"{request['prompt']}\nPostprocess upscale by: {scale}, Postprocess upscaler: {upscaler}, Size: {image.width}x{image.height}"
+    _write_png(image, output_path, parameters, {"family": "esrgan", "seed": request["seed"], "upscaler": upscaler, "scale": scale}, request)
+    return _save_preview(image, preview_path)
+
+
+def _write_png(image: Image.Image, output_path: str, parameters: str, facts: dict[str, Any], request: GenerateRequest) -> None:
+    info = PngInfo()
+    info.add_text("parameters", parameters)
+    info.add_text("kitty-images", json.dumps({"prompt": request["prompt"], "negativePrompt": request.get("negativePrompt"), "model": request["model"]["name"], **facts}))
     try:
         # Rename is atomic: the server never sees half a PNG.
         write_whole(output_path, lambda partial: image.save(partial, format="PNG", pnginfo=info))

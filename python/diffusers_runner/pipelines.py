@@ -225,6 +225,8 @@ class ModelCache:
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         # ControlNet weights by folder, kept like the models (each is small beside its base).
         self.controlnets = ControlNets(device.device)
+        # ESRGAN upscalers by file (tens of MB each), kept once loaded.
+        self.upscalers: dict[str, Any] = {}
 
     def get(self, path: str, refiner_path: str | None, config_path: str | None = None, base_path: str | None = None) -> tuple[LoadedModel, float]:
         """Returns the model (with its refiner when asked for) and the seconds this call spent loading.

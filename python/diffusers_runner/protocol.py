@@ -54,6 +54,12 @@ class ControlSpec(TypedDict):
     preprocess: bool
 
 
+class UpscaleSpec(TypedDict):
+    # "esrgan": the model's path is an RRDBNet file run tile by tile (hires upscales are plain image-to-image jobs)
+    mode: str
+    scale: int
+
+
 class EditSpec(TypedDict):
     # the image to edit, then any reference images, as the server staged them; the prompt is the instruction
     images: list[str]
@@ -109,6 +115,8 @@ class GenerateRequest(TypedDict):
     control: NotRequired[list[ControlSpec] | None]
     # An instruction edit with the family's edit pipeline (FLUX.1 Kontext, FLUX.2 klein's references)
     edit: NotRequired[EditSpec | None]
+    # upscale_image in ESRGAN mode: the model is an upscaler file, initImage the source, width x height its scale
+    upscale: NotRequired[UpscaleSpec | None]
     loras: NotRequired[list[LoraSpec]]
 
 
