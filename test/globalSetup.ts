@@ -19,7 +19,7 @@ declare module "vitest" {
  */
 export default async function setup(project: TestProject): Promise<void> {
   const hash = createHash("sha256");
-  for (const file of ["python/diffusers_runner/tiny_models.py", "python/diffusers_runner/tiny_families.py", "python/diffusers_runner/tiny_controlnets.py", "python/tests/single_file_checkpoint.py"]) hash.update(readFileSync(path.join(PROJECT_ROOT, file)));
+  for (const file of ["python/diffusers_runner/tiny_models.py", "python/diffusers_runner/tiny_families.py", "python/diffusers_runner/tiny_controlnets.py", "python/diffusers_runner/tiny_upscalers.py", "python/tests/single_file_checkpoint.py"]) hash.update(readFileSync(path.join(PROJECT_ROOT, file)));
   const dir = path.join(PROJECT_ROOT, ".cache", `tiny-models-${hash.digest("hex").slice(0, 12)}`);
   const python = { cwd: path.join(PROJECT_ROOT, "python"), env: { PYTHONPATH: path.join(PROJECT_ROOT, "python"), HF_HUB_OFFLINE: "1" } };
   if (!existsSync(path.join(dir, "loras", "tiny_sdxl_detail.safetensors"))) {
@@ -41,6 +41,10 @@ export default async function setup(project: TestProject): Promise<void> {
   if (!existsSync(path.join(dir, "controlnets", ".built"))) {
     await execa(RUNNER_PYTHON, ["-m", "diffusers_runner.tiny_controlnets", dir, path.join(dir, "controlnets")], python);
     writeFileSync(path.join(dir, "controlnets", ".built"), "");
+  }
+  // Tiny ESRGAN upscalers (tiny_x4.safetensors, tiny-2x.pth): upscalers/.
+  if (!existsSync(path.join(dir, "upscalers", "tiny-2x.pth"))) {
+    await execa(RUNNER_PYTHON, ["-m", "diffusers_runner.tiny_upscalers", path.join(dir, "upscalers")], python);
   }
   // One tiny pipeline per modern family (FLUX.1, Z-Image, ...): families/<family>, built last, so its marker means all.
   if (!existsSync(path.join(dir, "families", ".built"))) {

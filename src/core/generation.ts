@@ -74,7 +74,7 @@ export const LIMITS = {
   /** Outpaint: pixels added on one side at most; the new border is repainted in full unless strength says less. */
   outpaint: { maxSide: 1024, strength: 1 },
   /** upscale_image's hires mode: the image resized by `scale`, then a light image-to-image pass (A1111's hires fix). */
-  upscale: { scales: [2, 4], strength: 0.3 },
+  upscale: { scales: [2, 4], strength: 0.3, esrganMaxSide: 8192 },
   /** An image brought in (data: URL, local file, fetched URL), as bytes before decoding. */
   imageInput: { maxBytes: 20_000_000 },
   /** Inpaint: a mask's edge softened by this many pixels (0 keeps it hard). */
@@ -109,7 +109,8 @@ export interface OutpaintSides {
   bottom: number;
 }
 
-export const UPSCALE_MODES = ["hires"] as const;
+/** hires: resized, then a light image-to-image pass (no extra weights); esrgan: an upscaler from models.yaml's folder, tile by tile. */
+export const UPSCALE_MODES = ["hires", "esrgan"] as const;
 export type UpscaleMode = (typeof UPSCALE_MODES)[number];
 
 /** A batch's seeds: seed, seed+1, ... wrapping within 32 bits (python/diffusers_runner/generate.py does the same). */

@@ -215,7 +215,7 @@ export class DiffusersEngine implements Engine {
     job.signal.addEventListener("abort", cancel, { once: true });
     try {
       // The request's fields are the wire format's, but for where the files are: the job's, on this machine.
-      const { count: _count, initImage, mask, control, edit, upscale: _upscale, ...fields } = request;
+      const { count: _count, initImage, mask, control, edit, upscale, ...fields } = request;
       const deadline = this.deadlineFor(request);
       const done = await runner.generate(
         {
@@ -228,6 +228,7 @@ export class DiffusersEngine implements Engine {
           initImage: initImage && job.initImagePath ? { path: job.initImagePath, strength: initImage.strength } : null,
           ...(mask && job.maskPath && { mask: { path: job.maskPath, blur: mask.blur } }),
           ...(edit && job.editPaths?.length && { edit: { images: job.editPaths } }),
+          ...(upscale?.mode === "esrgan" && { upscale: { mode: "esrgan" as const, scale: upscale.scale } }),
           ...(control?.length && {
             control: control.map(({ path, type, strength, start, end, preprocess }, index) => ({ path, imagePath: job.controlPaths![index]!, type, strength, start, end, preprocess })),
           }),

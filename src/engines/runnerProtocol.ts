@@ -47,6 +47,8 @@ export const generateRequestSchema = z.object({
     .optional(),
   /** An instruction edit: the image to edit, then its references, on local disk; the prompt is the instruction. */
   edit: z.object({ images: z.array(z.string()).min(1) }).nullable().optional(),
+  /** upscale_image in ESRGAN mode: the model's path is an upscaler file, initImage the source (hires needs no field of its own). */
+  upscale: z.object({ mode: z.literal("esrgan"), scale: z.number().int() }).nullable().optional(),
   loras: z.array(z.object({ name: z.string(), path: z.string(), weight: z.number() })).optional(),
 });
 

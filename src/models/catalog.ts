@@ -8,6 +8,7 @@ import { loadWorkflow } from "./comfyWorkflow.js";
 import { HUB_PREFIX, locateHubModel } from "./hubCache.js";
 import { listControlNets, type ControlNetEntry } from "./controlnetFiles.js";
 import { listLoras, type LoraEntry } from "./loraFiles.js";
+import { listUpscalers, type UpscalerEntry } from "./upscalerFiles.js";
 import { isSingleFile } from "./modelFolder.js";
 import { ENGINE_NAMES, LIMITS, SCHEDULERS, type EngineName, type GenerationDefaults, type ModelFamily } from "../core/generation.js";
 import { MODEL_FAMILIES } from "./families.js";
@@ -68,9 +69,11 @@ const richEntrySchema = z
 
 const entrySchema = z.union([z.string().min(1), richEntrySchema]);
 
-/** The keys in models.yaml that are not models: the folders LoRA files and ControlNets are read from. */
+/** The keys in models.yaml that are not models: the folders LoRA files, ControlNets and upscalers are read from. */
 export const LORAS_KEY = "loras";
 export const CONTROLNETS_KEY = "controlnets";
+export const UPSCALERS_KEY = "upscalers";
+const FOLDER_KEYS: Record<string, string> = { [CONTROLNETS_KEY]: "diffusers ControlNet folders", [UPSCALERS_KEY]: "ESRGAN .pth or .safetensors files" };
 
 export class ModelCatalog {
   constructor(
@@ -79,7 +82,12 @@ export class ModelCatalog {
     readonly sourcePath: string | null,
     readonly lorasDir: string | null = null,
     readonly controlnetsDir: string | null = null,
+    readonly upscalersDir: string | null = null,
   ) {}
+
+  upscalers(): UpscalerEntry[] {
+    return this.upscalersDir ? listUpscalers(this.upscalersDir) : [];
+  }
 
   /** Read from the folder each time, like the LoRAs. */
   controlnets(): ControlNetEntry[] {
@@ -141,13 +149,11 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
   const raw = document as Record<string, unknown>;
   const entries: ModelEntry[] = [];
   let lorasDir: string | null = null;
-  let controlnetsDir: string | null = null;
+  const folders: Record<string, string> = {};
   for (const [name, value] of Object.entries(raw)) {
-    if (name === CONTROLNETS_KEY) {
-      if (typeof value !== "string" || !value) {
-        throw new KittyError("config_invalid", `${sourcePath}: '${CONTROLNETS_KEY}' must be a folder of diffusers ControlNet folders ('${CONTROLNETS_KEY}: /path/to/controlnets')`);
-      }
-      controlnetsDir = expandPath(value, baseDir);
+    if (FOLDER_KEYS[name]) {
+      if (typeof value !== "string" || !value) throw new KittyError("config_invalid", `${sourcePath}: '${name}' must be a folder of ${FOLDER_KEYS[name]} ('${name}: /path/to/${name}')`);
+      folders[name] = expandPath(value, baseDir);
       continue;
     }
     if (name === LORAS_KEY) {
@@ -231,7 +237,7 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
       `KITTY_IMAGES_DEFAULT_MODEL='${defaultModel}' is not in ${sourcePath} (known: ${entries.map((e) => e.name).join(", ")})`,
     );
   }
-  return new ModelCatalog(entries, defaultModel ?? entries[0]?.name ?? null, sourcePath, lorasDir, controlnetsDir);
+  return new ModelCatalog(entries, defaultModel ?? entries[0]?.name ?? null, sourcePath, lorasDir, folders[CONTROLNETS_KEY] ?? null, folders[UPSCALERS_KEY] ?? null);
 }
 
 export function loadModelsYaml(sourcePath: string, defaultModel?: string, hubCache?: string, defaultEngine?: EngineName): ModelCatalog {

@@ -67,7 +67,7 @@ describe("the runner's wire, TypeScript side, under 1,000 malformed lines", () =
       expect(await runner.ready).toMatchObject({ type: "ready", device: "cpu" });
       const progress: number[] = [];
       const job = { jobId: "j1", outputPaths: ["/tmp/never.png"], previewPaths: [], initImagePath: null, onProgress: ({ step }: { step: number }) => progress.push(step), signal: new AbortController().signal };
-      const { initImage: _initImage, mask: _mask, control: _control, edit: _edit, count: _count, ...fields } = makeRequest();
+      const { initImage: _initImage, mask: _mask, control: _control, edit: _edit, upscale: _upscale, count: _count, ...fields } = makeRequest();
       const outcome = await runner.generate({ type: "generate", ...fields, jobId: "j1", outputPath: job.outputPaths[0]! }, job, { ms: 20_000, why: "a test" }).then(
         () => null,
         (error: unknown) => error,

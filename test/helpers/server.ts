@@ -32,6 +32,7 @@ export async function makeTestHome(tinyModelsDir: string): Promise<TestHome> {
       `  config: ${path.join(tinyModelsDir, "single", "sd15-config")}`,
       `loras: ${path.join(tinyModelsDir, "loras")}`,
       `controlnets: ${path.join(tinyModelsDir, "controlnets")}`,
+      `upscalers: ${path.join(tinyModelsDir, "upscalers")}`,
       "",
     ].join("\n"),
   );

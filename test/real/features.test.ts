@@ -82,6 +82,32 @@ describe("batches, image-to-image, LoRAs and the polish pass, over MCP with the 
     expect((await servers.server.ok("cancel_job", { jobId: big.jobId })).status).toBe("cancelled");
   });
 
+  it("upscale_image mode esrgan runs an upscaler from the folder: 4x by safetensors, 2x by an original-layout .pth, the folder's first when unnamed", async () => {
+    const source = await generate({ ...small, prompt: "a gear on a bench", seed: 6 });
+    const sourceKey: string = source.status.images[0].key;
+    const { models: _models, ...listing } = await servers.server.ok("list_models");
+    expect([...listing.upscalers].sort((a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name))).toEqual([{ name: "tiny_x4", scale: 4 }, { name: "tiny-2x", scale: 2 }]);
+
+    const queued = await servers.server.ok("upscale_image", { image: sourceKey, mode: "esrgan", model: "tiny_x4", scale: 4 });
+    expect(queued).toMatchObject({ width: 1024, height: 1024 });
+    const done = await waitForJob(servers.server, queued.jobId);
+    expect(done).toMatchObject({ status: "done", model: "tiny_x4", images: [{ width: 1024, height: 1024, seed: 6 }] });
+    const { png, selected } = await download(done.images[0].key);
+    expect([png.width, png.height]).toEqual([1024, 1024]);
+    expect(selected.metadata).toMatchObject({ family: "esrgan", parents: [sourceKey], stepsRun: 1, request: { upscale: { scale: 4, mode: "esrgan" }, prompt: "a gear on a bench" } });
+    expect(png.text.parameters).toContain("Postprocess upscaler: tiny_x4");
+    const pth = await waitForJob(servers.server, (await servers.server.ok("upscale_image", { image: sourceKey, mode: "esrgan", model: "tiny-2x", scale: 2 })).jobId);
+    expect(pth).toMatchObject({ status: "done", model: "tiny-2x", images: [{ width: 512, height: 512 }] });
+    // Unnamed: the folder's first.
+    const unnamed = await waitForJob(servers.server, (await servers.server.ok("upscale_image", { image: sourceKey, mode: "esrgan" })).jobId);
+    expect(unnamed).toMatchObject({ status: "done", model: listing.upscalers[0].name, images: [{ width: 512, height: 512 }] });
+
+    const withPrompt = await servers.server.call("upscale_image", { image: sourceKey, mode: "esrgan", prompt: "sharper" });
+    expect(errorText(withPrompt)).toContain("prompt applies to mode hires; mode esrgan runs the upscaler alone");
+    const unknown = await servers.server.call("upscale_image", { image: sourceKey, mode: "esrgan", model: "4x-UltraSharp" });
+    expect(errorText(unknown)).toMatch(/no upscaler '4x-UltraSharp' in .*upscalers \(there: /);
+  });
+
   it("outpaints a stored image with the real runner: the canvas grows by exactly what was asked, the source is composited back, the parent recorded", async () => {
     const source = await generate({ ...small, prompt: "a lathe", seed: 5 });
     const sourceKey: string = source.status.images[0].key;

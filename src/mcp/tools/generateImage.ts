@@ -27,7 +27,7 @@ export const generateImage = defineTool({
     refiner: z.boolean({ error: "refiner must be true or false" }).optional(),
     refiner_mode: oneOf("refiner_mode", REFINER_MODES, "polish: a light pass after.").optional(),
     count: boundedInt("count", count.min, count.max, "Seeds seed, seed+1.").optional(),
-    init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Start image: key, imageRef URL, data: URL or file path.").optional(),
+    init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Key, imageRef URL, data: URL or path.").optional(),
     strength: boundedNumber("strength", strength.min, strength.max, "Share repainted.").optional(),
     outpaint: sidesInPixels("outpaint", outpaint.maxSide, "Pixels added per side.").optional(),
     mask: z.string({ error: "mask must be a string: an image like init_image's" }).describe("Inpaint init_image where white.").optional(),

@@ -11,7 +11,7 @@ import { defineTool, type ToolDeps } from "./toolKit.js";
 export const jobStatus = defineTool({
   name: "job_status",
   description:
-    "State, step k/n, image keys once done. wait_seconds waits up to 50 s for the end; preview: true adds small images.",
+    "State, step k/n, image keys when done. wait_seconds waits up to 50 s; preview: true adds small images.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   input: {
     jobId: z.string({ error: "jobId is required: the id generate_image returned" }),

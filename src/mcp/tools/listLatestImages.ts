@@ -5,7 +5,7 @@ import { defineTool } from "./toolKit.js";
 
 export const listLatestImages = defineTool({
   name: "list_latest_images",
-  description: "Images made, newest first (index 1), with keys for select_image; nextCursor as cursor pages on.",
+  description: "Images made, newest first (index 1), keys for select_image; nextCursor pages.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   appUri: GALLERY_APP_URI,
   input: {

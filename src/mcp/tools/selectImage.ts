@@ -8,7 +8,7 @@ import { defineTool } from "./toolKit.js";
 export const selectImage = defineTool({
   name: "select_image",
   description:
-    "An imageRef {downloadUrl, storageUri} for other tools, by key or index (1 = newest). preview: true adds a small image.",
+    "An imageRef {downloadUrl, storageUri} by key or index (1 = newest); preview: true adds a small image.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   input: {
     key: z.string({ error: "key must be a string such as images/20261125_101500_ab12cd34.png" }).optional(),

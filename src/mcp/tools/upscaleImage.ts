@@ -1,13 +1,14 @@
 import { z } from "zod";
-import { boundedNumber, boundedText } from "../../core/arguments.js";
+import { boundedNumber, boundedText, oneOf } from "../../core/arguments.js";
 import { KittyError } from "../../core/errors.js";
-import { LIMITS, type GenerationRequest } from "../../core/generation.js";
+import { LIMITS, UPSCALE_MODES, type GenerationRequest } from "../../core/generation.js";
 import type { ImageSidecar } from "../../images/sidecar.js";
 import { catalogWithEngineModels } from "../../models/engineCatalog.js";
 import { resolveRequest } from "../../models/resolveRequest.js";
 import { modelsOfWorkers } from "../../models/workerModels.js";
 import type { ImageRecord } from "../../queue/ports.js";
-import { resolveImageInput } from "../../uploads/imageInputs.js";
+import type { ModelCatalog } from "../../models/catalog.js";
+import { resolveImageInput, type SourceImage } from "../../uploads/imageInputs.js";
 import { defineTool } from "./toolKit.js";
 
 const { upscale, size, strength, promptChars } = LIMITS;
@@ -15,13 +16,14 @@ const { upscale, size, strength, promptChars } = LIMITS;
 export const upscaleImage = defineTool({
   name: "upscale_image",
   description:
-    "Queue a 2x or 4x copy of an image, lightly repainted for detail. Next: job_status.",
+    "Queue a 2x or 4x copy of an image (hires: light repaint; esrgan: an upscaler). Next: job_status.",
   annotations: { destructiveHint: false },
   input: {
     image: z.string({ error: "image must be a string: an image key, storageUri or downloadUrl" }),
     scale: z.union([z.literal(2), z.literal(4)], { error: `scale must be ${upscale.scales.join(" or ")}` }).optional(),
-    // One mode so far (hires); `mode` comes with the second (ESRGAN weights), so it costs no tokens before then.
-    // Prompt and model default to the image's own (the summary says which ran); tools/list is paid in tokens.
+    mode: oneOf("mode", UPSCALE_MODES).optional(),
+    // hires: prompt and model default to the image's own (the summary says which ran). esrgan: model names an
+    // upscaler (default the first in the folder), and prompt and strength do not apply.
     prompt: boundedText("prompt", promptChars, { required: false }).optional(),
     model: z.string({ error: "model must be a string: a name from list_models" }).optional(),
     strength: boundedNumber("strength", strength.min, strength.max).optional(),
@@ -32,9 +34,19 @@ export const upscaleImage = defineTool({
     width: z.number().int(),
     height: z.number().int(),
   },
-  async handler({ image, scale = 2, prompt, model, strength: asked }, { config, queue, imageInputs, door, log, engineModels, workers }) {
+  async handler({ image, scale = 2, mode = "hires", prompt, model, strength: asked }, { config, queue, imageInputs, door, log, engineModels, workers }) {
     const source = await resolveImageInput(image, "image", door, imageInputs);
-    const made = source.made && madeHere(source.made);
+    const made = source.made ? madeHere(source.made) : undefined;
+    if (mode === "esrgan") {
+      if (workers) throw new KittyError("invalid_argument", "mode esrgan runs on a single machine's queue for now; on a shared queue use mode hires", "mode");
+      const request = esrganRequest(source, made, scale, { prompt, model, strength: asked }, config.models);
+      const { job, position } = await queue.enqueue(request);
+      log.info({ jobId: job.id, upscaler: request.model.name, source: source.key, scale, position }, "ESRGAN upscale queued");
+      return {
+        structured: { jobId: job.id, position, width: request.width, height: request.height },
+        summary: `Queued job ${job.id}: ${source.key} at ${scale}x with ${request.model.name} (${request.width}x${request.height}) at position ${position}. Next: job_status {"jobId":"${job.id}","wait_seconds":30}.`,
+      };
+    }
     const width = source.width * scale;
     const height = source.height * scale;
     if (width > size.max || height > size.max) {
@@ -90,6 +102,49 @@ export const upscaleImage = defineTool({
     };
   },
 });
+
+/**
+ * An ESRGAN upscale: the upscaler (named, else the folder's first) run over the source at `scale`, with no prompt,
+ * steps or guidance of its own; the source's prompt and seed are carried along for the listing.
+ */
+function esrganRequest(
+  source: SourceImage,
+  made: Pick<ImageSidecar, "model" | "request"> | undefined,
+  scale: number,
+  asked: { prompt?: string | undefined; model?: string | undefined; strength?: number | undefined },
+  catalog: ModelCatalog,
+): GenerationRequest {
+  for (const field of ["prompt", "strength"] as const) {
+    if (asked[field] !== undefined) throw new KittyError("invalid_argument", `${field} applies to mode hires; mode esrgan runs the upscaler alone`, field);
+  }
+  const upscalers = catalog.upscalers().filter((entry) => !entry.problem);
+  const where = catalog.upscalersDir ? `in ${catalog.upscalersDir}` : "configured: add 'upscalers: /path/to/esrgan-files' to models.yaml";
+  const upscaler = asked.model === undefined ? upscalers[0] : upscalers.find((entry) => entry.name === asked.model);
+  if (!upscaler) {
+    const known = upscalers.length ? ` (there: ${upscalers.map((entry) => entry.name).join(", ")})` : "";
+    throw new KittyError("invalid_argument", `${asked.model === undefined ? "no upscaler" : `no upscaler '${asked.model}'`} ${where}${known}`, "model");
+  }
+  const width = source.width * scale;
+  const height = source.height * scale;
+  if (Math.max(width, height) > upscale.esrganMaxSide) {
+    throw new KittyError("invalid_argument", `scale ${scale} makes ${source.width}x${source.height} ${width}x${height}, past the ${upscale.esrganMaxSide} px an ESRGAN upscale makes`, "scale");
+  }
+  return {
+    prompt: made?.request.prompt ?? `${source.key} at ${scale}x`,
+    negativePrompt: null,
+    model: { name: upscaler.name, path: upscaler.path, refinerPath: null, engine: "diffusers" },
+    width,
+    height,
+    steps: 1,
+    cfgScale: 0,
+    seed: made?.request.seed ?? 0,
+    scheduler: null,
+    refiner: null,
+    count: 1,
+    initImage: { key: source.key, strength: 1 },
+    upscale: { scale, mode: "esrgan" },
+  };
+}
 
 /** What the image's sidecar says of how it was made here; undefined for an image from elsewhere (reindexed from a bare PNG). */
 function madeHere(record: ImageRecord): Pick<ImageSidecar, "model" | "request"> | undefined {
