@@ -131,3 +131,40 @@ def test_zimage_inpaints_with_its_own_inpaint_pipeline(tmp_path_factory, tmp_pat
     assert not np.array_equal(result[inside], source[inside])
     model, _ = cache.get(folder, None)
     assert type(model.base._inpaint).__name__ == "ZImageInpaintPipeline"
+
+
+INPAINT_FAMILIES = ["flux", "flux2klein", "qwenimage", "sd3"]
+# The defaults would only log a warning here: Qwen-Image's true CFG needs a negative prompt, klein ignores guidance.
+GUIDANCE = {"flux": 3.5, "flux2klein": 1.0, "qwenimage": 1.0, "sd3": 3.0}
+
+
+@pytest.fixture(scope="module")
+def inpaint_family_dirs(tmp_path_factory) -> dict[str, str]:
+    return tiny_families.build_all(tmp_path_factory.mktemp("tiny-inpaint-families"), INPAINT_FAMILIES)
+
+
+@pytest.mark.parametrize("family", INPAINT_FAMILIES)
+def test_each_modern_family_with_an_inpaint_class_keeps_what_is_black(inpaint_family_dirs, tmp_path, cache, family):
+    source_path, mask_path = tmp_path / "source.png", tmp_path / "mask.png"
+    source = np.asarray(noise_source(source_path))
+    square_mask(mask_path, (64, 64), (16, 16, 48, 48))
+    folder = inpaint_family_dirs[family]
+    request = inpaint_request(family, folder, tmp_path, source_path, mask_path, blur=0, model={"name": family, "path": folder}, steps=2, cfgScale=GUIDANCE[family], scheduler=None)
+    result = np.asarray(Image.open(run(request, cache)["outputPath"]))
+    inside = np.zeros((64, 64), dtype=bool)
+    inside[16:48, 16:48] = True
+    assert np.array_equal(result[~inside], source[~inside])
+    assert not np.array_equal(result[inside], source[inside])
+
+
+def test_sdxl_inpaints_with_its_inpaint_pipeline(tiny_models, tmp_path, cache):
+    source_path, mask_path = tmp_path / "source.png", tmp_path / "mask.png"
+    source = np.asarray(noise_source(source_path))
+    square_mask(mask_path, (64, 64), (16, 16, 48, 48))
+    request = inpaint_request("sdxl", tiny_models["sdxl"], tmp_path, source_path, mask_path, blur=0, model={"name": "sdxl", "path": tiny_models["sdxl"]}, steps=2, scheduler="euler")
+    result = np.asarray(Image.open(run(request, cache)["outputPath"]))
+    inside = np.zeros((64, 64), dtype=bool)
+    inside[16:48, 16:48] = True
+    assert np.array_equal(result[~inside], source[~inside]) and not np.array_equal(result[inside], source[inside])
+    model, _ = cache.get(tiny_models["sdxl"], None)
+    assert type(model.base._inpaint).__name__ == "StableDiffusionXLInpaintPipeline"
