@@ -384,7 +384,8 @@ def _control_networks(model: LoadedModel, cache: ModelCache, controls: list[Prep
         raise JobFailed("bad_request", f"{model.spec.label} has no {'union ' if union else ''}ControlNet pipeline{' for image-to-image' if image else ''} in diffusers")
     if union or len(nets) == 1:
         return class_name, paths[:1] if union else paths, nets[0], union
-    return class_name, paths, diffusers.MultiControlNetModel(nets), union
+    # Several ControlNets run as the family's multi-model (FLUX has its own), each entry its own net, in order.
+    return class_name, paths, getattr(diffusers, model.spec.pipelines.get("controlMulti", "MultiControlNetModel"))(nets), union
 
 
 def _options_record(model: LoadedModel, cache: ModelCache, outpainted: bool = False, inpainted: bool = False, controlled: bool = False) -> dict[str, bool]:

@@ -1,7 +1,8 @@
-"""Tiny random-weight ControlNets for tests, made from the tiny SD 1.5 and SDXL UNets.
+"""Tiny random-weight ControlNets for tests, made from the tiny SD 1.5 and SDXL UNets, and one of the tiny FLUX
+transformer's shape.
 
 `python -m diffusers_runner.tiny_controlnets MODELS_DIR OUT_DIR` writes OUT_DIR/{sd15_canny, sd15_depth,
-sdxl_canny, sdxl_union}, each a diffusers ControlNet folder saved with save_pretrained. A ControlNet starts with its
+sdxl_canny, sdxl_union, flux_canny}, each a diffusers ControlNet folder saved with save_pretrained. A ControlNet starts with its
 output convolutions at zero, so that training begins from "no effect": left so, a random one would change no pixel.
 They are re-randomised here, so a test can see control change the image and two control images differ.
 """
@@ -13,7 +14,9 @@ import sys
 from pathlib import Path
 
 import torch
-from diffusers import ControlNetModel, ControlNetUnionModel, UNet2DConditionModel
+from diffusers import ControlNetModel, ControlNetUnionModel, FluxControlNetModel, UNet2DConditionModel
+
+from .tiny_families import FLUX_CLIP_HIDDEN, T5_HIDDEN
 
 SEED = 7
 
@@ -23,7 +26,7 @@ def _wake(model: torch.nn.Module, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")):
+            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out", "controlnet_blocks", "controlnet_single_blocks", "controlnet_x_embedder")):
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
 
 
@@ -42,6 +45,26 @@ def build_controlnet(unet_dir: Path, out: Path, seed: int, union: bool = False) 
     return out
 
 
+def build_flux_controlnet(out: Path, seed: int) -> Path:
+    """A FLUX.1 ControlNet of the tiny FLUX transformer's shape (tiny_families.build_flux)."""
+    torch.manual_seed(seed)
+    model = FluxControlNetModel(
+        patch_size=1,
+        in_channels=64,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=T5_HIDDEN,
+        pooled_projection_dim=FLUX_CLIP_HIDDEN,
+        guidance_embeds=True,
+        axes_dims_rope=(4, 6, 6),
+    )
+    _wake(model, seed)
+    model.save_pretrained(out)
+    return out
+
+
 def build_all(models: Path, out: Path) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     built = {
@@ -49,6 +72,7 @@ def build_all(models: Path, out: Path) -> dict[str, str]:
         "sd15_depth": build_controlnet(models / "sd15", out / "sd15_depth", SEED + 1),
         "sdxl_canny": build_controlnet(models / "sdxl", out / "sdxl_canny", SEED + 2),
         "sdxl_union": build_controlnet(models / "sdxl", out / "sdxl_union", SEED + 3, union=True),
+        "flux_canny": build_flux_controlnet(out / "flux_canny", SEED + 4),
     }
     return {name: str(path) for name, path in built.items()}
 

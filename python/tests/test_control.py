@@ -155,3 +155,19 @@ def test_control_with_a_mask_is_a_bad_request_before_any_model_loads(tiny_models
     with pytest.raises(JobFailed, match="not with mask or outpaint") as refused:
         run(request, cache)
     assert refused.value.code == "bad_request" and cache.loads == 0
+
+
+def test_flux_follows_a_canny_map_through_its_own_controlnet_pipeline(controlnets, tmp_path_factory, tmp_path, cache):
+    from diffusers_runner import tiny_families
+
+    folder = tiny_families.build_all(tmp_path_factory.mktemp("tiny-flux-control"), ["flux"])["flux"]
+    box, circle = drawing(tmp_path / "box.png", "box"), drawing(tmp_path / "circle.png", "circle")
+    base = dict(model={"name": "tiny_flux", "path": folder}, width=64, height=64, steps=2, cfgScale=3.5, scheduler=None)
+    plain = pixels(run(generate("flux", folder, tmp_path, **base), cache))
+    boxed = pixels(run(generate("flux-box", folder, tmp_path, **base, control=[control(controlnets["flux_canny"], box)]), cache))
+    circled = pixels(run(generate("flux-circle", folder, tmp_path, **base, control=[control(controlnets["flux_canny"], circle)]), cache))
+    both = pixels(run(generate("flux-both", folder, tmp_path, **base, control=[control(controlnets["flux_canny"], box), control(controlnets["flux_canny"], circle)]), cache))
+    assert not np.array_equal(boxed, plain) and not np.array_equal(boxed, circled) and not np.array_equal(both, boxed)
+    model, _ = cache.get(folder, None)
+    assert {key[0] for key in model.base._controlled} == {"FluxControlNetPipeline"}
+    assert type(next(iter(model.base._controlled.values())).controlnet).__name__ in ("FluxControlNetModel", "FluxMultiControlNetModel")

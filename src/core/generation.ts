@@ -34,7 +34,7 @@ export type Guidance = "cfg" | "distilled" | "true_cfg";
 export interface FamilySpec {
   label: string;
   /** diffusers classes by role; the control roles run ControlNets (Image: beside a start image; Union: one network for every map). */
-  pipelines: { text: string; image?: string; inpaint?: string; edit?: string; control?: string; controlImage?: string; controlUnion?: string; controlUnionImage?: string };
+  pipelines: { text: string; image?: string; inpaint?: string; edit?: string; control?: string; controlImage?: string; controlUnion?: string; controlUnionImage?: string; controlMulti?: string };
   /** Instruction edits (pipelines.edit): how many images one edit takes, the edited one first. */
   editImages?: number;
   denoiser: "unet" | "transformer";

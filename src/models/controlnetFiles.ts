@@ -51,8 +51,13 @@ function describe(name: string, dir: string): ControlNetEntry {
     return { name, path: dir, family: null, type: null, problem: `config.json cannot be read: ${(error as Error).message}` };
   }
   const className = config._class_name ?? "ControlNetModel";
+  // FLUX.1's ControlNets are their own class (a union one among them is told by its modes: not yet wired).
+  if (className === "FluxControlNetModel") {
+    const type = typeInName(name);
+    return type ? { name, path: dir, family: "flux", type } : { name, path: dir, family: "flux", type: null, problem: `its name says no control type: put one of ${CONTROL_TYPES.join(", ")} in the folder's name` };
+  }
   if (className !== "ControlNetModel" && className !== "ControlNetUnionModel") {
-    return { name, path: dir, family: null, type: null, problem: `a ${className}: only SD 1.5 and SDXL ControlNets (ControlNetModel, ControlNetUnionModel) run here so far` };
+    return { name, path: dir, family: null, type: null, problem: `a ${className}: SD 1.5, SDXL and FLUX.1 ControlNets (ControlNetModel, ControlNetUnionModel, FluxControlNetModel) run here so far` };
   }
   if (config.addition_embed_type !== "text_time" && config.cross_attention_dim === 1024) {
     return { name, path: dir, family: null, type: null, problem: "an SD 2 ControlNet (cross-attention width 1024): no SD 2 model runs here" };

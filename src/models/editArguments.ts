@@ -44,7 +44,8 @@ export function controlOf(
     throw new KittyError("invalid_argument", "control goes with text-to-image and init_image here, not with mask or outpaint", "control");
   }
   if (!family.pipelines.control || (ask.initImage !== undefined && !family.pipelines.controlImage)) {
-    throw new KittyError("invalid_argument", `control does not apply: model '${model.name}' is ${family.label}, which runs no ControlNet here (SD 1.5 and SDXL do)`, "control");
+    const running = Object.values(FAMILIES).filter((each) => each.pipelines.control).map((each) => each.label);
+    throw new KittyError("invalid_argument", `control does not apply: model '${model.name}' is ${family.label}, which runs no ControlNet here (${running.join(", ")} do)`, "control");
   }
   const ready = controlnets.list().filter((entry) => !entry.problem && entry.family === model.family);
   return ask.control.map((entry, index) => {

@@ -1,6 +1,11 @@
-import { describe, expect, it } from "vitest";
+import { mkdtemp } from "node:fs/promises";
+import { readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { downloadImage, generateDone, serverOnMinio } from "../helpers/jobs.js";
-import { makeMaskPng, makePng } from "../helpers/png.js";
+import { makeMaskPng, makePng, readPng } from "../helpers/png.js";
+import { startServer, type RunningServer } from "../helpers/server.js";
 import { errorText } from "../helpers/toolCalls.js";
 
 /** A CAD-like render: a dark outline on white, a box or a ring, as a data: URL. */
@@ -77,5 +82,39 @@ describe("ControlNet maps on generate_image, with tiny ControlNets from the fold
     const mask = `data:image/png;base64,${makeMaskPng(256, 256, { x: 64, y: 64, size: 64 }).toString("base64")}`;
     const masked = await servers.server.call("generate_image", { ...small, init_image: render("box"), mask, control: [{ image: render("ring"), type: "canny" }] });
     expect(errorText(masked)).toMatch(/control goes with text-to-image and init_image here, not with mask or outpaint/);
+  });
+});
+
+describe("ControlNet on FLUX.1, through its own ControlNet class", () => {
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    const home = await mkdtemp(path.join(tmpdir(), "kitty-flux-control-"));
+    const modelsYaml = path.join(home, "models.yaml");
+    const tiny = inject("tinyModelsDir");
+    writeFileSync(modelsYaml, [`tiny_flux: ${path.join(tiny, "families", "flux")}`, `controlnets: ${path.join(tiny, "controlnets")}`, ""].join("\n"));
+    server = await startServer({ home, modelsYaml }, { KITTY_IMAGES_STORAGE: "local" });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it("lists FLUX's canny ControlNet, follows a render's edges with it, and another render gives other pixels", async () => {
+    const { models } = await server.ok("list_models");
+    expect(models.find((model: { name: string }) => model.name === "tiny_flux").control).toEqual(["canny"]);
+    const flux = { model: "tiny_flux", width: 256, height: 256, steps: 2, seed: 3, prompt: "a bracket" };
+    const stored = async (args: Record<string, unknown>) => {
+      const { status } = await generateDone(server, args);
+      const selected = await server.ok("select_image", { key: status.images[0].key });
+      return { selected, pixels: readPng(readFileSync(new URL(selected.imageRef.storageUri))).pixels };
+    };
+    const plain = await stored(flux);
+    const boxed = await stored({ ...flux, control: [{ image: render("box"), type: "canny" }] });
+    const ringed = await stored({ ...flux, control: [{ image: render("ring"), type: "canny" }] });
+    expect(boxed.pixels.equals(plain.pixels)).toBe(false);
+    expect(boxed.pixels.equals(ringed.pixels)).toBe(false);
+    expect(boxed.selected.metadata).toMatchObject({ options: { controlNet: true }, request: { control: [{ controlnet: "flux_canny" }] } });
+    const depth = await server.call("generate_image", { ...flux, control: [{ image: render("box"), type: "depth" }] });
+    expect(errorText(depth)).toMatch(/control\[0\]\.type: no FLUX\.1 .*ControlNet for 'depth' maps in .*\(FLUX\.1 .* ones there: flux_canny \(canny\)\)/);
   });
 });
