@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${KITTY_IMAGES_VENV:-.cache/venv}"
 STAMP="$VENV/.requirements.sha256"
-want="$(cat python/requirements.txt python/requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+want="$(cat python/requirements.txt python/requirements-dev.txt python/requirements-nodeps.txt | sha256sum | cut -d' ' -f1)"
 # CLIP's BPE vocabulary, for single-file checkpoints (they carry no tokenizer): the file open-clip-torch ships,
 # taken from its wheel without installing the package (which would pull in torchvision and timm).
 CLIP_VOCAB=".cache/clip/bpe_simple_vocab_16e6.txt.gz"
@@ -53,5 +53,6 @@ echo "setup-python: installing the runner's Python packages into $VENV (torch is
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
 "$VENV/bin/python" -m pip install --quiet -r python/requirements.txt -r python/requirements-dev.txt >&2
+"$VENV/bin/python" -m pip install --quiet --no-deps -r python/requirements-nodeps.txt >&2
 echo "$want" > "$STAMP"
 fetch_clip_vocab

@@ -51,6 +51,8 @@ class Family:
     dtypes: dict[str, str]
     # instruction edits (pipelines["edit"]): how many images one edit takes, the edited one first; 0: it edits none
     edit_images: int = 0
+    # a family that only edits (Qwen-Image-Edit): text-to-image is refused
+    edit_only: bool = False
 
     @property
     def uses_clip_prompts(self) -> bool:
@@ -81,6 +83,7 @@ def _family(name: str, entry: dict[str, Any]) -> Family:
         schedulers=tuple(entry["schedulers"]),
         dtypes=dict(entry["dtype"]),
         edit_images=entry.get("editImages", 0),
+        edit_only=entry.get("editOnly", False),
     )
 
 

@@ -231,6 +231,8 @@ def run_generate(request: GenerateRequest, cache: ModelCache, cancel: threading.
         raise JobFailed(exc.code, str(exc)) from exc
     if request.get("scheduler") and request["scheduler"] not in model.spec.schedulers:
         raise JobFailed("bad_request", f"scheduler {request['scheduler']} does not fit {model.spec.label}; it takes {', '.join(model.spec.schedulers)}")
+    if edit_images is None and model.spec.edit_only:
+        raise JobFailed("bad_request", f"{model.spec.label} edits images only: send an edit (edit_image)")
     if edit_images is not None:
         if "edit" not in model.spec.pipelines:
             raise JobFailed("bad_request", f"{model.spec.label} does not edit images by instruction")

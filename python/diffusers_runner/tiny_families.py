@@ -34,6 +34,7 @@ from diffusers import (
     FluxTransformer2DModel,
     Krea2Pipeline,
     Krea2Transformer2DModel,
+    QwenImageEditPlusPipeline,
     QwenImagePipeline,
     QwenImageTransformer2DModel,
     SD3Transformer2DModel,
@@ -516,6 +517,43 @@ def build_qwenimage(out: Path) -> Path:
     return out / "qwenimage"
 
 
+def build_qwenimageedit(out: Path) -> Path:
+    """Qwen-Image-Edit (2509, the Plus pipeline): Qwen-Image's modules, and a Qwen2-VL processor whose image half
+    feeds the pictures to Qwen2.5-VL's vision tower (14 px patches, merged 2x2) beside the instruction."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    torch.manual_seed(SEED)
+    tokenizer = qwen_tokenizer()
+    # The Plus pipeline shows the encoder each picture at about 384² (CONDITION_IMAGE_SIZE): allowed up to that.
+    sizes = dict(patch_size=14, merge_size=2, temporal_patch_size=2)
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=384 * 384, **sizes),
+        video_processor=Qwen2VLVideoProcessor(**sizes),
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+    )
+    pipe = QwenImageEditPlusPipeline(
+        scheduler=_qwen_image_scheduler(),
+        vae=_qwen_image_vae(),
+        text_encoder=_qwen25_vl_encoder(tokenizer),
+        tokenizer=tokenizer,
+        processor=processor,
+        transformer=QwenImageTransformer2DModel(
+            patch_size=2,
+            in_channels=64,
+            out_channels=16,
+            num_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=QWEN_HIDDEN,
+            guidance_embeds=False,
+            axes_dims_rope=(4, 6, 6),
+        ),
+    )
+    pipe.save_pretrained(out / "qwenimageedit")
+    return out / "qwenimageedit"
+
+
 def build_flux2klein(out: Path) -> Path:
     """FLUX.2 [klein] (the step-distilled 4B layout): Qwen3 hidden states 9, 18, 27 stacked, 32-channel VAE."""
     torch.manual_seed(SEED)
@@ -583,6 +621,7 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "sd3": build_sd3,
     "zimage": build_zimage,
     "qwenimage": build_qwenimage,
+    "qwenimageedit": build_qwenimageedit,
     "flux2klein": build_flux2klein,
     "krea2": build_krea2,
 }

@@ -86,3 +86,17 @@ def test_an_edit_on_a_family_that_does_not_edit_or_beside_a_start_image_is_a_bad
     both = {**request, "initImage": {"path": str(tmp_path / "a.png"), "strength": 0.5}}
     with pytest.raises(JobFailed, match="an edit takes its images alone"):
         run(both, cache)
+
+
+def test_qwen_image_edit_takes_pictures_through_its_vision_encoder_and_makes_nothing_from_text(tmp_path_factory, tmp_path, cache):
+    folder = tiny_families.build_all(tmp_path_factory.mktemp("tiny-qwen-edit"), ["qwenimageedit"])["qwenimageedit"]
+    noise_source(tmp_path / "a.png", seed=1)
+    noise_source(tmp_path / "b.png", seed=2)
+    base = dict(cfgScale=1.0, steps=2)
+    one = run(edit_request("q1", folder, tmp_path, [tmp_path / "a.png"], **base), cache)
+    two = run(edit_request("q2", folder, tmp_path, [tmp_path / "a.png", tmp_path / "b.png"], **base), cache)
+    words = run(edit_request("q3", folder, tmp_path, [tmp_path / "a.png"], prompt="make it night", **base), cache)
+    assert one.shape == (64, 64, 3)
+    assert not np.array_equal(one, two) and not np.array_equal(one, words)
+    with pytest.raises(JobFailed, match="edits images only"):
+        run(generate("q4", folder, tmp_path, model={"name": "q", "path": folder}, width=64, height=64, steps=2, cfgScale=1.0, scheduler=None), cache)

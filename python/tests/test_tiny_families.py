@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pytest
 import torch
 from diffusers import DiffusionPipeline
@@ -20,6 +21,7 @@ PIPELINE_CLASSES = {
     "sd3": "StableDiffusion3Pipeline",
     "zimage": "ZImagePipeline",
     "qwenimage": "QwenImagePipeline",
+    "qwenimageedit": "QwenImageEditPlusPipeline",
     "flux2klein": "Flux2KleinPipeline",
     "krea2": "Krea2Pipeline",
 }
@@ -30,6 +32,8 @@ CALL_KWARGS = {
     "flux2klein": {"guidance_scale": 1.0},
     # Kontext scales what it makes to max_area (a megapixel) unless told the area asked for.
     "fluxkontext": {"max_area": 256 * 256},
+    # Qwen-Image-Edit only edits: it is given a picture (its processor is the part that needs torchvision).
+    "qwenimageedit": {"image": [Image.new("RGB", (64, 48), (200, 30, 30))], "negative_prompt": " "},
 }
 
 

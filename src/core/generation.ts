@@ -37,6 +37,8 @@ export interface FamilySpec {
   pipelines: { text: string; image?: string; inpaint?: string; edit?: string; control?: string; controlImage?: string; controlUnion?: string; controlUnionImage?: string; controlMulti?: string };
   /** Instruction edits (pipelines.edit): how many images one edit takes, the edited one first. */
   editImages?: number;
+  /** A family that only edits (Qwen-Image-Edit): generate_image refuses it. */
+  editOnly?: boolean;
   denoiser: "unet" | "transformer";
   guidance: Guidance;
   /** true, false, or "true_cfg": a negative prompt runs true CFG at trueCfgScale. */

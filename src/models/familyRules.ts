@@ -19,6 +19,7 @@ export function defaultsFor(entry: ModelEntry, family: ModelFamily): GenerationD
 
 /** What a family takes beyond a prompt, in generate_image's argument names: list_models shows it, resolveRequest holds to it. */
 export function familyTakes(family: FamilySpec): string[] {
+  if (family.editOnly) return ["edit", ...(family.negativePrompt ? ["negative_prompt"] : [])];
   return [
     ...(family.negativePrompt ? ["negative_prompt"] : []),
     ...(family.pipelines.image ? ["init_image"] : []),
@@ -34,8 +35,9 @@ export function familyTakes(family: FamilySpec): string[] {
  * Refuses, before anything is queued, what this family cannot use, naming the field and what it does take: a
  * silently dropped negative prompt or a resized image is a wrong answer the agent never hears about.
  */
-export function checkFamilyTakes(ask: { negativePrompt?: string | undefined; initImage?: unknown; outpaint?: unknown; mask?: unknown; loras?: readonly unknown[] | undefined }, name: string, familyName: ModelFamily, request: { width: number; height: number; cfgScale: number; scheduler: SchedulerName | null }): void {
+export function checkFamilyTakes(ask: { negativePrompt?: string | undefined; initImage?: unknown; outpaint?: unknown; mask?: unknown; loras?: readonly unknown[] | undefined; editing?: boolean | undefined }, name: string, familyName: ModelFamily, request: { width: number; height: number; cfgScale: number; scheduler: SchedulerName | null }): void {
   const family = FAMILIES[familyName]!;
+  if (family.editOnly && !ask.editing) throw new KittyError("invalid_argument", `model '${name}' is ${family.label}, which edits images only: call edit_image`, "model");
   const what = `model '${name}' is ${family.label}, which takes ${familyTakes(family).join(", ") || "a prompt and sizes only"}`;
   if (ask.negativePrompt?.trim()) {
     if (!family.negativePrompt) throw new KittyError("invalid_argument", `negative_prompt does not apply: ${what}`, "negative_prompt");

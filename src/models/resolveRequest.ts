@@ -34,6 +34,8 @@ export interface GenerationAsk {
   maskBlur?: number | undefined;
   /** ControlNet maps, their images found by the door. */
   control?: ControlAsk[] | undefined;
+  /** Set by edit_image: an edit-only family (Qwen-Image-Edit) is taken. */
+  editing?: boolean | undefined;
   loras?: Array<{ name: string; weight: number }> | undefined;
 }
 

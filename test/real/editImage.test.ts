@@ -32,6 +32,9 @@ describe("edit_image on the edit families", () => {
         "tiny_klein:",
         `  path: ${path.join(families, "flux2klein")}`,
         "  defaults: {steps: 2}",
+        "tiny_qwen_edit:",
+        `  path: ${path.join(families, "qwenimageedit")}`,
+        "  defaults: {steps: 2, cfg_scale: 1}",
         "",
       ].join("\n"),
     );
@@ -82,7 +85,7 @@ describe("edit_image on the edit families", () => {
 
   it("refuses a model that cannot edit, by name and with those that can, and more references than a model takes", async () => {
     const sd = await server.call("edit_image", { image: gradient, instruction: "x", model: "tiny_sd15" });
-    expect(errorText(sd)).toMatch(/model 'tiny_sd15' is Stable Diffusion 1\.5, which does not edit images by instruction; models that do: tiny_kontext, tiny_klein/);
+    expect(errorText(sd)).toMatch(/model 'tiny_sd15' is Stable Diffusion 1\.5, which does not edit images by instruction; models that do: tiny_kontext, tiny_klein, tiny_qwen_edit/);
     const tooMany = await server.call("edit_image", { image: gradient, references: [rings], instruction: "x", model: "tiny_kontext" });
     expect(errorText(tooMany)).toMatch(/model 'tiny_kontext' \(FLUX\.1 Kontext\) takes no reference images \(got 1\)/);
     const blank = await server.call("edit_image", { image: gradient, instruction: "   ", model: "tiny_kontext" });
@@ -92,6 +95,14 @@ describe("edit_image on the edit families", () => {
     expect(takes.tiny_kontext).toContain("edit");
     expect(takes.tiny_klein).toContain("edit");
     expect(takes.tiny_sd15).not.toContain("edit");
+  });
+
+  it("edits with Qwen-Image-Edit (its processor reads the pictures), which makes nothing from text alone", async () => {
+    const edited = await editDone({ image: gradient, references: [rings], instruction: "paint it blue", model: "tiny_qwen_edit", seed: 2 });
+    expect(edited.status.images[0]).toMatchObject({ width: 320, height: 256 });
+    expect(edited.selected.metadata.parents).toHaveLength(2);
+    const fromText = await server.call("generate_image", { model: "tiny_qwen_edit", prompt: "a gear" });
+    expect(errorText(fromText)).toMatch(/model 'tiny_qwen_edit' is Qwen-Image-Edit, which edits images only: call edit_image/);
   });
 
   it("makes an image from text alone on Kontext too, through generate_image", async () => {

@@ -17,7 +17,8 @@ import { errorText } from "../helpers/toolCalls.js";
  * models.yaml entry naming its tiny random-weight pipeline, over MCP stdio through the real runner: what a user
  * with that family's folder gets.
  */
-const MODERN = Object.keys(FAMILIES).filter((family) => family !== "sd15" && family !== "sdxl");
+// Edit-only families (Qwen-Image-Edit) make nothing from text: test/real/editImage.test.ts runs them.
+const MODERN = Object.keys(FAMILIES).filter((family) => family !== "sd15" && family !== "sdxl" && !FAMILIES[family]!.editOnly);
 /** Families whose transformer is tried alone in one file, with a `base:` folder for the rest. */
 const ALONE = ["flux", "zimage"];
 const TRANSFORMER_FILES = `

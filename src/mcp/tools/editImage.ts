@@ -45,7 +45,7 @@ export const editImage = defineTool({
     const editing = catalog.entries.filter((entry) => edits(entry.name)).map((entry) => entry.name);
     const chosen = model ?? (catalog.defaultModel && edits(catalog.defaultModel) ? catalog.defaultModel : editing[0]);
     if (!chosen) {
-      throw new KittyError("invalid_argument", "no model here edits images: add a FLUX.1 Kontext or FLUX.2 klein model to models.yaml (list_models shows 'edit' in takes)", "model");
+      throw new KittyError("invalid_argument", "no model here edits images: add a FLUX.1 Kontext, Qwen-Image-Edit or FLUX.2 klein model to models.yaml (list_models shows 'edit' in takes)", "model");
     }
     catalog.get(chosen); // an unknown name is unknown_model, with the names there are
     const family = familyFor(chosen);
@@ -63,7 +63,7 @@ export const editImage = defineTool({
     }
     const request = {
       ...resolveRequest(
-        { prompt: instruction, model: chosen, seed: askedSeed, ...sizeLike(source.width, source.height, spec.sizeMultiple) },
+        { prompt: instruction, model: chosen, seed: askedSeed, editing: true, ...sizeLike(source.width, source.height, spec.sizeMultiple) },
         catalog,
         () => null,
         elsewhere,
