@@ -159,7 +159,7 @@ def is_union(model: Any) -> bool:
     return type(model).__name__ == "ControlNetUnionModel"
 
 
-def control_kwargs(controls: list[PreparedControl], union: bool, image_key: str) -> dict[str, Any]:
+def control_kwargs(controls: list[PreparedControl], union: bool, image_key: str, schedule: bool = True) -> dict[str, Any]:
     """The ControlNet arguments of one pipeline call: the control images under `image_key` (`control_image` where
     the pipeline takes one beside a start image or for a union network, else `image`), and each entry's strength
     and its share of the schedule."""
@@ -181,6 +181,9 @@ def control_kwargs(controls: list[PreparedControl], union: bool, image_key: str)
         kwargs[image_key] = images
         return kwargs
     kwargs[image_key] = images[0] if one else images
+    if not schedule:
+        # Z-Image's pipeline takes no start or end (run_generate refused any but the whole schedule).
+        del kwargs["control_guidance_start"], kwargs["control_guidance_end"]
     return kwargs
 
 

@@ -53,6 +53,8 @@ class Family:
     edit_images: int = 0
     # a family that only edits (Qwen-Image-Edit): text-to-image is refused
     edit_only: bool = False
+    # whether its ControlNet can steer a share of the schedule (start, end); Z-Image's steers all of it
+    control_schedule: bool = True
 
     @property
     def uses_clip_prompts(self) -> bool:
@@ -84,6 +86,7 @@ def _family(name: str, entry: dict[str, Any]) -> Family:
         dtypes=dict(entry["dtype"]),
         edit_images=entry.get("editImages", 0),
         edit_only=entry.get("editOnly", False),
+        control_schedule=entry.get("controlSchedule", True),
     )
 
 

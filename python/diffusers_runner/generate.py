@@ -384,8 +384,12 @@ def _control_networks(model: LoadedModel, cache: ModelCache, controls: list[Prep
     class_name = model.spec.pipelines.get(role)
     if class_name is None:
         raise JobFailed("bad_request", f"{model.spec.label} has no {'union ' if union else ''}ControlNet pipeline{' for image-to-image' if image else ''} in diffusers")
+    if not model.spec.control_schedule and any((control.spec["start"], control.spec["end"]) != (0, 1) for control in controls):
+        raise JobFailed("bad_request", f"{model.spec.label}'s ControlNet steers the whole schedule: leave control start and end at 0 and 1")
     if union or len(nets) == 1:
         return class_name, paths[:1] if union else paths, nets[0], union
+    if "controlMulti" not in model.spec.pipelines:
+        raise JobFailed("bad_request", f"{model.spec.label} takes one control map at a time")
     # Several ControlNets run as the family's multi-model (FLUX has its own), each entry its own net, in order.
     return class_name, paths, getattr(diffusers, model.spec.pipelines.get("controlMulti", "MultiControlNetModel"))(nets), union
 
@@ -458,7 +462,7 @@ def _denoise(job: _Job, seed: int) -> Any:
         class_name, paths, network, union = job.control
         pipe = base.controlled(class_name, paths, network)
         image_key = "control_image" if _accepts(pipe, "control_image") else "image"
-        kwargs.update(control_kwargs(job.controls, union, image_key))
+        kwargs.update(control_kwargs(job.controls, union, image_key, schedule=job.model.spec.control_schedule))
         if job.init_image is not None:
             kwargs.update(image=job.init_image, strength=request["initImage"]["strength"])
         if _accepts(pipe, "width"):

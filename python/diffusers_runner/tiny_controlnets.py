@@ -2,7 +2,7 @@
 transformer's shape.
 
 `python -m diffusers_runner.tiny_controlnets MODELS_DIR OUT_DIR` writes OUT_DIR/{sd15_canny, sd15_depth,
-sdxl_canny, sdxl_union, flux_canny}, each a diffusers ControlNet folder saved with save_pretrained. A ControlNet starts with its
+sdxl_canny, sdxl_union, flux_canny, zimage_canny}, each a diffusers ControlNet folder saved with save_pretrained. A ControlNet starts with its
 output convolutions at zero, so that training begins from "no effect": left so, a random one would change no pixel.
 They are re-randomised here, so a test can see control change the image and two control images differ.
 """
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import torch
-from diffusers import ControlNetModel, ControlNetUnionModel, FluxControlNetModel, UNet2DConditionModel
+from diffusers import ControlNetModel, ControlNetUnionModel, FluxControlNetModel, UNet2DConditionModel, ZImageControlNetModel
 
 from .tiny_families import FLUX_CLIP_HIDDEN, T5_HIDDEN
 
@@ -26,7 +26,7 @@ def _wake(model: torch.nn.Module, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out", "controlnet_blocks", "controlnet_single_blocks", "controlnet_x_embedder")):
+            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out", "controlnet_blocks", "controlnet_single_blocks", "controlnet_x_embedder")) or name.startswith("control_all_x_embedder") or name.endswith(("after_proj.weight", "after_proj.bias", "before_proj.weight", "before_proj.bias")):
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
 
 
@@ -65,6 +65,24 @@ def build_flux_controlnet(out: Path, seed: int) -> Path:
     return out
 
 
+def build_zimage_controlnet(out: Path, seed: int) -> Path:
+    """A Z-Image ControlNet (the Fun-Controlnet-Union layout) of the tiny Z-Image transformer's shape."""
+    torch.manual_seed(seed)
+    model = ZImageControlNetModel(
+        control_layers_places=[0],
+        control_refiner_layers_places=[0],
+        control_in_dim=16,
+        add_control_noise_refiner="control_noise_refiner",
+        dim=32,
+        n_refiner_layers=1,
+        n_heads=2,
+        n_kv_heads=2,
+    )
+    _wake(model, seed)
+    model.save_pretrained(out)
+    return out
+
+
 def build_all(models: Path, out: Path) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     built = {
@@ -73,6 +91,7 @@ def build_all(models: Path, out: Path) -> dict[str, str]:
         "sdxl_canny": build_controlnet(models / "sdxl", out / "sdxl_canny", SEED + 2),
         "sdxl_union": build_controlnet(models / "sdxl", out / "sdxl_union", SEED + 3, union=True),
         "flux_canny": build_flux_controlnet(out / "flux_canny", SEED + 4),
+        "zimage_canny": build_zimage_controlnet(out / "zimage_canny", SEED + 5),
     }
     return {name: str(path) for name, path in built.items()}
 

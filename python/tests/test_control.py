@@ -171,3 +171,19 @@ def test_flux_follows_a_canny_map_through_its_own_controlnet_pipeline(controlnet
     model, _ = cache.get(folder, None)
     assert {key[0] for key in model.base._controlled} == {"FluxControlNetPipeline"}
     assert type(next(iter(model.base._controlled.values())).controlnet).__name__ in ("FluxControlNetModel", "FluxMultiControlNetModel")
+
+
+def test_zimage_follows_one_canny_map_over_the_whole_schedule(controlnets, tmp_path_factory, tmp_path, cache):
+    from diffusers_runner import tiny_families
+
+    folder = tiny_families.build_all(tmp_path_factory.mktemp("tiny-zimage-control"), ["zimage"])["zimage"]
+    box, circle = drawing(tmp_path / "box.png", "box"), drawing(tmp_path / "circle.png", "circle")
+    base = dict(model={"name": "tiny_zimage", "path": folder}, width=64, height=64, steps=2, cfgScale=0.0, scheduler=None)
+    plain = pixels(run(generate("z", folder, tmp_path, **base), cache))
+    boxed = pixels(run(generate("z-box", folder, tmp_path, **base, control=[control(controlnets["zimage_canny"], box)]), cache))
+    circled = pixels(run(generate("z-circle", folder, tmp_path, **base, control=[control(controlnets["zimage_canny"], circle)]), cache))
+    assert not np.array_equal(boxed, plain) and not np.array_equal(boxed, circled)
+    with pytest.raises(JobFailed, match="steers the whole schedule"):
+        run(generate("z-end", folder, tmp_path, **base, control=[control(controlnets["zimage_canny"], box, end=0.5)]), cache)
+    with pytest.raises(JobFailed, match="one control map at a time"):
+        run(generate("z-two", folder, tmp_path, **base, control=[control(controlnets["zimage_canny"], box), control(controlnets["zimage_canny"], circle)]), cache)

@@ -39,6 +39,8 @@ export interface FamilySpec {
   editImages?: number;
   /** A family that only edits (Qwen-Image-Edit): generate_image refuses it. */
   editOnly?: boolean;
+  /** false: its ControlNet steers the whole schedule, no start or end (Z-Image). */
+  controlSchedule?: boolean;
   denoiser: "unet" | "transformer";
   guidance: Guidance;
   /** true, false, or "true_cfg": a negative prompt runs true CFG at trueCfgScale. */

@@ -18,6 +18,7 @@ export interface ControlNetEntry {
 }
 
 const MAX_DEPTH = 3;
+const TRANSFORMER_CONTROLNETS: Record<string, ModelFamily> = { FluxControlNetModel: "flux", ZImageControlNetModel: "zimage" };
 /** Other words for a type, as ControlNet files are commonly named. */
 const TYPE_WORDS: Record<string, ControlType> = { openpose: "pose", softedge: "lineart", hed: "scribble", mlsd: "lineart", normalbae: "normal" };
 
@@ -51,13 +52,15 @@ function describe(name: string, dir: string): ControlNetEntry {
     return { name, path: dir, family: null, type: null, problem: `config.json cannot be read: ${(error as Error).message}` };
   }
   const className = config._class_name ?? "ControlNetModel";
-  // FLUX.1's ControlNets are their own class (a union one among them is told by its modes: not yet wired).
-  if (className === "FluxControlNetModel") {
+  // The transformer families' ControlNets are classes of their own (FLUX.1's union ones, told by their modes, are
+  // not wired yet).
+  const ownFamily = TRANSFORMER_CONTROLNETS[className];
+  if (ownFamily) {
     const type = typeInName(name);
-    return type ? { name, path: dir, family: "flux", type } : { name, path: dir, family: "flux", type: null, problem: `its name says no control type: put one of ${CONTROL_TYPES.join(", ")} in the folder's name` };
+    return type ? { name, path: dir, family: ownFamily, type } : { name, path: dir, family: ownFamily, type: null, problem: `its name says no control type: put one of ${CONTROL_TYPES.join(", ")} in the folder's name` };
   }
   if (className !== "ControlNetModel" && className !== "ControlNetUnionModel") {
-    return { name, path: dir, family: null, type: null, problem: `a ${className}: SD 1.5, SDXL and FLUX.1 ControlNets (ControlNetModel, ControlNetUnionModel, FluxControlNetModel) run here so far` };
+    return { name, path: dir, family: null, type: null, problem: `a ${className}: the ControlNets run here are ControlNetModel, ControlNetUnionModel, ${Object.keys(TRANSFORMER_CONTROLNETS).join(", ")}` };
   }
   if (config.addition_embed_type !== "text_time" && config.cross_attention_dim === 1024) {
     return { name, path: dir, family: null, type: null, problem: "an SD 2 ControlNet (cross-attention width 1024): no SD 2 model runs here" };

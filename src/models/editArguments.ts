@@ -47,10 +47,16 @@ export function controlOf(
     const running = Object.values(FAMILIES).filter((each) => each.pipelines.control).map((each) => each.label);
     throw new KittyError("invalid_argument", `control does not apply: model '${model.name}' is ${family.label}, which runs no ControlNet here (${running.join(", ")} do)`, "control");
   }
+  if (ask.control.length > 1 && !family.pipelines.controlMulti) {
+    throw new KittyError("invalid_argument", `control: ${family.label} takes one map at a time (got ${ask.control.length})`, "control");
+  }
   const ready = controlnets.list().filter((entry) => !entry.problem && entry.family === model.family);
   return ask.control.map((entry, index) => {
     const { start = LIMITS.control.start, end = LIMITS.control.end } = entry;
     if (start >= end) throw new KittyError("invalid_argument", `control[${index}].start (${start}) must come before its end (${end})`, `control[${index}].start`);
+    if (family.controlSchedule === false && (start !== LIMITS.control.start || end !== LIMITS.control.end)) {
+      throw new KittyError("invalid_argument", `control[${index}]: ${family.label}'s ControlNet steers the whole schedule; leave start and end out`, `control[${index}].start`);
+    }
     const net = ready.find((candidate) => candidate.type === entry.type) ?? ready.find((candidate) => candidate.type === "union");
     if (!net) {
       const where = controlnets.folder ? `in ${controlnets.folder}` : "configured: add 'controlnets: /path/to/controlnet-folders' to models.yaml";

@@ -118,3 +118,36 @@ describe("ControlNet on FLUX.1, through its own ControlNet class", () => {
     expect(errorText(depth)).toMatch(/control\[0\]\.type: no FLUX\.1 .*ControlNet for 'depth' maps in .*\(FLUX\.1 .* ones there: flux_canny \(canny\)\)/);
   });
 });
+
+describe("ControlNet on Z-Image: one map over the whole schedule", () => {
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    const home = await mkdtemp(path.join(tmpdir(), "kitty-zimage-control-"));
+    const modelsYaml = path.join(home, "models.yaml");
+    const tiny = inject("tinyModelsDir");
+    writeFileSync(modelsYaml, [`tiny_zimage: ${path.join(tiny, "families", "zimage")}`, `controlnets: ${path.join(tiny, "controlnets")}`, ""].join("\n"));
+    server = await startServer({ home, modelsYaml }, { KITTY_IMAGES_STORAGE: "local" });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it("follows a canny map with Z-Image's ControlNet, and refuses two maps or a share of the schedule before queueing", async () => {
+    const zimage = { model: "tiny_zimage", width: 256, height: 256, steps: 2, seed: 3, prompt: "a bracket" };
+    const pixelsOf = async (args: Record<string, unknown>) => {
+      const { status } = await generateDone(server, args);
+      const selected = await server.ok("select_image", { key: status.images[0].key });
+      return readPng(readFileSync(new URL(selected.imageRef.storageUri))).pixels;
+    };
+    const plain = await pixelsOf(zimage);
+    const boxed = await pixelsOf({ ...zimage, control: [{ image: render("box"), type: "canny" }] });
+    const ringed = await pixelsOf({ ...zimage, control: [{ image: render("ring"), type: "canny" }] });
+    expect(boxed.equals(plain)).toBe(false);
+    expect(boxed.equals(ringed)).toBe(false);
+    const two = await server.call("generate_image", { ...zimage, control: [{ image: render("box"), type: "canny" }, { image: render("ring"), type: "canny" }] });
+    expect(errorText(two)).toMatch(/control: Z-Image .*takes one map at a time \(got 2\)/);
+    const partly = await server.call("generate_image", { ...zimage, control: [{ image: render("box"), type: "canny", end: 0.5 }] });
+    expect(errorText(partly)).toMatch(/control\[0\]: Z-Image .*ControlNet steers the whole schedule; leave start and end out/);
+  });
+});
