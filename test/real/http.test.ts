@@ -146,10 +146,10 @@ describe("the HTTP door", () => {
       expect(response.status, name).toBe(status);
       expect(JSON.parse(response.body), name).toMatchObject({ error, detail: expect.any(String) });
     }
-    // Over the body cap: refused before anything is read or queued.
-    const huge = JSON.stringify({ prompt: "x".repeat(MAX_MESSAGE_BYTES + 1024) });
-    expect((await fetch(`${guarded.url}/api/images/generate`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: huge })).status).toBe(413);
-    expect((await fetch(`${guarded.url}/mcp`, { method: "POST", headers: { ...mcpHeaders, authorization: `Bearer ${TOKEN}` }, body: huge })).status).toBe(413);
+    // Over the body cap (declared): refused before anything is read or queued; the client need not send it all.
+    const declared = { "content-length": String(MAX_MESSAGE_BYTES + 1) };
+    expect((await rawRequest(`${guarded.url}/api/images/generate`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json", ...declared }, body: "{" })).status).toBe(413);
+    expect((await rawRequest(`${guarded.url}/mcp`, { method: "POST", headers: { ...mcpHeaders, authorization: `Bearer ${TOKEN}`, ...declared }, body: "{" })).status).toBe(413);
     expect(await jobsNow()).toBe(before);
     // The right token, as either header, is served.
     const mcp = await mcpOverHttp(guarded.url, MODERN, { "x-api-key": TOKEN });

@@ -35,7 +35,7 @@ describe("both MCP protocol eras over stdio", () => {
     });
     const seen = JSON.parse(stdout.trim().split("\n").at(-1)!);
     expect(seen.protocolVersion).toBe(version);
-    expect(seen.tools).toEqual(["cancel_job", "generate_image", "job_status", "list_latest_images", "list_models", "select_image", "upscale_image"]);
+    expect(seen.tools).toEqual(["cancel_job", "edit_image", "generate_image", "job_status", "list_latest_images", "list_models", "select_image", "upscale_image"]);
     expect(seen.refused.isError).toBe(true);
     expect(seen.refused.text).toMatch(/width must be a multiple of 8 between 256 and 2048 \(got 1001\)/);
     expect(seen.job).toMatchObject({ status: "done", images: [{ width: 256, height: 256 }] });

@@ -38,6 +38,13 @@ describe("kitty-images reindex against MinIO", () => {
     for (let n = 0; n < PNG_ONLY; n++) {
       tasks.push(put(`images/imported/loose-${n}.png`, makePng(48, 32, { "kitty-images": JSON.stringify({ prompt: `loose ${n}`, model: "sdxl_base", seed: n }) }), "image/png"));
     }
+    // Two uploads with their sidecars, and one cut short (its sidecar never went up): left out.
+    for (const n of [1, 2]) {
+      const key = `uploads/${String(n).repeat(32)}.png`;
+      const sidecar = { kind: "upload", key, createdAt: new Date(Date.UTC(2026, 10, 2) + n).toISOString(), width: 64, height: 64, format: "PNG", bytes: png.length, sha256: String(n).repeat(64), pngBytes: png.length, origin: { from: "data" } };
+      tasks.push(put(key, png, "image/png"), put(key.replace(/\.png$/, ".json"), JSON.stringify(sidecar), "application/json"));
+    }
+    tasks.push(put(`uploads/${"9".repeat(32)}.png`, png, "image/png"));
     await inBatches(tasks, 24);
   });
 
@@ -52,7 +59,8 @@ describe("kitty-images reindex against MinIO", () => {
     const env = { ...serverEnv(home, s3Env(minio, bucket)), KITTY_IMAGES_LOG_LEVEL: "warn" };
     const first = await execa(process.execPath, [SERVER_ENTRY, "reindex"], { env, extendEnv: false, reject: false, timeout: 300_000 });
     expect(first.exitCode, first.stderr).toBe(0);
-    expect(JSON.parse(first.stdout)).toEqual({ scanned: PAIRS + PNG_ONLY, added: PAIRS + PNG_ONLY, alreadyIndexed: 0, withoutSidecar: PNG_ONLY, unreadable: 0 });
+    expect(JSON.parse(first.stdout)).toEqual({ scanned: PAIRS + PNG_ONLY, added: PAIRS + PNG_ONLY, alreadyIndexed: 0, withoutSidecar: PNG_ONLY, unreadable: 0, uploadsAdded: 2 });
+    expect(first.stderr).toContain("an upload without its sidecar was left unindexed");
 
     server = await startServer(home, s3Env(minio, bucket));
     const keys = new Set<string>();
@@ -70,6 +78,9 @@ describe("kitty-images reindex against MinIO", () => {
 
     const again = await execa(process.execPath, [SERVER_ENTRY, "reindex"], { env, extendEnv: false, reject: false, timeout: 300_000 });
     expect(again.exitCode, again.stderr).toBe(0);
-    expect(JSON.parse(again.stdout)).toMatchObject({ scanned: PAIRS + PNG_ONLY, added: 0, alreadyIndexed: PAIRS + PNG_ONLY });
+    expect(JSON.parse(again.stdout)).toMatchObject({ scanned: PAIRS + PNG_ONLY, added: 0, alreadyIndexed: PAIRS + PNG_ONLY, uploadsAdded: 0 });
+    // A reindexed upload is a start image again, by its key.
+    const queued = await server.ok("generate_image", { prompt: "from an upload", model: "tiny_sd15", steps: 1, init_image: `uploads/${"1".repeat(32)}.png`, strength: 1 });
+    expect(queued).toMatchObject({ status: "queued", width: 256, height: 256 });
   });
 });
