@@ -63,6 +63,18 @@ export function sendJson(response: ServerResponse, status: number, body: unknown
   response.end(text);
 }
 
+/**
+ * A listing's `limit` query parameter (default 36, 1-200), or null once a 422 naming it has been sent, in the
+ * shape FastAPI gives (the images-service's REST API).
+ */
+export function queryLimit(url: URL, response: ServerResponse): number | null {
+  const raw = url.searchParams.get("limit") ?? "36";
+  const limit = Number(raw);
+  if (Number.isInteger(limit) && limit >= 1 && limit <= 200) return limit;
+  sendJson(response, 422, { detail: [{ loc: ["query", "limit"], msg: `limit must be an integer between 1 and 200 (got ${JSON.stringify(raw)})`, type: "value_error" }] });
+  return null;
+}
+
 /** A percent-encoded path, or null when its encoding is broken (`%ZZ`). */
 export function decodePath(encoded: string): string | null {
   try {

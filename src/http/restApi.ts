@@ -10,7 +10,8 @@ import { upscaleImage } from "../mcp/tools/upscaleImage.js";
 import { invokeTool, type ToolDeps } from "../mcp/tools/toolKit.js";
 import type { Job } from "../queue/job.js";
 import { sidecarKey } from "../storage/imageStore.js";
-import { BodyNotJson, BodyTooLarge, decodePath, readJsonBody, sendJson } from "./body.js";
+import { BodyNotJson, BodyTooLarge, decodePath, queryLimit, readJsonBody, sendJson } from "./body.js";
+import { listUploads } from "./uploadList.js";
 
 /**
  * The images-service REST API as KITTY's gateway and kitty-cli call it today: the same paths, fields and status
@@ -182,11 +183,8 @@ async function select(app: App, request: IncomingMessage, response: ServerRespon
  * PNG's bytes, which the tool's listing does not carry.
  */
 async function latest(app: App, url: URL, response: ServerResponse): Promise<void> {
-  const raw = url.searchParams.get("limit") ?? "36";
-  const limit = Number(raw);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 200) {
-    return sendJson(response, 422, { detail: [{ loc: ["query", "limit"], msg: `limit must be an integer between 1 and 200 (got ${JSON.stringify(raw)})`, type: "value_error" }] });
-  }
+  const limit = queryLimit(url, response);
+  if (limit === null) return;
   const items = (await app.index.latest(limit)).images.map((image) => ({
     key: image.key,
     size: typeof image.metadata.pngBytes === "number" ? image.metadata.pngBytes : 0,
@@ -224,6 +222,8 @@ export async function handleRest(app: App, request: IncomingMessage, response: S
       else sendJson(response, 200, rqStatus(job, job.state === "done" ? (await app.index.ofJob(job.id))[0]?.key : undefined));
     } else if (route === "GET /api/images/latest") {
       await latest(app, url, response);
+    } else if (route === "GET /api/images/uploads") {
+      await listUploads(app, url, response);
     } else if (route === "POST /api/images/select") {
       await select(app, request, response);
     } else if (route === "GET /api/images/stats") {

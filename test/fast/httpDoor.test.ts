@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startHttpDoor, type HttpDoor } from "../../src/http/httpDoor.js";
 import { LinkSigner } from "../../src/storage/signedLinks.js";
 import { startInProcess, type InProcessServer } from "../helpers/inProcess.js";
+import { makePng } from "../helpers/png.js";
 
 /** node:http, so a test can send what fetch will not (its own Host, a chunked body). */
 function raw(url: string, { method = "GET", headers = {}, body }: { method?: string; headers?: Record<string, string>; body?: string | Buffer[] } = {}) {
@@ -71,6 +72,21 @@ describe("the HTTP door in-process: REST edge cases, file links, refusals (stand
     expect((await fetch(good.replace(key, key.replace(".png", "0.png")))).status).toBe(403);
     expect((await raw(`${door.url}/files/images/..%2F..%2Flink-signing.key?exp=1&sig=x`)).status).toBe(404);
     expect((await raw(good, { headers: { host: "evil.example" } })).status).toBe(403);
+  });
+
+  it("takes a data: URL as REST generate's init_image, lists it as an upload apart from the generations, and refuses a server path", async () => {
+    const png = makePng(300, 260, {}, (x, y) => ((x >> 5) + (y >> 5)) % 2 ? 230 : 20);
+    const queued = await post("/api/images/generate", { prompt: "from a pasted image", model: "tiny_sd15", init_image: `data:image/png;base64,${png.toString("base64")}`, strength: 0.5 });
+    expect(queued.status, await queued.clone().text()).toBe(200);
+    const { items } = (await (await fetch(`${door.url}/api/images/uploads?limit=5`)).json()) as { items: Array<Record<string, any>> };
+    expect(items[0]).toMatchObject({ key: expect.stringMatching(/^uploads\/[0-9a-f]{32}\.png$/), width: 300, height: 260, format: "PNG", from: "data" });
+    expect(items[0]!.image_ref.storageUri).toMatch(/^file:\/\/.*uploads\//);
+    const generations = (await (await fetch(`${door.url}/api/images/latest`)).json()) as { items: Array<{ key: string }> };
+    expect(generations.items.some((item) => item.key.startsWith("uploads/"))).toBe(false);
+    const path = await post("/api/images/generate", { prompt: "x", model: "tiny_sd15", init_image: "/etc/hostname" });
+    expect(path.status).toBe(422);
+    expect(((await path.json()) as any).detail[0]).toMatchObject({ loc: ["body", "init_image"], msg: expect.stringContaining("local file paths are read only for a client on this machine (stdio)") });
+    expect((await fetch(`${door.url}/api/images/uploads?limit=0`)).status).toBe(422);
   });
 
   it("refuses an oversized body sent in chunks with 413", async () => {
