@@ -32,11 +32,24 @@ export function toolDeps(app: App, door: Door): ToolDeps {
   };
 }
 
+/**
+ * How long 2026-07-28 clients may keep what these answer (SEP-2549; 2025-era answers carry no such fields). The
+ * tools, the gallery App and what the server says of itself change only with a new version, the same for every
+ * caller: a day, and shared caches may keep them. Without hints the SDK says 0, and clients list again every turn.
+ */
+const CACHE_HINTS = {
+  "server/discover": { ttlMs: 24 * 3600_000, cacheScope: "public" },
+  "tools/list": { ttlMs: 24 * 3600_000, cacheScope: "public" },
+  "resources/list": { ttlMs: 24 * 3600_000, cacheScope: "public" },
+  "resources/read": { ttlMs: 24 * 3600_000, cacheScope: "public" },
+} as const;
+
 /** One MCP server over the app: cheap, so each connection (and each protocol era) may get its own. */
 export function createMcpServer(app: App, door: Door): McpServer {
   const server = new McpServer(
     { name: "kitty-images", version: VERSION },
     {
+      cacheHints: CACHE_HINTS,
       instructions:
         "Local image generation. generate_image queues a job and returns a jobId at once; job_status with wait_seconds " +
         "waits for it; select_image turns the result into an imageRef {downloadUrl, storageUri} for downstream tools.",

@@ -169,6 +169,15 @@ describe("both protocol eras over the same stdio entry", () => {
     try {
       expect(server.client.getNegotiatedProtocolVersion()).toBe(version);
       expect((await server.client.listTools()).tools).toHaveLength(8);
+      // Cache hints (SEP-2549) are the 2026 wire's: a day for the tool list; the 2025 wire has no such fields.
+      const listed = server.received.findLast((message) => (message as { result?: { tools?: unknown } }).result?.tools) as { result: Record<string, unknown> };
+      if (era === "modern") expect(listed.result).toMatchObject({ ttlMs: 86_400_000, cacheScope: "public" });
+      else expect(listed.result.ttlMs).toBeUndefined();
+      if (era === "modern") {
+        await server.client.listResources();
+        const resources = server.received.findLast((message) => (message as { result?: { resources?: unknown } }).result?.resources) as { result: Record<string, unknown> };
+        expect(resources.result).toMatchObject({ ttlMs: 86_400_000, cacheScope: "public" });
+      }
       const refused = await server.call("generate_image", { prompt: "x", model: "tiny_sd15", width: 1001 });
       expect(refused.isError).toBe(true);
       expect(textOf(refused)).toMatch(/width must be a multiple of 8 between 256 and 2048 \(got 1001\)/);
