@@ -82,9 +82,10 @@ describe("the disk and the database under pressure", () => {
     const running = await server.ok("generate_image", { ...tiny, steps: 100, prompt: "running through the lock", seed: 5 });
     await waitUntilRunning(server, running.jobId);
 
-    // Another program (a backup, a sqlite3 shell) holds the write lock for longer than the server's 10 s busy timeout.
+    // Another program (a backup, a sqlite3 shell) holds the write lock for longer than the server's 10 s busy timeout:
+    // 25 s, so that a call still reaching its write some seconds late on a loaded machine meets the lock for 10 s.
     const databasePath = path.join(home.home, "kitty-images.sqlite");
-    const holder = execa("python3", ["-c", HOLD_LOCK, databasePath, "15"], { reject: false });
+    const holder = execa("python3", ["-c", HOLD_LOCK, databasePath, "25"], { reject: false });
     await new Promise<void>((resolve) => holder.stdout!.once("data", () => resolve()));
 
     const [mcpRefused, restRefused] = await Promise.all([
