@@ -16,6 +16,9 @@ cp -r src test web package.json package-lock.json tsconfig.json vitest.config.ts
 # name), without the caches Python leaves beside them.
 cp -r python "$WORK/"
 find "$WORK/python" \( -name __pycache__ -o -name .pytest_cache \) -prune -exec rm -rf {} +
+# The runner's venv, shared (npm test, or npm run setup, made it): the fast tier's uploads are decoded by its Pillow.
+mkdir -p "$WORK/.cache"
+ln -sfn "$PWD/.cache/venv" "$WORK/.cache/venv"
 cd "$WORK"
 # Reinstall only when the lockfile or the Node version changed.
 stamp="$(sha256sum < package-lock.json | cut -d' ' -f1)-$(node --version)"
