@@ -1,6 +1,7 @@
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { CONTROL_TYPES, type ControlType, type ModelFamily } from "../core/generation.js";
+import { nameInFolder, walkFolder } from "./folderWalk.js";
 
 /**
  * A ControlNet in models.yaml's `controlnets` folder: a diffusers ControlNet folder (config.json and its weights),
@@ -17,30 +18,18 @@ export interface ControlNetEntry {
   problem?: string;
 }
 
-const MAX_DEPTH = 3;
 const TRANSFORMER_CONTROLNETS: Record<string, ModelFamily> = { FluxControlNetModel: "flux", ZImageControlNetModel: "zimage" };
 /** Other words for a type, as ControlNet files are commonly named. */
 const TYPE_WORDS: Record<string, ControlType> = { openpose: "pose", softedge: "lineart", hed: "scribble", mlsd: "lineart", normalbae: "normal" };
 
 export function listControlNets(folder: string): ControlNetEntry[] {
   const found: ControlNetEntry[] = [];
-  const walk = (dir: string, depth: number) => {
-    let names: string[];
-    try {
-      names = readdirSync(dir);
-    } catch {
-      return;
-    }
-    if (names.includes("config.json")) {
-      found.push(describe(path.relative(folder, dir).split(path.sep).join("/"), dir));
-      return;
-    }
-    for (const name of names) {
-      const full = path.join(dir, name);
-      if (!name.startsWith(".") && depth < MAX_DEPTH && isDirectory(full)) walk(full, depth + 1);
-    }
-  };
-  walk(folder, 1);
+  // A folder with a config.json is one ControlNet: not walked into.
+  walkFolder(folder, (dir, names) => {
+    if (!names.includes("config.json")) return false;
+    found.push(describe(nameInFolder(folder, dir), dir));
+    return true;
+  });
   return found.filter((entry) => entry.name !== "").sort((a, b) => a.name.localeCompare(b.name));
 }
 
@@ -78,12 +67,4 @@ function typeInName(name: string): ControlType | null {
     if (TYPE_WORDS[word]) return TYPE_WORDS[word];
   }
   return null;
-}
-
-function isDirectory(file: string): boolean {
-  try {
-    return statSync(file).isDirectory();
-  } catch {
-    return false;
-  }
 }

@@ -1,6 +1,7 @@
-import { closeSync, openSync, readdirSync, readSync, statSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import path from "node:path";
 import type { ModelFamily } from "../core/generation.js";
+import { nameInFolder, walkFolder } from "./folderWalk.js";
 
 /** A LoRA file in models.yaml's `loras` folder: its name is its path there without `.safetensors`. */
 export interface LoraEntry {
@@ -11,41 +12,19 @@ export interface LoraEntry {
   problem?: string;
 }
 
-const MAX_DEPTH = 3;
 // A safetensors header is JSON of tensor names and shapes; real LoRAs stay far below this.
 const MAX_HEADER_BYTES = 64 * 1024 * 1024;
 
 /** Every `.safetensors` file under the folder (subfolders too, a few levels deep), sorted by name. */
 export function listLoras(folder: string): LoraEntry[] {
   const found: LoraEntry[] = [];
-  const walk = (dir: string, depth: number) => {
-    let names: string[];
-    try {
-      names = readdirSync(dir);
-    } catch {
-      return;
-    }
-    for (const name of names) {
+  walkFolder(folder, (dir, names) => {
+    for (const name of names.filter((each) => each.endsWith(".safetensors"))) {
       const full = path.join(dir, name);
-      if (name.startsWith(".")) continue;
-      if (name.endsWith(".safetensors")) {
-        const relative = path.relative(folder, full).split(path.sep).join("/");
-        found.push({ name: relative.slice(0, -".safetensors".length), path: full, ...loraFamily(full) });
-      } else if (depth < MAX_DEPTH && isDirectory(full)) {
-        walk(full, depth + 1);
-      }
+      found.push({ name: nameInFolder(folder, full).slice(0, -".safetensors".length), path: full, ...loraFamily(full) });
     }
-  };
-  walk(folder, 1);
+  });
   return found.sort((a, b) => a.name.localeCompare(b.name));
-}
-
-function isDirectory(file: string): boolean {
-  try {
-    return statSync(file).isDirectory();
-  } catch {
-    return false;
-  }
 }
 
 /** Reads only the file's header: the tensor names and shapes say which family a LoRA is for. */

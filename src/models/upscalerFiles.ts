@@ -1,5 +1,5 @@
-import { readdirSync, statSync } from "node:fs";
 import path from "node:path";
+import { nameInFolder, walkFolder } from "./folderWalk.js";
 import { readSafetensorsHeader } from "./loraFiles.js";
 
 /**
@@ -15,27 +15,16 @@ export interface UpscalerEntry {
   problem?: string;
 }
 
-const MAX_DEPTH = 3;
 const SCALE_BY_CHANNELS: Record<number, number> = { 3: 4, 12: 2, 48: 1 };
 
 export function listUpscalers(folder: string): UpscalerEntry[] {
   const found: UpscalerEntry[] = [];
-  const walk = (dir: string, depth: number) => {
-    let names: string[];
-    try {
-      names = readdirSync(dir);
-    } catch {
-      return;
-    }
+  walkFolder(folder, (dir, names) => {
     for (const name of names) {
-      const full = path.join(dir, name);
-      if (name.startsWith(".")) continue;
       const extension = /\.(pth|safetensors)$/.exec(name)?.[0];
-      if (extension) found.push(describe(path.relative(folder, full).split(path.sep).join("/").slice(0, -extension.length), full));
-      else if (depth < MAX_DEPTH && isDirectory(full)) walk(full, depth + 1);
+      if (extension) found.push(describe(nameInFolder(folder, path.join(dir, name)).slice(0, -extension.length), path.join(dir, name)));
     }
-  };
-  walk(folder, 1);
+  });
   return found.sort((a, b) => a.name.localeCompare(b.name));
 }
 
@@ -52,12 +41,4 @@ function describe(name: string, file: string): UpscalerEntry {
   }
   const said = /(?:^|[^a-z0-9])(?:x([124])|([124])x)(?:[^a-z0-9]|$)/i.exec(name);
   return { name, path: file, scale: said ? Number(said[1] ?? said[2]) : null };
-}
-
-function isDirectory(file: string): boolean {
-  try {
-    return statSync(file).isDirectory();
-  } catch {
-    return false;
-  }
 }
