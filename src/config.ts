@@ -41,6 +41,7 @@ const envSchema = z.object({
   KITTY_IMAGES_HOME: optionalString,
   KITTY_IMAGES_STORAGE: z.preprocess(emptyToUndefined, z.enum(["auto", "s3", "local"]).default("auto")),
   KITTY_IMAGES_PRESIGN_TTL_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(604800).default(86400)),
+  KITTY_IMAGES_TASK_TTL_HOURS: z.preprocess(emptyToUndefined, z.coerce.number().min(0.05).max(168).default(24)),
   KITTY_IMAGES_DEFAULT_MODEL: optionalString,
   KITTY_IMAGES_PYTHON: optionalString,
   KITTY_IMAGES_CLIP_VOCAB: optionalString,
@@ -122,6 +123,8 @@ export interface Config {
     fetchHosts: string[];
   };
   presignTtlSeconds: number;
+  /** How long an MCP task is kept when its client asks for no ttl (KITTY_IMAGES_TASK_TTL_HOURS); its job and images stay after. */
+  taskTtlMs: number;
   models: ModelCatalog;
   runner: {
     python: string;
@@ -209,6 +212,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
       fetchHosts: csv(e.KITTY_IMAGES_FETCH_HOSTS).map((host) => host.toLowerCase()),
     },
     presignTtlSeconds: e.KITTY_IMAGES_PRESIGN_TTL_SECONDS,
+    taskTtlMs: Math.round(e.KITTY_IMAGES_TASK_TTL_HOURS * 3600_000),
     models: loadModelsYaml(
       modelsYaml,
       e.KITTY_IMAGES_DEFAULT_MODEL,

@@ -44,7 +44,7 @@ function modelsOnThisHost(config: Config): { models: string[]; modelInfo: Record
  */
 export async function createPostgresApp(config: Config, url: string, log: Logger, { runsJobs, engine, filesBaseUrl }: { runsJobs: boolean; engine: Engine; filesBaseUrl?: string }): Promise<App> {
   const timing = TIMING.postgres;
-  const { jobs, images, uploads, registry, pool } = await openPostgresQueue(url, log);
+  const { jobs, images, uploads, tasks, registry, pool } = await openPostgresQueue(url, log);
   const store = createStore(config);
   checkStoreSoon(store, log);
   // Changes from every host, this one's included (its own NOTIFYs come back too, so each is heard once): front-end
@@ -102,6 +102,7 @@ export async function createPostgresApp(config: Config, url: string, log: Logger
     queue: new JobQueue(jobs, { events: heard, pollMs: timing.waitPollMs, waitingReason: (job) => sharedWaitingReason(registry, timing.staleMs, job) }),
     index: images,
     imageInputs: imageInputsFor(config, store, images, uploads, log),
+    tasks,
     store,
     links: linksFor(config, store, filesBaseUrl),
     engine,

@@ -20,7 +20,7 @@ export function createSqliteApp(
   { runsJobs, engine, filesBaseUrl, timing: given }: { runsJobs: boolean; engine: Engine; filesBaseUrl?: string; timing?: Partial<SqliteTiming> },
 ): App {
   const timing = { ...TIMING.sqlite, ...given };
-  const { jobs, images, uploads, lease, close } = openSqliteQueue(config.databasePath);
+  const { jobs, images, uploads, tasks, lease, close } = openSqliteQueue(config.databasePath);
   const store = createStore(config);
   checkStoreSoon(store, log);
   const worker = runsJobs
@@ -34,6 +34,7 @@ export function createSqliteApp(
     queue: new JobQueue(jobs, { events: jobs.events, pollMs: timing.waitPollMs, waitingReason: async () => (await lease.holder())?.notice ?? null }),
     index: images,
     imageInputs: imageInputsFor(config, store, images, uploads, log),
+    tasks,
     store,
     links: linksFor(config, store, filesBaseUrl),
     engine,

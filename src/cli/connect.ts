@@ -3,7 +3,7 @@ import { Client, InMemoryTransport, StreamableHTTPClientTransport, type CallTool
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
 import { loadClientConfig } from "../config.js";
 import { createApp, queueIsShared } from "../app/createApp.js";
-import { createMcpServer } from "../mcp/createMcpServer.js";
+import { mcpServerFactory } from "../mcp/createMcpServer.js";
 import { describeRemoteFailure } from "./remoteErrors.js";
 import { loadSetup } from "./setup.js";
 
@@ -60,7 +60,7 @@ async function connectInProcess(runWorker: boolean): Promise<Connection> {
   // On Postgres the GPU workers run them: a command never becomes one.
   const app = await createApp(config, log, { runsJobs: runWorker && !queueIsShared(config) });
   const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
-  const stdio = serveStdio(() => createMcpServer(app, "stdio"), { transport: serverTransport });
+  const stdio = serveStdio(mcpServerFactory(app, "stdio"), { transport: serverTransport });
   const client = new Client(CLIENT_INFO);
   try {
     await client.connect(clientTransport);

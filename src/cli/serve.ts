@@ -6,7 +6,7 @@ import type { HttpDoorOptions } from "../http/httpDoor.js";
 import { inspectEntry } from "../models/modelFolder.js";
 import { createApp, queueIsShared } from "../app/createApp.js";
 import type { App } from "../mcp/app.js";
-import { createMcpServer } from "../mcp/createMcpServer.js";
+import { mcpServerFactory } from "../mcp/createMcpServer.js";
 import { DeferredS3Store } from "../storage/deferredS3.js";
 import { loadSetup } from "./setup.js";
 import { numberFlag, parseCommand, UsageError } from "./usage.js";
@@ -81,7 +81,7 @@ export async function serveCommand(args: string[]): Promise<void> {
 function openStdio(app: App, endSession: () => void): () => Promise<void> {
   const { config, log } = app;
   // Serves both protocol eras: 2025 clients that send initialize and 2026-07-28 clients that start with server/discover.
-  const stdio = serveStdio(() => createMcpServer(app, "stdio"), {
+  const stdio = serveStdio(mcpServerFactory(app, "stdio"), {
     transport: boundedStdioTransport(log, endSession),
     onerror: (error) => log.warn({ error: error.message }, "MCP transport error"),
   });

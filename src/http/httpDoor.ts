@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import { KittyError, messageOf } from "../core/errors.js";
 import type { App } from "../mcp/app.js";
-import { createMcpServer } from "../mcp/createMcpServer.js";
+import { mcpServerFactory } from "../mcp/createMcpServer.js";
 import { checkImageKey } from "../storage/imageKeys.js";
 import { LocalImageStore } from "../storage/local.js";
 import { LinkSigner } from "../storage/signedLinks.js";
@@ -63,7 +63,7 @@ export async function startHttpDoor(app: App, options: HttpDoorOptions): Promise
   assertSafeBinding(app, options.host);
   const policy = accessPolicy(app.config.http, options.host, hostname());
   const log = app.log.child({ component: "http" });
-  const mcp = createMcpHandler(() => createMcpServer(app, "http"), {
+  const mcp = createMcpHandler(mcpServerFactory(app, "http"), {
     legacy: "stateless",
     maxRequestBodySize: MAX_BODY_BYTES,
     onerror: (error) => log.debug({ error: error.message }, "MCP request refused or failed"),

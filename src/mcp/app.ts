@@ -5,7 +5,7 @@ import type { EngineName } from "../core/generation.js";
 import type { Engine } from "../engines/engine.js";
 import type { EngineModels } from "../models/engineCatalog.js";
 import type { JobQueue } from "../queue/jobQueue.js";
-import type { ImageIndex, WorkerInfo } from "../queue/ports.js";
+import type { ImageIndex, TaskIndex, WorkerInfo } from "../queue/ports.js";
 import type { RunObserver } from "../queue/runJob.js";
 import type { ImageLinks } from "../storage/imageLinks.js";
 import type { ImageStore } from "../storage/imageStore.js";
@@ -28,6 +28,8 @@ export interface App {
   index: ImageIndex;
   /** Where image arguments come from (stored images, uploads, data: URLs, local files, listed hosts). */
   imageInputs: ImageInputDeps;
+  /** The MCP tasks clients opened (a tools/call run as a task stands for its job). */
+  tasks: TaskIndex;
   store: ImageStore;
   links: ImageLinks;
   engine: Engine;

@@ -1,4 +1,4 @@
-import { McpServer } from "@modelcontextprotocol/server";
+import { McpServer, type McpRequestContext } from "@modelcontextprotocol/server";
 import { VERSION } from "../core/version.js";
 import type { Door } from "../uploads/imageInputs.js";
 import type { App } from "./app.js";
@@ -12,6 +12,9 @@ import { selectImage } from "./tools/selectImage.js";
 import { upscaleImage } from "./tools/upscaleImage.js";
 import { editImage } from "./tools/editImage.js";
 import { registerTool, type AnyTool, type ToolDeps } from "./tools/toolKit.js";
+import { acceptTaskCalls } from "./tasks/taskCalls.js";
+import { TASK_TOOLS, TaskBook } from "./tasks/taskBook.js";
+import { LEGACY_TASK_EXECUTION, serveLegacyTasks, serveModernTasks, type Era } from "./tasks/taskWire.js";
 
 const TOOLS: AnyTool[] = [generateImage, upscaleImage, editImage, jobStatus, listLatestImages, selectImage, cancelJob, listModels];
 
@@ -44,8 +47,11 @@ const CACHE_HINTS = {
   "resources/read": { ttlMs: 24 * 3600_000, cacheScope: "public" },
 } as const;
 
-/** One MCP server over the app: cheap, so each connection (and each protocol era) may get its own. */
-export function createMcpServer(app: App, door: Door): McpServer {
+/**
+ * One MCP server over the app: cheap, so each connection (and each protocol era) may get its own. `era` is what
+ * the serving entry (serveStdio, createMcpHandler) says the instance will speak; tasks differ by era.
+ */
+export function createMcpServer(app: App, door: Door, era: Era): McpServer {
   const server = new McpServer(
     { name: "kitty-images", version: VERSION },
     {
@@ -56,7 +62,18 @@ export function createMcpServer(app: App, door: Door): McpServer {
     },
   );
   const deps = toolDeps(app, door);
-  for (const tool of TOOLS) registerTool(server, tool === listModels && app.workers ? listModelsWithWorkers : tool, deps);
+  const book = new TaskBook(deps, app.tasks, app.config.taskTtlMs);
+  // Before any tool is registered: the tools/call handler McpServer installs with the first one is wrapped then.
+  acceptTaskCalls(server, era, book, deps);
+  if (era === "modern") serveModernTasks(server, book);
+  else serveLegacyTasks(server, book);
+  for (const tool of TOOLS) {
+    const registered = registerTool(server, tool === listModels && app.workers ? listModelsWithWorkers : tool, deps);
+    if (era === "legacy" && TASK_TOOLS.has(tool.name)) registered.execution = LEGACY_TASK_EXECUTION;
+  }
   registerGalleryApp(server);
   return server;
 }
+
+/** The factory both serving entries take: each instance is built for the era it will serve. */
+export const mcpServerFactory = (app: App, door: Door) => (context: McpRequestContext) => createMcpServer(app, door, context.era);

@@ -60,6 +60,31 @@ export interface UploadIndex {
   latest(limit: number): Promise<UploadRecord[]>;
 }
 
+/**
+ * An MCP task (a tools/call a client asked to run as a task): the job it stands for, and how long it is kept. The
+ * task's state is the job's, never stored twice; only a 2025-11-25 cancel, which must end the task at once even while
+ * the job finishes its step, is recorded here. Expired tasks are forgotten; their job and images are not.
+ */
+export interface TaskRecord {
+  /** The job's id: one task per job, so an agent may also ask job_status. */
+  taskId: string;
+  tool: string;
+  createdAt: string;
+  ttlMs: number;
+  cancelled: boolean;
+}
+
+export interface TaskIndex {
+  add(record: TaskRecord): Promise<void>;
+  /** The task, unless it has expired by `now`. */
+  get(taskId: string, now: Date): Promise<TaskRecord | undefined>;
+  markCancelled(taskId: string): Promise<void>;
+  /** Unexpired tasks, newest first, after the one named by `after` (a page's last). */
+  page(now: Date, limit: number, after?: { createdAt: string; taskId: string }): Promise<TaskRecord[]>;
+  /** Drops the records of tasks expired by `now`; returns how many. */
+  forgetExpired(now: Date): Promise<number>;
+}
+
 /** What a worker can run beyond a model: a refiner pass only where it has the model's refiner, LoRAs it has. */
 export interface WorkerCapabilities {
   refiners: readonly string[];

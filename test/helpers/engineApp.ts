@@ -14,7 +14,7 @@ import { ComfyUIEngine, type ComfyTiming } from "../../src/engines/comfyui.js";
 import { EngineRouter } from "../../src/engines/engineRouter.js";
 import { InvokeAIEngine, type InvokeTiming } from "../../src/engines/invokeai.js";
 import type { App } from "../../src/mcp/app.js";
-import { createMcpServer } from "../../src/mcp/createMcpServer.js";
+import { mcpServerFactory } from "../../src/mcp/createMcpServer.js";
 import { RUNNER_PYTHON } from "./paths.js";
 import { toolCalls, type ToolCalls } from "./toolCalls.js";
 import { waitUntil } from "./waitUntil.js";
@@ -89,7 +89,7 @@ export async function startEngineApp(modelsYaml: string[], env: Record<string, s
     timing: { backoff: { first: 5, max: 20 }, queuePollMs: 20, cancelPollMs: 10, leaseHeartbeatMs: 100 },
   });
   const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
-  const stdio = serveStdio(() => createMcpServer(app, "stdio"), { transport: serverTransport });
+  const stdio = serveStdio(mcpServerFactory(app, "stdio"), { transport: serverTransport });
   const client = new Client({ name: "engine-tests", version: "0" });
   await client.connect(clientTransport);
   const calls = toolCalls(client);

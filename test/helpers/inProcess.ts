@@ -7,7 +7,7 @@ import pino from "pino";
 import { loadConfig } from "../../src/config.js";
 import { createApp } from "../../src/app/createApp.js";
 import type { App } from "../../src/mcp/app.js";
-import { createMcpServer } from "../../src/mcp/createMcpServer.js";
+import { mcpServerFactory } from "../../src/mcp/createMcpServer.js";
 import { FakeEngine } from "./fakeEngine.js";
 import { toolCalls, type ToolCalls } from "./toolCalls.js";
 
@@ -55,7 +55,7 @@ export async function startInProcess({ era = "legacy", refinerEntry = false }: {
     timing: { backoff: { first: 5, max: 20 }, queuePollMs: 20, cancelPollMs: 10, leaseHeartbeatMs: 100 },
   });
   const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
-  const stdio = serveStdio(() => createMcpServer(app, "stdio"), { transport: serverTransport });
+  const stdio = serveStdio(mcpServerFactory(app, "stdio"), { transport: serverTransport });
   const client = new Client(
     { name: "kitty-images-fast-tests", version: "0.0.0" },
     era === "modern" ? { versionNegotiation: { mode: { pin: "2026-07-28" } } } : {},

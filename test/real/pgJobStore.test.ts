@@ -24,6 +24,8 @@ import { StagingArea } from "../../src/images/staging.js";
 import { FakeEngine } from "../helpers/fakeEngine.js";
 import { FlakyStore } from "../helpers/workerHarness.js";
 import { imageIndexContract } from "../contracts/imageIndexContract.js";
+import { taskIndexContract } from "../contracts/taskIndexContract.js";
+import { PgTaskIndex } from "../../src/db/postgres/tasks.js";
 import { jobStoreContract, type StoreUnderTest } from "../contracts/jobStoreContract.js";
 import { startPostgres, whyNoPostgres, type PostgresServer } from "../helpers/postgres.js";
 import { makePng } from "../helpers/png.js";
@@ -55,12 +57,13 @@ describe.skipIf(noPostgres !== null)("PgJobStore and PgImageIndex on a real Post
     await server?.stop();
   });
   beforeEach(async () => {
-    await pool.query(`TRUNCATE images, jobs, workers RESTART IDENTITY CASCADE`);
+    await pool.query(`TRUNCATE images, jobs, workers, tasks RESTART IDENTITY CASCADE`);
     store = portOn(pool);
   });
 
   jobStoreContract("Postgres", () => store);
   imageIndexContract("Postgres", () => ({ index: new PgImageIndex(pool), newJob: async () => (await store.jobs.enqueue(makeRequest())).id }));
+  taskIndexContract("Postgres", () => new PgTaskIndex(pool));
 
   it("applies its migrations once when several processes start together, and again is a no-op", async () => {
     const pools = [1, 2, 3].map(() => createPgPool(server.url, quiet, 1));

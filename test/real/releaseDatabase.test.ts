@@ -91,13 +91,14 @@ describe.skipIf(noPostgres !== null)("a Postgres job database made by release 0.
     await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
   });
 
-  it("migrates to today's version: the release's tables stay as it made them, and the uploads table is added", async () => {
+  it("migrates to today's version: the release's tables stay as it made them, and the uploads and tasks tables are added", async () => {
     expect(PG_MIGRATIONS.length).toBeGreaterThan(RELEASE_SCHEMA_VERSION);
     expect((await queue.pool.query(`SELECT version FROM kitty_schema`)).rows).toEqual([{ version: PG_MIGRATIONS.length }]);
-    const notUploads = (entry: Record<string, string>) => !Object.values(entry).some((value) => typeof value === "string" && value.startsWith("uploads"));
+    const notUploads = (entry: Record<string, string>) => !Object.values(entry).some((value) => typeof value === "string" && (value.startsWith("uploads") || value.startsWith("tasks")));
     const schema = (await schemaOf(queue.pool)) as Array<Record<string, string>>;
     expect(schema.filter(notUploads)).toEqual(schemaAsLoaded);
     expect(schema.filter((entry) => entry.table_name === "uploads").map((entry) => entry.column_name)).toEqual(["created_at", "height", "key", "metadata", "width"]);
+    expect(schema.filter((entry) => entry.table_name === "tasks").map((entry) => entry.column_name)).toEqual(["cancelled", "created_at", "expires_at", "task_id", "tool", "ttl_ms"]);
     expect((await queue.pool.query(`SELECT count(*)::int AS n FROM jobs`)).rows[0].n).toBe(9);
   });
 

@@ -41,14 +41,17 @@ describe("a SQLite job database made by release 0.2.0 (5dba63c), opened with tod
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("migrates to today's schema version: the release's tables stay as it made them, and the uploads table is added", () => {
+  it("migrates to today's schema version: the release's tables stay as it made them, and the uploads and tasks tables are added", () => {
     queue.close();
     const raw = new Database(file, { readonly: true });
     expect(MIGRATIONS.length).toBeGreaterThan(RELEASE_USER_VERSION);
     expect(raw.pragma("user_version", { simple: true })).toBe(MIGRATIONS.length);
     const schema = raw.prepare(`SELECT type, name, sql FROM sqlite_master ORDER BY name`).all() as Array<{ name: string }>;
-    expect(schema.filter((entry) => !entry.name.includes("uploads"))).toEqual(schemaAsLoaded);
-    expect(schema.filter((entry) => entry.name.includes("uploads")).map((entry) => entry.name)).toEqual(["uploads", "uploads_newest", "sqlite_autoindex_uploads_1"].sort());
+    const added = (entry: { name: string }) => entry.name.includes("uploads") || entry.name.includes("tasks");
+    expect(schema.filter((entry) => !added(entry))).toEqual(schemaAsLoaded);
+    expect(schema.filter(added).map((entry) => entry.name)).toEqual(
+      ["uploads", "uploads_newest", "sqlite_autoindex_uploads_1", "tasks", "tasks_newest", "tasks_expiry", "sqlite_autoindex_tasks_1"].sort(),
+    );
     expect((raw.prepare(`SELECT COUNT(*) AS n FROM jobs`).get() as { n: number }).n).toBe(9);
     raw.close();
     queue = openSqliteQueue(file); // for afterEach

@@ -67,6 +67,19 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX uploads_newest ON uploads (created_at DESC, key DESC);
   `,
+  `
+  -- MCP tasks, seen by every front-end (db/sqlite/migrations.ts says more).
+  CREATE TABLE tasks (
+    task_id    text COLLATE "C" PRIMARY KEY,
+    tool       text NOT NULL,
+    created_at text COLLATE "C" NOT NULL,
+    ttl_ms     bigint NOT NULL,
+    expires_at text COLLATE "C" NOT NULL,
+    cancelled  boolean NOT NULL DEFAULT false
+  );
+  CREATE INDEX tasks_newest ON tasks (created_at DESC, task_id DESC);
+  CREATE INDEX tasks_expiry ON tasks (expires_at);
+  `,
 ];
 
 /** Any process may start first: an advisory lock makes concurrent starts apply each migration exactly once. */

@@ -7,6 +7,7 @@ import { PgJobStore } from "./jobs.js";
 import { migratePostgres, PG_MIGRATIONS } from "./migrations.js";
 import { createPgPool } from "./pool.js";
 import { PgWorkerRegistry } from "./registry.js";
+import { PgTaskIndex } from "./tasks.js";
 import { PgUploadIndex } from "./uploads.js";
 
 /** The URL as logs and errors may show it: the password never leaves the process. */
@@ -25,6 +26,7 @@ export interface PostgresQueue {
   jobs: PgJobStore;
   images: PgImageIndex;
   uploads: PgUploadIndex;
+  tasks: PgTaskIndex;
   registry: PgWorkerRegistry;
   pool: pg.Pool;
 }
@@ -39,7 +41,7 @@ export async function openPostgresQueue(url: string, log: Logger): Promise<Postg
     throw new Error(`cannot use the Postgres queue at ${redactedUrl(url)} (KITTY_IMAGES_DATABASE_URL): ${messageOf(error)}`);
   }
   const images = new PgImageIndex(pool);
-  return { jobs: new PgJobStore(pool, images), images, uploads: new PgUploadIndex(pool), registry: new PgWorkerRegistry(pool), pool };
+  return { jobs: new PgJobStore(pool, images), images, uploads: new PgUploadIndex(pool), tasks: new PgTaskIndex(pool), registry: new PgWorkerRegistry(pool), pool };
 }
 
 /**

@@ -77,4 +77,18 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX uploads_newest ON uploads (created_at DESC, key DESC);
   `,
+  `
+  -- MCP tasks: a tools/call run as a task stands for its job (task_id is the job's id). expires_at is created_at plus
+  -- the task's ttl, in the same ISO form, so expiry is a string comparison. Forgetting a task never touches its job.
+  CREATE TABLE tasks (
+    task_id    TEXT PRIMARY KEY,
+    tool       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    ttl_ms     INTEGER NOT NULL,
+    expires_at TEXT NOT NULL,
+    cancelled  INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX tasks_newest ON tasks (created_at DESC, task_id DESC);
+  CREATE INDEX tasks_expiry ON tasks (expires_at);
+  `,
 ];

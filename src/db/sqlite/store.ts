@@ -4,6 +4,7 @@ import { SqliteImageIndex } from "./images.js";
 import { SqliteJobStore } from "./jobs.js";
 import { SqliteLease } from "./lease.js";
 import { MIGRATIONS } from "./migrations.js";
+import { SqliteTaskIndex } from "./tasks.js";
 import { SqliteUploadIndex } from "./uploads.js";
 
 /** How long a heartbeat, a progress write or a notice waits for another process's lock before it skips a beat. */
@@ -14,6 +15,7 @@ export interface SqliteQueue {
   jobs: SqliteJobStore;
   images: SqliteImageIndex;
   uploads: SqliteUploadIndex;
+  tasks: SqliteTaskIndex;
   lease: SqliteLease;
   close(): void;
 }
@@ -28,6 +30,7 @@ export function openSqliteQueue(file: string): SqliteQueue {
     jobs: new SqliteJobStore(db, images, quickDb),
     images,
     uploads: new SqliteUploadIndex(db),
+    tasks: new SqliteTaskIndex(db),
     lease: new SqliteLease(quickDb),
     close() {
       quickDb.close();

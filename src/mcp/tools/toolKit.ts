@@ -1,4 +1,4 @@
-import type { CallToolResult, McpServer, ServerContext } from "@modelcontextprotocol/server";
+import type { CallToolResult, McpServer, RegisteredTool, ServerContext } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import type { Config } from "../../config.js";
 import type { EngineName } from "../../core/generation.js";
@@ -87,8 +87,45 @@ export function defineTool<In extends Shape, Out extends Shape>(definition: Tool
   return definition;
 }
 
-function errorResult(code: string, message: string): CallToolResult {
+export function errorResult(code: string, message: string): CallToolResult {
   return { isError: true, content: [{ type: "text", text: `${code}: ${message}` }] };
+}
+
+/** A handler's answer as MCP carries it: the structured result, its summary, the same JSON as text, any previews. */
+export function toolResult(output: ToolOutput<unknown>): CallToolResult {
+  const { structured, summary, images = [] } = output;
+  return {
+    structuredContent: structured as Record<string, unknown>,
+    // The JSON copy is for clients that show the model only text content.
+    content: [{ type: "text", text: summary }, { type: "text", text: JSON.stringify(structured) }, ...images.map((image) => ({ type: "image" as const, ...image }))],
+  };
+}
+
+/**
+ * Runs a tool's handler for an MCP call: its answer, or the `isError` result for whatever it threw (a KittyError's
+ * code and words, the database's trouble, or internal_error). `structured` is there when the handler answered.
+ */
+export async function runTool<In extends Shape, Out extends Shape>(
+  definition: ToolDefinition<In, Out>,
+  args: z.infer<z.ZodObject<In>>,
+  deps: ToolDeps,
+  context: ServerContext,
+): Promise<{ result: CallToolResult; structured?: z.infer<z.ZodObject<Out>> }> {
+  const tokenProblem = progressTokenProblem(context.mcpReq._meta?.progressToken);
+  if (tokenProblem) return { result: errorResult("invalid_argument", tokenProblem) };
+  try {
+    const output = await definition.handler(args, deps, progressReporter(context, deps));
+    return { result: toolResult(output), structured: output.structured };
+  } catch (error) {
+    if (error instanceof KittyError) return { result: errorResult(error.code, error.message) };
+    const busy = deps.databaseTrouble(error, `${definition.name} failed`);
+    if (busy) {
+      deps.log.warn({ tool: definition.name, error: busy.code }, "the database cannot answer now; call refused");
+      return { result: errorResult(busy.code, busy.message) };
+    }
+    deps.log.error({ tool: definition.name, error: messageOf(error) }, "tool failed unexpectedly");
+    return { result: errorResult("internal_error", `${definition.name} failed: ${messageOf(error)}`) };
+  }
 }
 
 /**
@@ -96,7 +133,7 @@ function errorResult(code: string, message: string): CallToolResult {
  * agent sees instead of a silent default. Argument errors come back as `isError` results (SEP-1303) that the
  * model can read and fix; nothing a tool throws reaches the transport.
  */
-export function registerTool<In extends Shape, Out extends Shape>(server: McpServer, definition: ToolDefinition<In, Out>, deps: ToolDeps): void {
+export function registerTool<In extends Shape, Out extends Shape>(server: McpServer, definition: ToolDefinition<In, Out>, deps: ToolDeps): RegisteredTool {
   const inputSchema = argumentSchema(definition);
   const config = {
     ...(definition.title && { title: definition.title }),
@@ -105,33 +142,17 @@ export function registerTool<In extends Shape, Out extends Shape>(server: McpSer
     inputSchema: leanSchema(inputSchema, { role: "arguments" }),
     outputSchema: leanSchema(z.object(definition.output), { role: "result" }),
   };
-  const callback = async (args: unknown, context: ServerContext): Promise<CallToolResult> => {
-    const tokenProblem = progressTokenProblem(context.mcpReq._meta?.progressToken);
-    if (tokenProblem) return errorResult("invalid_argument", tokenProblem);
-    try {
-      const { structured, summary, images = [] } = await definition.handler(args as z.infer<z.ZodObject<In>>, deps, progressReporter(context, deps));
-      return {
-        structuredContent: structured as Record<string, unknown>,
-        // The JSON copy is for clients that show the model only text content.
-        content: [
-          { type: "text", text: summary },
-          { type: "text", text: JSON.stringify(structured) },
-          ...images.map((image) => ({ type: "image" as const, ...image })),
-        ],
-      };
-    } catch (error) {
-      if (error instanceof KittyError) return errorResult(error.code, error.message);
-      const busy = deps.databaseTrouble(error, `${definition.name} failed`);
-      if (busy) {
-        deps.log.warn({ tool: definition.name, error: busy.code }, "the database cannot answer now; call refused");
-        return errorResult(busy.code, busy.message);
-      }
-      deps.log.error({ tool: definition.name, error: messageOf(error) }, "tool failed unexpectedly");
-      return errorResult("internal_error", `${definition.name} failed: ${messageOf(error)}`);
-    }
-  };
-  if (definition.appUri) registerAppTool(server, definition.name, { ...config, _meta: { ui: { resourceUri: definition.appUri } } }, callback);
-  else server.registerTool(definition.name, config, callback);
+  const callback = async (args: unknown, context: ServerContext): Promise<CallToolResult> =>
+    (await runTool(definition, args as z.infer<z.ZodObject<In>>, deps, context)).result;
+  if (definition.appUri) return registerAppTool(server, definition.name, { ...config, _meta: { ui: { resourceUri: definition.appUri } } }, callback);
+  return server.registerTool(definition.name, config, callback);
+}
+
+/** A tool's arguments checked as registerTool's schema checks them: the parsed arguments, or every problem in one line. */
+export function parseArguments<In extends Shape, Out extends Shape>(definition: ToolDefinition<In, Out>, args: unknown): { ok: true; args: z.infer<z.ZodObject<In>> } | { ok: false; problems: string } {
+  const parsed = argumentSchema(definition).safeParse(args ?? {});
+  if (parsed.success) return { ok: true, args: parsed.data as z.infer<z.ZodObject<In>> };
+  return { ok: false, problems: parsed.error.issues.map((issue) => issue.message).join("; ") };
 }
 
 /** A tool's arguments as one strict object: the schema MCP clients see, and the one every door checks against. */
@@ -150,9 +171,9 @@ function argumentSchema<In extends Shape, Out extends Shape>(definition: ToolDef
  * button's answer is the tool's. Bad arguments throw a KittyError("invalid_argument") listing every problem.
  */
 export async function invokeTool<In extends Shape, Out extends Shape>(definition: ToolDefinition<In, Out>, args: unknown, deps: ToolDeps) {
-  const parsed = argumentSchema(definition).safeParse(args);
-  if (!parsed.success) throw new KittyError("invalid_argument", parsed.error.issues.map((issue) => issue.message).join("; "));
-  return definition.handler(parsed.data as z.infer<z.ZodObject<In>>, deps, { progress() {} });
+  const parsed = parseArguments(definition, args);
+  if (!parsed.ok) throw new KittyError("invalid_argument", parsed.problems);
+  return definition.handler(parsed.args, deps, { progress() {} });
 }
 
 /** Every progress notification repeats the token: an unbounded one would make a single wait send megabytes. */
