@@ -81,6 +81,7 @@ describe("generation as an MCP task", () => {
       expect(task.result.structuredContent).toMatchObject({ jobId: created.taskId, status: "done", images: [{ width: 256, height: 256 }] });
       expect(task.result.content.map((block: { type: string }) => block.type)).toEqual(["text", "text", "image"]);
       expect(task.result.isError).toBeUndefined();
+      expect(task.result.resultType).toBe("complete");
       // The task is the job: job_status answers for the same id.
       expect(await server.ok("job_status", { jobId: created.taskId })).toMatchObject({ status: "done" });
       await connection.close();

@@ -40,7 +40,8 @@ export function serveModernTasks(server: McpServer, book: TaskBook): void {
 
 async function detailed(book: TaskBook, task: OpenTask): Promise<Record<string, unknown>> {
   const snapshot = modernTask(await book.snapshot(task));
-  return snapshot.status === "completed" ? { ...snapshot, result: await book.result(task) } : snapshot;
+  // A 2026-07-28 CallToolResult says what kind of result it is, inside a task as anywhere.
+  return snapshot.status === "completed" ? { ...snapshot, result: { ...(await book.result(task)), resultType: "complete" } } : snapshot;
 }
 
 // 2025-11-25: tasks in the core protocol, experimental. The call asks with `task: {ttl}`; tools say

@@ -37,13 +37,13 @@ export const generateImage = defineTool({
   },
   output: {
     jobId: z.string(),
-    status: z.literal("queued"),
     position: z.number().int(),
     model: z.string(),
     width: z.number().int(),
     height: z.number().int(),
     seed: z.number().int(),
-    // Also `steps` and `count`, said in the summary too; left out of the schema as tokens.
+    // Also `status` ("queued"), `steps` and `count`, said in the summary too; left out of the schema as tokens, and
+    // `status` so that a task's result (job_status's answer: "done") fits this schema too.
   },
   async handler({ negative_prompt, cfg_scale, refiner_mode, init_image, mask, mask_blur, control: maps, ...rest }, { config, queue, imageInputs, door, log, engineModels, workers }) {
     const initSource = init_image === undefined ? null : await resolveImageInput(init_image, "init_image", door, imageInputs);
