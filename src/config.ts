@@ -126,6 +126,8 @@ export interface Config {
   /** How long an MCP task is kept when its client asks for no ttl (KITTY_IMAGES_TASK_TTL_HOURS); its job and images stay after. */
   taskTtlMs: number;
   models: ModelCatalog;
+  /** models.yaml read afresh, as at start: what a live reload checks and adopts. Throws a KittyError naming the problem. */
+  readModels(): ModelCatalog;
   runner: {
     python: string;
     packageDir: string;
@@ -167,6 +169,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
   const useS3 = e.KITTY_IMAGES_STORAGE === "s3" || (e.KITTY_IMAGES_STORAGE === "auto" && e.S3_ENDPOINT_URL !== undefined);
   const keyPrefix = e.S3_PREFIX.replace(/^\/+/, "").replace(/\/*$/, "/");
 
+  // Read again on every models.yaml edit (models/catalogWatch.ts), with the same settings.
+  const hubCache = e.HF_HUB_CACHE ?? path.join(e.HF_HOME ?? path.join(homedir(), ".cache", "huggingface"), "hub");
+  const readModels = () => loadModelsYaml(modelsYaml, e.KITTY_IMAGES_DEFAULT_MODEL, hubCache, e.IMAGE_ENGINE);
   const clipVocab = path.resolve(e.KITTY_IMAGES_CLIP_VOCAB ?? path.join(PROJECT_ROOT, ".cache", "clip", "bpe_simple_vocab_16e6.txt.gz"));
   // The runner inherits the environment (PATH, locale, torch and HF settings) but not storage secrets it never needs.
   const runnerEnv: Record<string, string> = {};
@@ -213,12 +218,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
     },
     presignTtlSeconds: e.KITTY_IMAGES_PRESIGN_TTL_SECONDS,
     taskTtlMs: Math.round(e.KITTY_IMAGES_TASK_TTL_HOURS * 3600_000),
-    models: loadModelsYaml(
-      modelsYaml,
-      e.KITTY_IMAGES_DEFAULT_MODEL,
-      e.HF_HUB_CACHE ?? path.join(e.HF_HOME ?? path.join(homedir(), ".cache", "huggingface"), "hub"),
-      e.IMAGE_ENGINE,
-    ),
+    models: readModels(),
+    readModels,
     runner: {
       python: e.KITTY_IMAGES_PYTHON ?? path.join(PROJECT_ROOT, ".cache", "venv", "bin", "python"),
       packageDir: path.join(PROJECT_ROOT, "python"),

@@ -21,6 +21,8 @@ export interface AppOverrides {
   /** Fast tests run the real queue, worker and storage around a stand-in engine. */
   engine?: Engine;
   timing?: Partial<SqliteTiming>;
+  /** Serving processes watch models.yaml and the LoRA folder and take a valid edit without a restart. */
+  watchModels?: boolean;
 }
 
 /** True when the queue is a studio's shared Postgres database rather than this data dir's SQLite file. */
@@ -30,7 +32,7 @@ export function queueIsShared(config: Config): boolean {
 
 export async function createApp(config: Config, log: Logger, overrides: AppOverrides = {}): Promise<App> {
   const shared = queueIsShared(config);
-  const options = { runsJobs: overrides.runsJobs ?? !shared, engine: overrides.engine ?? createEngine(config, log), filesBaseUrl: overrides.filesBaseUrl };
+  const options = { runsJobs: overrides.runsJobs ?? !shared, engine: overrides.engine ?? createEngine(config, log), filesBaseUrl: overrides.filesBaseUrl, watchModels: overrides.watchModels };
   // Postgres and its pool load only when the queue is there: a one-machine start never pays for them.
   if (config.databaseUrl) return (await import("./postgresApp.js")).createPostgresApp(config, config.databaseUrl, log, options);
   return createSqliteApp(config, log, { ...options, timing: overrides.timing });

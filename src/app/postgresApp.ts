@@ -1,4 +1,5 @@
 import type { Config } from "../config.js";
+import { CatalogWatch } from "../models/catalogWatch.js";
 import { messageOf } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import { postgresUnavailable } from "../db/postgres/errors.js";
@@ -42,7 +43,7 @@ function modelsOnThisHost(config: Config): { models: string[]; modelInfo: Record
  * jobs channel (waiters wake on it). With `runsJobs` this process is also a GPU worker: it registers its models
  * (those models.yaml names that it has on disk, or that another engine serves), heartbeats, and takes their jobs.
  */
-export async function createPostgresApp(config: Config, url: string, log: Logger, { runsJobs, engine, filesBaseUrl }: { runsJobs: boolean; engine: Engine; filesBaseUrl?: string }): Promise<App> {
+export async function createPostgresApp(config: Config, url: string, log: Logger, { runsJobs, engine, filesBaseUrl, watchModels }: { runsJobs: boolean; engine: Engine; filesBaseUrl?: string; watchModels?: boolean }): Promise<App> {
   const timing = TIMING.postgres;
   const { jobs, images, uploads, tasks, registry, pool } = await openPostgresQueue(url, log);
   const store = createStore(config);
@@ -52,6 +53,7 @@ export async function createPostgresApp(config: Config, url: string, log: Logger
   const heard = new JobEvents();
   let worker: Worker | null = null;
   let advertised: readonly string[] = [];
+  let advertise: () => Promise<void> = async () => undefined;
   if (runsJobs) {
     const { models, modelInfo, loras } = modelsOnThisHost(config);
     advertised = models;
@@ -70,13 +72,21 @@ export async function createPostgresApp(config: Config, url: string, log: Logger
       queuePollMs: timing.queuePollMs,
     });
     worker = new Worker({ jobs, source, heard, engine, store, ...workerParts(config, log), timing });
+    // After a models.yaml or LoRA folder change: jobs are taken, and front-ends route, by what is here now.
+    advertise = async () => {
+      const now = modelsOnThisHost(config);
+      source.offer({ models: now.models, can: { refiners: now.models.filter((model) => now.modelInfo[model]!.refiner), loras: now.loras.map((lora) => lora.name) } });
+      await presence.advertise(now);
+      log.info({ workerId: config.workerId, models: now.models, loras: now.loras.length }, "this worker advertises its models again");
+    };
   }
+  const catalog = watchModels ? new CatalogWatch(config.models, config.readModels, log.child({ component: "models" }), () => advertise()) : null;
   const listener = new PgJobListener(url, { onEvent: (name, jobId) => heard.emit(name, jobId), onReconnect: () => worker?.channelBack() }, timing.backoff, log);
   // Each part is stopped however the others fared, so a failed start or a stop that throws leaves nothing running.
   // The worker first: its running job goes back to the queue while the database still answers.
   const stopAll = async () => {
     const failures = [];
-    for (const stop of [() => worker?.stop(), () => listener.stop(), () => (worker ? undefined : engine.stop()), () => pool.end()]) {
+    for (const stop of [() => catalog?.stop(), () => worker?.stop(), () => listener.stop(), () => (worker ? undefined : engine.stop()), () => pool.end()]) {
       try {
         await stop();
       } catch (error) {
@@ -91,6 +101,7 @@ export async function createPostgresApp(config: Config, url: string, log: Logger
       await worker.start();
       log.info({ workerId: config.workerId, models: advertised }, "this process is a worker on the Postgres queue");
     }
+    catalog?.start();
   } catch (error) {
     await stopAll().catch(() => undefined);
     throw new Error(`could not start on the Postgres queue at ${redactedUrl(url)}: ${messageOf(error)}`);
@@ -103,6 +114,7 @@ export async function createPostgresApp(config: Config, url: string, log: Logger
     index: images,
     imageInputs: imageInputsFor(config, store, images, uploads, log),
     tasks,
+    catalog,
     store,
     links: linksFor(config, store, filesBaseUrl),
     engine,

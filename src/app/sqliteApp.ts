@@ -1,4 +1,5 @@
 import type { Config } from "../config.js";
+import { CatalogWatch } from "../models/catalogWatch.js";
 import type { Logger } from "../core/log.js";
 import { databaseBusy } from "../db/sqlite/errors.js";
 import { openSqliteQueue } from "../db/sqlite/store.js";
@@ -17,7 +18,7 @@ import { TIMING, type SqliteTiming } from "./timing.js";
 export function createSqliteApp(
   config: Config,
   log: Logger,
-  { runsJobs, engine, filesBaseUrl, timing: given }: { runsJobs: boolean; engine: Engine; filesBaseUrl?: string; timing?: Partial<SqliteTiming> },
+  { runsJobs, engine, filesBaseUrl, watchModels, timing: given }: { runsJobs: boolean; engine: Engine; filesBaseUrl?: string; watchModels?: boolean; timing?: Partial<SqliteTiming> },
 ): App {
   const timing = { ...TIMING.sqlite, ...given };
   const { jobs, images, uploads, tasks, lease, close } = openSqliteQueue(config.databasePath);
@@ -28,6 +29,9 @@ export function createSqliteApp(
     : null;
   // Starting a leased worker only records its hooks; the lease is tried in its loop.
   void worker?.start();
+  // Every part reads config.models when it needs it, so an adopted edit needs nothing else here.
+  const catalog = watchModels ? new CatalogWatch(config.models, config.readModels, log.child({ component: "models" })) : null;
+  catalog?.start();
   return {
     config,
     log,
@@ -35,6 +39,7 @@ export function createSqliteApp(
     index: images,
     imageInputs: imageInputsFor(config, store, images, uploads, log),
     tasks,
+    catalog,
     store,
     links: linksFor(config, store, filesBaseUrl),
     engine,
@@ -43,6 +48,7 @@ export function createSqliteApp(
     workers: null,
     databaseTrouble: databaseBusy,
     async close() {
+      catalog?.stop();
       if (worker) await worker.stop();
       else await engine.stop();
       close();

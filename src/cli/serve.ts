@@ -47,6 +47,7 @@ export async function serveCommand(args: string[]): Promise<void> {
   // Over HTTP, local images are linked through this server, so other hosts can open them.
   const app = await createApp(config, log, {
     runsJobs,
+    watchModels: true,
     ...(http && door && config.storage.kind === "local" && { filesBaseUrl: door.publicBaseUrl({ config }, http) }),
   });
   let closeDoor: () => Promise<void>;

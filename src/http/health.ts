@@ -1,6 +1,8 @@
+import path from "node:path";
 import { messageOf } from "../core/errors.js";
 import { VERSION } from "../core/version.js";
 import type { App } from "../mcp/app.js";
+import type { CatalogState } from "../models/catalogWatch.js";
 
 /** How long a storage check answers for, and how long it may take: a supervisor polling every second must not hammer S3. */
 const STORAGE_CHECK_TTL_MS = 5_000;
@@ -16,6 +18,17 @@ export interface HealthReport {
   workers?: { live: number; idle: number };
   storage: { kind: "s3" | "local"; reachable: boolean; checkedAt: string };
   queue: { depth: number; running: number };
+  /**
+   * The models.yaml served, and the last edit refused (with why) while the one before is still served. A refused
+   * edit leaves status "ok": the server works, and a supervisor restarting it would only fail to start on that file.
+   */
+  models?: { models: number; loadedAt: string; problem: { message: string; at: string } | null };
+}
+
+/** What /healthz says of models.yaml: counts and times, and a refused edit's reason with the file named only by its name (no paths here). */
+function modelsReport({ source, models, loadedAt, problem }: CatalogState): NonNullable<HealthReport["models"]> {
+  const message = problem && source ? problem.message.split(source).join(path.basename(source)) : problem?.message;
+  return { models, loadedAt, problem: problem && { message: message!, at: problem.at } };
 }
 
 /** /healthz for a supervisor: what this process, its engine and its storage are doing, cheap to ask often. */
@@ -40,6 +53,7 @@ export class HealthCheck {
       ...(workers && { workers }),
       storage: { kind: this.app.store.kind, reachable: storage.reachable, checkedAt: new Date(storage.at).toISOString() },
       queue: { depth: counts.queued, running: counts.running },
+      ...(this.app.catalog && { models: modelsReport(this.app.catalog.current) }),
     };
   }
 

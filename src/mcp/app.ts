@@ -4,6 +4,7 @@ import type { Logger } from "../core/log.js";
 import type { EngineName } from "../core/generation.js";
 import type { Engine } from "../engines/engine.js";
 import type { EngineModels } from "../models/engineCatalog.js";
+import type { CatalogWatch } from "../models/catalogWatch.js";
 import type { JobQueue } from "../queue/jobQueue.js";
 import type { ImageIndex, TaskIndex, WorkerInfo } from "../queue/ports.js";
 import type { RunObserver } from "../queue/runJob.js";
@@ -30,6 +31,8 @@ export interface App {
   imageInputs: ImageInputDeps;
   /** The MCP tasks clients opened (a tools/call run as a task stands for its job). */
   tasks: TaskIndex;
+  /** The watch on models.yaml (serving processes): since when its models are served, and why an edit was refused. */
+  catalog: CatalogWatch | null;
   store: ImageStore;
   links: ImageLinks;
   engine: Engine;

@@ -1,7 +1,10 @@
+// models.yaml end to end in one file: its entry schema, its parsing and the catalog that serves it change together
+// (a new key touches all three); what the folders it names hold is read in loraFiles, controlnetFiles, upscalerFiles.
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
-import { parse as parseYaml } from "yaml";
+import { parseDocument } from "yaml";
+import { yamlProblem } from "./yamlProblem.js";
 import { z } from "zod";
 import { KittyError } from "../core/errors.js";
 import { loadWorkflow } from "./comfyWorkflow.js";
@@ -76,14 +79,44 @@ export const UPSCALERS_KEY = "upscalers";
 const FOLDER_KEYS: Record<string, string> = { [CONTROLNETS_KEY]: "diffusers ControlNet folders", [UPSCALERS_KEY]: "ESRGAN .pth or .safetensors files" };
 
 export class ModelCatalog {
+  // One object per process that its holders keep: a models.yaml edit swaps what it holds (adopt), so the tools, the
+  // gallery and the worker all see the new models at once without being handed a new catalog.
+  #held: { entries: ModelEntry[]; defaultModel: string | null; sourcePath: string | null; lorasDir: string | null; controlnetsDir: string | null; upscalersDir: string | null };
+
   constructor(
-    readonly entries: ModelEntry[],
-    readonly defaultModel: string | null,
-    readonly sourcePath: string | null,
-    readonly lorasDir: string | null = null,
-    readonly controlnetsDir: string | null = null,
-    readonly upscalersDir: string | null = null,
-  ) {}
+    entries: ModelEntry[],
+    defaultModel: string | null,
+    sourcePath: string | null,
+    lorasDir: string | null = null,
+    controlnetsDir: string | null = null,
+    upscalersDir: string | null = null,
+  ) {
+    this.#held = { entries, defaultModel, sourcePath, lorasDir, controlnetsDir, upscalersDir };
+  }
+
+  get entries(): ModelEntry[] {
+    return this.#held.entries;
+  }
+  get defaultModel(): string | null {
+    return this.#held.defaultModel;
+  }
+  get sourcePath(): string | null {
+    return this.#held.sourcePath;
+  }
+  get lorasDir(): string | null {
+    return this.#held.lorasDir;
+  }
+  get controlnetsDir(): string | null {
+    return this.#held.controlnetsDir;
+  }
+  get upscalersDir(): string | null {
+    return this.#held.upscalersDir;
+  }
+
+  /** Serves `next`'s models from now on (a live models.yaml reload). A job already queued keeps the model it was resolved against. */
+  adopt(next: ModelCatalog): void {
+    this.#held = next.#held;
+  }
 
   upscalers(): UpscalerEntry[] {
     return this.upscalersDir ? listUpscalers(this.upscalersDir) : [];
@@ -137,12 +170,9 @@ function expandPath(raw: string, baseDir: string, hubCache?: string): string {
  */
 export function parseModelsYaml(text: string, sourcePath: string, defaultModel?: string, hubCache?: string, defaultEngine: EngineName = "diffusers"): ModelCatalog {
   const baseDir = path.dirname(sourcePath);
-  let document: unknown;
-  try {
-    document = parseYaml(text) ?? {};
-  } catch (error) {
-    throw new KittyError("config_invalid", `${sourcePath} is not valid YAML: ${(error as Error).message}`);
-  }
+  const parsed = parseDocument(text);
+  if (parsed.errors.length) throw new KittyError("config_invalid", `${sourcePath} is not valid YAML: ${yamlProblem(parsed.errors, text)}`);
+  const document: unknown = parsed.toJS() ?? {};
   if (typeof document !== "object" || document === null || Array.isArray(document)) {
     throw new KittyError("config_invalid", `${sourcePath} must be a map of model name to folder (or to an entry with a path)`);
   }

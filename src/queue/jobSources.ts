@@ -152,7 +152,7 @@ export class SharedJobSource implements JobSource {
     private readonly jobs: JobStore,
     private readonly registry: WorkerRegistry,
     private readonly presence: WorkerPresence,
-    private readonly worker: SharedWorker,
+    private worker: SharedWorker,
   ) {}
 
   get holdsQueue(): boolean {
@@ -167,6 +167,11 @@ export class SharedJobSource implements JobSource {
     await this.presence.start();
     this.started = true;
     hooks.gained();
+  }
+
+  /** Takes jobs for these models, refiners and LoRAs from now on (what the worker advertises after a models.yaml edit). */
+  offer(offer: Pick<SharedWorker, "models" | "can">): void {
+    this.worker = { ...this.worker, ...offer };
   }
 
   next(): Promise<Job | undefined> {

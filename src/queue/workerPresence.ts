@@ -23,7 +23,7 @@ export class WorkerPresence {
     private readonly jobs: JobStore,
     private readonly registry: WorkerRegistry,
     /** `device`: read at each beat, since the engine learns it only once it has started (cuda, mps, cpu). */
-    private readonly worker: Omit<WorkerRegistration, "device"> & { device: () => string | null },
+    private worker: Omit<WorkerRegistration, "device"> & { device: () => string | null },
     private readonly timing: PresenceTiming,
     private readonly log: Logger,
   ) {}
@@ -37,6 +37,12 @@ export class WorkerPresence {
 
   get models(): readonly string[] {
     return this.worker.models;
+  }
+
+  /** What this worker has changed (a models.yaml edit, a LoRA dropped in): registered again at once, so front-ends route by it. */
+  async advertise(offer: Pick<WorkerRegistration, "models" | "modelInfo" | "loras">): Promise<void> {
+    Object.assign(this.worker, offer);
+    await this.register();
   }
 
   private async register(): Promise<void> {
