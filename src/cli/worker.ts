@@ -13,7 +13,7 @@ export async function workerCommand(args: string[]): Promise<void> {
   if (!queueIsShared(config)) {
     throw new UsageError("kitty-images worker takes jobs from a shared Postgres queue: set KITTY_IMAGES_DATABASE_URL=postgres://… (one machine needs no worker: serve runs its own)");
   }
-  const app = await createApp(config, log, { runsJobs: true });
+  const app = await createApp(config, log, { runsJobs: true, watchModels: true });
   let closing = false;
   const shutdown = async (reason: string) => {
     if (closing) return;

@@ -1,7 +1,7 @@
 import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { execa, type ResultPromise } from "execa";
-import { createWriteStream, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { appendFileSync, createWriteStream, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -11,6 +11,7 @@ import { startHttpServer, type RunningHttpServer } from "../helpers/httpServer.j
 import { SERVER_ENTRY } from "../helpers/paths.js";
 import { startPostgres, whyNoPostgres, type PostgresServer } from "../helpers/postgres.js";
 import { isAlive, makeTestHome, s3Env, serverEnv, type TestHome } from "../helpers/server.js";
+import { httpTaskClient } from "../helpers/taskClients.js";
 import { errorText, toolCalls, type ToolCalls } from "../helpers/toolCalls.js";
 import { waitUntil } from "../helpers/waitUntil.js";
 
@@ -40,6 +41,8 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
   let a: FrontEnd;
   let b: FrontEnd;
   const workers = new Map<string, ResultPromise>();
+  /** Each worker's own models.yaml and the folder its model links are in. */
+  const workerFiles = new Map<string, { yaml: string; folders: string }>();
   /** What the front-ends answered when they refused a call (Postgres restarting): each must say why, as a typed error. */
   const refusals: string[] = [];
   /** Every job queued, and how it must end. */
@@ -90,6 +93,7 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
     for (const folder of new Set([...Object.values(models), ...(withLoras ? ["loras"] : [])])) symlinkSync(path.join(tiny(), folder), path.join(folders, folder));
     const lines = Object.entries(models).map(([name, folder]) => `${name}: ${path.join(folders, folder)}`);
     writeFileSync(yaml, [...lines, ...(withLoras ? [`loras: ${path.join(folders, "loras")}`] : []), ""].join("\n"));
+    workerFiles.set(id, { yaml, folders });
     const env = serverEnv({ ...workerHome, modelsYaml: yaml }, { ...s3Env(minio, BUCKET), KITTY_IMAGES_DATABASE_URL: postgres.url, KITTY_IMAGES_WORKER_ID: id, OMP_NUM_THREADS: "1" });
     const child = execa(process.execPath, [SERVER_ENTRY, "worker"], { env, extendEnv: false, reject: false, stdout: "ignore", stderr: "pipe" });
     child.stderr?.pipe(createWriteStream(path.join(workerHome.home, `worker-${id}.log`)));
@@ -270,6 +274,38 @@ describe.skipIf(noPostgres !== null)("two front-ends and three GPU workers on on
     b = await startFrontEnd("B");
     const ended = await allEnded(b, jobIds, 120_000);
     expect(ended.map((job) => job.status)).toEqual(["done", "done", "done"]);
+  });
+
+  it("models.yaml edits apply live: a worker advertises a model it was given, front-ends route it there; a task opened on A is followed on B", async () => {
+    const [id] = [...workers.keys()];
+    const { yaml, folders } = workerFiles.get(id!)!;
+    appendFileSync(yaml, `tiny_sd15_c: ${path.join(folders, "sd15")}\n`);
+    for (const frontEnd of [a, b]) appendFileSync(frontEnd.home.modelsYaml, "tiny_sd15_c: /Users/Shared/KITTY/models/tiny_sd15_c\n");
+    await waitUntil(`worker ${id} advertises tiny_sd15_c, seen from front-end A`, async () => {
+      const listed = await a.ok("list_models");
+      return listed.workers.find((worker: { id: string }) => worker.id === id)?.models.includes("tiny_sd15_c") && listed.models.some((model: { name: string; present: boolean }) => model.name === "tiny_sd15_c" && model.present);
+    }, { timeoutMs: 30_000, intervalMs: 250 });
+    const jobId = await generate(b, { prompt: "a model added by an edit", model: "tiny_sd15_c" });
+    expect((await allEnded(b, [jobId], 120_000))[0]).toMatchObject({ status: "done", model: "tiny_sd15_c" });
+    expect(await ranOn(jobId)).toBe(id);
+
+    // A task is the shared queue's: opened through one front-end, followed and finished through the other.
+    const onA = await httpTaskClient(a.server.url);
+    const onB = await httpTaskClient(b.server.url);
+    try {
+      const execution = await onA.session.callTool("generate_image", { prompt: "a task across front-ends", model: "tiny_sd15", width: 256, height: 256, steps: 2 });
+      expect(execution.kind).toBe("task");
+      const taskId = execution.handle!.taskId;
+      queued.set(taskId, "done");
+      if (execution.kind === "task") await execution.handoff(() => undefined);
+      const resumed = await onB.session.resumeTask({ endpointId: "kitty-images-http", generation: "v2", taskId, originalOperation: "tools/call" });
+      const { outcome } = await resumed.settle();
+      expect(outcome.status).toBe("completed");
+      expect((outcome as { result: any }).result.structuredContent).toMatchObject({ jobId: taskId, status: "done" });
+    } finally {
+      await onA.client.close().catch(() => undefined);
+      await onB.close();
+    }
   });
 
   it("exactly once: every done job has one image in the bucket, listed once by each front-end", async () => {
