@@ -148,14 +148,39 @@ describe("MCP tools in-process: every argument rule, the tool list's size, a job
 describe("both protocol eras over the same stdio entry", () => {
   // 1,700 until previews (two arguments) and the gallery App's link on list_latest_images; descriptions were trimmed to pay most of it.
   // 2,000 from the editing work on (issue 21: upscale_image, and the edit tools and arguments to come), as it allows.
-  it.each(["legacy", "modern"] as const)("the %s era's tools/list answer, as sent, stays within 2,000 tokens (characters / 4)", async (era) => {
+  // Icons are left out of the count: clients turn a tool into what a model sees from its name, description and
+  // schemas, and draw the icon for people only. They have a byte cap of their own below.
+  it.each(["legacy", "modern"] as const)("the %s era's tools/list answer, as sent, stays within 2,000 tokens (characters / 4) without its icons", async (era) => {
     const server = await startInProcess({ era });
     try {
       await server.client.listTools();
-      const answer = server.received.findLast((message) => (message as { result?: { tools?: unknown } }).result?.tools);
-      const tokens = JSON.stringify(answer).length / 4;
+      const answer = server.received.findLast((message) => (message as { result?: { tools?: unknown } }).result?.tools) as { result: { tools: Array<Record<string, unknown>> } };
+      const withoutIcons = { ...answer, result: { ...answer.result, tools: answer.result.tools.map(({ icons: _icons, ...tool }) => tool) } };
+      const tokens = JSON.stringify(withoutIcons).length / 4;
       expect(tokens, `tools/list is ~${Math.round(tokens)} tokens`).toBeGreaterThan(500);
       expect(tokens, `tools/list is ~${Math.round(tokens)} tokens`).toBeLessThanOrEqual(2000);
+      const iconBytes = JSON.stringify(answer).length - JSON.stringify(withoutIcons).length;
+      expect(iconBytes, "the eight icons, as sent").toBeLessThanOrEqual(3000);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("gives every tool one small SVG icon, as a data URL that decodes to an SVG of one path, each its own", async () => {
+    const server = await startInProcess({ era: "modern" });
+    try {
+      const { tools } = await server.client.listTools();
+      const paths = new Set<string>();
+      for (const tool of tools) {
+        expect(tool.icons, tool.name).toHaveLength(1);
+        const [icon] = tool.icons!;
+        expect(icon).toMatchObject({ mimeType: "image/svg+xml", sizes: ["any"] });
+        expect(icon!.src.startsWith("data:image/svg+xml,"), tool.name).toBe(true);
+        const svg = decodeURIComponent(icon!.src.slice("data:image/svg+xml,".length));
+        expect(svg, tool.name).toMatch(/^<svg xmlns='http:\/\/www\.w3\.org\/2000\/svg' viewBox='0 0 24 24'[^>]*><path d='[MmLlHhVvCcSsQqTtAaZz0-9 .,-]+'\/><\/svg>$/);
+        paths.add(svg);
+      }
+      expect(paths.size, "no two tools share an icon").toBe(tools.length);
     } finally {
       await server.close();
     }

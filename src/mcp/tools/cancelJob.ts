@@ -4,6 +4,7 @@ import { defineTool } from "./toolKit.js";
 
 export const cancelJob = defineTool({
   name: "cancel_job",
+  icon: "M12 3a9 9 0 1 0 .01 0zM9 9l6 6M15 9l-6 6",
   description: "Cancel a queued job, or stop a running one at its next step.",
   annotations: { destructiveHint: true, idempotentHint: true, openWorldHint: false },
   input: {

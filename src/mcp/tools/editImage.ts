@@ -15,6 +15,7 @@ const { promptChars, seed, editReferences } = LIMITS;
 
 export const editImage = defineTool({
   name: "edit_image",
+  icon: "M4 20h4L19 9l-4-4L4 16zM13 7l4 4",
   description: "Queue an edit of an image by instruction (models whose takes has edit). Next: job_status.",
   annotations: { destructiveHint: false },
   input: {

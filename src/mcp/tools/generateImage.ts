@@ -11,6 +11,7 @@ const { size, steps, cfgScale, seed, promptChars, count, strength, loras, outpai
 
 export const generateImage = defineTool({
   name: "generate_image",
+  icon: "M12 3l2 6 6 2-6 2-2 6-2-6-6-2 6-2z",
   description: "Queue an image job; returns a jobId at once. Next: job_status with wait_seconds, then select_image.",
   // readOnlyHint and idempotentHint default to false, openWorldHint to true (an image may come from a listed host).
   annotations: { destructiveHint: false },

@@ -10,6 +10,7 @@ import { defineTool, type ToolDeps } from "./toolKit.js";
 
 export const jobStatus = defineTool({
   name: "job_status",
+  icon: "M12 3a9 9 0 1 0 .01 0zM12 7v5l3 3",
   description:
     "State, step k/n, image keys when done. wait_seconds waits up to 50 s; preview: true adds small images.",
   annotations: { readOnlyHint: true, openWorldHint: false },

@@ -5,6 +5,7 @@ import { defineTool } from "./toolKit.js";
 
 export const listLatestImages = defineTool({
   name: "list_latest_images",
+  icon: "M4 4h7v7H4zM13 4h7v7h-7zM4 13h7v7H4zM13 13h7v7h-7z",
   description: "Images made, newest first (index 1), keys for select_image; nextCursor pages.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   appUri: GALLERY_APP_URI,

@@ -11,6 +11,7 @@ import { defineTool, type EngineModels } from "./toolKit.js";
 
 export const listModels = defineTool({
   name: "list_models",
+  icon: "M12 3l9 5-9 5-9-5zM3 13l9 5 9-5",
   description: "Models and LoRAs for generate_image: defaults, and what each model takes.",
   annotations: { readOnlyHint: true, openWorldHint: false },
   input: {},

@@ -7,6 +7,7 @@ import { defineTool } from "./toolKit.js";
 
 export const selectImage = defineTool({
   name: "select_image",
+  icon: "M4 4h16v16H4zM8 12l3 3 5-6",
   description:
     "An imageRef {downloadUrl, storageUri} by key or index (1 = newest); preview: true adds a small image.",
   annotations: { readOnlyHint: true, openWorldHint: false },

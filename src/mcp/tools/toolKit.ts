@@ -64,6 +64,8 @@ export interface ToolDefinition<In extends Shape, Out extends Shape> {
    */
   title?: string;
   description: string;
+  /** The tool's icon as one SVG path on a 24-unit grid, drawn as a line (toolIcon makes the data URL clients get). */
+  icon: string;
   /**
    * Hints clients use to decide what needs the user's confirmation. destructiveHint and idempotentHint mean
    * something only when readOnlyHint is false (MCP spec), so read-only tools leave them out; a writing tool leaves
@@ -89,6 +91,17 @@ export function defineTool<In extends Shape, Out extends Shape>(definition: Tool
 
 export function errorResult(code: string, message: string): CallToolResult {
   return { isError: true, content: [{ type: "text", text: `${code}: ${message}` }] };
+}
+
+/**
+ * An MCP tool icon (SEP-973) for clients that list tools to people: the path stroked in a mid grey that reads on
+ * light and dark themes, as an SVG data URL (no network, no file). Escaped only where a URL must be, so it stays
+ * small: tools/list carries eight of these. Clients hand a model a tool's name, description and schemas, not its
+ * icons, so the token budget (test/fast/tools.test.ts) is counted without them and the icons have a byte cap of their own.
+ */
+export function toolIcon(path: string): { src: string; mimeType: string; sizes: string[] } {
+  const svg = `<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 24 24' fill='none' stroke='%238a8f98' stroke-width='2' stroke-linejoin='round'><path d='${path}'/></svg>`;
+  return { src: `data:image/svg+xml,${svg.replace(/</g, "%3C").replace(/>/g, "%3E")}`, mimeType: "image/svg+xml", sizes: ["any"] };
 }
 
 /** A handler's answer as MCP carries it: the structured result, its summary, the same JSON as text, any previews. */
@@ -139,6 +152,7 @@ export function registerTool<In extends Shape, Out extends Shape>(server: McpSer
     ...(definition.title && { title: definition.title }),
     description: definition.description,
     annotations: definition.annotations,
+    icons: [toolIcon(definition.icon)],
     inputSchema: leanSchema(inputSchema, { role: "arguments" }),
     outputSchema: leanSchema(z.object(definition.output), { role: "result" }),
   };

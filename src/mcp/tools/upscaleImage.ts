@@ -15,6 +15,7 @@ const { upscale, size, strength, promptChars } = LIMITS;
 
 export const upscaleImage = defineTool({
   name: "upscale_image",
+  icon: "M14 4h6v6M10 20H4v-6M20 4l-7 7M4 20l7-7",
   description:
     "Queue a 2x or 4x copy of an image (hires: light repaint; esrgan: an upscaler). Next: job_status.",
   annotations: { destructiveHint: false },
