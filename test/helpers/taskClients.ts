@@ -120,12 +120,12 @@ export async function stdioTaskClient(testHome: TestHome, era: "modern" | "legac
   };
 }
 
-/** A running HTTP server's /mcp, with a 2026-07-28 task session. */
-export async function httpTaskClient(baseUrl: string, token?: string): Promise<TaskClient> {
+/** A running HTTP server's /mcp, with a task session in the era asked (2026-07-28 unless told). */
+export async function httpTaskClient(baseUrl: string, token?: string, era: "modern" | "legacy" = "modern"): Promise<TaskClient> {
   const mcpUrl = `${baseUrl}/mcp`;
-  const client = new Client(CLIENT_INFO, { versionNegotiation: { mode: { pin: MODERN } } });
+  const client = new Client(CLIENT_INFO, era === "modern" ? { versionNegotiation: { mode: { pin: MODERN } } } : {});
   await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), token ? { requestInit: { headers: { authorization: `Bearer ${token}` } } } : {}));
-  const session = await modernSession(client, httpRawDispatch(mcpUrl, token), "kitty-images-http");
+  const session = era === "modern" ? await modernSession(client, httpRawDispatch(mcpUrl, token), "kitty-images-http") : createTaskSessionFromClient(client, { endpointId: "kitty-images-http-2025" });
   return {
     client,
     session,

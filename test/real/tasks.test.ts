@@ -90,20 +90,34 @@ describe("generate_image as an MCP task", () => {
     expect((outcome as { result: any }).result.structuredContent).toMatchObject({ jobId: reference!.taskId, status: "done" });
   });
 
-  it("2026-07-28 over HTTP: the same task, through the token-checked /mcp", async () => {
+  it("over HTTP, token-checked: a 2026-07-28 task climbs through the steps to its image, and a 2025-11-25 one runs too", async () => {
     const home = await makeTestHome(inject("tinyModelsDir"));
     const token = "task-test-token-0123456789";
     const server = await startHttpServer(home, { KITTY_IMAGES_TOKEN: token });
     try {
       const task = await httpTaskClient(server.url, token);
       open.push(task);
-      const execution = await task.session.callTool("generate_image", { ...generate, steps: 8 });
+      const execution = await task.session.callTool("generate_image", generate);
       expect(execution.kind).toBe("task");
-      const { outcome } = await execution.settle();
+      const events: TaskExecutionEvent<unknown>[] = [];
+      const { outcome } = await execution.settle({ onEvent: (event) => void events.push(event) });
       expect(outcome.status).toBe("completed");
       expect((outcome as { result: any }).result.structuredContent).toMatchObject({ jobId: execution.handle!.taskId, status: "done" });
+      const seen = steps(statusMessages(events));
+      expect(seen.length, statusMessages(events).join(" | ")).toBeGreaterThan(0);
+      expect(seen).toEqual([...seen].sort((a, b) => a - b));
+
+      // The 2025 wire over HTTP is stateless here: each tasks/* request stands alone, read from the database.
+      const legacy = await httpTaskClient(server.url, token, "legacy");
+      open.push(legacy);
+      expect(legacy.client.getNegotiatedProtocolVersion()).toBe("2025-11-25");
+      const { tools } = await legacy.client.listTools();
+      const declaration = toolDeclarationFromMcpTool(tools.find((tool) => tool.name === "generate_image")!);
+      const old = await legacy.session.callTool("generate_image", { ...generate, steps: 4 }, { declaration, task: { preference: "prefer" } });
+      expect(old.kind).toBe("task");
+      expect((await old.settle()).outcome.status).toBe("completed");
       // Without the token, no task is shown.
-      const refused = await fetch(`${server.url}/mcp`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+      const refused = await fetch(`${server.url}/mcp`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tasks/get", params: { taskId: execution.handle!.taskId } }) });
       expect(refused.status).toBe(401);
     } finally {
       await server.stop();
