@@ -1,5 +1,6 @@
 // ComfyUI's API in one file: the built-in graph, one prompt's run (websocket, /history polling, deadline) and its
 // cancel share the prompt's state, and split apart each would need the others'.
+import { matchCheckpoint } from "../models/checkpointNames.js";
 import { randomUUID } from "node:crypto";
 import type { GenerationRequest, GenerationResult, SchedulerName } from "../core/generation.js";
 import { batchSeeds, imageCount } from "../core/generation.js";
@@ -112,7 +113,11 @@ export class ComfyUIEngine extends AppEngine<ComfyTiming> {
     const workflowPath = request.model.workflowPath ?? null;
     const workflow = workflowPath ? this.readWorkflow(workflowPath) : null;
     // A workflow of one's own may load its model some other way: it gets a checkpoint only when one is named.
-    const checkpoint = request.model.engineModel ?? (workflow ? null : ((await this.models())[0] ?? null));
+    // ComfyUI wants the file name exactly as it lists it; models.yaml may say it without the extension or folder.
+    const named = request.model.engineModel;
+    const offered = named || !workflow ? await this.models() : [];
+    const matched = named ? matchCheckpoint(named, offered) : [];
+    const checkpoint = named ? (matched.length === 1 ? matched[0]! : named) : workflow ? null : (offered[0] ?? null);
     if (!checkpoint && !workflow) throw new EngineJobError("model_not_found", `${this.where} offers no checkpoint (CheckpointLoaderSimple lists none)`);
     const sampling = COMFY_SAMPLERS[request.scheduler ?? "euler_a"]!;
     const count = imageCount(request);

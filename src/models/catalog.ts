@@ -5,6 +5,7 @@ import { homedir } from "node:os";
 import path from "node:path";
 import { parseDocument } from "yaml";
 import { yamlProblem } from "./yamlProblem.js";
+import { matchCheckpoint } from "./checkpointNames.js";
 import { z } from "zod";
 import { KittyError } from "../core/errors.js";
 import { loadWorkflow } from "./comfyWorkflow.js";
@@ -147,13 +148,21 @@ export class ModelCatalog {
     return this.entries.map((entry) => entry.name);
   }
 
+  /**
+   * The entry by its name, or an entry on another app (A1111, ComfyUI) by any name that app knows its checkpoint by
+   * (checkpointNames.ts): the entry's own name stays the one shown and recorded. A name two checkpoints answer to is refused.
+   */
   get(name: string): ModelEntry {
     const entry = this.entries.find((candidate) => candidate.name === name);
-    if (!entry) {
-      const known = this.names().join(", ") || "none: models.yaml is empty";
-      throw new KittyError("unknown_model", `model '${name}' is not in models.yaml (known: ${known})`);
+    if (entry) return entry;
+    const elsewhere = this.entries.filter((candidate) => candidate.engine !== "diffusers" && candidate.engineModel !== null);
+    const matched = elsewhere.filter((candidate) => matchCheckpoint(name, [candidate.engineModel!]).length > 0);
+    if (matched.length === 1) return matched[0]!;
+    if (matched.length > 1) {
+      throw new KittyError("unknown_model", `model '${name}' could be any of ${matched.map((candidate) => `'${candidate.name}'`).join(", ")}; name one of them in full`);
     }
-    return entry;
+    const known = this.names().join(", ") || "none: models.yaml is empty";
+    throw new KittyError("unknown_model", `model '${name}' is not in models.yaml (known: ${known})`);
   }
 }
 

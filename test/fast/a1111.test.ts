@@ -68,6 +68,21 @@ describe("IMAGE_ENGINE=a1111: the web UI generates, our queue, storage, previews
     expect(errorText(unknown as never)).toContain(`model 'nowhere.safetensors' is not in models.yaml (known: juggernaut, webui_sd15, gone, ${STAND_IN_MODELS[2]})`);
   });
 
+  it("knows a checkpoint by the names the web UI does: its title, its file name and its model name, recorded under the canonical name", async () => {
+    for (const [asked, expected] of [
+      ["juggernautXL_v9", "juggernaut"],
+      ["juggernautXL_v9.safetensors", "juggernaut"],
+      ["v1-5-pruned-emaonly", "webui_sd15"],
+      ["dreamshaper_8", STAND_IN_MODELS[2]],
+      ["dreamshaper_8.safetensors", STAND_IN_MODELS[2]],
+    ] as const) {
+      const queued = await context.server.ok("generate_image", { prompt: `asked as ${asked}`, model: asked, width: 256, height: 256, steps: 2 });
+      expect(queued.model, asked).toBe(expected);
+      expect(await ended(queued.jobId)).toMatchObject({ status: "done", model: expected });
+    }
+    expect(context.standIn.requests.at(-1)!.body.override_settings).toEqual({ sd_model_checkpoint: STAND_IN_MODELS[2] });
+  });
+
   it("runs a batch on the web UI with its checkpoint, sampler and seeds, reports its steps, and stores its PNGs with their own parameters", async () => {
     context.standIn.stepMs = 15;
     const queued = await context.server.ok("generate_image", { prompt: "a lighthouse", model: "webui_sd15", seed: 42, count: 2, scheduler: "dpmpp_2m", steps: 20 });

@@ -25,10 +25,27 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     "  engine: comfyui",
     `  model: ${COMFY_CHECKPOINTS[0]}`,
     "  defaults: {width: 256, height: 256, steps: 4}",
+    // A checkpoint named as people say it, without its extension: ComfyUI is sent the file name it lists.
+    "comfy_short:",
+    "  engine: comfyui",
+    "  model: v1-5-pruned-emaonly",
+    "  defaults: {width: 256, height: 256, steps: 2}",
   ], (standIn) => ({ COMFYUI_BASE_URL: standIn.url }), {
     // A prompt's deadline: 100 ms + 3 s per step of a megapixel (production's), ~200 ms per step at 256x256, many
     // times what the stand-in's steps take.
     comfyui: { jobBaseMs: 100, msPerMegapixelStep: 3_000 },
+  });
+
+  it("knows a checkpoint by its file name with or without the extension, and sends ComfyUI the name it lists", async () => {
+    const { models } = await context.server.ok("list_models");
+    expect(models.find((model: { name: string }) => model.name === "comfy_short")).toMatchObject({ present: true });
+    const queued = await context.server.ok("generate_image", { prompt: "short name", model: "comfy_short" });
+    expect(await context.server.ended(queued.jobId)).toMatchObject({ status: "done", model: "comfy_short" });
+    expect(context.standIn.prompts.at(-1)!.graph["4"].inputs.ckpt_name).toBe(COMFY_CHECKPOINTS[1]);
+    // And an agent may name the entry by its checkpoint's file name.
+    const byFile = await context.server.ok("generate_image", { prompt: "by file name", model: "sd_xl_base_1.0" });
+    expect(byFile.model).toBe("comfy_xl");
+    await context.server.ended(byFile.jobId);
   });
 
   it("takes its waits from the config: COMFYUI_TIMEOUT_SECONDS as the deadline's base, production's polls", () => {
@@ -42,6 +59,7 @@ describe("engine: comfyui: ComfyUI generates with the built-in graph, our queue,
     expect(models).toEqual([
       expect.objectContaining({ name: "comfy_sd15", engine: "comfyui", family: "sd15", present: true, path: COMFY_CHECKPOINTS[1] }),
       expect.objectContaining({ name: "comfy_xl", engine: "comfyui", family: "sdxl", present: true, path: COMFY_CHECKPOINTS[0] }),
+      expect.objectContaining({ name: "comfy_short", engine: "comfyui", present: true, path: "v1-5-pruned-emaonly" }),
     ]);
   });
 

@@ -7,6 +7,7 @@ import { modelsOfWorkers } from "../../models/workerModels.js";
 import { CONTROL_TYPES, type EngineName, type ModelFamily } from "../../core/generation.js";
 import type { ControlNetEntry } from "../../models/controlnetFiles.js";
 import { FAMILIES } from "../../models/families.js";
+import { matchCheckpoint } from "../../models/checkpointNames.js";
 import { defineTool, type EngineModels } from "./toolKit.js";
 
 export const listModels = defineTool({
@@ -67,8 +68,10 @@ export const listModels = defineTool({
       if (offered) {
         const problem = !offered.reachable
           ? offered.problem
-          : entry.engineModel && !offered.models.includes(entry.engineModel)
-            ? `${entry.engine} has no model '${entry.engineModel}' (it has: ${offered.models.join(", ") || "none"})`
+          : entry.engineModel && matchCheckpoint(entry.engineModel, offered.models).length !== 1
+            ? matchCheckpoint(entry.engineModel, offered.models).length > 1
+              ? `${entry.engine} has several checkpoints '${entry.engineModel}' could mean (${matchCheckpoint(entry.engineModel, offered.models).join(", ")}); name one in full`
+              : `${entry.engine} has no model '${entry.engineModel}' (it has: ${offered.models.join(", ") || "none"})`
             : undefined;
         const family = familyOfElsewhere(entry);
         return {
