@@ -219,6 +219,8 @@ export interface GenerationRequest {
   mask?: { key: string; blur: number } | null;
   /** ControlNet: up to two maps that steer the denoising (text-to-image and image-to-image). */
   control?: ControlUse[];
+  /** The models.yaml style that worded the prompt (the prompt here is already the styled one). */
+  style?: string | null;
   /** Set by edit_image: the stored image to edit, then its references; the prompt is the instruction. */
   edit?: { keys: string[] } | null;
   /** Set by upscale_image: the start image is this job's source, made `scale` times larger. Recorded, not sent to engines. */

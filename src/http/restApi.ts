@@ -1,3 +1,5 @@
+// The images-service's REST API in one file: every route shares the translation of the old service's fields into
+// the tools' arguments and of the tools' refusals into FastAPI's 422 shape, which split apart each would need.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
 import { KittyError } from "../core/errors.js";
@@ -5,6 +7,8 @@ import { catalogWithEngineModels } from "../models/engineCatalog.js";
 import type { App } from "../mcp/app.js";
 import { toolDeps } from "../mcp/createMcpServer.js";
 import { generateImage } from "../mcp/tools/generateImage.js";
+import { orientedSize, SIZE_WORDS, type SizeWord } from "../models/imageSizes.js";
+import { defaultSizeOf } from "../models/resolveRequest.js";
 import { selectImage } from "../mcp/tools/selectImage.js";
 import { upscaleImage } from "../mcp/tools/upscaleImage.js";
 import { invokeTool, type ToolDeps } from "../mcp/tools/toolKit.js";
@@ -23,7 +27,7 @@ import { listUploads } from "./uploadList.js";
 type Problem = { field: string | null; message: string; type: string };
 
 /** REST's body fields, in the order a 422 lists their problems (the order the old service's model declared them). */
-const REST_FIELDS = ["prompt", "width", "height", "steps", "cfg", "seed", "model", "refiner", "init_image", "strength", "mask", "mask_blur", "outpaint"] as const;
+const REST_FIELDS = ["prompt", "size", "width", "height", "steps", "cfg", "seed", "model", "refiner", "style", "init_image", "strength", "mask", "mask_blur", "outpaint"] as const;
 /** generate_image's argument names where REST's differ. */
 const REST_NAME_OF: Record<string, string> = { cfg_scale: "cfg" };
 /**
@@ -31,7 +35,7 @@ const REST_NAME_OF: Record<string, string> = { cfg_scale: "cfg" };
  * translated. The images (init_image, mask) are what generate_image takes over HTTP: a stored key or imageRef, a
  * data: URL, or a URL from a listed host; never a path on the server's disk.
  */
-const PASSED_AS_IS = ["prompt", "width", "height", "steps", "init_image", "strength", "mask", "mask_blur", "outpaint"] as const;
+const PASSED_AS_IS = ["prompt", "width", "height", "steps", "style", "init_image", "strength", "mask", "mask_blur", "outpaint"] as const;
 
 /**
  * What only REST has, checked here: the body is an object (FastAPI's defaults: unknown fields are ignored, as the
@@ -42,6 +46,8 @@ const restOnly = z.object({
   model: z.string({ error: "model must be a string: a name from models.yaml" }).optional(),
   // The deployed service took the refiner's model name; a boolean means the same here.
   refiner: z.union([z.string(), z.boolean(), z.null()], { error: "refiner must be a refiner model name or true/false" }).optional(),
+  // KITTY's UI voice tool says the shape, not the pixels: the model's family turns it into a size (orientedSize).
+  size: z.enum(SIZE_WORDS, { error: `size must be one of ${SIZE_WORDS.join(", ")} (or leave it out and give width and height)` }).optional(),
 });
 
 /** The same rules invokeTool applies, read issue by issue so each 422 entry names its field. */
@@ -113,6 +119,23 @@ async function refinerWanted(refiner: string | boolean | null | undefined, model
   );
 }
 
+/** The width and height a size word means for the model asked (or the default), refused beside width or height. */
+async function sizeOfWord(word: SizeWord, model: string | undefined, args: Record<string, unknown>, deps: ToolDeps): Promise<{ width?: number; height?: number }> {
+  if (args.width !== undefined || args.height !== undefined) throw new KittyError("invalid_argument", "size says the shape and width/height the pixels: give one or the other", "size");
+  const catalog = await catalogWithEngineModels(deps.config.models, deps.config.engine, deps.engineModels, { model });
+  const name = model ?? catalog.defaultModel;
+  let entry;
+  try {
+    entry = name ? catalog.get(name) : null;
+  } catch {
+    entry = null;
+  }
+  // A model that is not there: generate_image refuses it, naming the field.
+  if (!entry) return {};
+  const { width, height, multipleOf } = defaultSizeOf(entry);
+  return orientedSize(word, { width, height }, multipleOf);
+}
+
 /** POST /api/images/generate: the body as generate_image's arguments, queued by the tool. */
 async function generate(app: App, request: IncomingMessage, response: ServerResponse): Promise<void> {
   const body = await readJsonBody(request);
@@ -134,6 +157,7 @@ async function generate(app: App, request: IncomingMessage, response: ServerResp
   try {
     const refiner = await refinerWanted(own.data!.refiner, own.data!.model, deps);
     if (refiner !== undefined) args.refiner = refiner;
+    if (own.data!.size) Object.assign(args, await sizeOfWord(own.data!.size, own.data!.model, args, deps));
     const { structured } = await invokeTool(generateImage, args, deps);
     sendJson(response, 200, { job_id: structured.jobId, status: "queued" });
   } catch (error) {

@@ -6,6 +6,7 @@ import path from "node:path";
 import { parseDocument } from "yaml";
 import { yamlProblem } from "./yamlProblem.js";
 import { matchCheckpoint } from "./checkpointNames.js";
+import { parseStyles, STYLES_KEY, type PromptStyle } from "./styles.js";
 import { z } from "zod";
 import { KittyError } from "../core/errors.js";
 import { loadWorkflow } from "./comfyWorkflow.js";
@@ -82,7 +83,15 @@ const FOLDER_KEYS: Record<string, string> = { [CONTROLNETS_KEY]: "diffusers Cont
 export class ModelCatalog {
   // One object per process that its holders keep: a models.yaml edit swaps what it holds (adopt), so the tools, the
   // gallery and the worker all see the new models at once without being handed a new catalog.
-  #held: { entries: ModelEntry[]; defaultModel: string | null; sourcePath: string | null; lorasDir: string | null; controlnetsDir: string | null; upscalersDir: string | null };
+  #held: {
+    entries: ModelEntry[];
+    defaultModel: string | null;
+    sourcePath: string | null;
+    lorasDir: string | null;
+    controlnetsDir: string | null;
+    upscalersDir: string | null;
+    styles: Readonly<Record<string, PromptStyle>>;
+  };
 
   constructor(
     entries: ModelEntry[],
@@ -91,8 +100,9 @@ export class ModelCatalog {
     lorasDir: string | null = null,
     controlnetsDir: string | null = null,
     upscalersDir: string | null = null,
+    styles: Readonly<Record<string, PromptStyle>> = {},
   ) {
-    this.#held = { entries, defaultModel, sourcePath, lorasDir, controlnetsDir, upscalersDir };
+    this.#held = { entries, defaultModel, sourcePath, lorasDir, controlnetsDir, upscalersDir, styles };
   }
 
   get entries(): ModelEntry[] {
@@ -112,6 +122,10 @@ export class ModelCatalog {
   }
   get upscalersDir(): string | null {
     return this.#held.upscalersDir;
+  }
+  /** models.yaml's `styles:` (prompt templates by name), for generate_image's `style` and KITTY's UI. */
+  get styles(): Readonly<Record<string, PromptStyle>> {
+    return this.#held.styles;
   }
 
   /** Serves `next`'s models from now on (a live models.yaml reload). A job already queued keeps the model it was resolved against. */
@@ -189,7 +203,12 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
   const entries: ModelEntry[] = [];
   let lorasDir: string | null = null;
   const folders: Record<string, string> = {};
+  let styles: Record<string, PromptStyle> = {};
   for (const [name, value] of Object.entries(raw)) {
+    if (name === STYLES_KEY) {
+      styles = parseStyles(value, sourcePath);
+      continue;
+    }
     if (FOLDER_KEYS[name]) {
       if (typeof value !== "string" || !value) throw new KittyError("config_invalid", `${sourcePath}: '${name}' must be a folder of ${FOLDER_KEYS[name]} ('${name}: /path/to/${name}')`);
       folders[name] = expandPath(value, baseDir);
@@ -276,7 +295,7 @@ export function parseModelsYaml(text: string, sourcePath: string, defaultModel?:
       `KITTY_IMAGES_DEFAULT_MODEL='${defaultModel}' is not in ${sourcePath} (known: ${entries.map((e) => e.name).join(", ")})`,
     );
   }
-  return new ModelCatalog(entries, defaultModel ?? entries[0]?.name ?? null, sourcePath, lorasDir, folders[CONTROLNETS_KEY] ?? null, folders[UPSCALERS_KEY] ?? null);
+  return new ModelCatalog(entries, defaultModel ?? entries[0]?.name ?? null, sourcePath, lorasDir, folders[CONTROLNETS_KEY] ?? null, folders[UPSCALERS_KEY] ?? null, styles);
 }
 
 export function loadModelsYaml(sourcePath: string, defaultModel?: string, hubCache?: string, defaultEngine?: EngineName): ModelCatalog {

@@ -30,5 +30,5 @@ export async function catalogWithEngineModels(
     .filter((title) => !known.has(title) && !named.has(title))
     .map((title) => ({ name: title, engine: defaultEngine, engineModel: title, path: "", declaredFamily: null, refinerPath: null, configPath: null, defaults: {}, description: null }));
   if (added.length === 0) return catalog;
-  return new ModelCatalog([...catalog.entries, ...added], catalog.defaultModel ?? added[0]!.name, catalog.sourcePath, catalog.lorasDir, catalog.controlnetsDir, catalog.upscalersDir);
+  return new ModelCatalog([...catalog.entries, ...added], catalog.defaultModel ?? added[0]!.name, catalog.sourcePath, catalog.lorasDir, catalog.controlnetsDir, catalog.upscalersDir, catalog.styles);
 }

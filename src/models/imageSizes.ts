@@ -33,3 +33,28 @@ export function sizeLike(width: number, height: number, multipleOf: number = LIM
   const snap = (side: number) => Math.min(max, Math.max(min, Math.round((side * scale) / multipleOf) * multipleOf));
   return { width: snap(width), height: snap(height) };
 }
+
+/** The size words KITTY's UI sends (`size` on REST generate). */
+export const SIZE_WORDS = ["square", "portrait", "landscape"] as const;
+export type SizeWord = (typeof SIZE_WORDS)[number];
+
+/**
+ * What a size word means for a model whose default size is `defaults`: square keeps the default's pixel count; portrait
+ * and landscape are 2:3 and 3:2 at about that count, sides rounded down to 64 (1024² families: 832×1216, the SDXL
+ * bucket). A family trained at 512² or less is usually run taller rather than smaller: 512×768 for SD 1.5. A
+ * default that is already oblong gives its own sides, turned as asked.
+ */
+export function orientedSize(word: SizeWord, defaults: { width: number; height: number }, multipleOf: number = LIMITS.size.multipleOf): { width: number; height: number } {
+  const snap = (side: number, step: number) => Math.min(LIMITS.size.max, Math.max(LIMITS.size.min, Math.floor(side / step) * step));
+  let [short, long] = [Math.min(defaults.width, defaults.height), Math.max(defaults.width, defaults.height)];
+  const side = Math.sqrt(defaults.width * defaults.height);
+  if (short === long) {
+    if (word === "square") return { width: defaults.width, height: defaults.height };
+    [short, long] = side <= 512 ? [snap(side, multipleOf), snap(side * 1.5, multipleOf)] : [snap(side * Math.sqrt(2 / 3), 64), snap(side * Math.sqrt(3 / 2), 64)];
+  } else if (word === "square") {
+    const square = snap(side, Math.max(multipleOf, 64));
+    return { width: square, height: square };
+  }
+  [short, long] = [snap(short, multipleOf), snap(long, multipleOf)];
+  return word === "portrait" ? { width: short, height: long } : { width: long, height: short };
+}

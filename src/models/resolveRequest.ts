@@ -1,4 +1,5 @@
 import { randomInt } from "node:crypto";
+import { applyStyle, findStyle } from "./styles.js";
 import { KittyError } from "../core/errors.js";
 import { LIMITS, refinerPassFor, type GenerationRequest, type LoraUse, type ModelFamily, type OutpaintSides, type RefinerMode, type SchedulerName } from "../core/generation.js";
 import type { ModelCatalog, ModelEntry } from "./catalog.js";
@@ -37,6 +38,8 @@ export interface GenerationAsk {
   /** Set by edit_image: an edit-only family (Qwen-Image-Edit) is taken. */
   editing?: boolean | undefined;
   loras?: Array<{ name: string; weight: number }> | undefined;
+  /** A models.yaml style: its template words the prompt (and adds its negative words); the request records its name. */
+  style?: string | undefined;
 }
 
 /** A stored image an init_image names, as the door finds it (null when this server has no such image). */
@@ -54,7 +57,20 @@ export function inspectModel(entry: ModelEntry, elsewhere?: ModelsElsewhere): Mo
  * Fills defaults from the model's family and entry, and checks what only the catalog and the disk can know (or, for
  * a front-end on a shared queue, what the GPU workers report: `elsewhere`).
  */
+/** A model's default size and its family's size multiple, as a request for it without a size would get them. */
+export function defaultSizeOf(entry: ModelEntry, elsewhere?: ModelsElsewhere): { width: number; height: number; multipleOf: number } {
+  const family: ModelFamily = entry.engine === "diffusers" ? (familyOf(entry, inspectModel(entry, elsewhere)) ?? "sdxl") : familyOfElsewhere(entry);
+  const { width, height } = defaultsFor(entry, family);
+  return { width, height, multipleOf: FAMILIES[family]?.sizeMultiple ?? LIMITS.size.multipleOf };
+}
+
 export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findImage?: FindImage, elsewhere?: ModelsElsewhere): GenerationRequest {
+  if (ask.style === undefined) return resolveUnstyled(ask, catalog, findImage, elsewhere);
+  const styled = applyStyle(findStyle(catalog.styles, ask.style), ask.prompt, ask.negativePrompt);
+  return { ...resolveUnstyled({ ...ask, ...styled }, catalog, findImage, elsewhere), style: ask.style };
+}
+
+function resolveUnstyled(ask: GenerationAsk, catalog: ModelCatalog, findImage?: FindImage, elsewhere?: ModelsElsewhere): GenerationRequest {
   const name = ask.model ?? catalog.defaultModel;
   if (!name) throw new KittyError("unknown_model", `models.yaml (${catalog.sourcePath}) lists no models; add 'name: /path/to/diffusers-folder'`, "model");
   const entry = withField("model", () => catalog.get(name));

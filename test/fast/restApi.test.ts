@@ -43,6 +43,38 @@ describe("REST over the MCP tools (stand-in engine)", () => {
     expect(status).toMatchObject({ jobId: queued.body.job_id });
   });
 
+  it("KITTY's UI fields: a size word becomes the model family's portrait, landscape or square size; a style words the prompt and is recorded", async () => {
+    const sized = async (body: Record<string, unknown>) => {
+      const queued = await generate({ prompt: "a kettle", ...body });
+      expect(queued.status, JSON.stringify(queued.body)).toBe(200);
+      return (await server.app.queue.get(queued.body.job_id)).request;
+    };
+    // tiny_sd15 is an SD 1.5 folder (512² by default); tiny_sdxl's models.yaml entry defaults to 256².
+    expect(await sized({ model: "tiny_sd15", size: "portrait" })).toMatchObject({ width: 512, height: 768 });
+    expect(await sized({ model: "tiny_sd15", size: "landscape" })).toMatchObject({ width: 768, height: 512 });
+    expect(await sized({ model: "tiny_sdxl", size: "portrait" })).toMatchObject({ width: 256, height: 384 });
+    expect(await sized({ model: "tiny_sdxl", size: "square" })).toMatchObject({ width: 256, height: 256 });
+    const styled = await generate({ prompt: "a kettle", model: "tiny_sd15", size: "portrait", style: "photo" });
+    const request = (await server.app.queue.get(styled.body.job_id)).request;
+    expect(request).toMatchObject({ prompt: "a kettle, 35mm photograph", negativePrompt: "cartoon", style: "photo", width: 512, height: 768 });
+    const done = await server.ok("job_status", { jobId: styled.body.job_id, wait_seconds: 30 });
+    expect(done.status).toBe("done");
+    const [image] = await server.app.index.ofJob(styled.body.job_id);
+    expect((image!.metadata.request as Record<string, unknown>).style).toBe("photo");
+  });
+
+  it("an unknown size word or style, or a size beside width, is a 422 naming the field and what is allowed", async () => {
+    expect((await generate({ prompt: "x", size: "tall" })).body).toEqual({
+      detail: [problem("size", "size must be one of square, portrait, landscape (or leave it out and give width and height)", "invalid_value")],
+    });
+    expect((await generate({ prompt: "x", size: "portrait", width: 512 })).body).toEqual({
+      detail: [problem("size", "size says the shape and width/height the pixels: give one or the other", "invalid_argument")],
+    });
+    expect((await generate({ prompt: "x", style: "watercolour" })).body).toEqual({
+      detail: [problem("style", "style 'watercolour' is not one of models.yaml's styles (blueprint, photo)", "invalid_argument")],
+    });
+  });
+
   it("upscale queues through upscale_image; its refusals are 422s naming the field, an unknown image a 404", async () => {
     const made = await generate({ prompt: "to enlarge", model: "tiny_sd15", width: 256, height: 256, seed: 4 });
     const key = (await server.ok("job_status", { jobId: made.body.job_id, wait_seconds: 10 })).images[0].key;

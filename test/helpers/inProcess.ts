@@ -45,6 +45,10 @@ export async function startInProcess({ era = "legacy", refinerEntry = false }: {
     `missing_model: ${path.join(home, "no-such-model")}`,
     // The refiner also as an entry of its own, as the images-service's flat models.yaml lists it.
     ...(refinerEntry ? [`tiny_sdxl_refiner: ${path.join(models, "sdxl_refiner")}`] : []),
+    // KITTY's UI names these (REST's style); generate_image takes them too.
+    "styles:",
+    '  blueprint: "technical blueprint of {prompt}, white lines on blue"',
+    '  photo: {prompt: "{prompt}, 35mm photograph", negative: "cartoon"}',
     "",
   ].join("\n");
   writeFileSync(path.join(home, "models.yaml"), yaml);

@@ -35,6 +35,7 @@ export const generateImage = defineTool({
     mask_blur: boundedInt("mask_blur", maskBlur.min, maskBlur.max).optional(),
     control: controlList("control", control.max, CONTROL_TYPES, control.strength).describe("ControlNet maps.").optional(),
     loras: loraList("loras", loras.max, loras.weight).describe("From list_models.").optional(),
+    style: z.string({ error: "style must be a string: a name from list_models' styles" }).max(100, { error: "style is a name from list_models' styles (at most 100 characters)" }).optional(),
   },
   output: {
     jobId: z.string(),

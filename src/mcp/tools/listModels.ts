@@ -39,7 +39,8 @@ export const listModels = defineTool({
       }),
     ),
     loras: z.array(z.object({ name: z.string(), family: z.string().nullable(), problem: z.string().optional() })),
-    // Also `upscalers` [{name, scale}] (upscale_image's mode esrgan), left out of the schema as tokens: the summary names them.
+    // Also `upscalers` [{name, scale}] (upscale_image's mode esrgan) and `styles` [{name, prompt}] (generate_image's
+    // style), left out of the schema as tokens: the summary names them.
   },
   async handler(_args, { config, engineModels, workers: registry }) {
     // tools/list is paid in tokens: the state says enough (the running job is job_status's business).
@@ -111,13 +112,15 @@ export const listModels = defineTool({
       .filter((lora, at, all) => !local.some((own) => own.name === lora.name) && all.findIndex((other) => other.name === lora.name) === at);
     const loras = [...local, ...onWorkersOnly.map(({ name, family }) => ({ name, family }))];
     const upscalers = catalog.upscalers().map(({ name, scale, problem }) => ({ name, scale, ...(problem && { problem }) }));
+    const styles = Object.entries(catalog.styles).map(([name, style]) => ({ name, prompt: style.prompt, ...(style.negative && { negative: style.negative }) }));
     return {
-      structured: { engine: config.engine, defaultModel: catalog.defaultModel, models, loras, upscalers, ...(workers && { workers }) },
+      structured: { engine: config.engine, defaultModel: catalog.defaultModel, models, loras, upscalers, styles, ...(workers && { workers }) },
       summary:
         (ready.length
           ? `${models.length} model(s); ready: ${ready.join(", ")}. Pass one as generate_image's model.` +
             (loras.length ? ` LoRAs: ${loras.map((lora) => `${lora.name} (${lora.family ?? "family unknown"})`).join(", ")}.` : "") +
-            (upscalers.length ? ` Upscalers (upscale_image mode esrgan): ${upscalers.map((entry) => `${entry.name}${entry.scale ? ` (${entry.scale}x)` : ""}`).join(", ")}.` : "")
+            (upscalers.length ? ` Upscalers (upscale_image mode esrgan): ${upscalers.map((entry) => `${entry.name}${entry.scale ? ` (${entry.scale}x)` : ""}`).join(", ")}.` : "") +
+            (styles.length ? ` Styles (generate_image's style): ${styles.map((style) => style.name).join(", ")}.` : "")
           : `${models.length} model(s) in ${catalog.sourcePath}, none ready: see each model's problem.`) +
         (workers ? ` ${workersLine(workers)}` : ""),
     };
