@@ -65,6 +65,19 @@ const envSchema = z.object({
   KITTY_IMAGES_FETCH_HOSTS: z.preprocess(emptyToUndefined, z.string().optional()),
 });
 
+/**
+ * The variables this project reads (and only those): what `kitty-images service install` carries from the
+ * environment it is installed from into the service's environment file, so nothing else of the shell goes along.
+ */
+export const PROJECT_ENV_NAMES: readonly string[] = Object.keys(envSchema.shape).sort();
+
+/** The environment as a service should get it: this project's variables that are set, nothing else. */
+export function projectEnvironment(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const name of PROJECT_ENV_NAMES) if (env[name] !== undefined && env[name] !== "") picked[name] = env[name]!;
+  return picked;
+}
+
 /** `10.0.0.0/8`, `fd00::/8` or a single address: what KITTY_IMAGES_TRUSTED_NETWORKS lists. */
 export interface Network {
   address: string;

@@ -14,6 +14,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   doctor: async () => (await import("./doctor.js")).doctorCommand,
   reindex: async () => (await import("./reindex.js")).reindexCommand,
   worker: async () => (await import("./worker.js")).workerCommand,
+  service: async () => (await import("./service.js")).serviceCommand,
 };
 
 /** Runs one command line; exit codes: 0 done, 1 a failed job or a refused request, 2 bad usage, 130 stopped waiting. */

@@ -28,6 +28,12 @@ usage:
   kitty-images reindex          rebuild the image index from storage (its JSON sidecars, else the PNGs themselves)
   kitty-images worker           a GPU host on the shared Postgres queue (KITTY_IMAGES_DATABASE_URL): runs jobs for
                                 the models it has on disk, no door; start one per GPU host
+  kitty-images service install [--host 127.0.0.1] [--port 8089] [--worker] [--no-start]
+                                run serve --http (or, with --worker, a Postgres GPU worker) as a login service: a
+                                launchd agent on macOS, a systemd user unit on Linux; this Node, this checkout, and
+                                the project's variables from this shell in a 0600 file (--system launchd|systemd)
+  kitty-images service uninstall | status
+                                stop and remove it; say whether it runs and where its logs are
   kitty-images help
 
 generate, upscale, latest and select talk to the server at KITTY_IMAGES_URL (e.g. http://127.0.0.1:8089, with
