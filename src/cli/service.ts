@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { homedir, userInfo } from "node:os";
 import path from "node:path";
+import { queueIsShared } from "../app/createApp.js";
 import { loadConfig, PROJECT_ENV_NAMES, PROJECT_ROOT, projectEnvironment } from "../config.js";
 import { commandLine, envFileText, launchdPlist, SERVICE_LABEL, SYSTEMD_UNIT, systemdUnit, unitFileFor, type ServicePlan, type ServiceSystem } from "./serviceFiles.js";
 import { numberFlag, parseCommand, UsageError } from "./usage.js";
@@ -40,7 +41,7 @@ export async function serviceCommand(args: string[]): Promise<void> {
     unitFile: unitFileFor(system, home),
   };
   if (values.worker && (values.host !== undefined || values.port !== undefined || values.http)) throw new UsageError("service install --worker runs a GPU worker, which has no door: leave out --http, --host and --port");
-  if (values.worker && !config.databaseUrl) throw new UsageError("service install --worker takes jobs from a shared Postgres queue: set KITTY_IMAGES_DATABASE_URL first (one machine needs no worker)");
+  if (values.worker && !queueIsShared(config)) throw new UsageError("service install --worker takes jobs from a shared Postgres queue: set KITTY_IMAGES_DATABASE_URL first (one machine needs no worker)");
   switch (action) {
     case "install":
       return install(plan, !values["no-start"]);
