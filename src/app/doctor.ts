@@ -13,6 +13,8 @@ interface Check {
   name: string;
   ok: boolean;
   detail: string;
+  /** What to do, on its own line under a FAIL. */
+  fix?: string;
 }
 
 /** `kitty-images doctor`: checks each part the server needs and says what to fix. Exit code 1 if any fails. */
@@ -53,6 +55,13 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
       }
       return `${onDisk.family ?? "family read on load"} at ${entry.path}${entry.basePath ? ` (base ${entry.basePath})` : ""}${entry.refinerPath ? ` (refiner ${entry.refinerPath})` : ""}`;
     });
+  }
+  // One line that says what to do about models not on this machine, under the last of them.
+  const missing = checks.filter((entry) => entry.name.startsWith("model ") && !entry.ok && /does not exist|not on disk|no such/i.test(entry.detail));
+  if (missing.length) {
+    missing.at(-1)!.fix =
+      `edit ${config.models.sourcePath} so each model names a folder or file on this machine, or set MODELS_YAML to a models.yaml of your own; ` +
+      "kitty-images doctor --demo (and serve --demo, generate --demo) try tiny random-weight models first";
   }
   if (config.models.lorasDir) {
     await check("loras", () => {
@@ -118,5 +127,5 @@ function describeDatabase(facts: DatabaseFacts): string {
 }
 
 export function formatChecks(checks: Check[]): string {
-  return checks.map((entry) => `${entry.ok ? "ok  " : "FAIL"}  ${entry.name}: ${entry.detail}`).join("\n");
+  return checks.map((entry) => `${entry.ok ? "ok  " : "FAIL"}  ${entry.name}: ${entry.detail}${entry.fix ? `\n      fix: ${entry.fix}` : ""}`).join("\n");
 }

@@ -4,8 +4,10 @@ import { serveStdio } from "@modelcontextprotocol/server/stdio";
 import { loadClientConfig } from "../config.js";
 import { createApp, queueIsShared } from "../app/createApp.js";
 import { mcpServerFactory } from "../mcp/createMcpServer.js";
+import { inCliWords } from "./cliWords.js";
 import { describeRemoteFailure } from "./remoteErrors.js";
 import { loadSetup } from "./setup.js";
+import { UsageError } from "./usage.js";
 
 /** The CLI is one more MCP client: every command goes through the same tools an agent calls, never around them. */
 export interface Connection {
@@ -22,9 +24,10 @@ export class ToolRefused extends Error {}
 const CLIENT_INFO = { name: "kitty-images-cli", version: VERSION };
 
 /** KITTY_IMAGES_URL names a running server (HTTP, with KITTY_IMAGES_TOKEN); without it the tools run here on the same data dir. */
-export async function connect({ runWorker }: { runWorker: boolean }): Promise<Connection> {
+export async function connect({ runWorker, demo = false }: { runWorker: boolean; demo?: boolean }): Promise<Connection> {
   const { mcpEndpoint, token } = loadClientConfig();
-  return mcpEndpoint ? connectRemote(mcpEndpoint, token ?? undefined) : connectInProcess(runWorker);
+  if (mcpEndpoint && demo) throw new UsageError(`--demo uses the tiny models in this process; KITTY_IMAGES_URL (${mcpEndpoint.origin}) names a server with its own models: unset it for --demo`);
+  return mcpEndpoint ? connectRemote(mcpEndpoint, token ?? undefined) : connectInProcess(runWorker, demo);
 }
 
 function callThrough(client: Client, onFailure: (error: unknown) => Error = (error) => error as Error): Connection["call"] {
@@ -36,7 +39,7 @@ function callThrough(client: Client, onFailure: (error: unknown) => Error = (err
       throw onFailure(error);
     }
     if (result.isError) {
-      throw new ToolRefused(result.content.map((part) => (part.type === "text" ? part.text : "")).join("\n") || `${name} refused the request`);
+      throw new ToolRefused(inCliWords(result.content.map((part) => (part.type === "text" ? part.text : "")).join("\n")) || `${name} refused the request`);
     }
     return result.structuredContent as any;
   };
@@ -54,8 +57,8 @@ async function connectRemote(endpoint: URL, token: string | undefined): Promise<
   return { inProcess: false, call: callThrough(client, explain), close: () => client.close() };
 }
 
-async function connectInProcess(runWorker: boolean): Promise<Connection> {
-  const { config, log } = await loadSetup("person");
+async function connectInProcess(runWorker: boolean, demo: boolean): Promise<Connection> {
+  const { config, log } = await loadSetup("person", { demo });
   // runWorker: this process runs jobs only while no server holds the queue's lease; otherwise the server runs them.
   // On Postgres the GPU workers run them: a command never becomes one.
   const app = await createApp(config, log, { runsJobs: runWorker && !queueIsShared(config) });

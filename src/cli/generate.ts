@@ -24,6 +24,7 @@ const FLAGS = {
   strength: { type: "string" },
   lora: { type: "string", multiple: true },
   wait: { type: "boolean" },
+  demo: { type: "boolean" },
 } as const;
 
 /** job_status waits this long per call; the server sends step notifications meanwhile. */
@@ -60,16 +61,16 @@ export async function generateCommand(args: string[]): Promise<void> {
       loras: values.lora?.map(loraFlag),
     }).filter(([, value]) => value !== undefined),
   );
-  await queueAndFollow("generate_image", request, values.wait ?? false, ["init_image", "mask"]);
+  await queueAndFollow("generate_image", request, values.wait ?? false, ["init_image", "mask"], values.demo ?? false);
 }
 
 /**
  * Calls a tool that queues a job (generate_image, upscale_image) and prints the job; with `wait`, follows it to the
  * end (a progress bar on a terminal), prints the finished job, and exits 1 if it did not end done.
  */
-export async function queueAndFollow(tool: string, request: Record<string, unknown>, wait: boolean, imageFields: readonly string[]): Promise<void> {
+export async function queueAndFollow(tool: string, request: Record<string, unknown>, wait: boolean, imageFields: readonly string[], demo = false): Promise<void> {
   // Only a waiting command runs jobs itself, and only while no server holds the queue.
-  const connection = await connect({ runWorker: wait });
+  const connection = await connect({ runWorker: wait, demo });
   try {
     for (const field of imageFields) {
       if (typeof request[field] === "string") request[field] = await imageArgument(request[field]);

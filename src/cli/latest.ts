@@ -9,9 +9,9 @@ interface LatestImages {
 
 /** `kitty-images latest [--limit N]`: list_latest_images; a table for a person, JSON for a pipe. */
 export async function latestCommand(args: string[]): Promise<void> {
-  const { values } = parseCommand("latest", args, { limit: { type: "string" } }, { min: 0, max: 0, name: "" });
+  const { values } = parseCommand("latest", args, { limit: { type: "string" }, demo: { type: "boolean" } }, { min: 0, max: 0, name: "" });
   const limit = numberFlag("limit", values.limit);
-  const connection = await connect({ runWorker: false });
+  const connection = await connect({ runWorker: false, demo: values.demo ?? false });
   try {
     const latest = await connection.call<LatestImages>("list_latest_images", limit === undefined ? {} : { limit });
     if (!process.stdout.isTTY) return printJson(latest);

@@ -8,9 +8,9 @@ import { parseCommand } from "./usage.js";
  * answer (list_models: families, what is on disk, defaults); otherwise models.yaml on this machine.
  */
 export async function modelsCommand(args: string[]): Promise<void> {
-  parseCommand("models", args, {}, { min: 0, max: 0, name: "" });
-  if (loadClientConfig().mcpEndpoint) {
-    const connection = await connect({ runWorker: false });
+  const { values } = parseCommand("models", args, { demo: { type: "boolean" } }, { min: 0, max: 0, name: "" });
+  if (loadClientConfig().mcpEndpoint || values.demo) {
+    const connection = await connect({ runWorker: false, demo: values.demo ?? false });
     try {
       return printJson(await connection.call("list_models", {}));
     } finally {

@@ -7,6 +7,7 @@ const FLAGS = {
   model: { type: "string" },
   strength: { type: "string" },
   wait: { type: "boolean" },
+  demo: { type: "boolean" },
 } as const;
 
 /** `kitty-images upscale KEY|URI|URL|FILE [--scale 2|4] [...] [--wait]`: upscale_image, then (with --wait) job_status to the end. */
@@ -21,5 +22,5 @@ export async function upscaleCommand(args: string[]): Promise<void> {
       strength: numberFlag("strength", values.strength, "number"),
     }).filter(([, value]) => value !== undefined),
   );
-  await queueAndFollow("upscale_image", request, values.wait ?? false, ["image"]);
+  await queueAndFollow("upscale_image", request, values.wait ?? false, ["image"], values.demo ?? false);
 }

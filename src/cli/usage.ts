@@ -37,7 +37,9 @@ usage:
   kitty-images help
 
 generate, upscale, latest and select talk to the server at KITTY_IMAGES_URL (e.g. http://127.0.0.1:8089, with
-KITTY_IMAGES_TOKEN) when it is set, and otherwise work in this process on the same data dir.
+KITTY_IMAGES_TOKEN) when it is set, and otherwise work in this process on the same data dir. Each command that
+reads the models (generate, upscale, latest, select, models, doctor, serve) takes --demo: the tiny random-weight
+models, built once, in place of models.yaml.
 Exit codes: 0 done, 1 a failed job or a refused request, 2 bad usage, 130 stopped waiting (Ctrl-C; the job goes on).
 
 Configuration comes from the environment (see README.md): MODELS_YAML, S3_ENDPOINT_URL, KITTY_IMAGES_HOME, ...`;

@@ -9,14 +9,15 @@ import { z } from "zod";
 export function boundedInt(field: string, min: number, max: number, description?: string, multipleOf?: number) {
   const rule = multipleOf ? `a multiple of ${multipleOf} between ${min} and ${max}` : `an integer between ${min} and ${max}`;
   const message = (issue: { input?: unknown }) => `${field} must be ${rule} (got ${JSON.stringify(issue.input)})`;
-  let schema = z.number({ error: message }).int({ error: message }).min(min, { error: message }).max(max, { error: message });
-  if (multipleOf) schema = schema.multipleOf(multipleOf, { error: message });
+  // Each check stops at its failure: the message is the same for all, and a caller should read it once.
+  let schema = z.number({ error: message }).int({ error: message, abort: true }).min(min, { error: message, abort: true }).max(max, { error: message, abort: true });
+  if (multipleOf) schema = schema.multipleOf(multipleOf, { error: message, abort: true });
   return described(schema, description);
 }
 
 export function boundedNumber(field: string, min: number, max: number, description?: string) {
   const message = (issue: { input?: unknown }) => `${field} must be a number between ${min} and ${max} (got ${JSON.stringify(issue.input)})`;
-  return described(z.number({ error: message }).min(min, { error: message }).max(max, { error: message }), description);
+  return described(z.number({ error: message }).min(min, { error: message, abort: true }).max(max, { error: message, abort: true }), description);
 }
 
 /** A string that must hold something other than whitespace, up to `max` characters. */

@@ -205,7 +205,22 @@ describe("kitty-images exit codes", () => {
     expect(run.stdout).toBe("");
     const select = await kitty(["select", "999"]);
     expect(select.exitCode).toBe(1);
-    expect(select.stderr).toMatch(/not_found: there is no image #999/);
+    expect(select.stderr).toMatch(/not_found: there is no image #999; kitty-images latest shows how many there are/);
+  });
+
+  it("speaks in its own words: a refused flag is named as typed, once, without the SDK's preamble", async () => {
+    const run = await kitty(["generate", "a cat", "--width", "100", "--cfg", "99"]);
+    expect(run.exitCode).toBe(1);
+    expect(run.stderr.trim()).toBe("kitty-images: --width must be a multiple of 8 between 256 and 2048 (got 100); --cfg must be a number between 0 and 30 (got 99)");
+  });
+
+  it("takes --demo on every command that reads the models", async () => {
+    for (const args of [["models", "--demo"], ["latest", "--demo"]]) {
+      const run = await kitty(args);
+      expect(run.exitCode, `${args.join(" ")}: ${run.stderr}`).toBe(0);
+    }
+    const models = await kitty(["models", "--demo"]);
+    expect(JSON.parse(models.stdout).models.map((model: { name: string }) => model.name)).toContain("demo_sd15");
   });
 
   it("a job that fails exits 1, with the failed job on stdout and its reason on stderr", async () => {
