@@ -122,7 +122,8 @@ function loraFlag(raw: string): { name: string; weight: number } {
 async function followJob(connection: Connection, jobId: string, display: JobProgress): Promise<JobStatus> {
   const interrupted = new AbortController();
   const onSigint = () => interrupted.abort();
-  process.once("SIGINT", onSigint);
+  // on, not once: execa's signal-exit re-raises a SIGINT that no other listener holds, which would kill this process before it says anything.
+  process.on("SIGINT", onSigint);
   try {
     for (;;) {
       const status = await connection.call<JobStatus>("job_status", { jobId, wait_seconds: WAIT_SECONDS }, {
@@ -136,8 +137,8 @@ async function followJob(connection: Connection, jobId: string, display: JobProg
     }
   } catch (error) {
     if (!interrupted.signal.aborted) throw error;
-    const where = connection.inProcess ? "it goes back to the queue and runs when a kitty-images server takes it" : "the server goes on with it";
-    throw new StoppedWaiting(`stopped waiting for job ${jobId}; ${where} (kitty-images latest shows it once done)`);
+    const where = connection.inProcess ? "it goes back to the queue now and runs when a kitty-images server on this data dir takes it" : "the server goes on with it";
+    throw new StoppedWaiting(`stopped waiting for job ${jobId}; ${where} (kitty-images latest shows it once done; kitty-images cancel ${jobId} drops it)`);
   } finally {
     process.off("SIGINT", onSigint);
     display.stop();

@@ -15,6 +15,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   reindex: async () => (await import("./reindex.js")).reindexCommand,
   worker: async () => (await import("./worker.js")).workerCommand,
   service: async () => (await import("./service.js")).serviceCommand,
+  cancel: async () => (await import("./cancel.js")).cancelCommand,
 };
 
 /** Runs one command line; exit codes: 0 done, 1 a failed job or a refused request, 2 bad usage, 130 stopped waiting. */

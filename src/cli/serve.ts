@@ -43,7 +43,11 @@ export async function serveCommand(args: string[]): Promise<void> {
   }
   // The HTTP door (and its adapter) is loaded only for --http: a stdio server answers tools/list sooner without it.
   const door = http ? await import("../http/httpDoor.js") : null;
-  if (http && door) door.assertSafeBinding({ config }, http.host);
+  if (http && door) {
+    door.assertSafeBinding({ config }, http.host);
+    // Before the worker can take a queued job: a port already taken fails the start here.
+    await door.assertPortFree(http);
+  }
   // Over HTTP, local images are linked through this server, so other hosts can open them.
   const app = await createApp(config, log, {
     runsJobs,
@@ -72,6 +76,8 @@ export async function serveCommand(args: string[]): Promise<void> {
   };
   process.on("SIGINT", () => void shutdown("SIGINT"));
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  if (http && door && process.stderr.isTTY) sayHttpUrls(app, http, door);
+  if (!http && process.stdin.isTTY) sayStdioUse(config.home);
   if (!http) {
     // The client closing stdin is how stdio MCP servers are told to go.
     process.stdin.on("end", () => void shutdown("stdin closed"));
@@ -106,4 +112,42 @@ async function openHttp(app: App, options: HttpDoorOptions, doorModule: typeof i
   }
   log.info({ listening: door.url, publicUrl, mcp: `${publicUrl}/mcp`, gallery: `${publicUrl}/gallery`, token: config.http.token ? "required" : "none", home: config.home, storage: config.storage.kind }, "kitty-images serving HTTP");
   return () => door.close();
+}
+
+/**
+ * `serve` run by a person at a terminal rather than by an MCP client: say what it is and how it is used, then wait
+ * (a client could still be typing JSON-RPC here). On stderr: stdout carries the protocol only.
+ */
+function sayStdioUse(home: string): void {
+  const entry = process.argv[1] ?? "dist/cli.js";
+  process.stderr.write(
+    [
+      "",
+      "kitty-images is serving MCP on stdio: it waits for an MCP client to talk to it on this terminal's input.",
+      "A client starts it itself. For Claude Desktop, add to claude_desktop_config.json:",
+      `  ${JSON.stringify({ mcpServers: { "kitty-images": { command: process.execPath, args: [entry, "serve"] } } })}`,
+      "To try it without your own models:    kitty-images serve --demo   (or generate \"a red fox\" --demo --wait)",
+      "For a browser, KITTY or other hosts:  kitty-images serve --http   (gallery at http://127.0.0.1:8089/gallery)",
+      `Data dir: ${home}. Ctrl-C stops it.`,
+      "",
+    ].join("\n"),
+  );
+}
+
+/** On a terminal, where to go, as plain lines (the log line says it too, as JSON for supervisors). */
+function sayHttpUrls(app: App, http: HttpDoorOptions, doorModule: typeof import("../http/httpDoor.js")): void {
+  const base = doorModule.publicBaseUrl(app, http);
+  process.stderr.write(
+    [
+      "",
+      `kitty-images is serving on ${base}`,
+      `  MCP (Streamable HTTP):  ${base}/mcp`,
+      `  gallery:                ${base}/gallery`,
+      `  REST (images-service):  ${base}/api/images`,
+      `  health:                 ${base}/healthz`,
+      app.config.http.token ? "  every request but /healthz needs KITTY_IMAGES_TOKEN (Authorization: Bearer …)" : "  no KITTY_IMAGES_TOKEN is set: only this machine (and KITTY_IMAGES_TRUSTED_NETWORKS) may call it",
+      "Ctrl-C stops it.",
+      "",
+    ].join("\n"),
+  );
 }

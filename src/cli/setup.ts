@@ -17,7 +17,8 @@ export async function loadSetup(audience: "server" | "person", { demo = false } 
   const defaultLogLevel = audience === "person" ? "warn" : "info";
   const config = loadConfig(process.env, { defaultLogLevel });
   keepPrivate(config.home);
-  const log = createLogger(config.logLevel, { readable: audience === "person" && process.stderr.isTTY });
+  // A server a person started at a terminal logs readable lines there too; under a client or a supervisor, JSON.
+  const log = createLogger(config.logLevel, { readable: process.stderr.isTTY === true && (audience === "person" || process.stdin.isTTY === true || process.stdout.isTTY === true) });
   if (!demo) return { config, log };
   return { config: loadConfig(process.env, { defaultLogLevel, modelsYaml: await prepareDemoModels(config, log, audience) }), log };
 }

@@ -23,6 +23,7 @@ usage:
   kitty-images latest [--limit N]
                                 the newest images (a table on a terminal, JSON otherwise)
   kitty-images select N|KEY     the imageRef {downloadUrl, storageUri, key} of image N (1 = newest) or KEY, as JSON
+  kitty-images cancel JOB_ID    cancel a job: a queued one is dropped, a running one stops at its next step
   kitty-images models           print models.yaml as the server sees it
   kitty-images doctor [--demo]  check models, database, storage and the Python runner; say what to fix
   kitty-images reindex          rebuild the image index from storage (its JSON sidecars, else the PNGs themselves)

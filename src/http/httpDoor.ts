@@ -158,6 +158,16 @@ async function serveFile(app: App, signer: LinkSigner | null, url: URL, response
   await pipeline(createReadStream(file), response).catch(() => response.destroy());
 }
 
+/**
+ * Whether the door could listen there, asked before anything else starts: a port already taken must fail the start
+ * before the worker takes a queued job (which would go back to the queue, but only after starting its runner).
+ */
+export async function assertPortFree(options: HttpDoorOptions): Promise<void> {
+  const probe = createServer();
+  await listen(probe, options);
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+}
+
 function listen(server: Server, { host, port }: HttpDoorOptions): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once("error", (error: NodeJS.ErrnoException) =>
