@@ -1,5 +1,6 @@
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { LIMITS } from "../core/generation.js";
 import { connect, type Connection } from "./connect.js";
 import { printJson } from "./output.js";
@@ -87,7 +88,14 @@ export async function queueAndFollow(tool: string, request: Record<string, unkno
     const display = jobProgress(queued.steps ?? 0);
     display.show({ status: "queued", position: queued.position });
     const final = await followJob(connection, queued.jobId, display);
+    // Where each image is: a path on this machine (local storage) or its download URL, beside its key.
+    const images = (final as { images?: Array<{ key: string }> }).images ?? [];
+    for (const image of images) {
+      const { imageRef } = await connection.call<{ imageRef: { downloadUrl: string } }>("select_image", { key: image.key });
+      Object.assign(image, imageRef.downloadUrl.startsWith("file:") ? { file: fileURLToPath(imageRef.downloadUrl) } : { downloadUrl: imageRef.downloadUrl });
+    }
     printJson(final);
+    if (process.stderr.isTTY) for (const image of images as Array<{ file?: string; downloadUrl?: string }>) process.stderr.write(`saved: ${image.file ?? image.downloadUrl}\n`);
     if (final.status !== "done") {
       process.stderr.write(`kitty-images: job ${final.jobId} ${final.status}${final.error ? `: ${final.error.code}: ${final.error.message}` : ""}\n`);
       process.exitCode = 1;

@@ -48,6 +48,9 @@ describe("kitty-images in-process (no KITTY_IMAGES_URL)", () => {
     expect(job).toMatchObject({ status: "done", model: "tiny_sd15", prompt: "a cat" });
     key = job.images[0].key;
     expect(key).toMatch(/^images\/.+\.png$/);
+    // Where the file is, not only its key.
+    expect(job.images[0].file).toMatch(new RegExp(`${key.replace(/[.]/g, "\\.")}$`));
+    expect(readFileSync(job.images[0].file).subarray(1, 4).toString()).toBe("PNG");
     expect(run.stderr).toMatch(/^step \d+\/40$/m);
     expect(run.stderr).not.toMatch(jsonLogLine);
   });
