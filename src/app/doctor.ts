@@ -45,7 +45,8 @@ export async function runDoctor(config: Config, log: Logger): Promise<Check[]> {
       const onDisk = inspectEntry(entry);
       const onWorkers = database.facts?.workers?.filter((worker) => worker.alive && worker.models.includes(entry.name)).map((worker) => worker.id) ?? [];
       if (!onDisk.present && onWorkers.length) return `not on this host; on live worker(s) ${onWorkers.join(", ")}`;
-      if (!onDisk.present || onDisk.problem) throw new Error(onDisk.problem ?? "not usable");
+      // The same rule generate_image holds a request to (resolveRequest): a declared family lets the runner try it.
+      if (!onDisk.present || (onDisk.problem && !entry.declaredFamily)) throw new Error(onDisk.problem ?? "not usable");
       const refiner = entry.refinerPath ? inspectModelFolder(entry.refinerPath) : null;
       if (refiner && !refiner.present) throw new Error(`refiner: ${refiner.problem}`);
       // A transformer-only file takes its tokenizers from its base folder.

@@ -81,6 +81,9 @@ function resolveUnstyled(ask: GenerationAsk, catalog: ModelCatalog, findImage?: 
     throw new KittyError("invalid_argument", `model '${name}' is an SDXL refiner; name it as another model's 'refiner' in models.yaml`, "model");
   }
   if (onDisk.unsupported) throw new KittyError("model_unsupported", `model '${name}': ${onDisk.problem}`, "model");
+  // A file the runner could not load (a UNet alone, an SD 2.x checkpoint) is refused now, as doctor refuses it, not
+  // 5 s into its job. A transformer-only file with a base:, or one whose family models.yaml declares, goes on.
+  if (onDisk.problem && !entry.declaredFamily) throw new KittyError("model_unsupported", `model '${name}': ${onDisk.problem}`, "model");
   // A checkpoint whose family only the runner can read (a pickle .ckpt) is taken as SDXL, the family most are today.
   const family: ModelFamily = familyOf(entry, onDisk) ?? "sdxl";
   const defaults = defaultsFor(entry, family);

@@ -128,6 +128,23 @@ describe("models.yaml", () => {
     expect(resolveRequest({ prompt: "p", model: "forge_flux" }, catalog)).toMatchObject({ width: 1024, steps: 28, cfgScale: 3.5, model: { engine: "a1111", family: "flux" } });
   });
 
+  it("refuses a UNet-only file before queueing, as doctor does, naming what it is; with a base: it is a model", () => {
+    const root = mkdtempSync(path.join(tmpdir(), "kitty-models-"));
+    const file = path.join(root, "unet-only.safetensors");
+    const header = Buffer.from(JSON.stringify({ "model.diffusion_model.input_blocks.0.0.weight": { dtype: "F16", shape: [1], data_offsets: [0, 2] } }));
+    const size = Buffer.alloc(8);
+    size.writeBigUInt64LE(BigInt(header.length));
+    writeFileSync(file, Buffer.concat([size, header, Buffer.alloc(2)]));
+    const base = modelFolder(root, "sdxl", "StableDiffusionXLPipeline");
+    const catalog = parseModelsYaml(`unet: ${file}
+with_base:
+  path: ${file}
+  base: ${base}
+`, path.join(root, "models.yaml"));
+    expect(() => resolveRequest({ prompt: "p", model: "unet" }, catalog)).toThrow(`model 'unet': ${file} is not a checkpoint in Stability AI's layout; supported: SD 1.5, SDXL base, SDXL refiner`);
+    expect(resolveRequest({ prompt: "p", model: "with_base" }, catalog)).toMatchObject({ model: { path: file, basePath: base } });
+  });
+
   it("takes base: beside a single file only, and reads the family from the base folder", () => {
     const root = mkdtempSync(path.join(tmpdir(), "kitty-models-"));
     const base = modelFolder(root, "flux", "FluxPipeline");
