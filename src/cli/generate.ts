@@ -28,8 +28,11 @@ const FLAGS = {
   demo: { type: "boolean" },
 } as const;
 
-/** job_status waits this long per call; the server sends step notifications meanwhile. */
-const WAIT_SECONDS = 30;
+/**
+ * job_status waits this long per call; the server sends step notifications meanwhile. Short, because only an answer
+ * carries what the job waits for (the runner starting, storage down), and the bar should say it within moments.
+ */
+const WAIT_SECONDS = 2;
 const ENDED = new Set(["done", "failed", "cancelled"]);
 
 interface JobStatus extends JobUpdate {
@@ -132,14 +135,23 @@ async function followJob(connection: Connection, jobId: string, display: JobProg
   const onSigint = () => interrupted.abort();
   // on, not once: execa's signal-exit re-raises a SIGINT that no other listener holds, which would kill this process before it says anything.
   process.on("SIGINT", onSigint);
+  // What the job waits for comes with answers only: a step notification keeps the last one said until a step
+  // passes the one it was said at (the wait is over).
+  let notice: string | undefined;
+  let noticeAt = 0;
   try {
     for (;;) {
       const status = await connection.call<JobStatus>("job_status", { jobId, wait_seconds: WAIT_SECONDS }, {
-        onprogress: ({ progress, total }) => display.show({ status: "running", progress: { step: progress, totalSteps: total ?? progress } }),
+        onprogress: ({ progress, total }) => {
+          if (progress > noticeAt) notice = undefined;
+          display.show({ status: "running", progress: { step: progress, totalSteps: total ?? progress }, ...(notice && { notice }) });
+        },
         timeout: (WAIT_SECONDS + 60) * 1000,
         signal: interrupted.signal,
       });
       // Notifications that arrive together with the result may be dropped: the answer's own progress fills the gap.
+      notice = status.notice;
+      noticeAt = status.progress?.step ?? 0;
       display.show(status);
       if (ENDED.has(status.status)) return status;
     }

@@ -1,3 +1,4 @@
+import { clearLineBeforeLogs } from "../core/log.js";
 import cliProgress from "cli-progress";
 
 /** What the display learns from a job_status answer or a progress notification. */
@@ -18,16 +19,20 @@ export function jobProgress(totalSteps: number, stream: NodeJS.WriteStream = pro
   return stream.isTTY ? progressBar(totalSteps, stream) : progressLines(stream);
 }
 
-function stateLabel({ status, position, notice }: JobUpdate): string {
+function stateLabel({ status, position, notice, progress }: JobUpdate): string {
   const label = status === "queued" && position ? `queued #${position}` : status;
-  return notice ? `${label} (${notice.split("\n")[0]})` : label;
+  // Running, the bar says so already: what it waits for is the whole label.
+  if (notice) return status === "running" ? notice.split("\n")[0]! : `${label}: ${notice.split("\n")[0]}`;
+  // Running with no step yet and nothing said: the model is loading (a warm one passes this in a moment).
+  return status === "running" && !progress?.step ? "running: loading the model" : label;
 }
 
 function progressLines(stream: NodeJS.WritableStream): JobProgress {
   let last = "";
   return {
     show(update) {
-      const line = update.status === "running" && update.progress ? `step ${update.progress.step}/${update.progress.totalSteps}` : stateLabel(update);
+      const step = update.status === "running" && update.progress ? `step ${update.progress.step}/${update.progress.totalSteps}` : null;
+      const line = step ? (update.notice ? `${step} (${update.notice.split("\n")[0]})` : step) : stateLabel(update);
       // job_status answers repeat what the notifications already said: write each change once.
       if (line !== last) stream.write(`${line}\n`);
       last = line;
@@ -45,13 +50,21 @@ function progressBar(totalSteps: number, stream: NodeJS.WritableStream): JobProg
     stream,
     fps: 4,
     hideCursor: true,
+    // Narrow enough that what the job waits for fits beside it on a 100-column terminal.
+    barsize: 20,
     format: (options, params, payload: { state: string }) => {
       const elapsed = TimeFormat(Math.round((Date.now() - params.startTime) / 1000), options, 1);
       const eta = msPerStep === null ? "--" : TimeFormat(Math.ceil(((params.total - params.value) * msPerStep) / 1000), options, 1);
-      return `${payload.state.padEnd(10)} ${BarFormat(params.progress, options)} step ${params.value}/${params.total} | ${elapsed} elapsed | ETA ${eta}`;
+      const line = `${BarFormat(params.progress, options)} step ${params.value}/${params.total} | ${elapsed} elapsed | ETA ${eta} | `;
+      // The state (and what the job waits for) goes last and is cut to fit, so a long reason never pushes the bar off.
+      const columns = (stream as NodeJS.WriteStream).columns || Number(process.env.COLUMNS) || 100;
+      const room = Math.max(24, columns - line.length - 1);
+      return `${line}${payload.state.length > room ? `${payload.state.slice(0, room - 1)}…` : payload.state}`;
     },
   }, cliProgress.Presets.shades_classic);
   bar.start(totalSteps, 0, { state: "queued" });
+  // A log line (a warning, say) clears the bar's line first and goes above it; the bar draws itself again below.
+  clearLineBeforeLogs(() => stream.write("\r\u001b[2K"));
   return {
     show(update) {
       const step = update.progress?.step;
@@ -63,6 +76,7 @@ function progressBar(totalSteps: number, stream: NodeJS.WritableStream): JobProg
       bar.update(update.status === "done" ? bar.getTotal() : (step ?? bar.getProgress() * bar.getTotal()), { state: stateLabel(update) });
     },
     stop() {
+      clearLineBeforeLogs(null);
       bar.stop();
     },
   };

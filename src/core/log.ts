@@ -14,8 +14,17 @@ export function createLogger(level: string, { readable = false }: LoggerOptions 
 /** Fields every pino line carries that a person at a terminal does not need to read. */
 const HIDDEN = new Set(["level", "time", "pid", "hostname", "name", "msg"]);
 
+/** Set while something redraws a line on stderr (the CLI's progress bar): called before each log line is written. */
+let beforeLogLine: (() => void) | null = null;
+
+/** A progress bar clears its line through this, so a log line goes above it whole instead of glued onto it. */
+export function clearLineBeforeLogs(hook: (() => void) | null): void {
+  beforeLogLine = hook;
+}
+
 const readableStderr: DestinationStream = {
   write(line: string) {
+    beforeLogLine?.();
     writeSync(2, `${formatLogLine(line)}\n`);
   },
 };

@@ -226,6 +226,18 @@ async function generate(job: Job, deps: JobRunDeps, signals: JobSignals, log: Lo
   for (const [index, key] of (job.request.edit?.keys ?? []).entries()) {
     editPaths.push((await fetchStored(key, index === 0 ? "image to edit" : "reference image", staging.editPath(job.id, index), deps, signals, log))!);
   }
+  // Until the first step, say what the wait is (torch importing, then the model loading): job_status shows it, and
+  // the CLI's bar with it. The first step clears it.
+  const warming = engine.health().state !== "ready";
+  let phase: string | null = warming ? `starting the runner, loading ${job.request.model.name}` : null;
+  if (phase) await deps.setNotice(phase).catch(() => undefined);
+  // A run that ends before its first step (a failed load) must not leave the phase standing for the jobs after it.
+  // Awaited where the run ends, so a notice the ending sets (the engine is not available) is written after it.
+  const clearPhase = (): Promise<void> => {
+    if (phase === null) return Promise.resolve();
+    phase = null;
+    return deps.setNotice(null).catch(() => undefined);
+  };
   const result = await engine.generate(job.request, {
     jobId: job.id,
     outputPaths: staging.pngPaths(job.id, imageCount(job.request)),
@@ -235,11 +247,12 @@ async function generate(job: Job, deps: JobRunDeps, signals: JobSignals, log: Lo
     controlPaths,
     editPaths,
     onProgress: (progress) => {
+      if (progress.step > 0) void clearPhase();
       // Advisory: a database too busy for it skips a step, and the job goes on.
       jobs.setProgress(job.id, job.attempts, progress.step, progress.totalSteps).catch((error: unknown) => log.warn({ error: messageOf(error) }, "could not record progress"));
     },
     signal: signals.stop,
-  });
+  }).finally(clearPhase);
   await staging.saveResult(job.id, result);
   deps.observer.generated(job.request.model.name, result);
   return result;

@@ -7,9 +7,12 @@ SPEC_JSON: {"argv": [...], "env": {...}, "cwd": "...", "steps": [{"until": "rege
 Prints one JSON object: {"output": all bytes as text, "exit": code or null, "signal": number or null, "matched": [...]}.
 """
 
+import fcntl
 import json
 import os
 import pty
+import struct
+import termios
 import re
 import select
 import signal
@@ -22,6 +25,8 @@ def main(spec):
     if pid == 0:
         os.chdir(spec.get("cwd", os.getcwd()))
         os.execvpe(spec["argv"][0], spec["argv"], spec["env"])
+    # A terminal 30 rows by 100 columns (or COLUMNS), as a person's window would be.
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, int(spec["env"].get("COLUMNS", "100")), 0, 0))
     output = b""
     matched = []
 

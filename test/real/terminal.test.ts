@@ -73,7 +73,7 @@ describe("at a terminal", () => {
   it("Ctrl-C on generate --wait says it stopped waiting, puts the job back in the queue at once, and says how to cancel it", async () => {
     const home = await makeTestHome(inject("tinyModelsDir"));
     const run = await onTerminal(home, ["generate", "stopped halfway", "--model", "tiny_sd15", "--width", "512", "--height", "512", "--steps", "150", "--wait"], [
-      { until: "running .* step [1-9]", timeout: 120 },
+      { until: "step [1-9]\\d*/150 .*\\| running", timeout: 120 },
       { signal: "SIGINT" },
     ]);
     expect(run.matched).toEqual([true]);
@@ -84,5 +84,29 @@ describe("at a terminal", () => {
     expect(run.output).toMatch(/\r?\nkitty-images: stopped waiting/);
     const cancelled = await kitty(home, ["cancel", said![1]!]);
     expect(JSON.parse(cancelled.stdout), "queued again, not left running").toEqual({ jobId: said![1], status: "cancelled" });
+  });
+
+  it("generate --wait's bar says what the job waits for (the runner starting, storage down), and log lines go above it whole", async () => {
+    const home = await makeTestHome(inject("tinyModelsDir"));
+    // Storage that does not answer: the image is made, then waits to be stored, and the worker warns about it.
+    const run = await onTerminal(home, ["generate", "waits for storage", "--model", "tiny_sd15", "--width", "256", "--height", "256", "--steps", "8", "--wait"], [
+      { until: "storage is unavailable", timeout: 120 },
+      { sleep: 1 },
+      { signal: "SIGINT" },
+    ], { S3_ENDPOINT_URL: "http://127.0.0.1:9", S3_ACCESS_KEY: "none", S3_SECRET_KEY: "nonenone", KITTY_IMAGES_LOG_LEVEL: "warn" });
+    expect(run.matched).toEqual([true]);
+    expect(run.output).toMatch(/ETA [^|]*\| starting the runner, loading tiny_sd15\u001b/);
+    expect(run.output).toMatch(/ETA [^|]*\| storage is unavailable \(cannot reach/);
+    const warnings = [...run.output.matchAll(/WARN /g)];
+    expect(warnings.length, run.output.slice(-1500)).toBeGreaterThan(0);
+    for (const warning of warnings) {
+      const before = run.output.slice(Math.max(0, warning.index! - 5), warning.index);
+      expect(before, "a log line starts its own line, never glued onto the bar").toMatch(/(\r\u001b\[2K|\n)$/);
+    }
+    // Each redraw of the bar fits the terminal's 100 columns: what it waits for is cut, not the bar.
+    for (const line of run.output.split(/\r|\n|\u001b\[1G/)) {
+      if (line.includes("elapsed")) expect(line.replace(/\u001b(\[[0-9;?]*[A-Za-z]|[78])/g, "").length).toBeLessThanOrEqual(100);
+    }
+    expect(run.exit).toBe(130);
   });
 });
