@@ -57,7 +57,7 @@ function progressBar(totalSteps: number, stream: NodeJS.WritableStream): JobProg
       const eta = msPerStep === null ? "--" : TimeFormat(Math.ceil(((params.total - params.value) * msPerStep) / 1000), options, 1);
       const line = `${BarFormat(params.progress, options)} step ${params.value}/${params.total} | ${elapsed} elapsed | ETA ${eta} | `;
       // The state (and what the job waits for) goes last and is cut to fit, so a long reason never pushes the bar off.
-      const columns = (stream as NodeJS.WriteStream).columns || Number(process.env.COLUMNS) || 100;
+      const columns = (stream as NodeJS.WriteStream).columns || 100;
       const room = Math.max(24, columns - line.length - 1);
       return `${line}${payload.state.length > room ? `${payload.state.slice(0, room - 1)}…` : payload.state}`;
     },
