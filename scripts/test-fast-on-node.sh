@@ -19,6 +19,8 @@ find "$WORK/python" \( -name __pycache__ -o -name .pytest_cache \) -prune -exec 
 # The runner's venv, shared (npm test, or npm run setup, made it): the fast tier's uploads are decoded by its Pillow.
 mkdir -p "$WORK/.cache"
 ln -sfn "$PWD/.cache/venv" "$WORK/.cache/venv"
+# And the CLIP vocabulary setup takes from the open-clip-torch wheel: prompts are counted in its tokens before queueing.
+ln -sfn "$PWD/.cache/clip" "$WORK/.cache/clip"
 cd "$WORK"
 # Reinstall only when the lockfile or the Node version changed.
 stamp="$(sha256sum < package-lock.json | cut -d' ' -f1)-$(node --version)"

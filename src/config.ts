@@ -42,6 +42,7 @@ const envSchema = z.object({
   KITTY_IMAGES_STORAGE: z.preprocess(emptyToUndefined, z.enum(["auto", "s3", "local"]).default("auto")),
   KITTY_IMAGES_PRESIGN_TTL_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(604800).default(86400)),
   KITTY_IMAGES_TASK_TTL_HOURS: z.preprocess(emptyToUndefined, z.coerce.number().min(0.05).max(168).default(24)),
+  KITTY_IMAGES_PROMPT_TOKEN_CAP: z.preprocess(emptyToUndefined, z.coerce.number().int().min(75).max(20000).default(1000)),
   KITTY_IMAGES_DEFAULT_MODEL: optionalString,
   KITTY_IMAGES_PYTHON: optionalString,
   KITTY_IMAGES_CLIP_VOCAB: optionalString,
@@ -138,6 +139,8 @@ export interface Config {
   presignTtlSeconds: number;
   /** How long an MCP task is kept when its client asks for no ttl (KITTY_IMAGES_TASK_TTL_HOURS); its job and images stay after. */
   taskTtlMs: number;
+  /** The most CLIP tokens a prompt may be for a chunked (CLIP) family (KITTY_IMAGES_PROMPT_TOKEN_CAP). */
+  promptTokenCap: number;
   models: ModelCatalog;
   /** models.yaml read afresh, as at start: what a live reload checks and adopts. Throws a KittyError naming the problem. */
   readModels(): ModelCatalog;
@@ -231,6 +234,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: { mo
     },
     presignTtlSeconds: e.KITTY_IMAGES_PRESIGN_TTL_SECONDS,
     taskTtlMs: Math.round(e.KITTY_IMAGES_TASK_TTL_HOURS * 3600_000),
+    promptTokenCap: e.KITTY_IMAGES_PROMPT_TOKEN_CAP,
     models: readModels(),
     readModels,
     runner: {

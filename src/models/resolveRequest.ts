@@ -1,5 +1,6 @@
 import { randomInt } from "node:crypto";
 import { applyStyle, findStyle } from "./styles.js";
+import { checkPromptTokens, type PromptBudget } from "./promptBudget.js";
 import { KittyError } from "../core/errors.js";
 import { LIMITS, refinerPassFor, type GenerationRequest, type LoraUse, type ModelFamily, type OutpaintSides, type RefinerMode, type SchedulerName } from "../core/generation.js";
 import type { ModelCatalog, ModelEntry } from "./catalog.js";
@@ -64,17 +65,20 @@ export function defaultSizeOf(entry: ModelEntry, elsewhere?: ModelsElsewhere): {
   return { width, height, multipleOf: FAMILIES[family]?.sizeMultiple ?? LIMITS.size.multipleOf };
 }
 
-export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findImage?: FindImage, elsewhere?: ModelsElsewhere): GenerationRequest {
-  if (ask.style === undefined) return resolveUnstyled(ask, catalog, findImage, elsewhere);
+export function resolveRequest(ask: GenerationAsk, catalog: ModelCatalog, findImage?: FindImage, elsewhere?: ModelsElsewhere, budget?: PromptBudget): GenerationRequest {
+  if (ask.style === undefined) return resolveUnstyled(ask, catalog, findImage, elsewhere, budget);
   const styled = applyStyle(findStyle(catalog.styles, ask.style), ask.prompt, ask.negativePrompt);
-  return { ...resolveUnstyled({ ...ask, ...styled }, catalog, findImage, elsewhere), style: ask.style };
+  return { ...resolveUnstyled({ ...ask, ...styled }, catalog, findImage, elsewhere, budget), style: ask.style };
 }
 
-function resolveUnstyled(ask: GenerationAsk, catalog: ModelCatalog, findImage?: FindImage, elsewhere?: ModelsElsewhere): GenerationRequest {
+function resolveUnstyled(ask: GenerationAsk, catalog: ModelCatalog, findImage?: FindImage, elsewhere?: ModelsElsewhere, budget?: PromptBudget): GenerationRequest {
   const name = ask.model ?? catalog.defaultModel;
   if (!name) throw new KittyError("unknown_model", `models.yaml (${catalog.sourcePath}) lists no models; add 'name: /path/to/diffusers-folder'`, "model");
   const entry = withField("model", () => catalog.get(name));
-  if (entry.engine !== "diffusers") return resolveElsewhere(ask, entry);
+  if (entry.engine !== "diffusers") {
+    if (budget) checkPromptTokens(ask, entry.name, familyOfElsewhere(entry), budget);
+    return resolveElsewhere(ask, entry);
+  }
   const onDisk = inspectModel(entry, elsewhere);
   if (!onDisk.present) throw new KittyError("model_missing", `model '${name}' is in models.yaml but ${onDisk.problem}${elsewhere ? ", and no live GPU worker has it" : ""}`, "model");
   if (onDisk.family === "sdxl_refiner") {
@@ -86,6 +90,7 @@ function resolveUnstyled(ask: GenerationAsk, catalog: ModelCatalog, findImage?: 
   if (onDisk.problem && !entry.declaredFamily) throw new KittyError("model_unsupported", `model '${name}': ${onDisk.problem}`, "model");
   // A checkpoint whose family only the runner can read (a pickle .ckpt) is taken as SDXL, the family most are today.
   const family: ModelFamily = familyOf(entry, onDisk) ?? "sdxl";
+  if (budget) checkPromptTokens(ask, name, family, budget);
   const defaults = defaultsFor(entry, family);
   const steps = ask.steps ?? defaults.steps;
   const cfgScale = ask.cfgScale ?? defaults.cfgScale;

@@ -3,6 +3,7 @@ import { CONTROL_TYPES, LIMITS, REFINER_MODES, SCHEDULERS, type ControlUse, type
 import { catalogWithEngineModels } from "../../models/engineCatalog.js";
 import { resolveRequest } from "../../models/resolveRequest.js";
 import { modelsOfWorkers } from "../../models/workerModels.js";
+import { clipBudget } from "../../models/promptBudget.js";
 import { boundedInt, boundedNumber, boundedText, controlList, loraList, oneOf, oneOfListedElsewhere, seedArgument, sidesInPixels } from "../../core/arguments.js";
 import { resolveImageInput } from "../../uploads/imageInputs.js";
 import { defineTool } from "./toolKit.js";
@@ -57,6 +58,7 @@ export const generateImage = defineTool({
       await catalogWithEngineModels(config.models, config.engine, engineModels, { model: rest.model }),
       () => initSource,
       workers ? modelsOfWorkers(await workers()) : undefined,
+      clipBudget(config.runner.clipVocab, config.promptTokenCap),
     );
     const { job, position } = await queue.enqueue(request);
     log.info({ jobId: job.id, model: request.model.name, position }, "job queued");
