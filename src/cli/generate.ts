@@ -79,7 +79,7 @@ export async function queueAndFollow(tool: string, request: Record<string, unkno
     for (const field of imageFields) {
       if (typeof request[field] === "string") request[field] = await imageArgument(request[field]);
     }
-    const queued = await connection.call<{ jobId: string; steps?: number; position: number }>(tool, request);
+    const queued = await connection.call<{ jobId: string; steps?: number; count?: number; position: number }>(tool, request);
     if (!wait) {
       if (connection.inProcess) {
         process.stderr.write(`job ${queued.jobId} is queued (#${queued.position}); it runs when a kitty-images server on this data dir takes the queue (kitty-images serve), or run with --wait to make it here\n`);
@@ -88,7 +88,8 @@ export async function queueAndFollow(tool: string, request: Record<string, unkno
       return;
     }
     // An upscale says no steps up front: the runner's first step says how many.
-    const display = jobProgress(queued.steps ?? 0);
+    // A batch's bar counts every image's steps from the start, as the runner's progress does, so it never jumps.
+    const display = jobProgress((queued.steps ?? 0) * (queued.count ?? 1));
     display.show({ status: "queued", position: queued.position });
     const final = await followJob(connection, queued.jobId, display);
     // Where each image is: a path on this machine (local storage) or its download URL, beside its key.

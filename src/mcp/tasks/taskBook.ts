@@ -150,7 +150,7 @@ export class TaskBook {
         return `queued at position ${await this.deps.queue.position(job)}${reason ? ` (waiting: ${reason.split("\n")[0]})` : ""}`;
       }
       case "running": {
-        const { step, totalSteps } = job.progress ?? { step: 0, totalSteps: job.request.steps };
+        const { step, totalSteps } = job.progress ?? { step: 0, totalSteps: job.request.steps * (job.request.count ?? 1) };
         return job.cancelRequested ? `stopping at its next step (step ${step}/${totalSteps})` : `step ${step}/${totalSteps}`;
       }
       case "done":

@@ -13,7 +13,7 @@ const { size, steps, cfgScale, seed, promptChars, count, strength, loras, outpai
 export const generateImage = defineTool({
   name: "generate_image",
   icon: "M12 3l2 6 6 2-6 2-2 6-2-6-6-2 6-2z",
-  description: "Queue an image job; returns a jobId at once. Next: job_status with wait_seconds, then select_image.",
+  description: "Queue an image job; returns a jobId at once. Unset size/steps: the model's defaults. Next: job_status with wait_seconds, then select_image.",
   // readOnlyHint and idempotentHint default to false, openWorldHint to true (an image may come from a listed host).
   annotations: { destructiveHint: false },
   input: {
@@ -27,8 +27,8 @@ export const generateImage = defineTool({
     seed: seedArgument("seed", seed.min, seed.max).optional(),
     scheduler: oneOfListedElsewhere("scheduler", SCHEDULERS, "See list_models.").optional(),
     refiner: z.boolean({ error: "refiner must be true or false" }).optional(),
-    refiner_mode: oneOf("refiner_mode", REFINER_MODES, "polish: a light pass after.").optional(),
-    count: boundedInt("count", count.min, count.max, "Seeds seed, seed+1.").optional(),
+    refiner_mode: oneOf("refiner_mode", REFINER_MODES, "ensemble: refiner ends the steps; polish: a light pass after.").optional(),
+    count: boundedInt("count", count.min, count.max).optional(),
     init_image: z.string({ error: "init_image must be a string: an image key, storageUri or downloadUrl" }).describe("Key, imageRef URL, data: URL or path.").optional(),
     strength: boundedNumber("strength", strength.min, strength.max, "Share repainted.").optional(),
     outpaint: sidesInPixels("outpaint", outpaint.maxSide, "Pixels added per side.").optional(),
@@ -36,7 +36,8 @@ export const generateImage = defineTool({
     mask_blur: boundedInt("mask_blur", maskBlur.min, maskBlur.max).optional(),
     control: controlList("control", control.max, CONTROL_TYPES, control.strength).describe("ControlNet maps.").optional(),
     loras: loraList("loras", loras.max, loras.weight).describe("From list_models.").optional(),
-    style: z.string({ error: "style must be a string: a name from list_models' styles" }).max(100, { error: "style is a name from list_models' styles (at most 100 characters)" }).optional(),
+    // The length is checked without being listed: tools/list is paid in tokens, and a style's name is short.
+    style: z.string({ error: "style must be a string: a name from list_models' styles" }).refine((name) => name.length <= 100, { error: "style is a name from list_models' styles (at most 100 characters)" }).optional(),
   },
   output: {
     jobId: z.string(),

@@ -68,7 +68,8 @@ async function describeJob(job: Job, { queue, index }: ToolDeps) {
       };
     }
     case "running": {
-      const progress = job.progress ?? { step: 0, totalSteps: job.request.steps };
+      // Before the runner's first step: every image's steps, as its progress will count them (a batch never jumps).
+      const progress = job.progress ?? { step: 0, totalSteps: job.request.steps * (job.request.count ?? 1) };
       const notice = (await queue.waitingReason(job)) ?? undefined;
       return {
         structured: { ...base, progress, ...(notice && { notice }) },
