@@ -35,6 +35,19 @@ describe("kitty-images doctor and serve --demo", () => {
     expect(plain.stdout).toMatch(/^ok {4}model tiny_sd15_file: sd15 at .*single\/sd15\.safetensors$/m);
     expect(plain.stdout).toMatch(/^FAIL {2}model shipped_config_file: a single-file checkpoint needs CLIP's tokenizer vocabulary at .*no-vocab\.txt\.gz: run npm run setup$/m);
     expect(plain.stdout).toMatch(/^ok {4}loras: 2 LoRA\(s\) in /m);
+    // What to do about the missing folders, once, on its own line under the last of them.
+    expect(plain.stdout).toMatch(/^FAIL {2}model missing_model: .*\n {6}fix: edit .*models\.yaml so each model names a folder or file on this machine, or set MODELS_YAML to a models\.yaml of your own; kitty-images doctor --demo/m);
+    expect(plain.stdout.match(/fix:/g)).toHaveLength(1);
+  });
+
+  it("generate --demo --wait makes the newcomer's first image on the command line and says where it is", async () => {
+    const home = await makeTestHome(inject("tinyModelsDir"));
+    const { MODELS_YAML: _ours, ...env } = serverEnv(home, { KITTY_IMAGES_LOG_LEVEL: "warn" });
+    const run = await execa(process.execPath, [SERVER_ENTRY, "generate", "a red fox", "--demo", "--wait", "--steps", "2", "--width", "256", "--height", "256"], { env, extendEnv: false, reject: false });
+    expect(run.exitCode, run.stderr).toBe(0);
+    const job = JSON.parse(run.stdout);
+    expect(job).toMatchObject({ status: "done", model: "demo_sd15" });
+    expect(readPng(readFileSync(job.images[0].file))).toMatchObject({ width: 256, height: 256 });
   });
 
   it("serve --demo generates with the family defaults (SD 1.5: 512x512, 30 steps, euler_a)", async () => {
