@@ -124,6 +124,36 @@ describe("generate_image as an MCP task", () => {
     }
   });
 
+  it("over HTTP: cancelling a task cancels its job, and a task outlives a restart of the server", async () => {
+    const home = await makeTestHome(inject("tinyModelsDir"));
+    const token = "task-test-token-0123456789";
+    let server = await startHttpServer(home, { KITTY_IMAGES_TOKEN: token });
+    try {
+      const first = await httpTaskClient(server.url, token);
+      const doomed = await first.session.callTool("generate_image", { ...generate, steps: 150 });
+      await doomed.cancel();
+      expect((await doomed.settle()).outcome.status).toBe("cancelled");
+      const status = await first.client.callTool({ name: "job_status", arguments: { jobId: doomed.handle!.taskId } });
+      expect(status.structuredContent).toMatchObject({ status: "cancelled" });
+
+      const kept = await first.session.callTool("generate_image", { ...generate, steps: 60 });
+      const taskId = kept.handle!.taskId;
+      expect((await first.session.task(taskId).snapshot()).status).toBe("working");
+      if (kept.kind === "task") await kept.handoff(() => undefined);
+      await first.client.close();
+      await server.stop(); // SIGTERM: the running job goes back to the queue
+      server = await startHttpServer(home, { KITTY_IMAGES_TOKEN: token });
+      const second = await httpTaskClient(server.url, token);
+      open.push(second);
+      const resumed = await second.session.resumeTask({ endpointId: "kitty-images-http", generation: "v2", taskId, originalOperation: "tools/call" });
+      const { outcome } = await resumed.settle();
+      expect(outcome.status).toBe("completed");
+      expect((outcome as { result: any }).result.structuredContent).toMatchObject({ jobId: taskId, status: "done" });
+    } finally {
+      await server.stop();
+    }
+  });
+
   it("2025-11-25 over stdio: the experimental shape, through the same client library", async () => {
     const home = await makeTestHome(inject("tinyModelsDir"));
     const task = await stdioTaskClient(home, "legacy");
