@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
 import { KittyError } from "../core/errors.js";
+import type { ModelCatalog } from "../models/catalog.js";
 import { catalogWithEngineModels } from "../models/engineCatalog.js";
 import type { App } from "../mcp/app.js";
 import { toolDeps } from "../mcp/createMcpServer.js";
@@ -11,7 +12,7 @@ import { orientedSize, SIZE_WORDS, type SizeWord } from "../models/imageSizes.js
 import { defaultSizeOf } from "../models/resolveRequest.js";
 import { selectImage } from "../mcp/tools/selectImage.js";
 import { upscaleImage } from "../mcp/tools/upscaleImage.js";
-import { invokeTool, type ToolDeps } from "../mcp/tools/toolKit.js";
+import { invokeTool } from "../mcp/tools/toolKit.js";
 import type { Job } from "../queue/job.js";
 import { sidecarKey } from "../storage/imageStore.js";
 import { BodyNotJson, BodyTooLarge, decodePath, queryLimit, readJsonBody, sendJson } from "./body.js";
@@ -97,14 +98,13 @@ function inFieldOrder(problems: Problem[]): Problem[] {
  * the boolean. A name must be the refiner models.yaml gives the model (as an entry's name), so a typo is an error
  * rather than a silent other refiner.
  */
-async function refinerWanted(refiner: string | boolean | null | undefined, model: string | undefined, deps: ToolDeps): Promise<boolean | undefined> {
+async function refinerWanted(refiner: string | boolean | null | undefined, model: string | undefined, catalogOf: () => Promise<ModelCatalog>): Promise<boolean | undefined> {
   if (refiner === undefined || refiner === null) return undefined;
   if (typeof refiner === "boolean") return refiner;
   const name = refiner.trim();
   if (name === "" || name.toLowerCase() === "false") return false;
   if (name.toLowerCase() === "true") return true;
-  // The catalog generate_image will resolve against: under another engine the default may be one of its models.
-  const catalog = await catalogWithEngineModels(deps.config.models, deps.config.engine, deps.engineModels, { model });
+  const catalog = await catalogOf();
   const modelName = model ?? catalog.defaultModel;
   if (!modelName) return true;
   const named = catalog.entries.find((entry) => entry.name === name);
@@ -120,9 +120,9 @@ async function refinerWanted(refiner: string | boolean | null | undefined, model
 }
 
 /** The width and height a size word means for the model asked (or the default), refused beside width or height. */
-async function sizeOfWord(word: SizeWord, model: string | undefined, args: Record<string, unknown>, deps: ToolDeps): Promise<{ width?: number; height?: number }> {
+async function sizeOfWord(word: SizeWord, model: string | undefined, args: Record<string, unknown>, catalogOf: () => Promise<ModelCatalog>): Promise<{ width?: number; height?: number }> {
   if (args.width !== undefined || args.height !== undefined) throw new KittyError("invalid_argument", "size says the shape and width/height the pixels: give one or the other", "size");
-  const catalog = await catalogWithEngineModels(deps.config.models, deps.config.engine, deps.engineModels, { model });
+  const catalog = await catalogOf();
   const name = model ?? catalog.defaultModel;
   let entry;
   try {
@@ -155,9 +155,13 @@ async function generate(app: App, request: IncomingMessage, response: ServerResp
   if (problems.length > 0) return unprocessable(response, inFieldOrder(problems));
   const deps = toolDeps(app, "http");
   try {
-    const refiner = await refinerWanted(own.data!.refiner, own.data!.model, deps);
+    // The catalog generate_image will resolve against (under another engine the default may be one of its models),
+    // asked at most once, and only when the refiner's name or a size word needs it.
+    let asked: Promise<ModelCatalog> | undefined;
+    const catalogOf = () => (asked ??= catalogWithEngineModels(deps.config.models, deps.config.engine, deps.engineModels, { model: own.data!.model }));
+    const refiner = await refinerWanted(own.data!.refiner, own.data!.model, catalogOf);
     if (refiner !== undefined) args.refiner = refiner;
-    if (own.data!.size) Object.assign(args, await sizeOfWord(own.data!.size, own.data!.model, args, deps));
+    if (own.data!.size) Object.assign(args, await sizeOfWord(own.data!.size, own.data!.model, args, catalogOf));
     const { structured } = await invokeTool(generateImage, args, deps);
     sendJson(response, 200, { job_id: structured.jobId, status: "queued" });
   } catch (error) {

@@ -4,6 +4,7 @@ import path from "node:path";
 import { messageOf } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
 import type { ModelCatalog } from "./catalog.js";
+import { nameInFolder, walkFolder } from "./folderWalk.js";
 import { inspectEntry } from "./modelFolder.js";
 
 /** How often the file and the LoRA folder are looked at besides what fs.watch reports (it misses edits on some mounts). */
@@ -137,16 +138,27 @@ export class CatalogWatch {
     }
   }
 
-  /** The LoRA folder's files, names and sizes, as one hash: cheap enough to take every poll. */
+  /**
+   * The LoRA folder's files, names and sizes, as one hash: walked as listLoras walks it, but with a stat instead of
+   * a header read per file, since it is taken every poll.
+   */
   private lorasSignature(): string {
     const dir = this.catalog.lorasDir;
     if (!dir) return "";
-    try {
-      const listed = this.catalog.loras().map((lora) => `${lora.name}:${lora.path && existsSync(lora.path) ? statSync(lora.path).size : 0}`);
-      return createHash("sha256").update(listed.sort().join("\n")).digest("hex");
-    } catch {
-      return "unreadable";
-    }
+    const listed: string[] = [];
+    walkFolder(dir, (at, names) => {
+      for (const name of names.filter((each) => each.endsWith(".safetensors"))) {
+        const full = path.join(at, name);
+        let size = 0;
+        try {
+          size = statSync(full).size;
+        } catch {
+          // gone between the listing and the stat: counted as empty, and the next poll sees it gone
+        }
+        listed.push(`${nameInFolder(dir, full)}:${size}`);
+      }
+    });
+    return createHash("sha256").update(listed.sort().join("\n")).digest("hex");
   }
 }
 

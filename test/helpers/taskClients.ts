@@ -102,14 +102,11 @@ async function modernSession(client: Client, rawDispatch: RawDispatch, endpointI
   });
 }
 
-/** The built server over stdio, with a task session in the era asked (2025-11-25 needs no raw path). */
-export async function stdioTaskClient(testHome: TestHome, era: "modern" | "legacy", endpointId = "kitty-images-stdio"): Promise<TaskClient> {
-  const inner = new StdioClientTransport({ command: process.execPath, args: [SERVER_ENTRY, "serve"], env: serverEnv(testHome), stderr: "pipe" });
-  inner.stderr?.pipe(createWriteStream(path.join(testHome.home, `task-server-${Date.now()}.log`), { flags: "a" }));
-  const transport = new TappedStdio(inner);
-  const client = new Client(CLIENT_INFO, era === "modern" ? { versionNegotiation: { mode: { pin: MODERN } } } : {});
-  await client.connect(transport);
-  const session = era === "modern" ? await modernSession(client, transport.raw, endpointId) : createTaskSessionFromClient(client, { endpointId });
+/** An SDK Client speaking the era asked: 2026-07-28 pinned, or the 2025 handshake. */
+const clientIn = (era: "modern" | "legacy") => new Client(CLIENT_INFO, era === "modern" ? { versionNegotiation: { mode: { pin: MODERN } } } : {});
+
+/** The session on its client, and a close that ends both whatever either says. */
+function taskClientOf(client: Client, session: TaskEnabledSession): TaskClient {
   return {
     client,
     session,
@@ -120,18 +117,22 @@ export async function stdioTaskClient(testHome: TestHome, era: "modern" | "legac
   };
 }
 
+/** The built server over stdio, with a task session in the era asked (2025-11-25 needs no raw path). */
+export async function stdioTaskClient(testHome: TestHome, era: "modern" | "legacy", endpointId = "kitty-images-stdio"): Promise<TaskClient> {
+  const inner = new StdioClientTransport({ command: process.execPath, args: [SERVER_ENTRY, "serve"], env: serverEnv(testHome), stderr: "pipe" });
+  inner.stderr?.pipe(createWriteStream(path.join(testHome.home, `task-server-${Date.now()}.log`), { flags: "a" }));
+  const transport = new TappedStdio(inner);
+  const client = clientIn(era);
+  await client.connect(transport);
+  const session = era === "modern" ? await modernSession(client, transport.raw, endpointId) : createTaskSessionFromClient(client, { endpointId });
+  return taskClientOf(client, session);
+}
+
 /** A running HTTP server's /mcp, with a task session in the era asked (2026-07-28 unless told). */
 export async function httpTaskClient(baseUrl: string, token?: string, era: "modern" | "legacy" = "modern"): Promise<TaskClient> {
   const mcpUrl = `${baseUrl}/mcp`;
-  const client = new Client(CLIENT_INFO, era === "modern" ? { versionNegotiation: { mode: { pin: MODERN } } } : {});
+  const client = clientIn(era);
   await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), token ? { requestInit: { headers: { authorization: `Bearer ${token}` } } } : {}));
   const session = era === "modern" ? await modernSession(client, httpRawDispatch(mcpUrl, token), "kitty-images-http") : createTaskSessionFromClient(client, { endpointId: "kitty-images-http-2025" });
-  return {
-    client,
-    session,
-    async close() {
-      await session.close().catch(() => undefined);
-      await client.close().catch(() => undefined);
-    },
-  };
+  return taskClientOf(client, session);
 }

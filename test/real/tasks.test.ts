@@ -27,6 +27,8 @@ function steps(messages: string[]): number[] {
 
 describe("generate_image as an MCP task", () => {
   const open: TaskClient[] = [];
+  /** The HTTP server's token: tasks go through the same access check as every request. */
+  const token = "task-test-token-0123456789";
   afterAll(async () => {
     for (const each of open) await each.close();
   });
@@ -92,7 +94,6 @@ describe("generate_image as an MCP task", () => {
 
   it("over HTTP, token-checked: a 2026-07-28 task climbs through the steps to its image, and a 2025-11-25 one runs too", async () => {
     const home = await makeTestHome(inject("tinyModelsDir"));
-    const token = "task-test-token-0123456789";
     const server = await startHttpServer(home, { KITTY_IMAGES_TOKEN: token });
     try {
       const task = await httpTaskClient(server.url, token);
@@ -126,7 +127,6 @@ describe("generate_image as an MCP task", () => {
 
   it("over HTTP: cancelling a task cancels its job, and a task outlives a restart of the server", async () => {
     const home = await makeTestHome(inject("tinyModelsDir"));
-    const token = "task-test-token-0123456789";
     let server = await startHttpServer(home, { KITTY_IMAGES_TOKEN: token });
     try {
       const first = await httpTaskClient(server.url, token);

@@ -69,11 +69,7 @@ export const listModels = defineTool({
       if (offered) {
         const problem = !offered.reachable
           ? offered.problem
-          : entry.engineModel && matchCheckpoint(entry.engineModel, offered.models).length !== 1
-            ? matchCheckpoint(entry.engineModel, offered.models).length > 1
-              ? `${entry.engine} has several checkpoints '${entry.engineModel}' could mean (${matchCheckpoint(entry.engineModel, offered.models).join(", ")}); name one in full`
-              : `${entry.engine} has no model '${entry.engineModel}' (it has: ${offered.models.join(", ") || "none"})`
-            : undefined;
+          : checkpointProblem(entry.engine, entry.engineModel, offered.models);
         const family = familyOfElsewhere(entry);
         return {
           name: entry.name,
@@ -154,4 +150,14 @@ function workersLine(workers: Array<{ id: string; device: string | null; models:
   if (workers.length === 0) return "No GPU worker is registered: queued jobs wait until one starts (`kitty-images worker`).";
   const described = workers.map((worker) => `${worker.id} (${worker.state}${worker.device ? `, ${worker.device}` : ""}: ${worker.models.join(", ") || "no models"})`);
   return `Workers: ${described.join("; ")}.`;
+}
+
+/** Why another app's checkpoint named by an entry cannot be used: none of its checkpoints, or several, answer to the name. */
+function checkpointProblem(engine: EngineName, named: string | null, offered: string[]): string | undefined {
+  if (!named) return undefined;
+  const matched = matchCheckpoint(named, offered);
+  if (matched.length === 1) return undefined;
+  return matched.length > 1
+    ? `${engine} has several checkpoints '${named}' could mean (${matched.join(", ")}); name one in full`
+    : `${engine} has no model '${named}' (it has: ${offered.join(", ") || "none"})`;
 }
